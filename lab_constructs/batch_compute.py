@@ -1,0 +1,125 @@
+"""Spot and on-demand compute environments that scale from zero, and the queues in front of them."""
+
+from __future__ import annotations
+
+import jsii
+from aws_cdk import Duration
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from labbatch import names
+from labbatch.config import Compute
+
+from lab_constructs.network import LabNetwork
+
+
+@jsii.implements(ec2.IMachineImage)
+class _FixedAmi:
+    """A lab's own AMI id, as given: no lookup, no Region map."""
+
+    def __init__(self, ami_id: str) -> None:
+        self._ami_id = ami_id
+
+    def get_image(self, scope: Construct) -> ec2.MachineImageConfig:
+        return ec2.MachineImageConfig(image_id=self._ami_id, os_type=ec2.OperatingSystemType.LINUX,
+                                      user_data=ec2.UserData.for_linux())
+
+
+def _machine_image(compute: Compute) -> batch.EcsMachineImage:
+    if compute.ami_id:
+        image: ec2.IMachineImage = _FixedAmi(compute.ami_id)
+    else:
+        # Rendered as an SSM-typed CloudFormation parameter: resolved at deploy, never at synth.
+        hardware = ecs.AmiHardwareType.ARM if compute.architecture == "arm64" else ecs.AmiHardwareType.STANDARD
+        image = ecs.EcsOptimizedImage.amazon_linux2023(hardware_type=hardware)
+    return batch.EcsMachineImage(image=image, image_type=batch.EcsMachineImageType.ECS_AL2023)
+
+
+class BatchCompute(Construct):
+    """Exposes `environments` (by kind) and `queues` ({"spot": ..., "on-demand": ...}).
+
+    The compute environments use the Batch service-linked role and an allocation strategy that
+    allows in-place updates, and pin the launch template's version number: together these make
+    a new scratch size or AMI reach running environments on the next deploy.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, lab_name: str, compute: Compute,
+                 network: LabNetwork, launch_template: ec2.LaunchTemplate) -> None:
+        super().__init__(scope, construct_id)
+
+        self.instance_role = iam.Role(
+            self, "InstanceRole",
+            assumed_by=iam.ServicePrincipal("ec2.amazonaws.com"),
+            description=f"LabBatch {lab_name}: ECS container instances (agent, image pulls, logs)",
+            managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(
+                "service-role/AmazonEC2ContainerServiceforEC2Role")],
+        )
+        image = _machine_image(compute)
+        instance_types = [ec2.InstanceType(t) for t in compute.instance_types]
+
+        self.environments: dict[str, batch.ManagedEc2EcsComputeEnvironment] = {}
+        for kind, max_vcpus in (("on-demand", compute.on_demand_max_vcpus), ("spot", compute.spot_max_vcpus)):
+            if max_vcpus == 0:
+                continue
+            spot = kind == "spot"
+            env = batch.ManagedEc2EcsComputeEnvironment(
+                self, "SpotComputeEnvironment" if spot else "OnDemandComputeEnvironment",
+                vpc=network.vpc,
+                vpc_subnets=network.subnets,
+                security_groups=[network.security_group],
+                instance_role=self.instance_role,
+                instance_types=instance_types,
+                use_optimal_instance_classes=False,
+                images=[image],
+                launch_template=launch_template,
+                minv_cpus=0,
+                maxv_cpus=max_vcpus,
+                spot=spot,
+                allocation_strategy=(batch.AllocationStrategy[compute.spot_allocation_strategy] if spot
+                                     else batch.AllocationStrategy.BEST_FIT_PROGRESSIVE),
+                replace_compute_environment=False,
+                update_to_latest_image_version=True,
+                terminate_on_update=False,
+            )
+            # The L2 names the launch template by id alone, which Batch reads as $Default and never
+            # re-reads; a pinned version number makes every template change an update it applies.
+            cfn_env: batch.CfnComputeEnvironment = env.node.default_child
+            cfn_env.add_property_override("ComputeResources.LaunchTemplate.Version",
+                                          launch_template.latest_version_number)
+            self.environments[kind] = env
+
+        cancel_after = {
+            batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT: compute.cancel_unplaceable_after_minutes,
+            batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE: compute.cancel_unplaceable_after_minutes,
+            batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY: compute.cancel_no_capacity_after_minutes,
+        }
+        time_limits = [
+            batch.JobStateTimeLimitAction(reason=reason, max_time=Duration.minutes(minutes),
+                                          action=batch.JobStateTimeLimitActionsAction.CANCEL,
+                                          state=batch.JobStateTimeLimitActionsState.RUNNABLE)
+            for reason, minutes in cancel_after.items()
+        ]
+
+        # The spot queue tries spot first and falls back to on-demand; the on-demand queue is the
+        # priority lane that never waits on spot capacity.
+        queue_plan = {
+            "spot": ("SpotJobQueue", 10, [k for k in ("spot", "on-demand") if k in self.environments]),
+            "on-demand": ("OnDemandJobQueue", 20, [k for k in ("on-demand",) if k in self.environments]),
+        }
+        self.queues: dict[str, batch.JobQueue] = {}
+        for queue, (construct_name, priority, kinds) in queue_plan.items():
+            if not kinds:
+                continue
+            self.queues[queue] = batch.JobQueue(
+                self, construct_name,
+                job_queue_name=names.job_queue(lab_name, queue),
+                priority=priority,
+                compute_environments=[
+                    batch.OrderedComputeEnvironment(compute_environment=self.environments[k], order=i + 1)
+                    for i, k in enumerate(kinds)
+                ],
+                job_state_time_limit_actions=time_limits,
+            )

@@ -1,0 +1,104 @@
+"""One job definition per configured pipeline, all running through the LabBatch runner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aws_cdk import Duration, Size
+from aws_cdk import aws_batch as batch
+from aws_cdk import aws_ecr_assets as ecr_assets
+from aws_cdk import aws_ecs as ecs
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from constructs import Construct
+
+from labbatch import names
+from labbatch.config import DEMO_IMAGE, Pipeline
+
+from lab_constructs.retention import retention
+from lab_constructs.scratch_launch_template import SCRATCH_MOUNT
+
+RUNNER_COMMAND = ["labbatch-runner", "--"]
+CONTAINERS_DIR = Path(__file__).resolve().parent.parent / "containers"
+# Spot reclaims show up as Batch's status reason "Host EC2 (instance i-...) terminated."
+SPOT_RECLAIM_STATUS_REASON = "Host EC2*"
+
+
+class PipelineJobDefinitions(Construct):
+    """Exposes `job_definitions` (by pipeline), `log_group` and `job_role`.
+
+    Jobs log to the lab's own log group, created here with the lab's retention, never to Batch's
+    default `/aws/batch/job`, which keeps logs forever. The job role reads the lab's inputs and
+    references and writes its results, and can do nothing else.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, lab_name: str,
+                 pipelines: dict[str, Pipeline], bucket_names: dict[str, str],
+                 log_retention_days: int) -> None:
+        super().__init__(scope, construct_id)
+
+        self.log_group = logs.LogGroup(
+            self, "JobLogGroup",
+            log_group_name=names.job_log_group(lab_name),
+            retention=retention(log_retention_days),
+        )
+
+        inputs = s3.Bucket.from_bucket_name(self, "InputsBucket", bucket_names["inputs"])
+        references = s3.Bucket.from_bucket_name(self, "ReferencesBucket", bucket_names["references"])
+        results = s3.Bucket.from_bucket_name(self, "ResultsBucket", bucket_names["results"])
+
+        self.job_role = iam.Role(
+            self, "JobRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description=f"LabBatch {lab_name}: what a job may touch (read inputs and references, write results)",
+        )
+        inputs.grant_read(self.job_role)
+        references.grant_read(self.job_role)
+        # Each job writes under its own prefix, jobs/<job id>/; the runner enforces the id part.
+        results.grant_put(self.job_role, "jobs/*")
+
+        self.execution_role = iam.Role(
+            self, "ExecutionRole",
+            assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
+            description=f"LabBatch {lab_name}: ECS pulls job images and writes job logs",
+        )
+
+        demo_image = None
+        if any(p.image == DEMO_IMAGE for p in pipelines.values()):
+            # Built and pushed at deploy; synth only stages the directory, so it needs no Docker.
+            demo_image = ecs.ContainerImage.from_docker_image_asset(ecr_assets.DockerImageAsset(
+                self, "DemoImage", directory=str(CONTAINERS_DIR),
+                exclude=["**/__pycache__", "**/*.egg-info", "**/.pytest_cache"]))
+
+        self.job_definitions: dict[str, batch.EcsJobDefinition] = {}
+        for name, pipeline in pipelines.items():
+            image = demo_image if pipeline.image == DEMO_IMAGE else ecs.ContainerImage.from_registry(pipeline.image)
+            container = batch.EcsEc2ContainerDefinition(
+                self, f"{name}-container",
+                image=image,
+                cpu=pipeline.vcpus,
+                memory=Size.mebibytes(pipeline.memory_mib),
+                command=[*RUNNER_COMMAND, *pipeline.command],
+                environment={"LABBATCH_SCRATCH_DIR": SCRATCH_MOUNT, "LABBATCH_LAB": lab_name,
+                             "LABBATCH_PIPELINE": name},
+                volumes=[batch.EcsVolume.host(name="scratch", host_path=SCRATCH_MOUNT,
+                                              container_path=SCRATCH_MOUNT)],
+                logging=ecs.LogDriver.aws_logs(stream_prefix=name, log_group=self.log_group),
+                job_role=self.job_role,
+                execution_role=self.execution_role,
+            )
+            self.job_definitions[name] = batch.EcsJobDefinition(
+                self, f"{name}-job-definition",
+                job_definition_name=names.job_definition(lab_name, name),
+                container=container,
+                timeout=Duration.minutes(pipeline.timeout_minutes),
+                retry_attempts=pipeline.attempts,
+                # Batch retries a job that matches no rule, so the catch-all EXIT must come last.
+                retry_strategies=[
+                    batch.RetryStrategy.of(batch.Action.RETRY,
+                                           batch.Reason.custom(on_status_reason=SPOT_RECLAIM_STATUS_REASON)),
+                    batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
+                ],
+                propagate_tags=True,
+            )

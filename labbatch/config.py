@@ -1,0 +1,343 @@
+"""The lab configuration model: one YAML file per lab, validated before anything is built.
+
+Limits are today's AWS figures (see ../shared/design.md, "Facts checked"), not the older ones
+many docs still quote. Every field error names what is allowed, so a platform engineer can fix
+a file from the message alone.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from labbatch import instance_types, names
+
+# CloudWatch Logs accepts only these retention periods.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
+                      1827, 2192, 2557, 2922, 3288, 3653)
+
+GP3_SIZE_GIB = (1, 65_536)
+GP3_IOPS = (3_000, 80_000)
+GP3_THROUGHPUT_MIBPS = (125, 2_000)
+GP3_IOPS_PER_GIB = 500
+GP3_THROUGHPUT_PER_IOPS = 0.25
+BATCH_ATTEMPTS = (1, 10)
+BATCH_MAX_VCPUS = 100_000
+
+LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+PIPELINE_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+PARAMETER_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+ACCOUNT_RE = re.compile(r"^\d{12}$")
+REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
+AMI_RE = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$")
+PRINCIPAL_RE = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+TAG_RE = re.compile(r"^[\w .:/=+\-@]*$")
+IMAGE_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})?$")
+
+# The image LabBatch builds from containers/ (runner + demo tools).
+DEMO_IMAGE = "demo"
+MAX_LAB_NAME = 15  # keeps labbatch-<lab>-references-<account>-<region> within 63 characters
+MAX_PIPELINE_NAME = 40
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
+
+
+def _allowed(text: str) -> dict:
+    return {"allowed": text}
+
+
+class ScratchVolume(_Strict):
+    size_gib: int = Field(100, ge=GP3_SIZE_GIB[0], le=GP3_SIZE_GIB[1],
+                          json_schema_extra=_allowed(f"{GP3_SIZE_GIB[0]}-{GP3_SIZE_GIB[1]:,} GiB (gp3)"))
+    iops: int = Field(3_000, ge=GP3_IOPS[0], le=GP3_IOPS[1],
+                      json_schema_extra=_allowed(f"{GP3_IOPS[0]:,}-{GP3_IOPS[1]:,} (gp3)"))
+    throughput_mibps: int = Field(125, ge=GP3_THROUGHPUT_MIBPS[0], le=GP3_THROUGHPUT_MIBPS[1],
+                                  json_schema_extra=_allowed(
+                                      f"{GP3_THROUGHPUT_MIBPS[0]}-{GP3_THROUGHPUT_MIBPS[1]:,} MiB/s (gp3)"))
+
+    @model_validator(mode="after")
+    def _gp3_ratios(self) -> ScratchVolume:
+        problems = []
+        if self.iops > self.size_gib * GP3_IOPS_PER_GIB:
+            problems.append(
+                f"iops {self.iops:,} is more than {GP3_IOPS_PER_GIB} per GiB of a {self.size_gib} GiB volume "
+                f"(allowed: at most {self.size_gib * GP3_IOPS_PER_GIB:,}; raise size_gib or lower iops)")
+        if self.throughput_mibps > self.iops * GP3_THROUGHPUT_PER_IOPS:
+            problems.append(
+                f"throughput_mibps {self.throughput_mibps} is more than {GP3_THROUGHPUT_PER_IOPS} MiB/s per IOPS "
+                f"(allowed: at most {int(self.iops * GP3_THROUGHPUT_PER_IOPS)} with {self.iops:,} iops)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class Compute(_Strict):
+    instance_types: list[str] = Field(
+        default_factory=lambda: ["m6i.large", "m6i.xlarge", "m6i.2xlarge"], min_length=1,
+        json_schema_extra=_allowed("sizes large..16xlarge of " + ", ".join(instance_types.known_families())))
+    ami_id: str | None = Field(None, json_schema_extra=_allowed(
+        "an AMI id (ami-xxxxxxxx); leave out for the ECS-optimized Amazon Linux 2023 image"))
+    scratch: ScratchVolume = ScratchVolume()
+    on_demand_max_vcpus: int = Field(16, ge=0, le=BATCH_MAX_VCPUS,
+                                     json_schema_extra=_allowed(f"0-{BATCH_MAX_VCPUS:,}"))
+    spot_max_vcpus: int = Field(64, ge=0, le=BATCH_MAX_VCPUS,
+                                json_schema_extra=_allowed(f"0-{BATCH_MAX_VCPUS:,}"))
+    # Only these two spot strategies let Batch update a compute environment in place, which is
+    # what carries a new launch template or AMI to running environments on the next deploy.
+    spot_allocation_strategy: Literal["SPOT_PRICE_CAPACITY_OPTIMIZED", "SPOT_CAPACITY_OPTIMIZED"] = \
+        "SPOT_PRICE_CAPACITY_OPTIMIZED"
+    # A job that no compute environment can ever place blocks its queue; Batch cancels it after
+    # these waits in RUNNABLE instead (10 minutes is Batch's floor, 24 hours its ceiling).
+    cancel_unplaceable_after_minutes: int = Field(30, ge=10, le=1440, json_schema_extra=_allowed("10-1,440"))
+    cancel_no_capacity_after_minutes: int = Field(360, ge=10, le=1440, json_schema_extra=_allowed("10-1,440"))
+
+    @field_validator("instance_types")
+    @classmethod
+    def _known_types(cls, value: list[str]) -> list[str]:
+        unknown = [t for t in value if instance_types.lookup(t) is None]
+        if unknown:
+            raise ValueError(
+                f"unknown instance type(s) {', '.join(unknown)} (allowed: sizes large..16xlarge of "
+                f"{', '.join(instance_types.known_families())})")
+        if len(set(value)) != len(value):
+            raise ValueError("instance types listed twice")
+        arches = {instance_types.lookup(t).architecture for t in value}
+        if len(arches) > 1:
+            raise ValueError("instance types mix x86_64 and arm64 (allowed: one architecture per lab, "
+                             "since a compute environment runs one AMI)")
+        return value
+
+    @field_validator("ami_id")
+    @classmethod
+    def _ami(cls, value: str | None) -> str | None:
+        if value is not None and not AMI_RE.match(value):
+            raise ValueError(f"{value!r} is not an AMI id (allowed: ami- followed by 8 or 17 hex digits)")
+        return value
+
+    @model_validator(mode="after")
+    def _some_capacity(self) -> Compute:
+        if self.on_demand_max_vcpus == 0 and self.spot_max_vcpus == 0:
+            raise ValueError("on_demand_max_vcpus and spot_max_vcpus are both 0: no job could ever run "
+                             "(allowed: at least one above 0)")
+        return self
+
+    @property
+    def architecture(self) -> instance_types.Architecture:
+        return instance_types.lookup(self.instance_types[0]).architecture
+
+
+class Pipeline(_Strict):
+    image: str = Field(json_schema_extra=_allowed(
+        f"'{DEMO_IMAGE}' (the image built from containers/) or a registry image reference"))
+    description: str = Field("", max_length=256)
+    command: list[Annotated[str, Field(min_length=1, max_length=1024)]] = Field(min_length=1, max_length=64)
+    vcpus: int = Field(1, ge=1, le=192, json_schema_extra=_allowed("1-192"))
+    memory_mib: int = Field(2048, ge=128, le=1_572_864, json_schema_extra=_allowed("128-1,572,864 MiB"))
+    timeout_minutes: int = Field(60, ge=1, le=14 * 24 * 60, json_schema_extra=_allowed("1-20,160 (14 days)"))
+    attempts: int = Field(3, ge=BATCH_ATTEMPTS[0], le=BATCH_ATTEMPTS[1],
+                          json_schema_extra=_allowed(f"{BATCH_ATTEMPTS[0]}-{BATCH_ATTEMPTS[1]} (AWS Batch retry attempts)"))
+    disk_factor: float = Field(3.0, ge=1.0, le=100.0, json_schema_extra=_allowed(
+        "1-100: scratch needed = inputs' size x disk_factor"))
+    parameters: dict[str, str | None] = Field(default_factory=dict, json_schema_extra=_allowed(
+        "name -> default string, or null when the caller must give it"))
+    default_queue: Literal["spot", "on-demand"] = "spot"
+
+    @field_validator("image")
+    @classmethod
+    def _image(cls, value: str) -> str:
+        if value != DEMO_IMAGE and not IMAGE_RE.match(value):
+            raise ValueError(f"{value!r} is not an image reference (allowed: '{DEMO_IMAGE}' or "
+                             "registry/repository[:tag|@sha256:digest], lowercase)")
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameter_names(cls, value: dict[str, str | None]) -> dict[str, str | None]:
+        bad = [k for k in value if not PARAMETER_NAME_RE.match(k)]
+        if bad:
+            raise ValueError(f"parameter name(s) {', '.join(map(repr, bad))} not allowed "
+                             "(allowed: a letter, then letters, digits or _; at most 64)")
+        return value
+
+
+class Network(_Strict):
+    mode: Literal["public", "private-nat", "existing"] = "public"
+    vpc_cidr: str = Field("10.64.0.0/16", pattern=r"^\d{1,3}(\.\d{1,3}){3}/(1[6-9]|2[0-4])$",
+                          json_schema_extra=_allowed("an IPv4 CIDR from /16 to /24"))
+    max_azs: int = Field(2, ge=1, le=6, json_schema_extra=_allowed("1-6"))
+    vpc_id: str | None = Field(None, pattern=r"^vpc-[0-9a-f]{8,17}$", json_schema_extra=_allowed("vpc-xxxxxxxx"))
+    subnet_ids: list[Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")]] = Field(default_factory=list)
+    availability_zones: list[str] = Field(default_factory=list, json_schema_extra=_allowed(
+        "the zones of subnet_ids, in the same order (mode existing only)"))
+
+    @model_validator(mode="after")
+    def _existing_needs_ids(self) -> Network:
+        given = bool(self.vpc_id or self.subnet_ids or self.availability_zones)
+        if self.mode == "existing":
+            missing = [f for f in ("vpc_id", "subnet_ids", "availability_zones") if not getattr(self, f)]
+            if missing:
+                raise ValueError(f"mode existing needs {', '.join(missing)} "
+                                 "(LabBatch never looks a VPC up at synth)")
+            if len(self.subnet_ids) != len(self.availability_zones):
+                raise ValueError(f"{len(self.subnet_ids)} subnet_ids but {len(self.availability_zones)} "
+                                 "availability_zones (allowed: one zone per subnet, same order)")
+        elif given:
+            raise ValueError(f"vpc_id, subnet_ids and availability_zones are for mode existing, not {self.mode}")
+        return self
+
+
+class Storage(_Strict):
+    work_expiry_days: int = Field(14, ge=1, le=3650, json_schema_extra=_allowed("1-3,650"))
+    noncurrent_version_expiry_days: int = Field(30, ge=1, le=3650, json_schema_extra=_allowed("1-3,650"))
+    abort_incomplete_multipart_days: int = Field(7, ge=1, le=365, json_schema_extra=_allowed("1-365"))
+    access_log_expiry_days: int = Field(365, ge=1, le=3650, json_schema_extra=_allowed("1-3,650"))
+
+
+class Api(_Strict):
+    principals: list[str] = Field(default_factory=list, json_schema_extra=_allowed(
+        "IAM ARNs (arn:aws:iam::<account>:role/..., user/..., root); empty: the lab's own account"))
+    throttle_rate_per_second: int = Field(20, ge=1, le=10_000, json_schema_extra=_allowed("1-10,000"))
+    throttle_burst: int = Field(40, ge=1, le=5_000, json_schema_extra=_allowed("1-5,000"))
+
+    @field_validator("principals")
+    @classmethod
+    def _arns(cls, value: list[str]) -> list[str]:
+        bad = [p for p in value if not PRINCIPAL_RE.match(p)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))} not an IAM principal ARN "
+                             "(allowed: arn:aws:iam::<12 digits>:root|role/NAME|user/NAME)")
+        return value
+
+
+class Budget(_Strict):
+    monthly_usd: float = Field(100.0, gt=0, le=10_000_000, json_schema_extra=_allowed("above 0"))
+    alert_emails: list[str] = Field(default_factory=list)
+
+    @field_validator("alert_emails")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        bad = [e for e in value if not EMAIL_RE.match(e)]
+        if bad:
+            raise ValueError(f"{', '.join(map(repr, bad))} not an email address")
+        return value
+
+
+class Lab(_Strict):
+    name: str = Field(json_schema_extra=_allowed(
+        f"lowercase letters, digits and single hyphens, starting with a letter, at most {MAX_LAB_NAME}"))
+    account: str | None = Field(None, json_schema_extra=_allowed("12 digits, or leave out"))
+    region: str | None = Field(None, json_schema_extra=_allowed("a Region code such as eu-west-1, or leave out"))
+    availability_zones: list[str] = Field(default_factory=list, json_schema_extra=_allowed(
+        "zones of region (required when account and region are both given, so synth needs no lookup)"))
+    tags: dict[Annotated[str, Field(min_length=1, max_length=128)], Annotated[str, Field(max_length=256)]] = \
+        Field(default_factory=dict)
+    network: Network = Network()
+    storage: Storage = Storage()
+    compute: Compute = Compute()
+    pipelines: dict[str, Pipeline] = Field(min_length=1)
+    api: Api = Api()
+    log_retention_days: int = Field(30, json_schema_extra=_allowed(", ".join(map(str, LOG_RETENTION_DAYS))))
+    budget: Budget = Budget()
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not LAB_NAME_RE.match(value) or len(value) > MAX_LAB_NAME:
+            raise ValueError(
+                f"{value!r} cannot name AWS resources (allowed: lowercase letters, digits and single "
+                f"hyphens, starting with a letter, at most {MAX_LAB_NAME} characters so that bucket names "
+                f"stay within {names.MAX_BUCKET_NAME})")
+        return value
+
+    @field_validator("account")
+    @classmethod
+    def _account(cls, value: str | None) -> str | None:
+        if value is not None and not ACCOUNT_RE.match(value):
+            raise ValueError(f"{value!r} is not an AWS account id (allowed: 12 digits, quoted in YAML)")
+        return value
+
+    @field_validator("region")
+    @classmethod
+    def _region(cls, value: str | None) -> str | None:
+        if value is not None and not REGION_RE.match(value):
+            raise ValueError(f"{value!r} is not a Region code (allowed: e.g. us-east-1, eu-west-2)")
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _tags(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = [f"tag {k!r}: keys starting with 'aws:' are reserved" for k in value if k.lower().startswith("aws:")]
+        problems += [f"tag {k!r}: characters outside letters, digits, spaces and _ . : / = + - @"
+                     for k, v in value.items() if not TAG_RE.match(k) or not TAG_RE.match(v)]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_DAYS:
+            raise ValueError(f"{value} is not a CloudWatch Logs retention (allowed: {', '.join(map(str, LOG_RETENTION_DAYS))})")
+        return value
+
+    @field_validator("pipelines")
+    @classmethod
+    def _pipeline_names(cls, value: dict[str, Pipeline]) -> dict[str, Pipeline]:
+        bad = [n for n in value if not PIPELINE_NAME_RE.match(n) or len(n) > MAX_PIPELINE_NAME]
+        if bad:
+            raise ValueError(f"pipeline name(s) {', '.join(map(repr, bad))} cannot name a job definition "
+                             f"(allowed: lowercase letters, digits and single hyphens, at most {MAX_PIPELINE_NAME})")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Lab:
+        problems = []
+        if self.account and self.region and not self.availability_zones and self.network.mode != "existing":
+            problems.append("account and region are given, so availability_zones must list the zones to use "
+                            "(CDK would otherwise look them up at synth, which needs credentials)")
+        if self.availability_zones and not self.region:
+            problems.append("availability_zones needs region")
+        wrong_zone = [z for z in self.availability_zones if self.region and not re.match(rf"^{self.region}[a-z]$", z)]
+        if wrong_zone:
+            problems.append(f"availability_zones {', '.join(wrong_zone)} are not zones of {self.region}")
+        types = self.compute.instance_types
+        max_vcpus, max_mem = instance_types.job_limits(types)
+        for pname, p in self.pipelines.items():
+            if not instance_types.fits_any(types, p.vcpus, p.memory_mib):
+                problems.append(
+                    f"pipelines.{pname}: {p.vcpus} vCPUs and {p.memory_mib:,} MiB fit no configured instance type "
+                    f"(allowed: at most {max_vcpus} vCPUs and {max_mem:,} MiB on one of {', '.join(types)}, "
+                    "memory being 95% of nominal since ECS registers less; add a bigger type or ask for less)")
+            queue_max = self.queue_max_vcpus[p.default_queue]
+            if p.vcpus > queue_max:
+                problems.append(f"pipelines.{pname}: {p.vcpus} vCPUs exceed the {p.default_queue} queue's "
+                                f"{queue_max} max vCPUs (allowed: at most {queue_max})")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # Derived facts: everyone (constructs, API settings, local mode) reads these, never recomputes them.
+
+    @property
+    def queue_max_vcpus(self) -> dict[str, int]:
+        # The spot queue falls back to on-demand, so it can use both environments.
+        return {"spot": self.compute.spot_max_vcpus + self.compute.on_demand_max_vcpus,
+                "on-demand": self.compute.on_demand_max_vcpus}
+
+    @property
+    def job_limits(self) -> dict[str, int]:
+        max_vcpus, max_mem = instance_types.job_limits(self.compute.instance_types)
+        return {"max_vcpus": max_vcpus, "max_memory_mib": max_mem,
+                "scratch_gib": self.compute.scratch.size_gib}
+
+    def bucket_name(self, kind: str, account: str, region: str) -> str:
+        return names.bucket(self.name, kind, account, region)
+
+    @property
+    def uses_demo_image(self) -> bool:
+        return any(p.image == DEMO_IMAGE for p in self.pipelines.values())

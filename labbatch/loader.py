@@ -1,0 +1,171 @@
+"""Reading lab files: YAML in, validated `Lab` models out, or every problem at once.
+
+A wrong file is refused whole, with each problem as `file: field: problem (allowed: ...)`,
+so nothing is ever synthesized from a half-valid lab.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from labbatch.config import Lab
+
+# AWS Batch quotas per account and Region; every lab uses two of each.
+MAX_COMPUTE_ENVIRONMENTS = 50
+MAX_JOB_QUEUES = 50
+COMPUTE_ENVIRONMENTS_PER_LAB = 2
+JOB_QUEUES_PER_LAB = 2
+
+
+class LabConfigError(Exception):
+    """One or more problems in lab files; `problems` holds one line each."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid lab configuration:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML keeps the last of two equal keys; a lab file with a duplicated pipeline must fail instead."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _field_path(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _allowed_for(loc: tuple, model: type[BaseModel]) -> str | None:
+    """What the schema allows at `loc`, for errors pydantic words without it (wrong type, unknown key)."""
+    current: Any = model
+    field = None
+    for part in loc:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return None
+            current = field.annotation
+        else:
+            # Inside a dict or list: step into the value type.
+            args = getattr(current, "__args__", ())
+            current = args[-1] if args else None
+    if field is not None and isinstance(field.json_schema_extra, dict):
+        return field.json_schema_extra.get("allowed")
+    return None
+
+
+def _known_keys(loc: tuple, model: type[BaseModel]) -> list[str]:
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            current = field.annotation if field else None
+        else:
+            args = getattr(current, "__args__", ())
+            current = args[-1] if args else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def _format(source: str, err: dict) -> str:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"{source}: {_field_path(loc)}: unknown key (allowed: {', '.join(_known_keys(loc, Lab))})"
+    if kind == "missing":
+        return f"{source}: {_field_path(loc)}: required but missing"
+    message = err["msg"].removeprefix("Value error, ")
+    allowed = _allowed_for(loc, Lab)
+    if allowed and "(allowed:" not in message:
+        message += f" (allowed: {allowed})"
+    return f"{source}: {_field_path(loc)}: {message}"
+
+
+def parse_lab(data: Any, source: str) -> Lab:
+    """Validate already-parsed YAML data; raise LabConfigError listing every problem."""
+    if not isinstance(data, dict):
+        raise LabConfigError([f"{source}: (top level): expected a mapping of lab settings, "
+                              f"got {type(data).__name__}"])
+    try:
+        return Lab.model_validate(data)
+    except ValidationError as exc:
+        raise LabConfigError([_format(source, e) for e in exc.errors()]) from None
+
+
+def load_lab(path: Path) -> Lab:
+    source = str(path)
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+    except OSError as exc:
+        raise LabConfigError([f"{source}: cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise LabConfigError([f"{source}: not UTF-8 text"]) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise LabConfigError([f"{source}: {where}invalid YAML: {problem}"]) from None
+    lab = parse_lab(data, source)
+    if lab.name != path.stem:
+        raise LabConfigError([f"{source}: name: {lab.name!r} differs from the file name "
+                              f"(allowed: {path.stem!r}, so that -c lab=NAME finds it)"])
+    return lab
+
+
+def check_shared_quotas(labs: list[Lab]) -> list[str]:
+    """Labs deployed to the same account and Region share Batch's per-Region quotas."""
+    by_env: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for lab in labs:
+        if lab.account and lab.region:
+            by_env[(lab.account, lab.region)].append(lab.name)
+    problems = []
+    for (account, region), lab_names in sorted(by_env.items()):
+        ces = len(lab_names) * COMPUTE_ENVIRONMENTS_PER_LAB
+        queues = len(lab_names) * JOB_QUEUES_PER_LAB
+        if ces > MAX_COMPUTE_ENVIRONMENTS or queues > MAX_JOB_QUEUES:
+            problems.append(
+                f"account {account} region {region}: {len(lab_names)} labs need {ces} compute environments "
+                f"and {queues} job queues (allowed: at most {MAX_COMPUTE_ENVIRONMENTS} of each per account "
+                f"and Region, so at most {MAX_COMPUTE_ENVIRONMENTS // COMPUTE_ENVIRONMENTS_PER_LAB} labs; "
+                f"labs: {', '.join(sorted(lab_names))})")
+    return problems
+
+
+def load_labs(directory: Path, only: str | None = None) -> list[Lab]:
+    """Every lab in `directory` (all validated, so shared quotas are checked), or just `only`."""
+    paths = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
+    if not paths:
+        raise LabConfigError([f"{directory}: no lab files (*.yaml)"])
+    labs, problems = [], []
+    for path in paths:
+        try:
+            labs.append(load_lab(path))
+        except LabConfigError as exc:
+            problems.extend(exc.problems)
+    seen: dict[str, int] = defaultdict(int)
+    for lab in labs:
+        seen[lab.name] += 1
+    problems += [f"{directory}: lab {n!r} is defined {c} times" for n, c in seen.items() if c > 1]
+    problems += check_shared_quotas(labs)
+    if problems:
+        raise LabConfigError(problems)
+    if only is not None:
+        chosen = [lab for lab in labs if lab.name == only]
+        if not chosen:
+            raise LabConfigError([f"-c lab={only}: no such lab (allowed: {', '.join(sorted(l.name for l in labs))})"])
+        return chosen
+    return labs

@@ -1,0 +1,49 @@
+"""Every AWS resource name LabBatch gives, in one place.
+
+The constructs, the API handler's settings and local mode all take names from here, so a
+lab's bucket is called the same in CloudFormation and in the local emulator.
+"""
+
+from __future__ import annotations
+
+# Bucket names are global: the account and Region make them unique per lab deployment.
+# The longest Region name today is 14 characters (ap-southeast-N, ap-northeast-N).
+LONGEST_REGION = 14
+BUCKET_KINDS = ("inputs", "references", "results", "logs")
+MAX_BUCKET_NAME = 63
+PREFIX = "labbatch"
+
+
+def bucket(lab: str, kind: str, account: str, region: str) -> str:
+    if kind not in BUCKET_KINDS:
+        raise ValueError(f"unknown bucket kind {kind!r} (allowed: {', '.join(BUCKET_KINDS)})")
+    return f"{PREFIX}-{lab}-{kind}-{account}-{region}"
+
+
+def longest_bucket_name(lab: str) -> int:
+    kind = max(BUCKET_KINDS, key=len)
+    return len(bucket(lab, kind, "0" * 12, "x" * LONGEST_REGION))
+
+
+def stack(lab: str, part: str) -> str:
+    return f"LabBatch-{lab}-{part}"
+
+
+def job_queue(lab: str, queue: str) -> str:
+    return f"{PREFIX}-{lab}-{queue}"
+
+
+def job_definition(lab: str, pipeline: str) -> str:
+    return f"{PREFIX}-{lab}-{pipeline}"
+
+
+def ledger_table(lab: str) -> str:
+    return f"{PREFIX}-{lab}-jobs"
+
+
+def job_log_group(lab: str) -> str:
+    return f"/{PREFIX}/{lab}/jobs"
+
+
+def output_prefix(results_bucket: str, job_id: str) -> str:
+    return f"s3://{results_bucket}/jobs/{job_id}/"

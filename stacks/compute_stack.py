@@ -1,0 +1,31 @@
+"""The stateless half of a lab: network, scratch launch template, Batch compute and pipelines."""
+
+from __future__ import annotations
+
+from constructs import Construct
+
+from labbatch import names
+from labbatch.config import Lab
+from lab_constructs.batch_compute import BatchCompute
+from lab_constructs.network import LabNetwork
+from lab_constructs.pipelines import PipelineJobDefinitions
+from lab_constructs.scratch_launch_template import ScratchLaunchTemplate
+from lab_constructs.storage import DATA_BUCKETS
+from stacks.lab_stack import LabStack
+
+
+class ComputeStack(LabStack):
+    def __init__(self, scope: Construct, construct_id: str, *, lab: Lab) -> None:
+        super().__init__(scope, construct_id, lab=lab,
+                         description=f"LabBatch {lab.name}: network, Batch compute, queues and pipelines")
+        network = LabNetwork(self, "Network", network=lab.network)
+        scratch = ScratchLaunchTemplate(self, "ScratchLaunchTemplate", scratch=lab.compute.scratch,
+                                        custom_ami=lab.compute.ami_id is not None)
+        self.compute = BatchCompute(self, "BatchCompute", lab_name=lab.name, compute=lab.compute,
+                                    network=network, launch_template=scratch.launch_template)
+        # Buckets are found by their deterministic names rather than cross-stack exports, so the
+        # stateful stack never gets locked by an export this stack consumes.
+        bucket_names = {kind: names.bucket(lab.name, kind, self.account, self.region) for kind in DATA_BUCKETS}
+        self.pipelines = PipelineJobDefinitions(
+            self, "Pipelines", lab_name=lab.name, pipelines=lab.pipelines, bucket_names=bucket_names,
+            log_retention_days=lab.log_retention_days)

@@ -1,0 +1,34 @@
+"""What every stack of a lab shares: its environment, its tags, and offline synth."""
+
+from __future__ import annotations
+
+from aws_cdk import Environment, Stack, Tags
+from constructs import Construct
+
+from labbatch.config import Lab
+
+LAB_TAG = "labbatch:lab"
+
+
+class LabStack(Stack):
+    def __init__(self, scope: Construct, construct_id: str, *, lab: Lab, description: str,
+                 termination_protection: bool = False) -> None:
+        env = Environment(account=lab.account, region=lab.region) if lab.account and lab.region else None
+        super().__init__(scope, construct_id, env=env, description=description,
+                         termination_protection=termination_protection)
+        self._zones = list(lab.availability_zones or lab.network.availability_zones)
+        Tags.of(self).add(LAB_TAG, lab.name)
+        for key, value in lab.tags.items():
+            Tags.of(self).add(key, value)
+
+    @property
+    def availability_zones(self) -> list[str]:
+        # With an explicit account and Region, CDK would look the zones up at synth, which needs
+        # credentials; the lab file names them instead.
+        if self._zones and not self.resolve_env_agnostic():
+            return self._zones
+        return super().availability_zones
+
+    def resolve_env_agnostic(self) -> bool:
+        from aws_cdk import Token
+        return Token.is_unresolved(self.account) or Token.is_unresolved(self.region)
