@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import aws_cdk as cdk
+import pytest
+import yaml
+from aws_cdk.assertions import Template
+
+from labbatch.loader import load_labs, parse_lab
+from stacks.lab import build_lab
+
+from tests.conftest import LABS_DIR
+
+
+@dataclass
+class SynthesizedLab:
+    storage: Template
+    compute: Template
+    storage_json: dict
+    compute_json: dict
+
+
+def example_data() -> dict:
+    return yaml.safe_load((LABS_DIR / "example.yaml").read_text())
+
+
+def variant_data() -> dict:
+    """A lab exercising the other branches: an existing VPC, arm64 instances, spot only."""
+    data = example_data()
+    data["name"] = "variant"
+    data["network"] = {"mode": "existing", "vpc_id": "vpc-0abc1234",
+                       "subnet_ids": ["subnet-0aaa1111", "subnet-0bbb2222"],
+                       "availability_zones": ["us-west-2a", "us-west-2b"]}
+    data["compute"] = {"instance_types": ["m7g.large", "m7g.xlarge"], "on_demand_max_vcpus": 0,
+                       "spot_max_vcpus": 32}
+    data["pipelines"]["align"]["default_queue"] = "spot"
+    return data
+
+
+def bigger_scratch_data() -> dict:
+    data = copy.deepcopy(example_data())
+    data["compute"]["scratch"]["size_gib"] = 200
+    return data
+
+
+def _synth(context: dict, labs) -> dict[str, SynthesizedLab]:
+    app = cdk.App(context=context)
+    built = {lab.name: build_lab(app, lab) for lab in labs}
+    assembly = app.synth()
+    out = {}
+    for name, stacks in built.items():
+        out[name] = SynthesizedLab(
+            storage=Template.from_stack(stacks.storage),
+            compute=Template.from_stack(stacks.compute),
+            storage_json=assembly.get_stack_by_name(stacks.storage.stack_name).template,
+            compute_json=assembly.get_stack_by_name(stacks.compute.stack_name).template,
+        )
+    return out
+
+
+@pytest.fixture(scope="session")
+def synthesized(cdk_context) -> dict[str, SynthesizedLab]:
+    labs = load_labs(LABS_DIR) + [parse_lab(variant_data(), "variant.yaml")]
+    return _synth(cdk_context, labs)
+
+
+@pytest.fixture(scope="session")
+def synthesized_bigger_scratch(cdk_context) -> SynthesizedLab:
+    return _synth(cdk_context, [parse_lab(bigger_scratch_data(), "example.yaml")])["example"]
+
+
+def resources(template: dict, cfn_type: str) -> dict[str, dict]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == cfn_type}
+
+
+def only(template: dict, cfn_type: str) -> tuple[str, dict]:
+    found = resources(template, cfn_type)
+    assert len(found) == 1, f"expected one {cfn_type}, found {sorted(found)}"
+    return next(iter(found.items()))
