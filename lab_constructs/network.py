@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from aws_cdk import Annotations
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
@@ -22,10 +23,15 @@ class LabNetwork(Construct):
         if network.mode == "existing":
             self.vpc = ec2.Vpc.from_vpc_attributes(
                 self, "Vpc", vpc_id=network.vpc_id, availability_zones=network.availability_zones)
-            self.subnets = ec2.SubnetSelection(subnets=[
+            subnets = [
                 ec2.Subnet.from_subnet_attributes(self, f"Subnet{i}", subnet_id=sid, availability_zone=az)
                 for i, (sid, az) in enumerate(zip(network.subnet_ids, network.availability_zones))
-            ])
+            ]
+            for subnet in subnets:
+                # Batch needs only the subnet ids; LabBatch never touches an existing route table.
+                Annotations.of(subnet).acknowledge_warning(
+                    "@aws-cdk/aws-ec2:noSubnetRouteTableId", "route tables of an existing VPC are not used")
+            self.subnets = ec2.SubnetSelection(subnets=subnets)
         else:
             public = network.mode == "public"
             subnet_configuration = [

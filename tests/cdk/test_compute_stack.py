@@ -1,0 +1,286 @@
+"""The compute stack: network, scratch launch template, compute environments, queues, pipelines."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.cdk.conftest import only, resources
+
+SSM_AL2023 = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
+SSM_AL2023_ARM = "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recommended/image_id"
+
+
+def compute_environments(template: dict) -> dict[str, dict]:
+    return {("spot" if "Spot" in k else "on-demand"): v["Properties"]
+            for k, v in resources(template, "AWS::Batch::ComputeEnvironment").items()}
+
+
+def queues(template: dict) -> dict[str, dict]:
+    return {v["Properties"]["JobQueueName"]: v["Properties"]
+            for v in resources(template, "AWS::Batch::JobQueue").values()}
+
+
+def job_definitions(template: dict) -> dict[str, dict]:
+    return {v["Properties"]["JobDefinitionName"]: v["Properties"]
+            for v in resources(template, "AWS::Batch::JobDefinition").values()}
+
+
+# --- network ---------------------------------------------------------------------------------
+
+def test_public_network_has_no_nat_and_a_free_s3_gateway_endpoint(synthesized):
+    t = synthesized["example"].compute_json
+    assert resources(t, "AWS::EC2::NatGateway") == {}
+    _, endpoint = only(t, "AWS::EC2::VPCEndpoint")
+    assert endpoint["Properties"]["VpcEndpointType"] == "Gateway"
+    assert "s3" in json.dumps(endpoint["Properties"]["ServiceName"])
+    assert resources(t, "AWS::EC2::VPCEndpoint").keys() == {next(iter(resources(t, "AWS::EC2::VPCEndpoint")))}
+
+
+def test_private_nat_network_puts_instances_in_private_subnets(synthesized):
+    t = synthesized["genomics-core"].compute_json
+    assert len(resources(t, "AWS::EC2::NatGateway")) == 3
+    for env in compute_environments(t).values():
+        subnets = [s["Ref"] for s in env["ComputeResources"]["Subnets"]]
+        assert len(subnets) == 3 and all("private" in s for s in subnets)
+
+
+def test_existing_network_uses_the_given_subnets_without_creating_a_vpc(synthesized):
+    t = synthesized["variant"].compute_json
+    assert resources(t, "AWS::EC2::VPC") == {}
+    [env] = compute_environments(t).values()
+    assert env["ComputeResources"]["Subnets"] == ["subnet-0aaa1111", "subnet-0bbb2222"]
+
+
+@pytest.mark.parametrize("lab", ["example", "genomics-core", "variant"])
+def test_instance_security_group_has_no_inbound_rules(synthesized, lab):
+    t = synthesized[lab].compute_json
+    _, group = only(t, "AWS::EC2::SecurityGroup")
+    assert "SecurityGroupIngress" not in group["Properties"]
+    assert resources(t, "AWS::EC2::SecurityGroupIngress") == {}
+
+
+def test_zones_come_from_the_lab_file_when_account_and_region_are_pinned(synthesized):
+    t = synthesized["genomics-core"].compute_json
+    zones = sorted(s["Properties"]["AvailabilityZone"] for s in resources(t, "AWS::EC2::Subnet").values())
+    assert zones == ["eu-west-1a", "eu-west-1a", "eu-west-1b", "eu-west-1b", "eu-west-1c", "eu-west-1c"]
+
+
+# --- scratch launch template ----------------------------------------------------------------
+
+def launch_template_data(template: dict) -> dict:
+    _, lt = only(template, "AWS::EC2::LaunchTemplate")
+    return lt["Properties"]["LaunchTemplateData"]
+
+
+def test_scratch_volume_is_encrypted_gp3_sized_from_config(synthesized):
+    data = launch_template_data(synthesized["genomics-core"].compute_json)
+    scratch = next(d for d in data["BlockDeviceMappings"] if d["DeviceName"] == "/dev/xvdb")["Ebs"]
+    assert scratch == {"DeleteOnTermination": True, "Encrypted": True, "Iops": 16000,
+                       "Throughput": 1000, "VolumeSize": 1000, "VolumeType": "gp3"}
+
+
+def test_default_ami_gets_an_encrypted_root_volume_custom_ami_keeps_its_own(synthesized):
+    example = launch_template_data(synthesized["example"].compute_json)["BlockDeviceMappings"]
+    assert {d["DeviceName"] for d in example} == {"/dev/xvda", "/dev/xvdb"}
+    assert all(d["Ebs"]["Encrypted"] for d in example)
+    core = launch_template_data(synthesized["genomics-core"].compute_json)["BlockDeviceMappings"]
+    assert {d["DeviceName"] for d in core} == {"/dev/xvdb"}
+
+
+def test_launch_template_requires_imdsv2_and_keeps_containers_off_instance_metadata(synthesized):
+    options = launch_template_data(synthesized["example"].compute_json)["MetadataOptions"]
+    assert options["HttpTokens"] == "required"
+    assert options["HttpPutResponseHopLimit"] == 1
+
+
+def user_data(template: dict) -> str:
+    """The MIME document with its base64 parts shown as CloudFormation will encode them."""
+    parts = launch_template_data(template)["UserData"]["Fn::Base64"]["Fn::Join"][1]
+    return "".join(p if isinstance(p, str) else p["Fn::Base64"] for p in parts)
+
+
+def test_user_data_is_mime_multipart_and_mounts_scratch(synthesized):
+    text = user_data(synthesized["example"].compute_json)
+    assert "Content-Type: multipart/mixed; boundary=" in text
+    assert "Content-Type: text/x-shellscript" in text
+    assert "mkfs.xfs" in text and "mount -o noatime \"$dev\" /scratch" in text
+    assert "size_bytes=$(( 100 * 1024 * 1024 * 1024 ))" in text
+    # Docker keeps its image storage on the root volume.
+    assert "/var/lib/docker" not in text
+
+
+# --- AMI and compute environments -----------------------------------------------------------
+
+def ssm_parameter_defaults(template: dict) -> list[str]:
+    return [p["Default"] for p in template.get("Parameters", {}).values()
+            if p["Type"].startswith("AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>")]
+
+
+def test_default_ami_is_ecs_al2023_resolved_at_deploy(synthesized):
+    t = synthesized["example"].compute_json
+    assert ssm_parameter_defaults(t) == [SSM_AL2023]
+    for env in compute_environments(t).values():
+        [config] = env["ComputeResources"]["Ec2Configuration"]
+        assert config["ImageType"] == "ECS_AL2023"
+        assert "Ref" in config["ImageIdOverride"]
+
+
+def test_arm64_lab_gets_the_arm64_image(synthesized):
+    assert ssm_parameter_defaults(synthesized["variant"].compute_json) == [SSM_AL2023_ARM]
+
+
+def test_custom_ami_is_used_as_given(synthesized):
+    t = synthesized["genomics-core"].compute_json
+    assert ssm_parameter_defaults(t) == []
+    for env in compute_environments(t).values():
+        assert env["ComputeResources"]["Ec2Configuration"] == [
+            {"ImageIdOverride": "ami-0123456789abcdef0", "ImageType": "ECS_AL2023"}]
+
+
+def test_compute_environments_scale_from_zero_with_updatable_strategies(synthesized):
+    envs = compute_environments(synthesized["example"].compute_json)
+    on_demand, spot = envs["on-demand"]["ComputeResources"], envs["spot"]["ComputeResources"]
+    assert on_demand["Type"] == "EC2" and on_demand["AllocationStrategy"] == "BEST_FIT_PROGRESSIVE"
+    assert spot["Type"] == "SPOT" and spot["AllocationStrategy"] == "SPOT_PRICE_CAPACITY_OPTIMIZED"
+    assert on_demand["MinvCpus"] == 0 and spot["MinvCpus"] == 0
+    assert on_demand["MaxvCpus"] == 16 and spot["MaxvCpus"] == 64
+    assert on_demand["InstanceTypes"] == ["m6i.large", "m6i.xlarge", "m6i.2xlarge"]
+    core = compute_environments(synthesized["genomics-core"].compute_json)
+    assert core["spot"]["ComputeResources"]["AllocationStrategy"] == "SPOT_CAPACITY_OPTIMIZED"
+
+
+@pytest.mark.parametrize("lab", ["example", "genomics-core", "variant"])
+def test_compute_environments_use_the_service_linked_role_and_update_in_place(synthesized, lab):
+    for env in compute_environments(synthesized[lab].compute_json).values():
+        assert "ServiceRole" not in env
+        assert env["ReplaceComputeEnvironment"] is False
+        assert env["ComputeResources"]["UpdateToLatestImageVersion"] is True
+
+
+@pytest.mark.parametrize("lab", ["example", "genomics-core", "variant"])
+def test_compute_environments_pin_the_launch_template_version_number(synthesized, lab):
+    t = synthesized[lab].compute_json
+    lt_id, _ = only(t, "AWS::EC2::LaunchTemplate")
+    for env in compute_environments(t).values():
+        spec = env["ComputeResources"]["LaunchTemplate"]
+        assert spec["LaunchTemplateId"] == {"Ref": lt_id}
+        assert spec["Version"] == {"Fn::GetAtt": [lt_id, "LatestVersionNumber"]}
+        assert spec["Version"] not in ("$Latest", "$Default")
+
+
+def test_changed_scratch_size_changes_the_version_the_environments_name(synthesized, synthesized_bigger_scratch):
+    before, after = synthesized["example"].compute_json, synthesized_bigger_scratch.compute_json
+    lt_before, data_before = only(before, "AWS::EC2::LaunchTemplate")
+    lt_after, data_after = only(after, "AWS::EC2::LaunchTemplate")
+    # Same resource updated in place (a new version), not replaced...
+    assert lt_before == lt_after
+    size = lambda d: next(b["Ebs"]["VolumeSize"] for b in d["Properties"]["LaunchTemplateData"]["BlockDeviceMappings"]
+                          if b["DeviceName"] == "/dev/xvdb")
+    assert (size(data_before), size(data_after)) == (100, 200)
+    # ...and the environments name that template's latest version number, so they follow it.
+    for env in compute_environments(after).values():
+        assert env["ComputeResources"]["LaunchTemplate"]["Version"] == {"Fn::GetAtt": [lt_after, "LatestVersionNumber"]}
+
+
+def test_spot_only_lab_has_no_on_demand_environment_or_queue(synthesized):
+    t = synthesized["variant"].compute_json
+    assert set(compute_environments(t)) == {"spot"}
+    assert set(queues(t)) == {"labbatch-variant-spot"}
+
+
+# --- queues -----------------------------------------------------------------------------------
+
+def test_spot_queue_falls_back_to_on_demand(synthesized):
+    t = synthesized["example"].compute_json
+    ids = {("spot" if "Spot" in k else "on-demand"): k for k in resources(t, "AWS::Batch::ComputeEnvironment")}
+    order = queues(t)["labbatch-example-spot"]["ComputeEnvironmentOrder"]
+    assert [(o["Order"], o["ComputeEnvironment"]["Fn::GetAtt"][0]) for o in order] == [
+        (1, ids["spot"]), (2, ids["on-demand"])]
+    od = queues(t)["labbatch-example-on-demand"]["ComputeEnvironmentOrder"]
+    assert [o["ComputeEnvironment"]["Fn::GetAtt"][0] for o in od] == [ids["on-demand"]]
+    assert queues(t)["labbatch-example-on-demand"]["Priority"] > queues(t)["labbatch-example-spot"]["Priority"]
+
+
+@pytest.mark.parametrize("queue", ["labbatch-example-spot", "labbatch-example-on-demand"])
+def test_queues_cancel_jobs_that_can_never_be_placed(synthesized, queue):
+    limits = {a["Reason"]: a for a in queues(synthesized["example"].compute_json)[queue]["JobStateTimeLimitActions"]}
+    for reason in ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"):
+        assert limits[reason] == {"Action": "CANCEL", "MaxTimeSeconds": 1800, "Reason": reason, "State": "RUNNABLE"}
+    assert limits["CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"]["MaxTimeSeconds"] == 6 * 3600
+
+
+# --- pipelines --------------------------------------------------------------------------------
+
+def test_one_job_definition_per_pipeline(synthesized):
+    assert set(job_definitions(synthesized["example"].compute_json)) == {
+        "labbatch-example-fastq-stats", "labbatch-example-align"}
+    assert set(job_definitions(synthesized["genomics-core"].compute_json)) == {
+        "labbatch-genomics-core-fastq-stats", "labbatch-genomics-core-bwa-mem",
+        "labbatch-genomics-core-salmon-quant", "labbatch-genomics-core-star-align"}
+
+
+@pytest.mark.parametrize("lab", ["example", "genomics-core"])
+def test_every_job_definition_runs_through_the_runner_with_scratch_mounted(synthesized, lab):
+    for name, jd in job_definitions(synthesized[lab].compute_json).items():
+        container = jd["ContainerProperties"]
+        assert container["Command"][:2] == ["labbatch-runner", "--"], name
+        assert container["MountPoints"] == [{"ContainerPath": "/scratch", "SourceVolume": "scratch"}]
+        assert container["Volumes"] == [{"Host": {"SourcePath": "/scratch"}, "Name": "scratch"}]
+        assert {"Name": "LABBATCH_SCRATCH_DIR", "Value": "/scratch"} in container["Environment"]
+
+
+def test_job_definition_resources_timeout_and_command_from_config(synthesized):
+    jd = job_definitions(synthesized["genomics-core"].compute_json)["labbatch-genomics-core-bwa-mem"]
+    container = jd["ContainerProperties"]
+    assert {r["Type"]: r["Value"] for r in container["ResourceRequirements"]} == {"VCPU": "16", "MEMORY": "60000"}
+    assert jd["Timeout"] == {"AttemptDurationSeconds": 720 * 60}
+    assert container["Command"][2:4] == ["bwa", "mem"]
+    assert container["Image"] == "quay.io/biocontainers/bwa:0.7.18--he4a0461_1"
+
+
+def test_retry_strategy_retries_spot_reclaims_and_ends_with_catch_all_exit(synthesized):
+    for jd in job_definitions(synthesized["genomics-core"].compute_json).values():
+        rules = jd["RetryStrategy"]["EvaluateOnExit"]
+        assert rules[0] == {"Action": "RETRY", "OnStatusReason": "Host EC2*"}
+        assert rules[-1] == {"Action": "EXIT", "OnReason": "*"}
+        assert len(rules) <= 5
+    attempts = {n: jd["RetryStrategy"]["Attempts"] for n, jd in job_definitions(synthesized["genomics-core"].compute_json).items()}
+    assert attempts["labbatch-genomics-core-bwa-mem"] == 4 and attempts["labbatch-genomics-core-star-align"] == 2
+
+
+def test_demo_pipelines_use_the_image_built_from_containers(synthesized):
+    for jd in job_definitions(synthesized["example"].compute_json).values():
+        assert "container-assets" in json.dumps(jd["ContainerProperties"]["Image"])
+
+
+@pytest.mark.parametrize("lab,days", [("example", 30), ("genomics-core", 90)])
+def test_jobs_log_to_the_labs_own_log_group_with_its_retention(synthesized, lab, days):
+    t = synthesized[lab].compute_json
+    group_id, group = only(t, "AWS::Logs::LogGroup")
+    assert group["Properties"]["LogGroupName"] == f"/labbatch/{lab}/jobs"
+    assert group["Properties"]["RetentionInDays"] == days
+    for jd in job_definitions(t).values():
+        options = jd["ContainerProperties"]["LogConfiguration"]
+        assert options["LogDriver"] == "awslogs"
+        assert options["Options"]["awslogs-group"] == {"Ref": group_id}
+    assert "/aws/batch/job" not in json.dumps(t)
+
+
+def test_everything_is_tagged_with_the_lab_and_its_cost_tags(synthesized):
+    t = synthesized["genomics-core"].compute_json
+    for kind in ("AWS::Batch::ComputeEnvironment", "AWS::Batch::JobQueue", "AWS::Batch::JobDefinition"):
+        for res in resources(t, kind).values():
+            tags = res["Properties"]["Tags"]
+            assert tags["labbatch:lab"] == "genomics-core" and tags["cost-center"] == "gc-4711", kind
+    for logical_id, res in resources(t, "AWS::IAM::Role").items():
+        if logical_id.startswith("Custom"):
+            continue  # CDK's own custom-resource provider role takes no tags
+        tags = {tag["Key"]: tag["Value"] for tag in res["Properties"]["Tags"]}
+        assert tags["labbatch:lab"] == "genomics-core", logical_id
+    _, lt = only(t, "AWS::EC2::LaunchTemplate")
+    for spec in lt["Properties"]["LaunchTemplateData"]["TagSpecifications"]:
+        tags = {tag["Key"]: tag["Value"] for tag in spec["Tags"]}
+        assert tags["cost-center"] == "gc-4711", spec["ResourceType"]
+    assert {s["ResourceType"] for s in lt["Properties"]["LaunchTemplateData"]["TagSpecifications"]} == {"instance", "volume"}
