@@ -1,7 +1,435 @@
-"""The `labbatch` command. Sub-commands are added by the client and local mode."""
+"""The `labbatch` command.
+
+Each sub-command is one small function `run(args) -> exit code`, registered in COMMANDS with
+the function that declares its arguments. Expected failures (the API refused, the lab is
+unreachable, a bad flag) end in one line on stderr, `labbatch: <code>: <message>`, never a
+traceback.
+
+Exit codes: 0 done; 1 the API refused, the lab could not be reached, or a job did not succeed;
+2 bad usage; 124 `wait` timed out; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import re
 import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from labbatch.client import FINAL_STATUSES, LabBatchClient, LabBatchError, resolve_connection
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_TIMEOUT = 124  # as coreutils `timeout` does, so scripts can tell "still running" from "failed"
+EXIT_INTERRUPTED = 130
+LAB_ENV = "LABBATCH_LAB"
 
 
-def main(argv: list[str] | None = None) -> int:
-    print("labbatch: no sub-commands yet", file=sys.stderr)
-    return 2
+class UsageError(LabBatchError):
+    """The command line itself is wrong; exits 2 like argparse's own refusals."""
+
+    def __init__(self, message: str):
+        super().__init__("usage", message)
+
+
+@dataclass(frozen=True)
+class SubCommand:
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace], int]
+    arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+    # Sub-commands that call a lab's API get --endpoint/--lab/--profile/--region.
+    talks_to_api: bool = True
+
+
+# -- submit -----------------------------------------------------------------------------------
+
+
+def _submit_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipeline", metavar="PIPELINE", help="a pipeline name, as `labbatch pipelines` lists")
+    parser.add_argument("inputs", metavar="INPUT", nargs="*",
+                        help="s3:// URIs in the lab's buckets (with --samples: inputs every sample shares)")
+    parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
+                        help="a pipeline parameter; repeat for more")
+    parser.add_argument("--queue", choices=["spot", "on-demand"], help="default: the pipeline's queue")
+    parser.add_argument("--vcpus", type=int, metavar="N")
+    parser.add_argument("--memory-mib", type=int, metavar="N")
+    parser.add_argument("--name", metavar="NAME", help="a name for the job, shown in `labbatch list`")
+    parser.add_argument("--samples", type=Path, metavar="FILE",
+                        help="one array job over samples: .json ([{name, inputs, parameters}]) or .csv "
+                             "(columns: name; inputs or input* with one or more URIs separated by ';'; "
+                             "every other column is a parameter)")
+    parser.add_argument("--idempotency-key", metavar="KEY",
+                        help="retrying with the same key returns the same job instead of a second one")
+
+
+def run_submit(args: argparse.Namespace) -> int:
+    parameters = parse_parameters(args.param)
+    samples = load_samples(args.samples) if args.samples else None
+    if not args.inputs and not samples:
+        raise UsageError("give at least one INPUT, or --samples FILE")
+    with _client(args) as client:
+        job = client.submit(args.pipeline, args.inputs, parameters=parameters, queue=args.queue, vcpus=args.vcpus,
+                            memory_mib=args.memory_mib, name=args.name, samples=samples,
+                            idempotency_key=args.idempotency_key)
+    if args.json:
+        return _print_json(job)
+    children = f" over {job['array_size']} samples" if job.get("array_size") else ""
+    _console().print(f"Submitted [bold]{job.get('job_id')}[/] ({job.get('pipeline', args.pipeline)}{children}): "
+                     f"{job.get('status')}; outputs under {job.get('output_prefix')}")
+    return EXIT_OK
+
+
+def parse_parameters(pairs: Iterable[str]) -> dict[str, str]:
+    parameters: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--param {pair!r} must have the form KEY=VALUE")
+        parameters[key.strip()] = value
+    return parameters
+
+
+def load_samples(path: Path) -> list[dict[str, Any]]:
+    """A sample sheet as the API's `samples`; only its shape is checked here, the API checks the rest."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # spreadsheets like to start CSVs with a BOM
+    except OSError as error:
+        raise UsageError(f"cannot read --samples {path}: {error.strerror or error}") from None
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return _samples_from_json(path, text)
+    if suffix == ".csv":
+        return _samples_from_csv(path, text)
+    raise UsageError(f"--samples {path}: use a .json or .csv file")
+
+
+def _samples_from_json(path: Path, text: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"--samples {path} is not JSON: {error}") from None
+    samples = data.get("samples") if isinstance(data, dict) else data
+    if not isinstance(samples, list) or not samples or not all(isinstance(s, dict) for s in samples):
+        raise UsageError(f"--samples {path} must hold a non-empty list of objects "
+                         '({"name": ..., "inputs": [...], "parameters": {...}})')
+    return samples
+
+
+_URI_SEPARATOR = re.compile(r"[;\s]+")
+
+
+def _samples_from_csv(path: Path, text: str) -> list[dict[str, Any]]:
+    reader = csv.DictReader(text.splitlines())
+    columns = [c.strip() for c in reader.fieldnames or []]
+    if "name" not in columns:
+        raise UsageError(f"--samples {path} needs a 'name' column (found: {', '.join(columns) or 'no header'})")
+    input_columns = [c for c in columns if c.lower().startswith("input")]
+    if not input_columns:
+        raise UsageError(f"--samples {path} needs an 'inputs' column (or input1, input2, ...)")
+    samples = []
+    for line, row in enumerate(reader, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        if not any(row.values()):
+            continue
+        inputs = [uri for c in input_columns for uri in _URI_SEPARATOR.split(row.get(c, "")) if uri]
+        if not row.get("name") or not inputs:
+            raise UsageError(f"--samples {path} line {line}: every sample needs a name and at least one input")
+        parameters = {c: row[c] for c in columns if c != "name" and c not in input_columns and row.get(c)}
+        samples.append({"name": row["name"], "inputs": inputs, **({"parameters": parameters} if parameters else {})})
+    if not samples:
+        raise UsageError(f"--samples {path} lists no samples")
+    return samples
+
+
+# -- status, list, cancel, pipelines ------------------------------------------------------------
+
+
+def _job_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job_id", metavar="JOB", help="a job id (j-...)")
+
+
+def run_status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.get(args.job_id)
+    if args.json:
+        return _print_json(job)
+    _console().print(_job_table(job))
+    return EXIT_OK
+
+
+def _list_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--status", metavar="STATUS", help="only jobs in this status (e.g. RUNNING, FAILED)")
+    parser.add_argument("--pipeline", metavar="PIPELINE", help="only jobs of this pipeline")
+    parser.add_argument("--limit", type=int, metavar="N", help="jobs per page")
+    parser.add_argument("--all", action="store_true", help="every page, not only the newest")
+
+
+def run_list(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.all:
+            page = {"jobs": list(client.iter_jobs(status=args.status, pipeline=args.pipeline, limit=args.limit)),
+                    "next_token": None}
+        else:
+            page = client.list(status=args.status, pipeline=args.pipeline, limit=args.limit)
+    if args.json:
+        return _print_json(page)
+    _console().print(_jobs_table(page["jobs"]))
+    if page["next_token"]:
+        print("labbatch: older jobs not shown: add --all", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_cancel(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        answer = client.cancel(args.job_id)
+    if args.json:
+        return _print_json(answer)
+    _console().print(f"Cancel requested for [bold]{args.job_id}[/]; status {answer.get('status', 'unknown')}")
+    return EXIT_OK
+
+
+def run_pipelines(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        pipelines = client.pipelines()
+    if args.json:
+        return _print_json({"pipelines": pipelines})
+    _console().print(_pipelines_table(pipelines))
+    return EXIT_OK
+
+
+# -- wait -------------------------------------------------------------------------------------
+
+
+def _wait_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job_ids", metavar="JOB", nargs="+")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS", help="give up after this long (exit 124)")
+    parser.add_argument("--interval", type=float, default=5.0, metavar="SECONDS", help="between polls (default 5)")
+
+
+def run_wait(args: argparse.Namespace) -> int:
+    job_ids = list(dict.fromkeys(args.job_ids))
+    with _client(args) as client:
+        if args.json:
+            records = client.wait(job_ids, timeout=args.timeout, interval=args.interval)
+        else:
+            with _WaitProgress(job_ids) as progress:
+                records = client.wait(job_ids, timeout=args.timeout, interval=args.interval,
+                                      on_update=progress.update)
+    jobs = [records[job_id] for job_id in job_ids]
+    if args.json:
+        _print_json({"jobs": jobs})
+    else:
+        _console().print(_jobs_table(jobs))
+    return EXIT_OK if all(job.get("status") == "SUCCEEDED" for job in jobs) else EXIT_FAILED
+
+
+class _WaitProgress:
+    """One bar per job; an array job's bar counts its finished children."""
+
+    def __init__(self, job_ids: Sequence[str]):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TimeElapsedColumn(), console=_console(stderr=True))
+        self._tasks = {job_id: self._progress.add_task(job_id, total=1) for job_id in job_ids}
+
+    def __enter__(self) -> _WaitProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.stop()
+
+    def update(self, records: Mapping[str, Mapping[str, Any]]) -> None:
+        for job_id, record in records.items():
+            total, done, failed = progress_counts(record)
+            note = f" ({failed} failed)" if failed else ""
+            self._progress.update(self._tasks[job_id], total=total, completed=done,
+                                  description=f"{job_id} {record.get('status', '?')}{note}")
+
+
+def progress_counts(job: Mapping[str, Any]) -> tuple[int, int, int]:
+    """(total, finished, failed): over the children of an array job, or 1 for a plain job."""
+    children = job.get("children") or {}
+    if children or job.get("array_size"):
+        total = job.get("array_size") or sum(children.values())
+        done = children.get("SUCCEEDED", 0) + children.get("FAILED", 0)
+        if job.get("status") in FINAL_STATUSES:
+            done = total  # the parent's end is the end, whatever the last child count said
+        return total, done, children.get("FAILED", 0)
+    finished = job.get("status") in FINAL_STATUSES
+    return 1, int(finished), int(job.get("status") == "FAILED")
+
+
+# -- output -----------------------------------------------------------------------------------
+
+
+def _console(stderr: bool = False) -> Any:
+    from rich.console import Console  # rich costs start-up time that --help and errors need not pay
+
+    return Console(stderr=stderr, highlight=False)
+
+
+def _print_json(value: Any) -> int:
+    sys.stdout.write(json.dumps(value, indent=2) + "\n")
+    return EXIT_OK
+
+
+def _table(*columns: str, title: str | None = None) -> Any:
+    from rich.table import Table
+
+    table = Table(*columns, title=title, title_justify="left")
+    return table
+
+
+def _job_table(job: Mapping[str, Any]) -> Any:
+    table = _table("field", "value", title=job.get("job_id"))
+    attempts = job.get("attempts") or []
+    log = job.get("log") or {}
+    rows = {
+        "name": job.get("name"),
+        "pipeline": job.get("pipeline"),
+        "queue": job.get("queue"),
+        "status": job.get("status"),
+        "reason": job.get("status_reason"),
+        "attempts": _attempts_summary(attempts) if attempts else None,
+        "children": _children_summary(job.get("children")),
+        "vcpus / memory": f"{job['vcpus']} vCPU / {job['memory_mib']} MiB" if "vcpus" in job and "memory_mib" in job
+        else None,
+        "submitted by": job.get("submitted_by"),
+        "created": job.get("created_at"),
+        "started": job.get("started_at"),
+        "stopped": job.get("stopped_at"),
+        "outputs": job.get("output_prefix"),
+        "log": " ".join(str(v) for v in (log.get("group"), log.get("stream")) if v) if isinstance(log, dict) else log,
+    }
+    for field, value in rows.items():
+        if value not in (None, ""):
+            table.add_row(field, str(value))
+    return table
+
+
+def _jobs_table(jobs: Sequence[Mapping[str, Any]]) -> Any:
+    table = _table("job", "name", "pipeline", "queue", "status", "children", "created")
+    for job in jobs:
+        table.add_row(*(str(v or "") for v in (
+            job.get("job_id"), job.get("name"), job.get("pipeline"), job.get("queue"), job.get("status"),
+            _children_summary(job.get("children")), job.get("created_at"))))
+    return table
+
+
+def _pipelines_table(pipelines: Sequence[Mapping[str, Any]]) -> Any:
+    table = _table("pipeline", "description", "defaults", "limits", "parameters")
+    for pipeline in pipelines:
+        defaults, limits = pipeline.get("defaults") or {}, pipeline.get("limits") or {}
+        parameters = pipeline.get("parameters") or {}
+        table.add_row(
+            str(pipeline.get("name", "")),
+            str(pipeline.get("description", "")),
+            f"{defaults.get('vcpus', '?')} vCPU, {defaults.get('memory_mib', '?')} MiB, {defaults.get('queue', '?')}",
+            f"≤ {limits.get('max_vcpus', '?')} vCPU, ≤ {limits.get('max_memory_mib', '?')} MiB, "
+            f"{limits.get('scratch_gib', '?')} GiB scratch",
+            ", ".join(f"{name}{'*' if (spec or {}).get('required') else ''}" for name, spec in parameters.items()),
+        )
+    return table
+
+
+def _attempts_summary(attempts: Sequence[Mapping[str, Any]]) -> str:
+    last = attempts[-1]
+    exit_code = f"exit {last['exit_code']}" if last.get("exit_code") is not None else None
+    detail = "; ".join(str(v) for v in (exit_code, last.get("reason")) if v)
+    return f"{len(attempts)}" + (f" (last: {detail})" if detail else "")
+
+
+def _children_summary(children: Mapping[str, int] | None) -> str:
+    if not children:
+        return ""
+    return ", ".join(f"{count} {status.lower()}" for status, count in children.items() if count)
+
+
+def report_error(error: LabBatchError, *, as_json: bool) -> int:
+    if as_json:
+        _print_json({"error": {"code": error.code, "message": error.message, "details": error.details}})
+    print(f"labbatch: {error.code}: {_one_line(error.message)}{_details_suffix(error.details)}", file=sys.stderr)
+    if isinstance(error, UsageError):
+        return EXIT_USAGE
+    return EXIT_TIMEOUT if error.code == "timeout" else EXIT_FAILED
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _details_suffix(details: Mapping[str, Any], limit: int = 400) -> str:
+    if not details:
+        return ""
+    parts = [f"{key}={value if isinstance(value, str | int | float) else json.dumps(value)}"
+             for key, value in details.items()]
+    text = _one_line("; ".join(parts))
+    return f" ({text if len(text) <= limit else text[:limit] + '…'})"
+
+
+# -- wiring -----------------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> LabBatchClient:
+    connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
+    return connection.client()
+
+
+COMMANDS: tuple[SubCommand, ...] = (
+    SubCommand("submit", "submit a job (or one array job over --samples)", run_submit, _submit_arguments),
+    SubCommand("status", "show one job", run_status, _job_argument),
+    SubCommand("list", "list jobs, newest first", run_list, _list_arguments),
+    SubCommand("cancel", "cancel a queued job or terminate a running one", run_cancel, _job_argument),
+    SubCommand("wait", "follow jobs to their end; exit 0 only if all succeeded", run_wait, _wait_arguments),
+    SubCommand("pipelines", "what this lab can run, with defaults and limits", run_pipelines),
+)
+
+
+def build_parser(commands: Sequence[SubCommand] = COMMANDS) -> argparse.ArgumentParser:
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument("--json", action="store_true", help="print JSON (for scripts) instead of tables")
+    api = argparse.ArgumentParser(add_help=False)
+    where = api.add_argument_group("which lab")
+    where.add_argument("--endpoint", metavar="URL", help="the API's URL (default: $LABBATCH_ENDPOINT, a running "
+                       "local lab, or the ApiEndpoint output of the lab's deployed API stack)")
+    where.add_argument("--lab", default=os.environ.get(LAB_ENV), metavar="NAME", help=f"the lab (default: ${LAB_ENV})")
+    where.add_argument("--profile", metavar="PROFILE", help="AWS profile to sign with (default: the usual chain)")
+    where.add_argument("--region", metavar="REGION", help="the lab's Region (default: the profile's)")
+
+    parser = argparse.ArgumentParser(prog="labbatch", description="Run and follow jobs on a LabBatch lab.")
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for command in commands:
+        parents = [output, api] if command.talks_to_api else [output]
+        sub = subparsers.add_parser(command.name, help=command.help, description=command.help, parents=parents)
+        command.arguments(sub)
+        sub.set_defaults(command=command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:  # argparse's --help and usage errors; in-process callers get a code
+        return exit.code if isinstance(exit.code, int) else EXIT_USAGE
+    command: SubCommand | None = getattr(args, "command", None)
+    if command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return command.run(args)
+    except LabBatchError as error:
+        return report_error(error, as_json=getattr(args, "json", False))
+    except KeyboardInterrupt:
+        print("labbatch: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from labbatch.api_settings import SettingsTooLarge, check_size
 from labbatch.config import Lab
 
 # AWS Batch quotas per account and Region; every lab uses two of each.
@@ -101,9 +102,14 @@ def parse_lab(data: Any, source: str) -> Lab:
         raise LabConfigError([f"{source}: (top level): expected a mapping of lab settings, "
                               f"got {type(data).__name__}"])
     try:
-        return Lab.model_validate(data)
+        lab = Lab.model_validate(data)
     except ValidationError as exc:
         raise LabConfigError([_format(source, e) for e in exc.errors()]) from None
+    try:
+        check_size(lab)
+    except SettingsTooLarge as exc:
+        raise LabConfigError([f"{source}: pipelines: {exc}"]) from None
+    return lab
 
 
 def load_lab(path: Path) -> Lab:

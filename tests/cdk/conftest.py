@@ -20,6 +20,7 @@ class SynthesizedLab:
     compute: Template
     storage_json: dict
     compute_json: dict
+    api_json: dict
 
 
 def example_data() -> dict:
@@ -56,6 +57,7 @@ def _synth(context: dict, labs) -> dict[str, SynthesizedLab]:
             compute=Template.from_stack(stacks.compute),
             storage_json=assembly.get_stack_by_name(stacks.storage.stack_name).template,
             compute_json=assembly.get_stack_by_name(stacks.compute.stack_name).template,
+            api_json=assembly.get_stack_by_name(stacks.api.stack_name).template,
         )
     return out
 

@@ -1,0 +1,174 @@
+"""The lab's job API: API Gateway (IAM auth) in front of the handler, and the job-state updater."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as targets
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_ssm as ssm
+from constructs import Construct
+
+from labbatch.config import Api
+
+from lab_constructs.retention import retention
+
+LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
+RUNTIME = lambda_.Runtime.PYTHON_3_12
+# Powertools publishes its layer ARNs in public SSM parameters; the version matches
+# requirements.txt and is resolved at deploy, so synth makes no lookup.
+POWERTOOLS_VERSION = "3.37.0"
+POWERTOOLS_LAYER_PARAMETER = f"/aws/service/powertools/python/x86_64/python3.12/{POWERTOOLS_VERSION}"
+LAB_TAG = "labbatch:lab"
+SAMPLE_LISTS_PREFIX = "work/samples/"
+_ROOT_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):root$")
+
+
+def _function(scope: Construct, construct_id: str, *, folder: str, handler: str, description: str,
+              environment: dict[str, str], layer: lambda_.ILayerVersion, log_retention_days: int,
+              timeout: Duration) -> lambda_.Function:
+    log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=retention(log_retention_days))
+    return lambda_.Function(
+        scope, construct_id,
+        runtime=RUNTIME,
+        architecture=lambda_.Architecture.X86_64,
+        code=lambda_.Code.from_asset(str(LAMBDA_DIR / folder), exclude=["__pycache__", "*.pyc"]),
+        handler=handler,
+        description=description,
+        layers=[layer],
+        memory_size=512,
+        timeout=timeout,
+        environment=environment,
+        log_group=log_group,
+    )
+
+
+class JobApi(Construct):
+    """Exposes `rest_api`, `handler`, `status_updater`, `url`.
+
+    Callers sign with SigV4; the resource policy admits only the lab's configured principals
+    (or, with none configured, identities of the lab's own account that IAM allows).
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, lab_name: str, api: Api,
+                 settings_json: str, table_name: str, bucket_names: dict[str, str],
+                 queue_names: list[str], job_definition_prefix: str, log_retention_days: int) -> None:
+        super().__init__(scope, construct_id)
+        stack = Stack.of(self)
+
+        layer = lambda_.LayerVersion.from_layer_version_arn(
+            self, "PowertoolsLayer",
+            ssm.StringParameter.value_for_string_parameter(self, POWERTOOLS_LAYER_PARAMETER))
+        common_env = {"LABBATCH_SETTINGS": settings_json, "POWERTOOLS_LOG_LEVEL": "INFO"}
+
+        self.handler = _function(
+            self, "Handler", folder="api", handler="job_api.lambda_handler",
+            description=f"LabBatch {lab_name}: job API", layer=layer,
+            environment={**common_env, "POWERTOOLS_SERVICE_NAME": "labbatch-api"},
+            log_retention_days=log_retention_days,
+            timeout=Duration.seconds(29))  # API Gateway's own integration limit
+        self.status_updater = _function(
+            self, "StatusUpdater", folder="status", handler="job_status.lambda_handler",
+            description=f"LabBatch {lab_name}: records Batch job state changes in the ledger", layer=layer,
+            environment={**common_env, "POWERTOOLS_SERVICE_NAME": "labbatch-status"},
+            log_retention_days=log_retention_days, timeout=Duration.seconds(30))
+
+        table = dynamodb.Table.from_table_name(self, "Ledger", table_name)
+        table.grant_read_write_data(self.handler)
+        table.grant_read_write_data(self.status_updater)
+        self._grant_data_access(bucket_names)
+        queue_arns = [stack.format_arn(service="batch", resource="job-queue", resource_name=q) for q in queue_names]
+        self._grant_batch(lab_name, queue_arns, job_definition_prefix)
+
+        # Only this lab's queues feed its ledger.
+        events.Rule(
+            self, "JobStateChanges",
+            description=f"LabBatch {lab_name}: Batch job state changes on the lab's queues",
+            event_pattern=events.EventPattern(
+                source=["aws.batch"], detail_type=["Batch Job State Change"],
+                detail={"jobQueue": queue_arns}),
+            targets=[targets.LambdaFunction(self.status_updater, retry_attempts=8,
+                                            max_event_age=Duration.hours(6))],
+        )
+
+        access_logs = logs.LogGroup(self, "AccessLogs", retention=retention(log_retention_days))
+        self.rest_api = apigw.LambdaRestApi(
+            self, "RestApi",
+            rest_api_name=f"labbatch-{lab_name}",
+            description=f"LabBatch {lab_name}: submit and follow jobs",
+            handler=self.handler,
+            proxy=True,
+            default_method_options=apigw.MethodOptions(authorization_type=apigw.AuthorizationType.IAM),
+            policy=self._resource_policy(api),
+            cloud_watch_role=False,
+            deploy_options=apigw.StageOptions(
+                stage_name="v1",
+                throttling_rate_limit=api.throttle_rate_per_second,
+                throttling_burst_limit=api.throttle_burst,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True, http_method=True, ip=True, protocol=True, request_time=True,
+                    resource_path=True, response_length=True, status=True, user=True),
+            ),
+        )
+        self.url = self.rest_api.url
+
+    def _resource_policy(self, api: Api) -> iam.PolicyDocument:
+        invoke = {"actions": ["execute-api:Invoke"], "resources": ["execute-api:/*"]}
+        if not api.principals:
+            return iam.PolicyDocument(statements=[iam.PolicyStatement(
+                principals=[iam.AccountRootPrincipal()], **invoke)])
+        roots = [m.group(1) for p in api.principals if (m := _ROOT_ARN.match(p))]
+        arns = [p for p in api.principals if not _ROOT_ARN.match(p)]
+        allow = iam.PolicyStatement(principals=[iam.ArnPrincipal(p) for p in api.principals], **invoke)
+        # With IAM auth, a same-account identity whose own policy allows execute-api would get in
+        # without being listed; the explicit deny keeps the API to the listed principals.
+        conditions = {}
+        if arns:
+            conditions["StringNotEquals"] = {"aws:PrincipalArn": arns}
+        if roots:
+            conditions.setdefault("StringNotEquals", {})["aws:PrincipalAccount"] = roots
+        deny = iam.PolicyStatement(effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+                                   conditions=conditions, **invoke)
+        return iam.PolicyDocument(statements=[allow, deny])
+
+    def _grant_data_access(self, bucket_names: dict[str, str]) -> None:
+        for kind in ("inputs", "references"):
+            bucket = s3.Bucket.from_bucket_name(self, f"{kind.capitalize()}Bucket", bucket_names[kind])
+            # HEAD of each input (existence and size for the scratch estimate); ListBucket turns a
+            # missing key into 404 instead of 403, so the caller learns which input is wrong.
+            self.handler.add_to_role_policy(iam.PolicyStatement(
+                actions=["s3:GetObject"], resources=[bucket.arn_for_objects("*")]))
+            self.handler.add_to_role_policy(iam.PolicyStatement(
+                actions=["s3:ListBucket"], resources=[bucket.bucket_arn]))
+            if kind == "inputs":
+                # Array jobs' sample lists, too big for SubmitJob's 30 KiB.
+                self.handler.add_to_role_policy(iam.PolicyStatement(
+                    actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{SAMPLE_LISTS_PREFIX}*")]))
+
+    def _grant_batch(self, lab_name: str, queue_arns: list[str], job_definition_prefix: str) -> None:
+        stack = Stack.of(self)
+        job_definitions = stack.format_arn(service="batch", resource="job-definition",
+                                           resource_name=f"{job_definition_prefix}*")
+        jobs = stack.format_arn(service="batch", resource="job", resource_name="*")
+        self.handler.add_to_role_policy(iam.PolicyStatement(
+            actions=["batch:SubmitJob"], resources=[*queue_arns, job_definitions]))
+        # Jobs carry the lab's tag from submission; only this lab's jobs can be tagged,
+        # cancelled or terminated by this handler.
+        self.handler.add_to_role_policy(iam.PolicyStatement(
+            actions=["batch:TagResource"], resources=[jobs],
+            conditions={"StringEquals": {f"aws:RequestTag/{LAB_TAG}": lab_name}}))
+        self.handler.add_to_role_policy(iam.PolicyStatement(
+            actions=["batch:CancelJob", "batch:TerminateJob"], resources=[jobs],
+            conditions={"StringEquals": {f"aws:ResourceTag/{LAB_TAG}": lab_name}}))
+        # DescribeJobs and ListJobs support no resource-level permissions in IAM.
+        self.handler.add_to_role_policy(iam.PolicyStatement(
+            actions=["batch:DescribeJobs", "batch:ListJobs"], resources=["*"]))

@@ -1,0 +1,43 @@
+"""The job ledger: one DynamoDB record per submission, kept through mistakes and stack deletion."""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy
+from aws_cdk import aws_dynamodb as dynamodb
+from constructs import Construct
+
+from labbatch import names
+
+# The handler's record layout depends on these; they are part of the API contract.
+PARTITION_KEY = "job_id"
+BY_CREATED_INDEX = "by_created"
+BY_CREATED_PARTITION = "record_type"
+BY_CREATED_SORT = "created_at"
+TTL_ATTRIBUTE = "expires_at"
+
+
+class JobLedger(Construct):
+    """Exposes `table`. The construct ID names a stateful resource: never change it."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, lab_name: str) -> None:
+        super().__init__(scope, construct_id)
+        self.table = dynamodb.Table(
+            self, "Table",
+            table_name=names.ledger_table(lab_name),
+            partition_key=dynamodb.Attribute(name=PARTITION_KEY, type=dynamodb.AttributeType.STRING),
+            # Pay per request: an idle lab pays nothing for its ledger.
+            billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
+                point_in_time_recovery_enabled=True),
+            deletion_protection=True,
+            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            # Idempotency records expire; job records carry no TTL and stay.
+            time_to_live_attribute=TTL_ATTRIBUTE,
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        self.table.add_global_secondary_index(
+            index_name=BY_CREATED_INDEX,
+            partition_key=dynamodb.Attribute(name=BY_CREATED_PARTITION, type=dynamodb.AttributeType.STRING),
+            sort_key=dynamodb.Attribute(name=BY_CREATED_SORT, type=dynamodb.AttributeType.STRING),
+            projection_type=dynamodb.ProjectionType.ALL,
+        )

@@ -1,0 +1,418 @@
+"""The job API's Python client: SigV4-signed HTTPS calls, answers as dicts, refusals as exceptions.
+
+Signing and sending are botocore's (SigV4Auth, URLLib3Session), so the client honours the
+same credential chain, proxies and CA bundles as the AWS CLI, with no other HTTP library.
+Finding a lab's endpoint (flag, environment, a running local lab, the deployed stack's
+outputs) is `resolve_connection`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import botocore.session
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
+from botocore.httpsession import URLLib3Session
+from botocore.utils import get_environ_proxies
+
+from labbatch import names
+
+SERVICE = "execute-api"
+DEFAULT_TIMEOUT_SECONDS = 30.0
+# API Gateway refuses bodies over 10 MB; saying so before sending beats a reset connection.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
+# Answers worth polling through: the API is throttled or briefly unavailable.
+_TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
+
+# The API's field names, in one place in case the handler's ever differ.
+JOBS_FIELD = "jobs"
+NEXT_TOKEN_FIELD = "next_token"
+PIPELINES_FIELD = "pipelines"
+# API Gateway's own answers (403 from IAM, 502/504 from the integration) carry only a message.
+_GATEWAY_CODES = {403: "forbidden", 404: "not_found", 413: "payload_too_large", 429: "throttled",
+                  502: "bad_gateway", 503: "unavailable", 504: "gateway_timeout"}
+
+
+class LabBatchError(Exception):
+    """A failure the caller can act on; `code: message` is the whole story."""
+
+    def __init__(self, code: str, message: str, details: Mapping[str, Any] | None = None):
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
+
+
+class LabBatchApiError(LabBatchError):
+    """The API answered with an error (4xx/5xx), or with something that is not the API's JSON."""
+
+    def __init__(self, status: int, code: str, message: str, details: Mapping[str, Any] | None = None,
+                 *, retry_after: float | None = None):
+        super().__init__(code, message, details)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class LabBatchConnectionError(LabBatchError):
+    """The API could not be reached or did not answer in time."""
+
+
+class LabBatchClient:
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        region: str,
+        credentials: Credentials | tuple[str, str] | None = None,
+        session: botocore.session.Session | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ):
+        if not urlsplit(endpoint).scheme or not urlsplit(endpoint).netloc:
+            raise LabBatchError("bad_endpoint", f"{endpoint!r} is not a URL like https://id.execute-api.region.amazonaws.com/prod")
+        self.endpoint = endpoint.rstrip("/")
+        self.region = region
+        if isinstance(credentials, tuple):
+            credentials = Credentials(*credentials)
+        if credentials is None:
+            credentials = (session or botocore.session.Session()).get_credentials()
+        if credentials is None:
+            raise LabBatchError("no_credentials", "no AWS credentials found: configure a profile "
+                                "(aws configure / aws sso login) and pass --profile, or set AWS_PROFILE")
+        self._credentials = credentials
+        self._http = URLLib3Session(proxies=get_environ_proxies(self.endpoint), timeout=timeout)
+
+    # -- the API ------------------------------------------------------------------------
+
+    def submit(
+        self,
+        pipeline: str,
+        inputs: Sequence[str] = (),
+        *,
+        parameters: Mapping[str, str] | None = None,
+        queue: str | None = None,
+        vcpus: int | None = None,
+        memory_mib: int | None = None,
+        name: str | None = None,
+        samples: Sequence[Mapping[str, Any]] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"pipeline": pipeline, "inputs": list(inputs)}
+        optional = {"parameters": dict(parameters) if parameters else None, "queue": queue, "vcpus": vcpus,
+                    "memory_mib": memory_mib, "name": name, "samples": list(samples) if samples else None}
+        body.update({key: value for key, value in optional.items() if value is not None})
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return self.request("POST", "/jobs", body=body, headers=headers)
+
+    def get(self, job_id: str) -> dict[str, Any]:
+        return self.request("GET", f"/jobs/{quote(job_id, safe='')}")
+
+    def list(self, *, status: str | None = None, pipeline: str | None = None, next_token: str | None = None,
+             limit: int | None = None) -> dict[str, Any]:
+        """One page, newest first: {"jobs": [...], "next_token": str | None}."""
+        query = {"status": status, "pipeline": pipeline, "next_token": next_token, "limit": limit}
+        page = self.request("GET", "/jobs", query=query)
+        return {"jobs": page.get(JOBS_FIELD, []), "next_token": page.get(NEXT_TOKEN_FIELD)}
+
+    def iter_jobs(self, *, status: str | None = None, pipeline: str | None = None,
+                  limit: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every job, following next_token to the last page."""
+        token = None
+        while True:
+            page = self.list(status=status, pipeline=pipeline, next_token=token, limit=limit)
+            yield from page["jobs"]
+            token = page["next_token"]
+            if not token:
+                return
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/jobs/{quote(job_id, safe='')}")
+
+    def pipelines(self) -> list[dict[str, Any]]:
+        return self.request("GET", "/pipelines").get(PIPELINES_FIELD, [])
+
+    def wait(
+        self,
+        job_ids: Sequence[str],
+        *,
+        timeout: float | None = None,
+        interval: float = 5.0,
+        on_update: Callable[[dict[str, dict[str, Any]]], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> dict[str, dict[str, Any]]:
+        """Polls until every job is SUCCEEDED or FAILED; returns the last record of each.
+
+        Raises LabBatchError("timeout", ...) when `timeout` seconds pass first. Throttling and
+        brief unavailability are polled through, since the jobs run on regardless.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        records: dict[str, dict[str, Any]] = {}
+        while True:
+            for job_id in job_ids:
+                if records.get(job_id, {}).get("status") in FINAL_STATUSES:
+                    continue
+                try:
+                    records[job_id] = self.get(job_id)
+                except LabBatchApiError as error:
+                    if error.status not in _TRANSIENT_STATUSES:
+                        raise
+            if on_update is not None:
+                on_update(records)
+            if len(records) == len(job_ids) and all(r.get("status") in FINAL_STATUSES for r in records.values()):
+                return records
+            if deadline is not None and time.monotonic() + interval > deadline:
+                unfinished = [j for j in job_ids if records.get(j, {}).get("status") not in FINAL_STATUSES]
+                raise LabBatchError("timeout", f"{len(unfinished)} job(s) not finished after {timeout:g} s",
+                                    {"unfinished": unfinished})
+            sleep(interval)
+
+    # -- HTTP -----------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
+                body: Any = None, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        url = self.endpoint + path
+        query_string = encode_query(query or {})
+        if query_string:
+            url += "?" + query_string
+        data = b"" if body is None else json.dumps(body).encode("utf-8")
+        if len(data) > MAX_BODY_BYTES:
+            raise LabBatchError("payload_too_large", f"the request is {len(data)} bytes; the API accepts at most "
+                                f"{MAX_BODY_BYTES} (put a long sample list in a --samples file of fewer samples)")
+        all_headers = {"Accept": "application/json", **(headers or {})}
+        if body is not None:
+            all_headers["Content-Type"] = "application/json"
+        signed = sign_request(self._credentials, self.region, method, url, all_headers, data)
+        try:
+            response = self._http.send(signed.prepare())
+        except (ConnectTimeoutError, ReadTimeoutError) as error:
+            raise LabBatchConnectionError("timeout", f"{self.endpoint} did not answer in time ({error})") from None
+        except BotoCoreError as error:
+            raise LabBatchConnectionError("unreachable", f"cannot reach {self.endpoint}: {_reason(error)}") from None
+        return _parse_response(response.status_code, response.headers, response.content)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> LabBatchClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def encode_query(query: Mapping[str, Any]) -> str:
+    """The query as SigV4 canonicalizes it (RFC 3986, no '+' for spaces), so what is signed is what is sent."""
+    pairs = [(str(key), str(value)) for key, value in query.items() if value is not None]
+    return "&".join(f"{quote(key, safe='-_.~')}={quote(value, safe='-_.~')}" for key, value in pairs)
+
+
+def sign_request(credentials: Credentials, region: str, method: str, url: str,
+                 headers: Mapping[str, str], body: bytes) -> AWSRequest:
+    request = AWSRequest(method=method, url=url, headers=dict(headers), data=body)
+    # Frozen: refreshable credentials (SSO, assumed roles) must not change between the key
+    # id and the secret being read.
+    SigV4Auth(credentials.get_frozen_credentials(), SERVICE, region).add_auth(request)
+    return request
+
+
+def _parse_response(status: int, headers: Mapping[str, str], content: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(content) if content else {}
+    except ValueError:
+        payload = None
+    if 200 <= status < 300:
+        if not isinstance(payload, dict):
+            raise LabBatchApiError(status, "bad_response", f"the API answered {status} with a body that is not "
+                                   f"a JSON object: {_excerpt(content)}")
+        return payload
+    retry_after = _retry_after(headers)
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        error = payload["error"]
+        return _raise(status, str(error.get("code") or _GATEWAY_CODES.get(status, f"http_{status}")),
+                      str(error.get("message") or ""), error.get("details") or {}, retry_after)
+    code = _GATEWAY_CODES.get(status, f"http_{status}")
+    if isinstance(payload, dict) and "message" in payload:
+        return _raise(status, code, str(payload["message"]), {}, retry_after)
+    return _raise(status, code, f"the API answered {status}: {_excerpt(content) or 'no body'}", {}, retry_after)
+
+
+def _raise(status: int, code: str, message: str, details: Mapping[str, Any], retry_after: float | None) -> Any:
+    raise LabBatchApiError(status, code, message, details if isinstance(details, Mapping) else {"details": details},
+                           retry_after=retry_after)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    try:
+        return float(headers.get("Retry-After") or "")
+    except ValueError:
+        return None
+
+
+def _excerpt(content: bytes, limit: int = 200) -> str:
+    text = content.decode("utf-8", errors="replace").strip().replace("\n", " ")
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _reason(error: BotoCoreError) -> str:
+    """The innermost reason ("Connection refused"), not urllib3's object reprs around it."""
+    inner = str(getattr(error, "kwargs", {}).get("error") or error)
+    return inner.rsplit("] ", 1)[-1] if "[Errno" in inner else inner
+
+
+# -- where a lab's API is -------------------------------------------------------------------
+
+ENDPOINT_ENV = "LABBATCH_ENDPOINT"
+HOME_ENV = "LABBATCH_HOME"
+API_STACK_OUTPUT = "ApiEndpoint"
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where a lab's API is, how to sign for it, and how that was found (for messages)."""
+
+    endpoint: str
+    region: str
+    credentials: Credentials | None
+    profile: str | None
+    found_by: str
+
+    def client(self, **kwargs: Any) -> LabBatchClient:
+        session = None if self.credentials is not None else _session(self.profile)
+        return LabBatchClient(self.endpoint, region=self.region, credentials=self.credentials,
+                              session=session, **kwargs)
+
+
+def labbatch_home(environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(environ.get(HOME_ENV) or Path.home() / ".labbatch")
+
+
+def local_state_path(lab: str, environ: Mapping[str, str] = os.environ) -> Path:
+    """Where `labbatch local` leaves the JSON line it printed, for as long as it runs."""
+    return labbatch_home(environ) / "local" / f"{lab}.json"
+
+
+def resolve_connection(*, endpoint: str | None = None, lab: str | None = None, profile: str | None = None,
+                       region: str | None = None, environ: Mapping[str, str] = os.environ) -> Connection:
+    """--endpoint, then $LABBATCH_ENDPOINT, then a running local lab, then the lab's API stack."""
+    local_labs = _local_lab_states(environ)
+    for url, found_by in ((endpoint, "--endpoint"), (environ.get(ENDPOINT_ENV), ENDPOINT_ENV)):
+        if url:
+            # A local lab's own URL signs with that lab's credentials, with no other flag.
+            local = next((state for state in local_labs.values() if _same_url(state["api"], url)), None)
+            if local is not None:
+                return _local_connection(local, region, f"{found_by} (local lab {local['lab']})")
+            return Connection(url, region or _region_of(url, profile), None, profile, found_by)
+    if lab is None:
+        running = {name: state for name, state in local_labs.items() if _accepts_connections(state["api"])}
+        if len(running) == 1:
+            return _local_connection(next(iter(running.values())), region, "the running local lab")
+        if running:
+            raise LabBatchError("ambiguous_lab", f"several local labs are running ({', '.join(sorted(running))}): "
+                                "name one with --lab")
+        raise LabBatchError("no_endpoint", "no lab to talk to: pass --endpoint URL, set LABBATCH_ENDPOINT, "
+                            "start one with `labbatch local`, or name a deployed lab with --lab")
+    local = local_labs.get(lab)
+    if local is not None and _accepts_connections(local["api"]):
+        return _local_connection(local, region, f"local lab {lab}")
+    try:
+        return _deployed_connection(lab, profile, region)
+    except LabBatchError as error:
+        if local is None:
+            raise
+        # A crashed local lab leaves its state file; say so rather than only blame AWS.
+        raise LabBatchError(error.code, f"local lab {lab} is not running ({local_state_path(lab, environ)} is "
+                            f"stale: start it with `labbatch local --lab {lab}`), and {error.message}") from None
+
+
+def _local_lab_states(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The state files of local labs, by lab name; unreadable or incomplete ones are skipped."""
+    labs: dict[str, dict[str, Any]] = {}
+    for path in sorted((labbatch_home(environ) / "local").glob("*.json")):
+        try:
+            state = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(state, dict) or not isinstance(state.get("api"), str):
+            continue
+        keys = state.get("credentials")
+        if not isinstance(keys, dict) or not {"access_key_id", "secret_access_key"} <= keys.keys():
+            continue
+        labs[path.stem] = {**state, "lab": state.get("lab") or path.stem}
+    return labs
+
+
+def _local_connection(state: Mapping[str, Any], region: str | None, found_by: str) -> Connection:
+    keys = state["credentials"]
+    return Connection(
+        endpoint=state["api"],
+        region=region or state.get("region") or "us-east-1",
+        credentials=Credentials(keys["access_key_id"], keys["secret_access_key"]),
+        profile=None,
+        found_by=found_by,
+    )
+
+
+def _deployed_connection(lab: str, profile: str | None, region: str | None) -> Connection:
+    stack = names.stack(lab, "Api")
+    session = _session(profile)
+    region = region or session.get_config_variable("region")
+    if not region:
+        raise LabBatchError("no_region", f"which Region is lab {lab} in? pass --region or set one in your AWS profile")
+    try:
+        cloudformation = session.create_client("cloudformation", region_name=region)
+        stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
+    except ClientError as error:
+        message = error.response.get("Error", {}).get("Message", str(error))
+        raise LabBatchError("no_endpoint", f"cannot read stack {stack} in {region}: {message} "
+                            "(is the lab deployed there? or pass --endpoint)") from None
+    except BotoCoreError as error:
+        raise LabBatchError("no_endpoint", f"cannot read stack {stack} in {region}: {error}") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for s in stacks for o in s.get("Outputs", [])}
+    # CDK keeps a stack-level CfnOutput's id as its key; one made inside a construct gets a suffix.
+    url = outputs.get(API_STACK_OUTPUT) or next(
+        (value for key, value in sorted(outputs.items()) if key.startswith(API_STACK_OUTPUT)), None)
+    if not url:
+        raise LabBatchError("no_endpoint", f"stack {stack} has no {API_STACK_OUTPUT} output (is it fully deployed?)")
+    return Connection(url, region, None, profile, f"stack {stack}")
+
+
+def _session(profile: str | None) -> botocore.session.Session:
+    try:
+        return botocore.session.Session(profile=profile)
+    except BotoCoreError as error:
+        raise LabBatchError("bad_profile", str(error)) from None
+
+
+def _region_of(url: str, profile: str | None) -> str:
+    # https://<id>.execute-api.<region>.amazonaws.com/<stage>
+    host_parts = (urlsplit(url).hostname or "").split(".")
+    if "execute-api" in host_parts and host_parts.index("execute-api") + 1 < len(host_parts):
+        return host_parts[host_parts.index("execute-api") + 1]
+    region = _session(profile).get_config_variable("region")
+    if not region:
+        raise LabBatchError("no_region", f"cannot tell the Region of {url}: pass --region")
+    return region
+
+
+def _same_url(a: str, b: str) -> bool:
+    return a.rstrip("/") == b.rstrip("/")
+
+
+def _accepts_connections(url: str, timeout: float = 0.3) -> bool:
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False

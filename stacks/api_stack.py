@@ -1,0 +1,38 @@
+"""A lab's job API: API Gateway, the handler and the ledger updater. Stateless."""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import CfnOutput
+from constructs import Construct
+
+from labbatch import names
+from labbatch.api_settings import handler_settings
+from labbatch.config import Lab
+from lab_constructs.job_api import JobApi
+from stacks.lab_stack import LabStack
+
+ENDPOINT_OUTPUT = "ApiEndpoint"
+
+
+class ApiStack(LabStack):
+    def __init__(self, scope: Construct, construct_id: str, *, lab: Lab) -> None:
+        super().__init__(scope, construct_id, lab=lab,
+                         description=f"LabBatch {lab.name}: job submission API")
+        settings = handler_settings(lab, self.account, self.region)
+        self.api = JobApi(
+            self, "JobApi",
+            lab_name=lab.name,
+            api=lab.api,
+            # json.dumps, not Stack.to_json_string: the latter drops nulls ("parameter required"),
+            # while account and Region tokens inside strings resolve either way.
+            settings_json=json.dumps(settings, separators=(",", ":")),
+            table_name=settings["table"],
+            bucket_names=settings["buckets"],
+            queue_names=list(settings["queues"].values()),
+            job_definition_prefix=names.job_definition(lab.name, ""),
+            log_retention_days=lab.log_retention_days,
+        )
+        # `labbatch` finds a deployed lab's endpoint through this output.
+        CfnOutput(self, ENDPOINT_OUTPUT, value=self.api.url, description="Job API endpoint (SigV4, execute-api)")
