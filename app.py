@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import aws_cdk as cdk
+from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
 from labbatch.loader import LabConfigError, load_labs
 from stacks.lab import build_lab
@@ -19,4 +20,6 @@ except LabConfigError as exc:
     sys.exit(1)
 for lab in labs:
     build_lab(app, lab)
+# Any unacknowledged finding fails synth; acknowledged ones carry their reasons in the metadata.
+cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
 app.synth()

@@ -13,6 +13,7 @@ from constructs import Construct
 from labbatch import names
 from labbatch.config import Compute
 
+from lab_constructs.compliance import acknowledge
 from lab_constructs.network import LabNetwork
 
 
@@ -57,6 +58,10 @@ class BatchCompute(Construct):
             managed_policies=[iam.ManagedPolicy.from_aws_managed_policy_name(
                 "service-role/AmazonEC2ContainerServiceforEC2Role")],
         )
+        acknowledge(self.instance_role,
+                    "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",
+                    "AWS maintains this policy for the ECS agent on Batch instances and extends it when the agent "
+                    "needs new calls; job containers cannot use it (IMDS hop limit 1), they get the job role.")
         image = _machine_image(compute)
         instance_types = [ec2.InstanceType(t) for t in compute.instance_types]
 

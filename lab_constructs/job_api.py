@@ -14,19 +14,22 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from labbatch.config import Api
 
+from lab_constructs.compliance import (acknowledge, acknowledge_inline_policy, acknowledge_log_group_encryption,
+                                       acknowledge_wildcard_resources)
 from lab_constructs.retention import retention
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
-RUNTIME = lambda_.Runtime.PYTHON_3_12
+RUNTIME = lambda_.Runtime.PYTHON_3_14
 # Powertools publishes its layer ARNs in public SSM parameters; the version matches
 # requirements.txt and is resolved at deploy, so synth makes no lookup.
 POWERTOOLS_VERSION = "3.37.0"
-POWERTOOLS_LAYER_PARAMETER = f"/aws/service/powertools/python/x86_64/python3.12/{POWERTOOLS_VERSION}"
+POWERTOOLS_LAYER_PARAMETER = f"/aws/service/powertools/python/x86_64/python3.14/{POWERTOOLS_VERSION}"
 LAB_TAG = "labbatch:lab"
 SAMPLE_LISTS_PREFIX = "work/samples/"
 _ROOT_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):root$")
@@ -34,9 +37,10 @@ _ROOT_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):root$")
 
 def _function(scope: Construct, construct_id: str, *, folder: str, handler: str, description: str,
               environment: dict[str, str], layer: lambda_.ILayerVersion, log_retention_days: int,
-              timeout: Duration) -> lambda_.Function:
+              timeout: Duration, dead_letter_queue: sqs.IQueue | None = None) -> lambda_.Function:
     log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=retention(log_retention_days))
-    return lambda_.Function(
+    acknowledge_log_group_encryption(log_group)
+    function = lambda_.Function(
         scope, construct_id,
         runtime=RUNTIME,
         architecture=lambda_.Architecture.X86_64,
@@ -48,7 +52,20 @@ def _function(scope: Construct, construct_id: str, *, folder: str, handler: str,
         timeout=timeout,
         environment=environment,
         log_group=log_group,
+        tracing=lambda_.Tracing.ACTIVE,
+        dead_letter_queue=dead_letter_queue,
     )
+    acknowledge(function, "HIPAA.Security-LambdaInsideVPC",
+                "The function calls only AWS APIs (Batch, DynamoDB, S3); inside a VPC it would need a NAT "
+                "gateway or interface endpoints, a fixed monthly cost for no added isolation.")
+    acknowledge(function, "HIPAA.Security-LambdaConcurrency",
+                "Reserved concurrency would take from the account pool that every lab shares and fails to "
+                "deploy on accounts at the minimum quota; API Gateway throttling bounds the handler.")
+    role = function.role
+    acknowledge(role, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                      "AWSLambdaBasicExecutionRole]",
+                "The AWS managed basic execution policy only lets the function write its own logs.")
+    return function
 
 
 class JobApi(Construct):
@@ -75,11 +92,21 @@ class JobApi(Construct):
             environment={**common_env, "POWERTOOLS_SERVICE_NAME": "labbatch-api"},
             log_retention_days=log_retention_days,
             timeout=Duration.seconds(29))  # API Gateway's own integration limit
+        acknowledge(self.handler, "HIPAA.Security-LambdaDLQ",
+                    "API Gateway invokes the handler synchronously: a failure is answered to the caller and "
+                    "recorded in the ledger; there is no event to park in a queue.")
+        # Events the updater still cannot record after EventBridge's retries wait here for replay.
+        self.failed_status_events = sqs.Queue(
+            self, "FailedStatusEvents", enforce_ssl=True, encryption=sqs.QueueEncryption.SQS_MANAGED,
+            retention_period=Duration.days(14))
+        acknowledge(self.failed_status_events, "AwsSolutions-SQS3",
+                    "This queue is itself the dead-letter queue of the status updater.")
         self.status_updater = _function(
             self, "StatusUpdater", folder="status", handler="job_status.lambda_handler",
             description=f"LabBatch {lab_name}: records Batch job state changes in the ledger", layer=layer,
             environment={**common_env, "POWERTOOLS_SERVICE_NAME": "labbatch-status"},
-            log_retention_days=log_retention_days, timeout=Duration.seconds(30))
+            log_retention_days=log_retention_days, timeout=Duration.seconds(30),
+            dead_letter_queue=self.failed_status_events)
 
         table = dynamodb.Table.from_table_name(self, "Ledger", table_name)
         table.grant_read_write_data(self.handler)
@@ -100,6 +127,7 @@ class JobApi(Construct):
         )
 
         access_logs = logs.LogGroup(self, "AccessLogs", retention=retention(log_retention_days))
+        acknowledge_log_group_encryption(access_logs)
         self.rest_api = apigw.LambdaRestApi(
             self, "RestApi",
             rest_api_name=f"labbatch-{lab_name}",
@@ -111,6 +139,7 @@ class JobApi(Construct):
             cloud_watch_role=False,
             deploy_options=apigw.StageOptions(
                 stage_name="v1",
+                tracing_enabled=True,
                 throttling_rate_limit=api.throttle_rate_per_second,
                 throttling_burst_limit=api.throttle_burst,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
@@ -120,6 +149,40 @@ class JobApi(Construct):
             ),
         )
         self.url = self.rest_api.url
+        self._acknowledge_api_findings()
+        for function in (self.handler, self.status_updater):
+            policy = function.role.node.find_child("DefaultPolicy")
+            acknowledge_inline_policy(policy)
+            acknowledge(policy, "AwsSolutions-IAM5[Resource::*]",
+                        "X-Ray's PutTraceSegments/PutTelemetryRecords and Batch's DescribeJobs/ListJobs support "
+                        "no resource-level permissions; every other statement names this lab's resources.")
+        acknowledge_wildcard_resources(
+            self.handler.role.node.find_child("DefaultPolicy"), self._wildcard_resources,
+            "Inputs are any object of the lab's inputs and references buckets (HEAD before submit); sample lists "
+            "go under work/samples/; job ids and job definition revisions are only known at run time, and "
+            "cancel/terminate are further limited to jobs tagged with this lab.")
+
+    def _acknowledge_api_findings(self) -> None:
+        acknowledge(self.rest_api, "AwsSolutions-APIG2",
+                    "The handler validates every request against its pydantic models and answers a 4xx that "
+                    "names the field; API Gateway's validator on a proxy route would only repeat it, less precisely.")
+        stage = self.rest_api.deployment_stage
+        acknowledge(stage, "AwsSolutions-APIG3",
+                    "No WAF web ACL: every request is SigV4-signed by an admitted IAM principal and the stage "
+                    "is throttled; a web ACL adds a fixed monthly cost per lab.")
+        for rule in ("AwsSolutions-APIG6", "HIPAA.Security-APIGWExecutionLoggingEnabled"):
+            acknowledge(stage, rule,
+                        "Access logs record every request; execution logging needs the account-wide API Gateway "
+                        "CloudWatch role, a setting shared by every API in the Region that a lab must not own.")
+        acknowledge(stage, "HIPAA.Security-APIGWCacheEnabledAndEncrypted",
+                    "Job status must never be served stale, and a cache cluster bills by the hour.")
+        acknowledge(stage, "HIPAA.Security-APIGWSSLEnabled",
+                    "The backend is a Lambda proxy integration, not an HTTP endpoint, so there is no backend "
+                    "connection for a client certificate to protect.")
+        for method in self.rest_api.methods:
+            acknowledge(method, "AwsSolutions-COG4",
+                        "Callers are IAM principals authorised with SigV4 and fenced by the resource policy; "
+                        "LabBatch has no Cognito user pool by design.")
 
     def _resource_policy(self, api: Api) -> iam.PolicyDocument:
         invoke = {"actions": ["execute-api:Invoke"], "resources": ["execute-api:/*"]}
@@ -141,24 +204,28 @@ class JobApi(Construct):
         return iam.PolicyDocument(statements=[allow, deny])
 
     def _grant_data_access(self, bucket_names: dict[str, str]) -> None:
+        self._wildcard_resources: list[str] = []
         for kind in ("inputs", "references"):
             bucket = s3.Bucket.from_bucket_name(self, f"{kind.capitalize()}Bucket", bucket_names[kind])
             # HEAD of each input (existence and size for the scratch estimate); ListBucket turns a
             # missing key into 404 instead of 403, so the caller learns which input is wrong.
             self.handler.add_to_role_policy(iam.PolicyStatement(
                 actions=["s3:GetObject"], resources=[bucket.arn_for_objects("*")]))
+            self._wildcard_resources.append(bucket.arn_for_objects("*"))
             self.handler.add_to_role_policy(iam.PolicyStatement(
                 actions=["s3:ListBucket"], resources=[bucket.bucket_arn]))
             if kind == "inputs":
                 # Array jobs' sample lists, too big for SubmitJob's 30 KiB.
                 self.handler.add_to_role_policy(iam.PolicyStatement(
                     actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{SAMPLE_LISTS_PREFIX}*")]))
+                self._wildcard_resources.append(bucket.arn_for_objects(f"{SAMPLE_LISTS_PREFIX}*"))
 
     def _grant_batch(self, lab_name: str, queue_arns: list[str], job_definition_prefix: str) -> None:
         stack = Stack.of(self)
         job_definitions = stack.format_arn(service="batch", resource="job-definition",
                                            resource_name=f"{job_definition_prefix}*")
         jobs = stack.format_arn(service="batch", resource="job", resource_name="*")
+        self._wildcard_resources += [job_definitions, jobs]
         self.handler.add_to_role_policy(iam.PolicyStatement(
             actions=["batch:SubmitJob"], resources=[*queue_arns, job_definitions]))
         # Jobs carry the lab's tag from submission; only this lab's jobs can be tagged,

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from aws_cdk import Annotations
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from labbatch.config import Network
+
+from lab_constructs.compliance import acknowledge, acknowledge_inline_policy, acknowledge_log_group_encryption
+from lab_constructs.retention import retention
 
 
 class LabNetwork(Construct):
@@ -17,7 +21,8 @@ class LabNetwork(Construct):
     nothing for its network; `private-nat` costs a NAT gateway per zone around the clock.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, network: Network) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, network: Network,
+                 log_retention_days: int) -> None:
         super().__init__(scope, construct_id)
 
         if network.mode == "existing":
@@ -49,6 +54,14 @@ class LabNetwork(Construct):
             )
             self.subnets = ec2.SubnetSelection(
                 subnet_type=ec2.SubnetType.PUBLIC if public else ec2.SubnetType.PRIVATE_WITH_EGRESS)
+            self._acknowledge_public_subnets(public)
+            # Rejected connections only: what a reviewer needs to see probes, at no cost while idle.
+            flow_logs = logs.LogGroup(self, "FlowLogs", retention=retention(log_retention_days))
+            acknowledge_log_group_encryption(flow_logs)
+            flow_log = self.vpc.add_flow_log(
+                "RejectedTraffic", traffic_type=ec2.FlowLogTrafficType.REJECT,
+                destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
+            acknowledge_inline_policy(flow_log.node.find_child("IAMRole").node.find_child("DefaultPolicy"))
 
         self.security_group = ec2.SecurityGroup(
             self, "InstanceSecurityGroup",
@@ -56,3 +69,13 @@ class LabNetwork(Construct):
             description="LabBatch instances: no inbound rules; outbound for S3, ECR, ECS and logs",
             allow_all_outbound=True,
         )
+
+    def _acknowledge_public_subnets(self, instances_inside: bool) -> None:
+        reason = ("Public subnets without a NAT gateway are the default network: instances take public IPs "
+                  "to reach ECR and ECS, accept no inbound traffic (no security group ingress), and an idle "
+                  "lab pays nothing for its network." if instances_inside else
+                  "These public subnets hold only the NAT gateways; instances run in the private subnets.")
+        for subnet in self.vpc.public_subnets:
+            acknowledge(subnet, "HIPAA.Security-VPCSubnetAutoAssignPublicIpDisabled", reason)
+            acknowledge(subnet, "HIPAA.Security-VPCNoUnrestrictedRouteToIGW", reason)
+

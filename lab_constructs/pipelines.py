@@ -16,6 +16,8 @@ from constructs import Construct
 from labbatch import names
 from labbatch.config import DEMO_IMAGE, Pipeline
 
+from lab_constructs.compliance import (acknowledge, acknowledge_inline_policy, acknowledge_log_group_encryption,
+                                       acknowledge_wildcard_resources)
 from lab_constructs.retention import retention
 from lab_constructs.scratch_launch_template import SCRATCH_MOUNT
 
@@ -43,6 +45,7 @@ class PipelineJobDefinitions(Construct):
             log_group_name=names.job_log_group(lab_name),
             retention=retention(log_retention_days),
         )
+        acknowledge_log_group_encryption(self.log_group)
 
         inputs = s3.Bucket.from_bucket_name(self, "InputsBucket", bucket_names["inputs"])
         references = s3.Bucket.from_bucket_name(self, "ReferencesBucket", bucket_names["references"])
@@ -53,10 +56,20 @@ class PipelineJobDefinitions(Construct):
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description=f"LabBatch {lab_name}: what a job may touch (read inputs and references, write results)",
         )
-        inputs.grant_read(self.job_role)
-        references.grant_read(self.job_role)
+        # Explicit actions rather than grant_read's s3:GetObject*/List*: a job reads objects and
+        # needs ListBucket only so that a missing input answers 404 instead of 403.
+        readable_objects = [inputs.arn_for_objects("*"), references.arn_for_objects("*")]
+        self.job_role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=readable_objects))
+        self.job_role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:ListBucket"], resources=[inputs.bucket_arn, references.bucket_arn]))
         # Each job writes under its own prefix, jobs/<job id>/; the runner enforces the id part.
-        results.grant_put(self.job_role, "jobs/*")
+        writable_objects = [results.arn_for_objects("jobs/*")]
+        self.job_role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=writable_objects))
+        acknowledge_wildcard_resources(
+            self.job_role.node.find_child("DefaultPolicy"), readable_objects + writable_objects,
+            "A job reads any object of its lab's inputs and references and writes only under jobs/ of its "
+            "lab's results; object keys are chosen at submission, so they cannot be listed in the policy.")
 
         self.execution_role = iam.Role(
             self, "ExecutionRole",
@@ -102,3 +115,10 @@ class PipelineJobDefinitions(Construct):
                 ],
                 propagate_tags=True,
             )
+
+        acknowledge_inline_policy(self.job_role.node.find_child("DefaultPolicy"))
+        execution_policy = self.execution_role.node.find_child("DefaultPolicy")
+        acknowledge_inline_policy(execution_policy)
+        acknowledge(execution_policy, "AwsSolutions-IAM5[Resource::*]",
+                    "ecr:GetAuthorizationToken has no resource-level permissions; image pulls and log writes "
+                    "are scoped to the lab's repository and log group.")

@@ -7,6 +7,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from labbatch import names
+
+from lab_constructs.compliance import acknowledge
 from labbatch.config import Storage
 
 DATA_BUCKETS = ("inputs", "references", "results")
@@ -40,6 +42,9 @@ class LabBuckets(Construct):
             ],
         )
 
+        acknowledge(self.access_logs, "HIPAA.Security-S3BucketVersioningEnabled",
+                    "S3 writes server access logs once and never rewrites them; they expire on a schedule.")
+
         self.buckets: dict[str, s3.Bucket] = {}
         for kind in DATA_BUCKETS:
             self.buckets[kind] = s3.Bucket(
@@ -64,3 +69,10 @@ class LabBuckets(Construct):
                                          storage.abort_incomplete_multipart_days)),
                 ],
             )
+        for bucket in [self.access_logs, *self.buckets.values()]:
+            acknowledge(bucket, "HIPAA.Security-S3DefaultEncryptionKMS",
+                        "SSE-S3 encrypts every object with AES-256 at no fixed cost; a customer KMS key adds "
+                        "$1/month per key and a charge per request on every staged file.")
+            acknowledge(bucket, "HIPAA.Security-S3BucketReplicationEnabled",
+                        "Cross-Region replication doubles the lab's storage bill; versioning, RETAIN and "
+                        "noncurrent-version expiry protect the data against mistakes within the Region.")
