@@ -72,12 +72,12 @@ def test_handler_gets_the_labs_settings(synthesized):
     lab = load_labs(LABS_DIR, only="genomics-core")[0]
     assert settings == handler_settings(lab, "111122223333", "eu-west-1")
     assert handler["Properties"]["Handler"] == "job_api.lambda_handler"
-    assert handler["Properties"]["Runtime"] == "python3.12"
+    assert handler["Properties"]["Runtime"] == "python3.14"
 
 
 def test_powertools_layer_is_resolved_at_deploy_not_synth(synthesized):
     params = synthesized["example"].api_json["Parameters"]
-    assert any(p["Default"] == "/aws/service/powertools/python/x86_64/python3.12/3.37.0" for p in params.values())
+    assert any(p["Default"] == "/aws/service/powertools/python/x86_64/python3.14/3.37.0" for p in params.values())
 
 
 def test_handler_can_submit_only_to_its_own_queues_and_job_definitions(synthesized):
@@ -94,7 +94,8 @@ def test_handler_can_submit_only_to_its_own_queues_and_job_definitions(synthesiz
             assert stmt["Condition"] == {"StringEquals": {"aws:RequestTag/labbatch:lab": "genomics-core"}}
         elif stmt["Resource"] == "*":
             # Only the calls IAM cannot scope to a resource.
-            assert sorted(actions) == ["batch:DescribeJobs", "batch:ListJobs"]
+            assert sorted(actions) == ["batch:DescribeJobs", "batch:ListJobs",
+                                       "xray:PutTelemetryRecords", "xray:PutTraceSegments"]
         else:
             for arn in as_list(stmt["Resource"]):
                 assert "genomics-core" in render(arn), stmt

@@ -29,6 +29,12 @@ def job_definitions(template: dict) -> dict[str, dict]:
 
 # --- network ---------------------------------------------------------------------------------
 
+def test_vpc_logs_rejected_traffic(synthesized):
+    _, flow_log = only(synthesized["example"].compute_json, "AWS::EC2::FlowLog")
+    assert flow_log["Properties"]["TrafficType"] == "REJECT"
+    assert resources(synthesized["variant"].compute_json, "AWS::EC2::FlowLog") == {}  # not our VPC
+
+
 def test_public_network_has_no_nat_and_a_free_s3_gateway_endpoint(synthesized):
     t = synthesized["example"].compute_json
     assert resources(t, "AWS::EC2::NatGateway") == {}
@@ -258,9 +264,11 @@ def test_demo_pipelines_use_the_image_built_from_containers(synthesized):
 @pytest.mark.parametrize("lab,days", [("example", 30), ("genomics-core", 90)])
 def test_jobs_log_to_the_labs_own_log_group_with_its_retention(synthesized, lab, days):
     t = synthesized[lab].compute_json
-    group_id, group = only(t, "AWS::Logs::LogGroup")
+    groups = resources(t, "AWS::Logs::LogGroup")
+    [(group_id, group)] = [(k, g) for k, g in groups.items() if g["Properties"].get("LogGroupName")]
     assert group["Properties"]["LogGroupName"] == f"/labbatch/{lab}/jobs"
-    assert group["Properties"]["RetentionInDays"] == days
+    # Every log group of the stack expires (job logs and the VPC flow log).
+    assert {g["Properties"]["RetentionInDays"] for g in groups.values()} == {days}
     for jd in job_definitions(t).values():
         options = jd["ContainerProperties"]["LogConfiguration"]
         assert options["LogDriver"] == "awslogs"

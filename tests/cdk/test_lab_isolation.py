@@ -34,7 +34,8 @@ def named_resources(lab) -> set[str]:
     names = set()
     for template in (lab.storage_json, lab.compute_json):
         for cfn_type, prop in NAME_PROPERTIES.items():
-            names |= {render(r["Properties"][prop]) for r in resources(template, cfn_type).values()}
+            names |= {render(r["Properties"][prop]) for r in resources(template, cfn_type).values()
+                      if prop in r["Properties"]}
     return names
 
 
