@@ -1,0 +1,129 @@
+"""One attempt of one job, phase by phase: contract, stage_in, run, stage_out.
+
+Whatever happens, the attempt ends here: a manifest saying what happened (when the job's
+prefix is known), logs next to it, and no scratch directory left behind.
+"""
+
+from __future__ import annotations
+
+import signal
+import traceback
+from typing import Any, Mapping
+
+from . import scratch
+from .contract import SCRATCH_DIR, JobContract, load_sample_list, publishable_prefix, read_contract, select_sample
+from .errors import ExitCode, RunnerError, Terminated
+from .manifest import Report, publish
+from .placeholders import expand_argv
+from .run import run_tool
+from .runlog import RunnerLog
+from .s3client import make_s3_client
+from .scratch import AttemptDir, PeakUsage, sweep_stale_attempts
+from .staging import plan_inputs, stage_in, stage_out
+from .termination import TerminationGuard
+from .transfer import DEFAULT_ENGINE, make_engine
+
+
+def _prepare(argv: list[str], environ: Mapping[str, str], report: Report, log: RunnerLog) -> tuple[Any, JobContract]:
+    contract = read_contract(argv, environ)
+    report.job_id, report.attempt, report.array_index = contract.job_id, contract.attempt, contract.array_index
+    s3 = make_s3_client()
+    if contract.is_array_child:
+        assert contract.samples_uri is not None
+        contract = select_sample(contract, load_sample_list(s3, contract.samples_uri))
+    report.sample, report.output_prefix, report.parameters = contract.sample, contract.output_prefix, contract.parameters
+    if not contract.scratch_dir.is_dir():
+        raise RunnerError(
+            ExitCode.CONTRACT, f"{SCRATCH_DIR} {contract.scratch_dir}: not a directory (is the scratch volume mounted?)"
+        )
+    for stale in sweep_stale_attempts(contract.scratch_dir):
+        log.info(f"removed a dead attempt's scratch directory {stale}")
+    return s3, contract
+
+
+def _expand(contract: JobContract, attempt_dir: AttemptDir, local_paths: dict[Any, str]) -> list[str]:
+    parameters = {
+        name: local_paths[contract.staged_parameters[name]] if name in contract.staged_parameters else value
+        for name, value in contract.parameters.items()
+    }
+    return expand_argv(
+        contract.command,
+        inputs=[local_paths[uri] for uri in contract.inputs],
+        parameters=parameters,
+        output_dir=str(attempt_dir.outputs),
+        work_dir=str(attempt_dir.work),
+    )
+
+
+def run_job(argv: list[str], environ: Mapping[str, str], *, log: RunnerLog, guard: TerminationGuard) -> int:
+    report = Report(transfer_engine=DEFAULT_ENGINE)
+    report.output_prefix = publishable_prefix(environ)
+    s3: Any = None
+    attempt_dir: AttemptDir | None = None
+    usage: PeakUsage | None = None
+    try:
+        try:
+            with report.phase("contract"):
+                s3, contract = _prepare(argv, environ, report, log)
+                attempt_dir = AttemptDir.create(contract.scratch_dir, contract.job_id, contract.array_index, contract.attempt)
+                planned = plan_inputs(contract, attempt_dir.inputs)
+                report.argv = _expand(contract, attempt_dir, {item.uri: str(item.path) for item in planned})
+            engine = make_engine(report.transfer_engine, s3)
+            with PeakUsage(attempt_dir.root) as usage:
+                with report.phase("stage_in"):
+                    # Looked up at call time so that tests can stand in for the filesystem.
+                    report.inputs = stage_in(s3, engine, planned, contract.scratch_dir, free_bytes=scratch.free_bytes, log=log)
+                usage.sample()
+                with report.phase("run"):
+                    log.info(f"run: {report.argv}")
+                    tool_env = {**environ, "TMPDIR": str(attempt_dir.tmp)}
+                    report.tool = run_tool(report.argv, cwd=attempt_dir.work, env=tool_env, log_path=attempt_dir.logs / "tool.log")
+                usage.sample()
+            report.peak_scratch_bytes = usage.peak
+            if report.tool.exit_code != 0:
+                how = f"killed by {report.tool.signal}" if report.tool.signal else f"exited with {report.tool.exit_code}"
+                report.fail("run", "tool_failed", f"tool {report.argv[0]!r} {how}", report.tool.exit_code)
+            else:
+                with report.phase("stage_out"):
+                    report.outputs = stage_out(s3, engine, attempt_dir.outputs, contract.output_prefix, log=log)
+                    log.info(f"succeeded in {sum(report.timings.values()):.1f} s")
+                    _publish(s3, report, attempt_dir, log, best_effort=False)
+        except Terminated as exc:
+            name = signal.Signals(exc.signum).name
+            report.fail("terminated", "terminated", f"received {name} during {report.current_phase}", 128 + exc.signum)
+        except RunnerError as exc:
+            report.fail_with(exc)
+        except Exception as exc:  # a runner bug must still end with a manifest and a clean scratch
+            log.info(traceback.format_exc().rstrip())
+            report.fail_with(RunnerError(ExitCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"))
+        guard.disarm()
+        if report.failure is not None:
+            if usage is not None:
+                report.peak_scratch_bytes = usage.peak
+            log.error(report.failure.message)
+            _publish(s3, report, attempt_dir, log, best_effort=True)
+    finally:
+        guard.disarm()
+        if attempt_dir is not None:
+            attempt_dir.remove()
+    return report.exit_code
+
+
+def _publish(s3: Any, report: Report, attempt_dir: AttemptDir | None, log: RunnerLog, *, best_effort: bool) -> None:
+    if report.output_prefix is None:
+        log.error("no output prefix to write the manifest to: see the error above")
+        return
+    try:
+        s3 = s3 or make_s3_client()
+        tool_log = attempt_dir.logs / "tool.log" if attempt_dir is not None else None
+        terminated = report.failure is not None and report.failure.phase == "terminated"
+        publish(s3, report, tool_log=tool_log, runner_log=log.text(), manifest_first=terminated)
+    except Exception as exc:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if not isinstance(exc, (BotoCoreError, ClientError, OSError)):
+            raise
+        message = f"manifest and logs to {report.output_prefix}: upload failed: {exc}"
+        if not best_effort:
+            raise RunnerError(ExitCode.STAGE_OUT_FAILED, message) from None
+        log.error(message)

@@ -1,0 +1,62 @@
+"""Expanding `{inputs}`, `{input}`, `{output_dir}`, `{work_dir}` and `{param:NAME}` in argv.
+
+Expansion is per argument and never goes through a shell, so paths with spaces or quotes
+reach the tool intact. `{{` and `}}` stand for literal braces; any other `{word}` or
+`{word:...}` must be a known placeholder, so that a typo fails before stage-in instead of
+reaching the tool as text.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Mapping
+
+from .errors import ExitCode, RunnerError
+
+_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
+_SIMPLE = ("input", "output_dir", "work_dir")
+
+
+def expand_argv(
+    template: list[str],
+    *,
+    inputs: list[str],
+    parameters: Mapping[str, str],
+    output_dir: str,
+    work_dir: str,
+) -> list[str]:
+    values = {"input": inputs[0] if inputs else None, "output_dir": output_dir, "work_dir": work_dir}
+    argv: list[str] = []
+    for position, argument in enumerate(template):
+        if argument == "{inputs}":
+            argv.extend(inputs)
+            continue
+
+        def substitute(match: re.Match[str]) -> str:
+            token = match.group(0)
+            if token in ("{{", "}}"):
+                return token[0]
+            name, detail = match.group(1), match.group(2)
+            where = f"argument {position} {argument!r}"
+            if name == "param":
+                if not detail:
+                    raise RunnerError(ExitCode.CONTRACT, f"{where}: {{param}} needs a name, as in {{param:reference}}")
+                if detail not in parameters:
+                    known = ", ".join(sorted(parameters)) or "none"
+                    raise RunnerError(ExitCode.CONTRACT, f"{where}: parameter {detail!r} is not set (parameters: {known})")
+                return parameters[detail]
+            if name == "inputs":
+                raise RunnerError(ExitCode.CONTRACT, f"{where}: {{inputs}} must be a whole argument")
+            if name in _SIMPLE and detail is None:
+                value = values[name]
+                if value is None:
+                    raise RunnerError(ExitCode.CONTRACT, f"{where}: {{input}} used but the job has no inputs")
+                return value
+            raise RunnerError(
+                ExitCode.CONTRACT,
+                f"{where}: unknown placeholder {token} (known: {{inputs}}, {{input}}, {{output_dir}}, "
+                "{work_dir}, {param:NAME}; write {{ and }} for literal braces)",
+            )
+
+        argv.append(_TOKEN.sub(substitute, argument))
+    return argv

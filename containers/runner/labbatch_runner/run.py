@@ -1,0 +1,96 @@
+"""Running the pipeline's tool as a child process, its output streamed and kept."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Mapping
+
+from .errors import ExitCode, RunnerError
+
+# Batch allows 30 s between SIGTERM and SIGKILL; the rest is for uploading logs and manifest.
+TOOL_STOP_GRACE_SECONDS = 10
+_LINE_LIMIT = 1 << 16  # a tool printing megabytes without a newline still streams
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    exit_code: int  # shell convention: 128 + N when killed by signal N
+    signal: str | None
+    peak_memory_bytes: int
+
+
+def _pump(source: BinaryIO, log_file: BinaryIO, stdout: BinaryIO) -> None:
+    """Line by line to the runner's stdout (CloudWatch) and to logs/tool.log.
+
+    Neither sink may stop the draining: a tool blocked on a full pipe would hang the job, and
+    the log file shares the scratch volume the tool may just have filled.
+    """
+    sinks = [log_file, stdout]
+    for line in iter(lambda: source.readline(_LINE_LIMIT), b""):
+        for sink in list(sinks):
+            try:
+                sink.write(line)
+                if sink is stdout:
+                    sink.flush()
+            except (OSError, ValueError):
+                sinks.remove(sink)
+    try:
+        log_file.flush()
+    except OSError:
+        pass
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the tool's whole process group, SIGKILL if it outstays the grace period."""
+    _signal_group(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=TOOL_STOP_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+    _signal_group(process.pid, signal.SIGKILL)
+
+
+def run_tool(argv: list[str], *, cwd: Path, env: Mapping[str, str], log_path: Path) -> ToolResult:
+    stdout = sys.stdout.buffer
+    with open(log_path, "ab") as log_file:
+        try:
+            # A session of its own, so that stopping the tool reaches the processes it started.
+            process = subprocess.Popen(
+                argv, cwd=cwd, env=dict(env), stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        except FileNotFoundError:
+            raise RunnerError(ExitCode.TOOL_NOT_FOUND, f"tool {argv[0]!r}: not found") from None
+        except PermissionError:
+            raise RunnerError(ExitCode.TOOL_NOT_EXECUTABLE, f"tool {argv[0]!r}: not executable") from None
+        assert process.stdout is not None
+        pump = threading.Thread(target=_pump, args=(process.stdout, log_file, stdout), name="tool-output", daemon=True)
+        pump.start()
+        try:
+            # wait4, not Popen.wait: it also gives the tool's own peak RSS.
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:
+            _stop(process)
+            pump.join(timeout=2)
+            raise
+        process.returncode = os.waitstatus_to_exitcode(status)
+        # A daemon the tool left behind would hold files open in the directory about to go.
+        _signal_group(process.pid, signal.SIGKILL)
+        pump.join(timeout=5)
+    code = process.returncode
+    signal_name = signal.Signals(-code).name if code < 0 else None
+    return ToolResult(128 - code if code < 0 else code, signal_name, usage.ru_maxrss * 1024)
