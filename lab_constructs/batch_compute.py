@@ -10,8 +10,8 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from labbatch import names
-from labbatch.config import Compute
+from labbatch.batch_layout import layout
+from labbatch.config import Compute, Lab
 
 from lab_constructs.compliance import acknowledge
 from lab_constructs.network import LabNetwork
@@ -47,9 +47,10 @@ class BatchCompute(Construct):
     a new scratch size or AMI reach running environments on the next deploy.
     """
 
-    def __init__(self, scope: Construct, construct_id: str, *, lab_name: str, compute: Compute,
-                 network: LabNetwork, launch_template: ec2.LaunchTemplate) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, lab: Lab, network: LabNetwork,
+                 launch_template: ec2.LaunchTemplate) -> None:
         super().__init__(scope, construct_id)
+        lab_name, compute = lab.name, lab.compute
 
         self.instance_role = iam.Role(
             self, "InstanceRole",
@@ -63,25 +64,23 @@ class BatchCompute(Construct):
                     "AWS maintains this policy for the ECS agent on Batch instances and extends it when the agent "
                     "needs new calls; job containers cannot use it (IMDS hop limit 1), they get the job role.")
         image = _machine_image(compute)
-        instance_types = [ec2.InstanceType(t) for t in compute.instance_types]
 
+        plan = layout(lab)
         self.environments: dict[str, batch.ManagedEc2EcsComputeEnvironment] = {}
-        for kind, max_vcpus in (("on-demand", compute.on_demand_max_vcpus), ("spot", compute.spot_max_vcpus)):
-            if max_vcpus == 0:
-                continue
-            spot = kind == "spot"
+        for env_spec in plan.environments:
+            spot = env_spec.kind == "spot"
             env = batch.ManagedEc2EcsComputeEnvironment(
                 self, "SpotComputeEnvironment" if spot else "OnDemandComputeEnvironment",
                 vpc=network.vpc,
                 vpc_subnets=network.subnets,
                 security_groups=[network.security_group],
                 instance_role=self.instance_role,
-                instance_types=instance_types,
+                instance_types=[ec2.InstanceType(t) for t in env_spec.instance_types],
                 use_optimal_instance_classes=False,
                 images=[image],
                 launch_template=launch_template,
                 minv_cpus=0,
-                maxv_cpus=max_vcpus,
+                maxv_cpus=env_spec.max_vcpus,
                 spot=spot,
                 allocation_strategy=(batch.AllocationStrategy[compute.spot_allocation_strategy] if spot
                                      else batch.AllocationStrategy.BEST_FIT_PROGRESSIVE),
@@ -94,37 +93,24 @@ class BatchCompute(Construct):
             cfn_env: batch.CfnComputeEnvironment = env.node.default_child
             cfn_env.add_property_override("ComputeResources.LaunchTemplate.Version",
                                           launch_template.latest_version_number)
-            self.environments[kind] = env
+            self.environments[env_spec.kind] = env
 
-        cancel_after = {
-            batch.JobStateTimeLimitActionsReason.JOB_RESOURCE_REQUIREMENT: compute.cancel_unplaceable_after_minutes,
-            batch.JobStateTimeLimitActionsReason.COMPUTE_ENVIRONMENT_MAX_RESOURCE: compute.cancel_unplaceable_after_minutes,
-            batch.JobStateTimeLimitActionsReason.INSUFFICIENT_INSTANCE_CAPACITY: compute.cancel_no_capacity_after_minutes,
-        }
-        time_limits = [
-            batch.JobStateTimeLimitAction(reason=reason, max_time=Duration.minutes(minutes),
-                                          action=batch.JobStateTimeLimitActionsAction.CANCEL,
-                                          state=batch.JobStateTimeLimitActionsState.RUNNABLE)
-            for reason, minutes in cancel_after.items()
-        ]
-
-        # The spot queue tries spot first and falls back to on-demand; the on-demand queue is the
-        # priority lane that never waits on spot capacity.
-        queue_plan = {
-            "spot": ("SpotJobQueue", 10, [k for k in ("spot", "on-demand") if k in self.environments]),
-            "on-demand": ("OnDemandJobQueue", 20, [k for k in ("on-demand",) if k in self.environments]),
-        }
         self.queues: dict[str, batch.JobQueue] = {}
-        for queue, (construct_name, priority, kinds) in queue_plan.items():
-            if not kinds:
-                continue
-            self.queues[queue] = batch.JobQueue(
-                self, construct_name,
-                job_queue_name=names.job_queue(lab_name, queue),
-                priority=priority,
+        for queue in plan.queues:
+            self.queues[queue.queue] = batch.JobQueue(
+                self, "SpotJobQueue" if queue.queue == "spot" else "OnDemandJobQueue",
+                job_queue_name=queue.name,
+                priority=queue.priority,
                 compute_environments=[
-                    batch.OrderedComputeEnvironment(compute_environment=self.environments[k], order=i + 1)
-                    for i, k in enumerate(kinds)
+                    batch.OrderedComputeEnvironment(compute_environment=self.environments[kind], order=i + 1)
+                    for i, kind in enumerate(queue.environments)
                 ],
-                job_state_time_limit_actions=time_limits,
+                job_state_time_limit_actions=[
+                    batch.JobStateTimeLimitAction(
+                        reason=batch.JobStateTimeLimitActionsReason[reason.split(":", 1)[1]],
+                        max_time=Duration.seconds(seconds),
+                        action=batch.JobStateTimeLimitActionsAction.CANCEL,
+                        state=batch.JobStateTimeLimitActionsState.RUNNABLE)
+                    for reason, seconds in queue.cancel_after_seconds.items()
+                ],
             )

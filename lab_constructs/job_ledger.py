@@ -7,15 +7,11 @@ from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
 from labbatch import names
+from labbatch.ledger_schema import (BY_CREATED_INDEX, BY_CREATED_PARTITION, BY_CREATED_SORT, PARTITION_KEY,
+                                    TTL_ATTRIBUTE)
 
 from lab_constructs.compliance import acknowledge
 
-# The handler's record layout depends on these; they are part of the API contract.
-PARTITION_KEY = "job_id"
-BY_CREATED_INDEX = "by_created"
-BY_CREATED_PARTITION = "record_type"
-BY_CREATED_SORT = "created_at"
-TTL_ATTRIBUTE = "expires_at"
 
 
 class JobLedger(Construct):

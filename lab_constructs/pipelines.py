@@ -14,17 +14,15 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from labbatch import names
-from labbatch.config import DEMO_IMAGE, Pipeline
+from labbatch.batch_layout import SCRATCH_MOUNT, JobDefinitionSpec
+from labbatch.config import DEMO_IMAGE
 
 from lab_constructs.compliance import (acknowledge, acknowledge_inline_policy, acknowledge_log_group_encryption,
                                        acknowledge_wildcard_resources)
 from lab_constructs.retention import retention
-from lab_constructs.scratch_launch_template import SCRATCH_MOUNT
 
-RUNNER_COMMAND = ["labbatch-runner", "--"]
 CONTAINERS_DIR = Path(__file__).resolve().parent.parent / "containers"
-# Spot reclaims show up as Batch's status reason "Host EC2 (instance i-...) terminated."
-SPOT_RECLAIM_STATUS_REASON = "Host EC2*"
+_ON = {"onStatusReason": "on_status_reason", "onReason": "on_reason", "onExitCode": "on_exit_code"}
 
 
 class PipelineJobDefinitions(Construct):
@@ -36,7 +34,7 @@ class PipelineJobDefinitions(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, lab_name: str,
-                 pipelines: dict[str, Pipeline], bucket_names: dict[str, str],
+                 job_definitions: tuple[JobDefinitionSpec, ...], bucket_names: dict[str, str],
                  log_retention_days: int) -> None:
         super().__init__(scope, construct_id)
 
@@ -78,23 +76,23 @@ class PipelineJobDefinitions(Construct):
         )
 
         demo_image = None
-        if any(p.image == DEMO_IMAGE for p in pipelines.values()):
+        if any(spec.image == DEMO_IMAGE for spec in job_definitions):
             # Built and pushed at deploy; synth only stages the directory, so it needs no Docker.
             demo_image = ecs.ContainerImage.from_docker_image_asset(ecr_assets.DockerImageAsset(
                 self, "DemoImage", directory=str(CONTAINERS_DIR),
                 exclude=["**/__pycache__", "**/*.egg-info", "**/.pytest_cache"]))
 
         self.job_definitions: dict[str, batch.EcsJobDefinition] = {}
-        for name, pipeline in pipelines.items():
-            image = demo_image if pipeline.image == DEMO_IMAGE else ecs.ContainerImage.from_registry(pipeline.image)
+        for spec in job_definitions:
+            name = spec.pipeline
+            image = demo_image if spec.image == DEMO_IMAGE else ecs.ContainerImage.from_registry(spec.image)
             container = batch.EcsEc2ContainerDefinition(
                 self, f"{name}-container",
                 image=image,
-                cpu=pipeline.vcpus,
-                memory=Size.mebibytes(pipeline.memory_mib),
-                command=[*RUNNER_COMMAND, *pipeline.command],
-                environment={"LABBATCH_SCRATCH_DIR": SCRATCH_MOUNT, "LABBATCH_LAB": lab_name,
-                             "LABBATCH_PIPELINE": name},
+                cpu=spec.vcpus,
+                memory=Size.mebibytes(spec.memory_mib),
+                command=list(spec.command),
+                environment=dict(spec.environment),
                 volumes=[batch.EcsVolume.host(name="scratch", host_path=SCRATCH_MOUNT,
                                               container_path=SCRATCH_MOUNT)],
                 logging=ecs.LogDriver.aws_logs(stream_prefix=name, log_group=self.log_group),
@@ -103,15 +101,14 @@ class PipelineJobDefinitions(Construct):
             )
             self.job_definitions[name] = batch.EcsJobDefinition(
                 self, f"{name}-job-definition",
-                job_definition_name=names.job_definition(lab_name, name),
+                job_definition_name=spec.name,
                 container=container,
-                timeout=Duration.minutes(pipeline.timeout_minutes),
-                retry_attempts=pipeline.attempts,
-                # Batch retries a job that matches no rule, so the catch-all EXIT must come last.
+                timeout=Duration.seconds(spec.timeout_seconds),
+                retry_attempts=spec.attempts,
                 retry_strategies=[
-                    batch.RetryStrategy.of(batch.Action.RETRY,
-                                           batch.Reason.custom(on_status_reason=SPOT_RECLAIM_STATUS_REASON)),
-                    batch.RetryStrategy.of(batch.Action.EXIT, batch.Reason.custom(on_reason="*")),
+                    batch.RetryStrategy.of(batch.Action[rule["action"]], batch.Reason.custom(
+                        **{_ON[k]: v for k, v in rule.items() if k != "action"}))
+                    for rule in spec.retry_rules
                 ],
                 propagate_tags=True,
             )

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
+from labbatch.batch_layout import SCRATCH_MOUNT
 from labbatch.config import ScratchVolume
 
 SCRATCH_DEVICE = "/dev/xvdb"
-SCRATCH_MOUNT = "/scratch"
 ROOT_DEVICE = "/dev/xvda"
 ROOT_GIB = 30  # the ECS-optimized AL2023 image's own root size; images stay here, not on scratch
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from constructs import Construct
 
 from labbatch import names
+from labbatch.batch_layout import layout
 from labbatch.config import Lab
 from lab_constructs.batch_compute import BatchCompute
 from lab_constructs.network import LabNetwork
@@ -21,11 +22,11 @@ class ComputeStack(LabStack):
         network = LabNetwork(self, "Network", network=lab.network, log_retention_days=lab.log_retention_days)
         scratch = ScratchLaunchTemplate(self, "ScratchLaunchTemplate", scratch=lab.compute.scratch,
                                         custom_ami=lab.compute.ami_id is not None)
-        self.compute = BatchCompute(self, "BatchCompute", lab_name=lab.name, compute=lab.compute,
-                                    network=network, launch_template=scratch.launch_template)
+        self.compute = BatchCompute(self, "BatchCompute", lab=lab, network=network,
+                                    launch_template=scratch.launch_template)
         # Buckets are found by their deterministic names rather than cross-stack exports, so the
         # stateful stack never gets locked by an export this stack consumes.
         bucket_names = {kind: names.bucket(lab.name, kind, self.account, self.region) for kind in DATA_BUCKETS}
         self.pipelines = PipelineJobDefinitions(
-            self, "Pipelines", lab_name=lab.name, pipelines=lab.pipelines, bucket_names=bucket_names,
-            log_retention_days=lab.log_retention_days)
+            self, "Pipelines", lab_name=lab.name, job_definitions=layout(lab).job_definitions,
+            bucket_names=bucket_names, log_retention_days=lab.log_retention_days)
