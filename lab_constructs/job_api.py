@@ -19,6 +19,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from labbatch.config import Api
+from labbatch.ledger_schema import BY_CREATED_INDEX
 
 from lab_constructs.compliance import (acknowledge, acknowledge_inline_policy, acknowledge_log_group_encryption,
                                        acknowledge_wildcard_resources)
@@ -37,7 +38,7 @@ _ROOT_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):root$")
 
 def _function(scope: Construct, construct_id: str, *, folder: str, handler: str, description: str,
               environment: dict[str, str], layer: lambda_.ILayerVersion, log_retention_days: int,
-              timeout: Duration, dead_letter_queue: sqs.IQueue | None = None) -> lambda_.Function:
+              timeout: Duration, memory_mib: int, dead_letter_queue: sqs.IQueue | None = None) -> lambda_.Function:
     log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=retention(log_retention_days))
     acknowledge_log_group_encryption(log_group)
     function = lambda_.Function(
@@ -48,7 +49,7 @@ def _function(scope: Construct, construct_id: str, *, folder: str, handler: str,
         handler=handler,
         description=description,
         layers=[layer],
-        memory_size=512,
+        memory_size=memory_mib,
         timeout=timeout,
         environment=environment,
         log_group=log_group,
@@ -90,8 +91,8 @@ class JobApi(Construct):
             self, "Handler", folder="api", handler="job_api.lambda_handler",
             description=f"LabBatch {lab_name}: job API", layer=layer,
             environment={**common_env, "POWERTOOLS_SERVICE_NAME": "labbatch-api"},
-            log_retention_days=log_retention_days,
-            timeout=Duration.seconds(29))  # API Gateway's own integration limit
+            log_retention_days=log_retention_days, memory_mib=1024,
+            timeout=Duration.seconds(28))  # under API Gateway's own 29 s integration limit
         acknowledge(self.handler, "HIPAA.Security-LambdaDLQ",
                     "API Gateway invokes the handler synchronously: a failure is answered to the caller and "
                     "recorded in the ledger; there is no event to park in a queue.")
@@ -105,12 +106,19 @@ class JobApi(Construct):
             self, "StatusUpdater", folder="status", handler="job_status.lambda_handler",
             description=f"LabBatch {lab_name}: records Batch job state changes in the ledger", layer=layer,
             environment={**common_env, "POWERTOOLS_SERVICE_NAME": "labbatch-status"},
-            log_retention_days=log_retention_days, timeout=Duration.seconds(30),
+            log_retention_days=log_retention_days, timeout=Duration.seconds(10), memory_mib=512,
             dead_letter_queue=self.failed_status_events)
 
         table = dynamodb.Table.from_table_name(self, "Ledger", table_name)
-        table.grant_read_write_data(self.handler)
-        table.grant_read_write_data(self.status_updater)
+        index = f"{table.table_arn}/index/{BY_CREATED_INDEX}"
+        # Exactly what each function does: the handler writes, reads, lists and (idempotency)
+        # deletes its own in-progress items; the updater only updates records.
+        self.handler.add_to_role_policy(iam.PolicyStatement(
+            actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            resources=[table.table_arn]))
+        self.handler.add_to_role_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=[index]))
+        self.status_updater.add_to_role_policy(iam.PolicyStatement(
+            actions=["dynamodb:UpdateItem"], resources=[table.table_arn]))
         self._grant_data_access(bucket_names)
         queue_arns = [stack.format_arn(service="batch", resource="job-queue", resource_name=q) for q in queue_names]
         self._grant_batch(lab_name, queue_arns, job_definition_prefix)

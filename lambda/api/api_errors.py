@@ -1,0 +1,64 @@
+"""One error shape for every refusal: {"error": {"code", "message", "details"}}.
+
+Route code raises ApiError; job_api turns it (and Powertools' own validation and routing
+failures) into that shape, so a client never has to parse two kinds of error body.
+"""
+
+from __future__ import annotations
+
+import json
+from http import HTTPStatus
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+
+# How long a caller should wait after a 503 before retrying; AWS throttles recover in seconds.
+RETRY_AFTER_SECONDS = 5
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
+        if field is not None:
+            self.details.setdefault("field", field)
+        self.headers = dict(headers or {})
+
+
+def refused(code: str, message: str, *, field: str | None = None, **details: Any) -> ApiError:
+    """A request that can never succeed as sent (422): the caller must change it."""
+    return ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, code, message, field=field, details=details)
+
+
+def unavailable(code: str, message: str, **details: Any) -> ApiError:
+    """AWS refused for now (throttled or failing after retries): the caller may retry later."""
+    details.setdefault("retry_after_seconds", RETRY_AFTER_SECONDS)
+    return ApiError(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        code,
+        message,
+        details=details,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
+def error_response(error: ApiError) -> Response:
+    body = {"error": {"code": error.code, "message": error.message, "details": error.details}}
+    return Response(
+        status_code=int(error.status),
+        content_type=content_types.APPLICATION_JSON,
+        body=json.dumps(body),
+        headers=error.headers,
+    )

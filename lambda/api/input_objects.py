@@ -1,0 +1,95 @@
+"""Where a job's inputs are, and whether they are there: s3:// URI rules and HEAD sizes."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from botocore.exceptions import ClientError
+
+from api_errors import refused
+
+MAX_KEY_BYTES = 1_024
+HEAD_THREADS = 32
+
+
+@dataclass(frozen=True)
+class S3Object:
+    bucket: str
+    key: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def parse_lab_uri(uri: str, field: str, allowed_buckets: tuple[str, ...]) -> S3Object:
+    """The object a URI names, refused unless it is a plain object key in one of this lab's buckets.
+
+    The runner turns keys into paths on the scratch volume, so `.` and `..` segments, empty
+    segments and control characters are refused here rather than trusted there.
+    """
+    if not uri.startswith("s3://"):
+        raise refused("invalid_s3_uri", f"{field}: {uri!r} is not an s3:// URI", field=field, uri=uri)
+    bucket, _, key = uri[len("s3://") :].partition("/")
+    if bucket not in allowed_buckets:
+        raise refused(
+            "input_outside_lab",
+            f"{field}: bucket {bucket!r} is not one of this lab's input buckets ({', '.join(allowed_buckets)})",
+            field=field,
+            uri=uri,
+            allowed_buckets=list(allowed_buckets),
+        )
+    if not key:
+        raise refused("invalid_s3_uri", f"{field}: {uri!r} names a bucket, not an object", field=field, uri=uri)
+    if key.endswith("/"):
+        raise refused(
+            "invalid_s3_uri",
+            f"{field}: {uri!r} is a prefix; list the objects themselves",
+            field=field,
+            uri=uri,
+        )
+    if any(segment in ("", ".", "..") for segment in key.split("/")):
+        raise refused(
+            "invalid_s3_uri",
+            f"{field}: {uri!r} has an empty, '.' or '..' path segment",
+            field=field,
+            uri=uri,
+        )
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        raise refused("invalid_s3_uri", f"{field}: the key has control characters", field=field, uri=uri)
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise refused("invalid_s3_uri", f"{field}: S3 keys are at most 1,024 bytes", field=field, uri=uri)
+    return S3Object(bucket, key)
+
+
+def object_sizes(s3_client, objects: dict[S3Object, str]) -> dict[S3Object, int]:
+    """Size of every object (HEAD), refusing the first that is missing or unreadable.
+
+    `objects` maps each distinct object to the request field that first named it, so a
+    refusal points at what the caller wrote. Throttling that outlives the client's retries
+    propagates (the route answers 503).
+    """
+
+    def head(obj: S3Object) -> tuple[S3Object, int]:
+        try:
+            answer = s3_client.head_object(Bucket=obj.bucket, Key=obj.key)
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            field = objects[obj]
+            if status == 404:
+                raise refused("input_not_found", f"{field}: {obj.uri} does not exist", field=field, uri=obj.uri)
+            if status == 403:
+                raise refused(
+                    "input_not_readable",
+                    f"{field}: LabBatch may not read {obj.uri} (access denied)",
+                    field=field,
+                    uri=obj.uri,
+                )
+            raise
+        return obj, int(answer["ContentLength"])
+
+    if len(objects) <= 1:
+        return dict(head(obj) for obj in objects)
+    with ThreadPoolExecutor(max_workers=min(HEAD_THREADS, len(objects))) as pool:
+        return dict(pool.map(head, objects))

@@ -1,0 +1,481 @@
+"""LabBatch job API: the Lambda behind the lab's REST API (API Gateway proxy, IAM auth).
+
+Routes: POST /jobs, GET /jobs, GET /jobs/{job_id}, DELETE /jobs/{job_id}, GET /pipelines,
+GET /openapi.json. Every error is {"error": {"code", "message", "details"}}.
+
+Environment: LABBATCH_SETTINGS (see api_settings.py), plus what boto3 and Powertools read
+themselves (AWS_REGION, AWS_ENDPOINT_URL[_<SERVICE>], POWERTOOLS_*).
+"""
+
+import functools
+import json
+import re
+from contextvars import ContextVar
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Annotated, Any, Callable, Optional
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError
+from aws_lambda_powertools.event_handler.openapi.exceptions import (
+    RequestUnsupportedContentType,
+    RequestValidationError,
+)
+from aws_lambda_powertools.event_handler.openapi.params import Body, Header, Query
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
+    IdempotencyValidationError,
+)
+from botocore.exceptions import BotoCoreError, ClientError
+
+from admission import admit
+from api_clients import ApiClients, build_clients
+from api_errors import ApiError, error_response, refused, unavailable
+from api_settings import LabSettings, SettingsError, load_settings
+from aws_faults import error_code, is_retryable
+from batch_requests import stop_job
+from job_ids import utc_timestamp
+from job_models import (
+    FINAL_STATUSES,
+    JOB_ID_PATTERN,
+    ErrorBody,
+    JobListResponse,
+    JobStatus,
+    JobView,
+    ParameterSpec,
+    PipelineDefaults,
+    PipelineLimits,
+    PipelinesResponse,
+    PipelineView,
+    SubmitJobRequest,
+    SubmitJobResponse,
+)
+from ledger import JobLedger
+from submission import submit
+
+# API Gateway takes 10 MB and Lambda 6 MB; 10,000 samples with two inputs each is ~2 MB.
+MAX_BODY_BYTES = 5 * 1024 * 1024
+# A retried POST with the same key within this window returns the first answer.
+IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
+IDEMPOTENCY_KEY_PREFIX = "labbatch-idempotency"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+
+logger = Logger(service="labbatch-api")
+# A response that breaks its own model is our bug: 500, not Powertools' default 422.
+app = APIGatewayRestResolver(
+    enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
+)
+_JOB_ID = re.compile(JOB_ID_PATTERN)
+_replayed: ContextVar[bool] = ContextVar("replayed", default=False)
+
+ERROR_RESPONSES = {
+    code: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    for code, text in {
+        404: "No such job",
+        409: "Conflict (finished job, idempotency key in use)",
+        422: "Refused: details.field names what to change",
+        503: "AWS throttled or failed after retries; see Retry-After",
+    }.items()
+}
+
+
+@dataclass(frozen=True)
+class ApiRuntime:
+    settings: LabSettings
+    clients: ApiClients
+    ledger: JobLedger
+    idempotency_config: IdempotencyConfig
+    submit_once: Callable[..., dict]
+
+
+@functools.cache
+def runtime() -> ApiRuntime:
+    """Settings and clients, built on the first request of each container and kept."""
+    settings = load_settings()
+    clients = build_clients()
+    config = IdempotencyConfig(
+        event_key_jmespath="[caller, key]",
+        payload_validation_jmespath="request",
+        expires_after_seconds=IDEMPOTENCY_WINDOW_SECONDS,
+        response_hook=_mark_replayed,
+    )
+    persistence = DynamoDBPersistenceLayer(
+        table_name=settings.table,
+        key_attr="job_id",
+        expiry_attr="expires_at",
+        boto3_client=clients.dynamodb,
+    )
+    submit_once = idempotent_function(
+        _admit_and_submit,
+        data_keyword_argument="submission",
+        persistence_store=persistence,
+        config=config,
+        key_prefix=IDEMPOTENCY_KEY_PREFIX,
+    )
+    return ApiRuntime(settings, clients, JobLedger(clients.dynamodb, settings.table), config, submit_once)
+
+
+def _mark_replayed(response: Any, _record: Any) -> Any:
+    _replayed.set(True)
+    return response
+
+
+def _admit_and_submit(*, submission: dict, request: SubmitJobRequest) -> dict:
+    """Everything a POST does, inside the idempotency guard when a key is given.
+
+    Admission is inside too: a replay answers from the stored result without re-reading
+    S3, and a refusal removes the in-progress marker so the key can be used again.
+    """
+    rt = runtime()
+    job = admit(request, rt.settings, rt.clients.s3)
+    return submit(
+        job,
+        caller=submission["caller"],
+        idempotency_key=submission["key"],
+        settings=rt.settings,
+        clients=rt.clients,
+        ledger=rt.ledger,
+    )
+
+
+def _caller_arn() -> str:
+    arn = (app.current_event.get("requestContext") or {}).get("identity", {}).get("userArn")
+    if not arn:
+        raise ApiError(HTTPStatus.FORBIDDEN, "no_caller_identity", "The request carries no IAM caller identity")
+    return arn
+
+
+def _json(status: int, model: Any, headers: dict[str, str] | None = None) -> Response:
+    # A dict, not a JSON string: Powertools validates it against the route's response model.
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=model.model_dump(mode="json"),
+        headers=headers or {},
+    )
+
+
+@app.post(
+    "/jobs",
+    summary="Submit a job (or an array job, with samples)",
+    description="Send an Idempotency-Key header to make retries safe: the same key and body return "
+    "the same job; the same key with a different body is refused (422).",
+    responses={202: {"description": "Accepted"}, **ERROR_RESPONSES},
+)
+def create_job(
+    request: Annotated[SubmitJobRequest, Body()],
+    idempotency_key: Annotated[Optional[str], Header(alias="Idempotency-Key", min_length=1, max_length=255)] = None,
+) -> Response[SubmitJobResponse]:
+    caller = _caller_arn()
+    submission = {"caller": caller, "key": idempotency_key, "request": request.model_dump(mode="json")}
+    _replayed.set(False)
+    rt = runtime()
+    if idempotency_key is None:
+        body = _admit_and_submit(submission=submission, request=request)
+    else:
+        body = rt.submit_once(submission=submission, request=request)
+    headers = {"Idempotent-Replayed": "true"} if _replayed.get() else {}
+    return _json(HTTPStatus.ACCEPTED, SubmitJobResponse.model_validate(body), headers)
+
+
+@app.get("/jobs", summary="List jobs, newest first", responses=ERROR_RESPONSES)
+def list_jobs(
+    status: Annotated[Optional[JobStatus], Query()] = None,
+    pipeline: Annotated[Optional[str], Query(min_length=1, max_length=128)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    next_token: Annotated[Optional[str], Query(min_length=1, max_length=512)] = None,
+) -> Response[JobListResponse]:
+    records, token = runtime().ledger.list_jobs(status=status, pipeline=pipeline, limit=limit, next_token=next_token)
+    return _json(HTTPStatus.OK, JobListResponse(jobs=[JobView.model_validate(r) for r in records], next_token=token))
+
+
+@app.get("/jobs/<job_id>", summary="One job's record", responses=ERROR_RESPONSES)
+def get_job(job_id: str) -> Response[JobView]:
+    return _json(HTTPStatus.OK, JobView.model_validate(_existing_job(job_id)))
+
+
+@app.delete(
+    "/jobs/<job_id>",
+    summary="Cancel a job that has not started, or terminate a running one",
+    responses={202: {"description": "Cancel requested"}, **ERROR_RESPONSES},
+)
+def cancel_job(job_id: str) -> Response[JobView]:
+    caller = _caller_arn()
+    rt = runtime()
+    record = _existing_job(job_id)
+    if record["status"] in FINAL_STATUSES:
+        raise _finished(job_id, record["status"])
+    batch_job_id = record.get("batch_job_id")
+    if not batch_job_id:
+        raise ApiError(
+            HTTPStatus.CONFLICT,
+            "job_not_submitted_yet",
+            f"job {job_id} is still being submitted to AWS Batch; try again in a moment",
+            details={"job_id": job_id},
+            headers={"Retry-After": "1"},
+        )
+    # The ledger follows Batch through events, a little behind: ask Batch where the job is
+    # now, because cancelling a job that has started does nothing.
+    live = rt.clients.batch.describe_jobs(jobs=[batch_job_id]).get("jobs", [])
+    if not live or live[0]["status"] in FINAL_STATUSES:
+        raise _finished(job_id, live[0]["status"] if live else "finished")
+    action = stop_job(rt.clients.batch, batch_job_id, live[0]["status"], f"Cancelled through the LabBatch API by {caller}")
+    logger.info("Stop requested", extra={"job_id": job_id, "batch_job_id": batch_job_id, "action": action})
+    record = rt.ledger.record_cancel(
+        job_id, {"requested_at": utc_timestamp(), "requested_by": caller, "action": action}
+    )
+    return _json(HTTPStatus.ACCEPTED, JobView.model_validate(record))
+
+
+@app.get("/pipelines", summary="What this lab can run, with defaults and limits")
+def list_pipelines() -> Response[PipelinesResponse]:
+    settings = runtime().settings
+    limits = PipelineLimits(
+        max_vcpus=settings.limits.max_vcpus,
+        max_memory_mib=settings.limits.max_memory_mib,
+        scratch_gib=settings.scratch_gib,
+    )
+    pipelines = [
+        PipelineView(
+            name=name,
+            description=pipeline.description,
+            defaults=PipelineDefaults(
+                vcpus=pipeline.vcpus,
+                memory_mib=pipeline.memory_mib,
+                timeout_minutes=pipeline.timeout_minutes,
+                disk_factor=pipeline.disk_factor,
+                queue=pipeline.default_queue,
+            ),
+            parameters={
+                key: ParameterSpec(required=default is None, default=default)
+                for key, default in pipeline.parameters.items()
+            },
+            limits=limits,
+        )
+        for name, pipeline in sorted(settings.pipelines.items())
+    ]
+    return _json(HTTPStatus.OK, PipelinesResponse(pipelines=pipelines))
+
+
+@app.get("/openapi.json", include_in_schema=False)
+def openapi_document():
+    return Response(status_code=200, content_type=content_types.APPLICATION_JSON, body=_openapi_json())
+
+
+@functools.cache
+def _openapi_json() -> str:
+    schema = json.loads(
+        app.get_openapi_json_schema(
+            title="LabBatch job API",
+            version="1",
+            description="Submit and follow a lab's AWS Batch jobs. Requests are signed with SigV4 "
+            "(service execute-api). Every error is {\"error\": {\"code\", \"message\", \"details\"}}.",
+        )
+    )
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(error_schema.pop("$defs", {}))
+    schemas["ErrorBody"] = error_schema
+    # Powertools documents its own 422/500 bodies; this API answers every error as ErrorBody.
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            responses = operation.setdefault("responses", {})
+            responses["422"] = ERROR_RESPONSES[422]
+            responses["500"] = {**ERROR_RESPONSES[422], "description": "Internal error"}
+    for unused in ("HTTPValidationError", "ValidationError", "ResponseValidationError"):
+        schemas.pop(unused, None)
+    return json.dumps(schema)
+
+
+def _existing_job(job_id: str) -> dict:
+    record = runtime().ledger.get(job_id) if _JOB_ID.match(job_id) else None
+    if record is None:
+        raise ApiError(HTTPStatus.NOT_FOUND, "no_such_job", f"job_id: there is no job {job_id!r}", field="job_id")
+    return record
+
+
+def _finished(job_id: str, status: str) -> ApiError:
+    return ApiError(
+        HTTPStatus.CONFLICT,
+        "job_finished",
+        f"job {job_id} has already finished ({status}); there is nothing to cancel",
+        details={"job_id": job_id, "status": status},
+    )
+
+
+# --- errors: one shape for all of them ---------------------------------------------------
+
+# Paths and the methods they answer, so an unknown method on a known path is a 405.
+ROUTE_METHODS = (
+    (re.compile(r"^/jobs$"), ("GET", "POST")),
+    (re.compile(r"^/jobs/[^/]+$"), ("DELETE", "GET")),
+    (re.compile(r"^/pipelines$"), ("GET",)),
+    (re.compile(r"^/openapi\.json$"), ("GET",)),
+)
+
+
+@app.exception_handler(ApiError)
+def _api_error(error: ApiError) -> Response:
+    if error.status >= 500:
+        logger.warning("Answered with an error", extra={"code": error.code, "status": int(error.status)})
+    return error_response(error)
+
+
+@app.not_found
+def _no_route(_: NotFoundError) -> Response:
+    path, method = app.current_event.path, app.current_event.http_method.upper()
+    for pattern, methods in ROUTE_METHODS:
+        if pattern.match(path):
+            error = ApiError(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                f"{method} is not allowed on {path}; use {', '.join(methods)}",
+                details={"allowed": list(methods)},
+                headers={"Allow": ", ".join(methods)},
+            )
+            return error_response(error)
+    return error_response(ApiError(HTTPStatus.NOT_FOUND, "no_such_route", f"There is no {path} in this API"))
+
+
+def field_name(location: tuple) -> str:
+    """("body", "samples", 3, "inputs", 0) -> "samples[3].inputs[0]", as the caller wrote it."""
+    parts = list(location)
+    if parts[:1] == ["header"] and len(parts) == 2:
+        # Header names arrive lower-cased; name them as the API documents them.
+        return "-".join(word.capitalize() for word in str(parts[1]).split("-"))
+    if parts and parts[0] in ("body", "query", "path"):
+        parts = parts[1:]
+    name = ""
+    for part in parts:
+        if isinstance(part, int):
+            name += f"[{part}]"
+        elif part == "[key]":  # pydantic's marker for a bad dict key: the key itself precedes it
+            continue
+        else:
+            name += f".{part}" if name else str(part)
+    return name or "body"
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid_request(error: RequestValidationError) -> Response:
+    problems = [
+        {"field": field_name(tuple(e.get("loc", ()))), "message": str(e.get("msg", "")), "type": e.get("type")}
+        for e in error.errors()
+    ]
+    if any(p["type"] == "json_invalid" for p in problems):
+        problems = [{"field": "body", "message": "the body is not valid JSON", "type": "json_invalid"}]
+    first = problems[0] if problems else {"field": "body", "message": "invalid request"}
+    message = f"{first['field']}: {first['message']}"
+    if len(problems) > 1:
+        message += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
+    return error_response(
+        refused("invalid_request", message, field=first["field"], problems=problems)
+    )
+
+
+@app.exception_handler(RequestUnsupportedContentType)
+def _unsupported_content_type(_: RequestUnsupportedContentType) -> Response:
+    return error_response(
+        ApiError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Send the body as application/json")
+    )
+
+
+@app.exception_handler(IdempotencyValidationError)
+def _idempotency_key_reused(_: IdempotencyValidationError) -> Response:
+    # As the IETF Idempotency-Key draft advises: a reused key with another body is a 422.
+    return error_response(
+        refused(
+            "idempotency_key_reused",
+            "Idempotency-Key: this key was already used with a different request body; "
+            "use a new key for a new job",
+            field="Idempotency-Key",
+        )
+    )
+
+
+@app.exception_handler(IdempotencyAlreadyInProgressError)
+def _idempotency_in_progress(_: IdempotencyAlreadyInProgressError) -> Response:
+    return error_response(
+        ApiError(
+            HTTPStatus.CONFLICT,
+            "idempotency_key_in_progress",
+            "Idempotency-Key: a request with this key is still being processed; retry shortly",
+            field="Idempotency-Key",
+            headers={"Retry-After": "2"},
+        )
+    )
+
+
+@app.exception_handler(IdempotencyPersistenceLayerError)
+def _idempotency_store_failed(error: IdempotencyPersistenceLayerError) -> Response:
+    logger.exception("Idempotency store failed")
+    return error_response(unavailable("ledger_unavailable", "The job ledger is not answering; try again later"))
+
+
+@app.exception_handler([ClientError, BotoCoreError])
+def _aws_failed(error: Exception) -> Response:
+    code = error_code(error)
+    if is_retryable(error):
+        logger.warning("AWS unavailable after retries", extra={"error_code": code})
+        return error_response(
+            unavailable("aws_unavailable", f"AWS is throttling or failing ({code}); try again later", aws_error=code)
+        )
+    logger.exception("AWS call failed")
+    return error_response(ApiError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", f"An AWS call failed ({code})"))
+
+
+@app.exception_handler(Exception)
+def _unexpected(error: Exception) -> Response:
+    logger.exception("Unhandled error")
+    return error_response(ApiError(HTTPStatus.INTERNAL_SERVER_ERROR, "internal_error", "Internal error"))
+
+
+def _direct_error(error: ApiError) -> dict:
+    """An API Gateway proxy answer for errors found before the resolver runs."""
+    response = error_response(error)
+    return {
+        "statusCode": int(error.status),
+        "headers": {"Content-Type": content_types.APPLICATION_JSON, **error.headers},
+        "multiValueHeaders": {},
+        "body": response.body,
+        "isBase64Encoded": False,
+    }
+
+
+def _body_too_large(event: dict) -> ApiError | None:
+    body = event.get("body") or ""
+    # base64 bodies are a third larger than what they carry.
+    size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
+    if size <= MAX_BODY_BYTES:
+        return None
+    return ApiError(
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+        "body_too_large",
+        f"body: {size:,} bytes; at most {MAX_BODY_BYTES:,}. Split the samples over several jobs.",
+        field="body",
+        details={"size_bytes": size, "limit_bytes": MAX_BODY_BYTES},
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
+def lambda_handler(event: dict, context: Any) -> dict:
+    too_large = _body_too_large(event)
+    if too_large is not None:
+        return _direct_error(too_large)
+    try:
+        rt = runtime()
+    except SettingsError:
+        logger.exception("The deployment is misconfigured")
+        return _direct_error(ApiError(HTTPStatus.INTERNAL_SERVER_ERROR, "misconfigured", "The API is misconfigured"))
+    # The in-progress marker of an Idempotency-Key expires when this invocation would time out.
+    rt.idempotency_config.register_lambda_context(context)
+    return app.resolve(event, context)

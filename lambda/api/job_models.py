@@ -1,0 +1,178 @@
+"""Request and response bodies of the job API, as pydantic models.
+
+The request models check shape only (types, sizes, safe names); everything that needs the
+lab's settings or S3 is checked by admission.py, which can name the offending field in
+terms the caller sent.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+# Batch allows 2..10,000 children per array job; a single sample is submitted as a plain job.
+MAX_SAMPLES = 10_000
+MAX_INPUTS_PER_JOB = 100
+MAX_INPUTS_PER_SAMPLE = 100
+MAX_PARAMETERS = 64
+MAX_PARAMETER_VALUE_CHARS = 4_096
+MAX_S3_URI_CHARS = 1_100  # "s3://" + 63-char bucket + "/" + 1,024-byte key, with room
+
+PARAMETER_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
+# Sample names become path segments under the job's output prefix and on scratch.
+SAMPLE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+JOB_ID_PATTERN = r"^j-[0-9a-z]{26}$"
+
+QueueName = Literal["spot", "on-demand"]
+JobStatus = Literal[
+    "PENDING_SUBMIT", "SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"
+]
+FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
+
+S3Uri = Annotated[str, StringConstraints(min_length=6, max_length=MAX_S3_URI_CHARS)]
+ParameterName = Annotated[str, StringConstraints(pattern=PARAMETER_NAME_PATTERN)]
+ParameterValue = Annotated[str, StringConstraints(max_length=MAX_PARAMETER_VALUE_CHARS)]
+Parameters = Annotated[dict[ParameterName, ParameterValue], Field(max_length=MAX_PARAMETERS)]
+
+
+class _Request(BaseModel):
+    # strict: "2" is not a vCPU count and 7 is not a parameter value; say so instead of guessing.
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class SampleRequest(_Request):
+    name: Annotated[str, StringConstraints(pattern=SAMPLE_NAME_PATTERN)]
+    inputs: list[S3Uri] = Field(min_length=1, max_length=MAX_INPUTS_PER_SAMPLE)
+    parameters: Parameters = Field(default_factory=dict)
+
+
+class SubmitJobRequest(_Request):
+    pipeline: str = Field(min_length=1, max_length=128)
+    inputs: list[S3Uri] = Field(
+        default_factory=list,
+        max_length=MAX_INPUTS_PER_JOB,
+        description="s3:// URIs in the lab's inputs or references bucket. With samples, these are "
+        "shared by every sample.",
+    )
+    parameters: Parameters = Field(default_factory=dict)
+    queue: QueueName | None = Field(default=None, description="Default: the pipeline's default queue.")
+    vcpus: int | None = Field(default=None, ge=1)
+    memory_mib: int | None = Field(default=None, ge=4)
+    name: str | None = Field(default=None, min_length=1, max_length=256)
+    samples: list[SampleRequest] | None = Field(default=None, min_length=1, max_length=MAX_SAMPLES)
+
+
+class SubmitJobResponse(BaseModel):
+    job_id: str
+    status: JobStatus
+    output_prefix: str
+    pipeline: str
+    queue: QueueName
+    name: str | None = None
+    batch_job_id: str | None = None
+    created_at: str
+    array_size: int | None = None
+    samples_uri: str | None = None
+
+
+class Attempt(BaseModel):
+    exit_code: int | None = None
+    reason: str | None = None
+    log_stream: str | None = None
+    started_at: str | None = None
+    stopped_at: str | None = None
+
+
+class LogLocation(BaseModel):
+    group: str | None = None
+    stream: str | None = None
+
+
+class CancelRequest(BaseModel):
+    requested_at: str
+    requested_by: str
+    action: Literal["cancel", "terminate"]
+
+
+class SubmitError(BaseModel):
+    code: str
+    message: str
+    outcome: Literal["not_submitted", "unknown"]
+
+
+class JobView(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    job_id: str
+    name: str | None = None
+    pipeline: str
+    queue: QueueName
+    status: JobStatus
+    status_reason: str | None = None
+    attempts: list[Attempt] = Field(default_factory=list)
+    submitted_by: str
+    created_at: str
+    submitted_at: str | None = None
+    started_at: str | None = None
+    stopped_at: str | None = None
+    output_prefix: str
+    log: LogLocation | None = None
+    children: dict[str, int] | None = None
+    array_size: int | None = None
+    samples_uri: str | None = None
+    inputs: list[str] = Field(default_factory=list)
+    parameters: dict[str, str] = Field(default_factory=dict)
+    vcpus: int
+    memory_mib: int
+    batch_job_id: str | None = None
+    cancel: CancelRequest | None = None
+    submit_error: SubmitError | None = None
+
+
+class JobListResponse(BaseModel):
+    jobs: list[JobView]
+    next_token: str | None = Field(
+        default=None, description="Pass as next_token to get the next (older) page; absent on the last page."
+    )
+
+
+class ParameterSpec(BaseModel):
+    required: bool
+    default: str | None = None
+
+
+class PipelineDefaults(BaseModel):
+    vcpus: int
+    memory_mib: int
+    timeout_minutes: int
+    disk_factor: float
+    queue: QueueName
+
+
+class PipelineLimits(BaseModel):
+    max_vcpus: int
+    max_memory_mib: int
+    scratch_gib: int
+
+
+class PipelineView(BaseModel):
+    name: str
+    description: str
+    defaults: PipelineDefaults
+    parameters: dict[str, ParameterSpec]
+    limits: PipelineLimits
+
+
+class PipelinesResponse(BaseModel):
+    pipelines: list[PipelineView]
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: dict = Field(default_factory=dict)
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail

@@ -1,0 +1,159 @@
+"""Reading AWS Batch "Job State Change" events into the ledger update they imply.
+
+Records are found by the LABBATCH_JOB_ID the API puts in every job's environment: the
+event's `detail.container.environment` carries it (array children inherit it), so no
+second lookup table is needed and a record whose completion write was lost after SubmitJob
+still gets found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+JOB_ID_ENV = "LABBATCH_JOB_ID"
+FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
+# Where a live job is; a retried job goes back to RUNNABLE with one more attempt.
+STATUS_RANK = {"SUBMITTED": 1, "PENDING": 2, "RUNNABLE": 3, "STARTING": 4, "RUNNING": 5}
+PROGRESS_FINAL = 1_000_000
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+
+class EnvironmentVariable(_Event):
+    name: str
+    value: str = ""
+
+
+class LogConfiguration(_Event):
+    logDriver: str | None = None
+    options: dict[str, str] = Field(default_factory=dict)
+
+
+class Container(_Event):
+    environment: list[EnvironmentVariable] = Field(default_factory=list)
+    exitCode: int | None = None
+    reason: str | None = None
+    logStreamName: str | None = None
+    logConfiguration: LogConfiguration | None = None
+
+
+class AttemptDetail(_Event):
+    container: Container = Field(default_factory=Container)
+    startedAt: int | None = None
+    stoppedAt: int | None = None
+    statusReason: str | None = None
+
+
+class ArrayProperties(_Event):
+    index: int | None = None
+    size: int | None = None
+    statusSummary: dict[str, int] | None = None
+
+
+class JobDetail(_Event):
+    jobId: str
+    status: str
+    statusReason: str | None = None
+    attempts: list[AttemptDetail] = Field(default_factory=list)
+    startedAt: int | None = None
+    stoppedAt: int | None = None
+    container: Container = Field(default_factory=Container)
+    arrayProperties: ArrayProperties | None = None
+
+
+class BatchStateChange(_Event):
+    source: str
+    detail_type: str = Field(alias="detail-type")
+    time: str | None = None
+    detail: JobDetail
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    ledger_job_id: str
+    batch_job_id: str  # for a child, its parent's id
+    status: str
+    progress: int
+    event_time: str | None
+    status_reason: str | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
+    started_at: str | None = None
+    stopped_at: str | None = None
+    log: dict[str, str] | None = None
+    child_index: int | None = None
+    array_size: int | None = None
+    status_summary: dict[str, int] | None = None
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class NotALabBatchJob(ValueError):
+    """A Batch job the API did not submit (no LABBATCH_JOB_ID): nothing to update."""
+
+
+def progress_of(status: str, attempts: int) -> int:
+    if status in FINAL_STATUSES:
+        return PROGRESS_FINAL
+    if status not in STATUS_RANK:
+        raise ValueError(f"unknown Batch job status {status!r}")
+    return attempts * 10 + STATUS_RANK[status]
+
+
+def iso_from_millis(millis: int | None) -> str | None:
+    if millis is None:
+        return None
+    moment = datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_state_change(event: dict[str, Any]) -> StatusUpdate:
+    change = BatchStateChange.model_validate(event)
+    detail = change.detail
+    env = {variable.name: variable.value for variable in detail.container.environment}
+    ledger_job_id = env.get(JOB_ID_ENV)
+    if not ledger_job_id:
+        raise NotALabBatchJob(f"Batch job {detail.jobId} has no {JOB_ID_ENV} in its environment")
+
+    array = detail.arrayProperties
+    child_index = array.index if array else None
+    batch_job_id = detail.jobId.split(":", 1)[0] if child_index is not None else detail.jobId
+    log_group = None
+    if detail.container.logConfiguration is not None:
+        log_group = detail.container.logConfiguration.options.get("awslogs-group")
+    log_stream = detail.container.logStreamName or (
+        detail.attempts[-1].container.logStreamName if detail.attempts else None
+    )
+    return StatusUpdate(
+        ledger_job_id=ledger_job_id,
+        batch_job_id=batch_job_id,
+        status=detail.status,
+        progress=progress_of(detail.status, len(detail.attempts)),
+        event_time=change.time,
+        status_reason=detail.statusReason,
+        attempts=[_attempt(a) for a in detail.attempts],
+        started_at=iso_from_millis(detail.startedAt),
+        stopped_at=iso_from_millis(detail.stoppedAt),
+        log={"group": log_group, "stream": log_stream} if (log_group or log_stream) else None,
+        child_index=child_index,
+        array_size=array.size if array and child_index is None else None,
+        status_summary=array.statusSummary if array and child_index is None else None,
+    )
+
+
+def _attempt(attempt: AttemptDetail) -> dict[str, Any]:
+    reasons = [r for r in (attempt.statusReason, attempt.container.reason) if r]
+    return {
+        "exit_code": attempt.container.exitCode,
+        "reason": "; ".join(dict.fromkeys(reasons)) or None,
+        "log_stream": attempt.container.logStreamName,
+        "started_at": iso_from_millis(attempt.startedAt),
+        "stopped_at": iso_from_millis(attempt.stoppedAt),
+    }
