@@ -286,8 +286,7 @@ def _print_json(value: Any) -> int:
 def _table(*columns: str, title: str | None = None) -> Any:
     from rich.table import Table
 
-    table = Table(*columns, title=title, title_justify="left")
-    return table
+    return Table(*columns, title=title, title_justify="left")
 
 
 def _job_table(job: Mapping[str, Any]) -> Any:

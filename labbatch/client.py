@@ -70,6 +70,8 @@ class LabBatchConnectionError(LabBatchError):
 
 
 class LabBatchClient:
+    """One lab's job API. Methods return the API's JSON; refusals raise LabBatchApiError."""
+
     def __init__(
         self,
         endpoint: str,
@@ -79,18 +81,24 @@ class LabBatchClient:
         session: botocore.session.Session | None = None,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
     ):
-        if not urlsplit(endpoint).scheme or not urlsplit(endpoint).netloc:
-            raise LabBatchError("bad_endpoint", f"{endpoint!r} is not a URL like https://id.execute-api.region.amazonaws.com/prod")
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise LabBatchError("bad_endpoint",
+                                f"{endpoint!r} is not a URL like https://id.execute-api.region.amazonaws.com/prod")
         self.endpoint = endpoint.rstrip("/")
         self.region = region
         if isinstance(credentials, tuple):
             credentials = Credentials(*credentials)
         if credentials is None:
-            credentials = (session or botocore.session.Session()).get_credentials()
+            try:
+                credentials = (session or botocore.session.Session()).get_credentials()
+            except BotoCoreError as error:  # a missing profile, a broken SSO cache, ...
+                raise LabBatchError("no_credentials", str(error)) from None
         if credentials is None:
             raise LabBatchError("no_credentials", "no AWS credentials found: configure a profile "
                                 "(aws configure / aws sso login) and pass --profile, or set AWS_PROFILE")
         self._credentials = credentials
+        self._timeout = timeout
         self._http = URLLib3Session(proxies=get_environ_proxies(self.endpoint), timeout=timeout)
 
     # -- the API ------------------------------------------------------------------------
@@ -188,15 +196,19 @@ class LabBatchClient:
         data = b"" if body is None else json.dumps(body).encode("utf-8")
         if len(data) > MAX_BODY_BYTES:
             raise LabBatchError("payload_too_large", f"the request is {len(data)} bytes; the API accepts at most "
-                                f"{MAX_BODY_BYTES} (put a long sample list in a --samples file of fewer samples)")
+                                f"{MAX_BODY_BYTES} (split the samples over several jobs)")
         all_headers = {"Accept": "application/json", **(headers or {})}
         if body is not None:
             all_headers["Content-Type"] = "application/json"
-        signed = sign_request(self._credentials, self.region, method, url, all_headers, data)
+        try:
+            signed = sign_request(self._credentials, self.region, method, url, all_headers, data)
+        except BotoCoreError as error:  # refreshing expired SSO or role credentials failed
+            raise LabBatchError("no_credentials", f"cannot sign the request: {error}") from None
         try:
             response = self._http.send(signed.prepare())
-        except (ConnectTimeoutError, ReadTimeoutError) as error:
-            raise LabBatchConnectionError("timeout", f"{self.endpoint} did not answer in time ({error})") from None
+        except (ConnectTimeoutError, ReadTimeoutError):
+            raise LabBatchConnectionError(
+                "timeout", f"{self.endpoint} did not answer within {self._timeout:g} s") from None
         except BotoCoreError as error:
             raise LabBatchConnectionError("unreachable", f"cannot reach {self.endpoint}: {_reason(error)}") from None
         return _parse_response(response.status_code, response.headers, response.content)
@@ -232,24 +244,24 @@ def _parse_response(status: int, headers: Mapping[str, str], content: bytes) -> 
     except ValueError:
         payload = None
     if 200 <= status < 300:
-        if not isinstance(payload, dict):
-            raise LabBatchApiError(status, "bad_response", f"the API answered {status} with a body that is not "
-                                   f"a JSON object: {_excerpt(content)}")
-        return payload
-    retry_after = _retry_after(headers)
-    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
-        error = payload["error"]
-        return _raise(status, str(error.get("code") or _GATEWAY_CODES.get(status, f"http_{status}")),
-                      str(error.get("message") or ""), error.get("details") or {}, retry_after)
+        if isinstance(payload, dict):
+            return payload
+        raise LabBatchApiError(status, "bad_response", f"the API answered {status} with a body that is not "
+                               f"a JSON object: {_excerpt(content)}")
+    raise _api_error(status, payload, content, _retry_after(headers))
+
+
+def _api_error(status: int, payload: Any, content: bytes, retry_after: float | None) -> LabBatchApiError:
     code = _GATEWAY_CODES.get(status, f"http_{status}")
+    error = payload.get("error") if isinstance(payload, dict) else None
+    if isinstance(error, dict):
+        details = error.get("details")
+        return LabBatchApiError(status, str(error.get("code") or code), str(error.get("message") or ""),
+                                details if isinstance(details, dict) else {}, retry_after=retry_after)
     if isinstance(payload, dict) and "message" in payload:
-        return _raise(status, code, str(payload["message"]), {}, retry_after)
-    return _raise(status, code, f"the API answered {status}: {_excerpt(content) or 'no body'}", {}, retry_after)
-
-
-def _raise(status: int, code: str, message: str, details: Mapping[str, Any], retry_after: float | None) -> Any:
-    raise LabBatchApiError(status, code, message, details if isinstance(details, Mapping) else {"details": details},
-                           retry_after=retry_after)
+        return LabBatchApiError(status, code, str(payload["message"]), retry_after=retry_after)
+    return LabBatchApiError(status, code, f"the API answered {status}: {_excerpt(content) or 'no body'}",
+                            retry_after=retry_after)
 
 
 def _retry_after(headers: Mapping[str, str]) -> float | None:
@@ -388,10 +400,12 @@ def _deployed_connection(lab: str, profile: str | None, region: str | None) -> C
 
 
 def _session(profile: str | None) -> botocore.session.Session:
+    session = botocore.session.Session(profile=profile)
     try:
-        return botocore.session.Session(profile=profile)
+        session.get_scoped_config()  # a misspelt --profile fails here, in one line, not later in a traceback
     except BotoCoreError as error:
         raise LabBatchError("bad_profile", str(error)) from None
+    return session
 
 
 def _region_of(url: str, profile: str | None) -> str:

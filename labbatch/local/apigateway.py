@@ -41,6 +41,8 @@ PROXY_RESOURCE = "/{proxy+}"
 SOCKET_TIMEOUT_SECONDS = 60
 # Hop-by-hop and framing headers are the server's to write, whatever the handler returns.
 _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+# API Gateway's own body when the integration fails; nothing of the failure reaches the caller.
+_INTERNAL_SERVER_ERROR = b'{"message": "Internal server error"}'
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -170,18 +172,21 @@ class LocalApiGateway:
         except (_ClientGone, ConnectionError, TimeoutError):
             http.close_connection = True
             status = 499  # nginx's word for "the client closed the request"; nothing was sent
-        elapsed_ms = (time.monotonic() - started) * 1000
-        self.log(f"api {http.command} {unquote(raw_path)} {status} {elapsed_ms:.1f}ms")
+        self._log_request(http.command, raw_path, status, started)
 
     def refuse_early(self, http: _ProxyRequestHandler) -> bool:
         """Answers `Expect: 100-continue` with the refusal when the body would be refused anyway."""
+        started = time.monotonic()
         try:
             _declared_length(http, self.max_payload_bytes)
         except _Refusal as refusal:
             self._write_refusal(http, refusal)
-            self.log(f"api {http.command} {unquote(_split_target(http.path)[0])} {refusal.status} 0.0ms")
+            self._log_request(http.command, _split_target(http.path)[0], refusal.status, started)
             return True
         return False
+
+    def _log_request(self, method: str, raw_path: str, status: int, started: float) -> None:
+        self.log(f"api {method} {unquote(raw_path)} {status} {(time.monotonic() - started) * 1000:.1f}ms")
 
     def _respond(self, http: _ProxyRequestHandler, raw_path: str, raw_query: str) -> int:
         try:
@@ -214,7 +219,7 @@ class LocalApiGateway:
             # API Gateway would tell it.
             self.log(f"api handler failed for {http.command} {unquote(raw_path)} (request {request_id}):\n"
                      + traceback.format_exc().rstrip())
-            status, headers, payload = 502, [("Content-Type", "application/json")], b'{"message": "Internal server error"}'
+            status, headers, payload = 502, [("Content-Type", "application/json")], _INTERNAL_SERVER_ERROR
         headers.append(("x-amzn-RequestId", request_id))
         _write(http, status, headers, payload)
         return status
@@ -393,7 +398,8 @@ def _headers_of(pairs: list[tuple[str, str]]) -> tuple[dict[str, str], dict[str,
     multi: dict[str, list[str]] = {}
     for name, value in pairs:
         key = spelling.setdefault(name.lower(), name)
-        multi.setdefault(key, []).append(value)
+        # Whitespace around a field value is not part of it (RFC 9110); the parser keeps the trailing kind.
+        multi.setdefault(key, []).append(value.strip())
     return {name: values[-1] for name, values in multi.items()}, multi
 
 

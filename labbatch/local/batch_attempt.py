@@ -86,7 +86,7 @@ class _Stop:
 
 
 class RunningAttempt:
-    """Started by `start()`; the monitor thread calls `tick()`; `on_exit` gets the outcome once."""
+    """`start()`, then `follow()`; the monitor thread calls `tick()`; `on_exit` gets the outcome once."""
 
     def __init__(self, spec: AttemptSpec, *, on_lines: Callable[[str, list[str]], None],
                  on_exit: Callable[[AttemptOutcome], None]) -> None:
@@ -128,9 +128,14 @@ class RunningAttempt:
             self._process = process
             self._tree = ProcessTree(process.pid)
             self._started_at = time.monotonic()
-        self._thread = threading.Thread(target=self._follow, name=f"attempt-{process.pid}", daemon=True)
-        self._thread.start()
         return None
+
+    def follow(self) -> None:
+        """Starts reading its output and waiting for its end; separate from `start` so that the
+        executor records RUNNING before `on_exit` can possibly report the end."""
+        assert self._process is not None
+        self._thread = threading.Thread(target=self._follow, name=f"attempt-{self._process.pid}", daemon=True)
+        self._thread.start()
 
     @property
     def pid(self) -> int | None:
@@ -144,8 +149,9 @@ class RunningAttempt:
         with self._lock:
             if self._process is None or self.finished.is_set():
                 return
-            if self._stop is None:
-                self._stop = _Stop(cause, status_reason, time.monotonic() + grace)
+            if self._stop is not None:
+                return
+            self._stop = _Stop(cause, status_reason, time.monotonic() + grace)
             tree = self._tree
         assert tree is not None
         tree.signal_root_group(signal.SIGTERM)
@@ -171,7 +177,7 @@ class RunningAttempt:
         stop = self._stop
         if stop is not None and now >= stop.kill_at and not self._sigkill_sent:
             self.kill_now()
-        used, largest = self._tree.anon_bytes(processes)
+        used, largest = self._tree.memory_in_use(processes)
         if used > spec.memory_mib * MIB and largest is not None:
             log.info("attempt %s: %d MiB over its %d MiB: killing pid %d", spec.log_stream_name,
                      used // MIB, spec.memory_mib, largest.pid)

@@ -23,28 +23,34 @@ class ProcessInfo:
     pgid: int
     sid: int
     start_ticks: int
-    anon_bytes: int  # resident, not file-backed: what a memory cgroup cannot reclaim without swap
+
+    def anon_bytes(self) -> int:
+        """Resident memory that is not file-backed: what a memory cgroup cannot reclaim
+        without swap, and so what gets a container OOM-killed. 0 once the process is gone."""
+        try:
+            with open(f"/proc/{self.pid}/statm", "rb") as statm_file:
+                statm = statm_file.read().split()
+        except OSError:
+            return 0
+        resident, shared = int(statm[1]), int(statm[2])
+        return max(resident - shared, 0) * _PAGE_BYTES
 
 
 def _read_process(pid: int) -> ProcessInfo | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat_file:
             stat = stat_file.read()
-        with open(f"/proc/{pid}/statm", "rb") as statm_file:
-            statm = statm_file.read().split()
     except OSError:
         return None
     # The command name may contain spaces and parentheses: fields start after the last ')'.
     rest = stat[stat.rfind(b")") + 2:].split()
     if len(rest) < 20 or rest[0] == b"Z":
         return None  # zombies hold no memory and take no signals
-    resident, shared = int(statm[1]), int(statm[2])
-    return ProcessInfo(pid=pid, ppid=int(rest[1]), pgid=int(rest[2]), sid=int(rest[3]),
-                       start_ticks=int(rest[19]), anon_bytes=max(resident - shared, 0) * _PAGE_BYTES)
+    return ProcessInfo(pid=pid, ppid=int(rest[1]), pgid=int(rest[2]), sid=int(rest[3]), start_ticks=int(rest[19]))
 
 
 def snapshot() -> dict[int, ProcessInfo]:
-    """Every live process on the machine: one pass over /proc (about 1 ms for 100 processes)."""
+    """Every live process on the machine: one pass over /proc (under 1 ms for 100 processes)."""
     processes = {}
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
@@ -87,11 +93,11 @@ class ProcessTree:
             self._members[info.pid] = info.start_ticks
         return list(live.values())
 
-    def anon_bytes(self, processes: dict[int, ProcessInfo]) -> tuple[int, ProcessInfo | None]:
+    def memory_in_use(self, processes: dict[int, ProcessInfo]) -> tuple[int, ProcessInfo | None]:
         """Total anonymous memory, and the largest member (the one an OOM killer would pick)."""
-        members = self.refresh(processes)
-        largest = max(members, key=lambda info: info.anon_bytes, default=None)
-        return sum(info.anon_bytes for info in members), largest
+        usage = [(info.anon_bytes(), info) for info in self.refresh(processes)]
+        largest = max(usage, key=lambda pair: pair[0], default=(0, None))[1]
+        return sum(used for used, _ in usage), largest
 
     def signal_root_group(self, signum: int) -> None:
         """What Batch's stop does first: SIGTERM to the main process (its group here)."""

@@ -127,14 +127,11 @@ class SigV4Verifier:
             )
         now = self.clock()
         if signed_at < now - MAX_CLOCK_SKEW:
-            raise SignatureRejected(
-                f"Signature expired: {timestamp} is now earlier than {(now - MAX_CLOCK_SKEW).strftime(TIMESTAMP_FORMAT)}."
-            )
+            earliest = (now - MAX_CLOCK_SKEW).strftime(TIMESTAMP_FORMAT)
+            raise SignatureRejected(f"Signature expired: {timestamp} is now earlier than {earliest}.")
         if signed_at > now + MAX_CLOCK_SKEW:
-            raise SignatureRejected(
-                f"Signature not yet current: {timestamp} is still later than "
-                f"{(now + MAX_CLOCK_SKEW).strftime(TIMESTAMP_FORMAT)}."
-            )
+            latest = (now + MAX_CLOCK_SKEW).strftime(TIMESTAMP_FORMAT)
+            raise SignatureRejected(f"Signature not yet current: {timestamp} is still later than {latest}.")
         return timestamp
 
     def _check_signed_headers(self, request: ReceivedRequest, authorization: _Authorization) -> None:

@@ -1,0 +1,320 @@
+"""Batch's REST-JSON operations: requests checked as Batch checks them, answers in its shapes.
+
+Shapes follow botocore's batch service model (`botocore/data/batch/2016-08-10`). Anything
+Batch would refuse raises `BatchClientError`, which the HTTP layer turns into the
+`ClientException` botocore raises as `ClientError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from labbatch.local.batch_jobs import STATUSES, Job
+from labbatch.local.batch_models import JobDefinition, JobQueue
+from labbatch.local.batch_retry import RetryStrategy, RetryStrategyError, pattern_matches
+
+if TYPE_CHECKING:
+    from labbatch.local.batch_executor import LocalBatch
+
+JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+MIN_ARRAY_SIZE, MAX_ARRAY_SIZE = 2, 10_000
+MIN_TIMEOUT_SECONDS = 60
+MAX_DESCRIBE_JOBS = 100
+MAX_TAGS = 50
+RESERVED_ENV_PREFIX = "AWS_BATCH"
+_REF = re.compile(r"Ref::([A-Za-z0-9_-]+)")
+
+
+class BatchClientError(Exception):
+    code = "ClientException"
+    status = 400
+
+
+class BatchServerError(Exception):
+    code = "ServerException"
+    status = 500
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    """A SubmitJob request, resolved and checked: what the executor needs to create the job."""
+
+    name: str
+    queue: JobQueue
+    definition: JobDefinition
+    command: list[str]
+    environment: dict[str, str]
+    vcpus: int
+    memory_mib: int
+    array_size: int | None
+    retry: RetryStrategy
+    timeout_seconds: int | None
+    parameters: dict[str, str]
+    tags: dict[str, str]
+
+
+def _expect(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise BatchClientError(f"{where} must be {names}, got {type(value).__name__}")
+    return value
+
+
+def _string_map(value: Any, where: str) -> dict[str, str]:
+    _expect(value, dict, where)
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise BatchClientError(f"{where}.{key} must be a string")
+    return dict(value)
+
+
+def _positive_int(raw: Any, where: str) -> int:
+    try:
+        value = int(str(raw))
+    except ValueError:
+        raise BatchClientError(f"{where} is {raw!r} (allowed: a whole number above 0 on EC2)") from None
+    if value < 1:
+        raise BatchClientError(f"{where} is {raw!r} (allowed: a whole number above 0 on EC2)")
+    return value
+
+
+def _page(items: list[Any], body: dict[str, Any], *, default: int, most: int) -> tuple[list[Any], str | None]:
+    limit = body.get("maxResults") or default
+    if not isinstance(limit, int) or not 1 <= limit <= most:
+        raise BatchClientError(f"maxResults is {limit!r} (allowed: 1-{most})")
+    start = 0
+    token = body.get("nextToken")
+    if token:
+        try:
+            start = int(base64.urlsafe_b64decode(token.encode()).decode())
+        except (ValueError, UnicodeDecodeError):
+            raise BatchClientError("nextToken is not one this endpoint gave") from None
+    end = start + limit
+    next_token = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(items) else None
+    return items[start:end], next_token
+
+
+def substitute_parameters(command: list[str], parameters: dict[str, str]) -> list[str]:
+    """Batch's `Ref::name` placeholders; unknown names stay as they are, as in Batch."""
+    return [_REF.sub(lambda m: parameters.get(m.group(1), m.group(0)), arg) for arg in command]
+
+
+class BatchApi:
+    """Routes `/v1/<operation>` to the executor."""
+
+    def __init__(self, batch: LocalBatch) -> None:
+        self._batch = batch
+        self._routes: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+            "/v1/submitjob": self.submit_job,
+            "/v1/describejobs": self.describe_jobs,
+            "/v1/listjobs": self.list_jobs,
+            "/v1/terminatejob": self.terminate_job,
+            "/v1/canceljob": self.cancel_job,
+            "/v1/describejobqueues": self.describe_job_queues,
+            "/v1/describejobdefinitions": self.describe_job_definitions,
+            "/v1/describecomputeenvironments": self.describe_compute_environments,
+        }
+
+    def operation(self, path: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        route = self._routes.get(path.rstrip("/").lower())
+        if route is None:
+            supported = ", ".join(sorted(self._routes))
+            raise BatchClientError(f"{path} is not an operation LabBatch's local Batch serves (served: {supported})")
+        return route
+
+    # Jobs
+
+    def submit_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        job = self._batch.submit(self._submit_request(body))
+        return {"jobArn": job.job_arn, "jobName": job.name, "jobId": job.job_id}
+
+    def _submit_request(self, body: dict[str, Any]) -> SubmitRequest:
+        for required in ("jobName", "jobQueue", "jobDefinition"):
+            if not body.get(required):
+                raise BatchClientError(f"{required} is required")
+        for unsupported in ("dependsOn", "nodeOverrides", "eksPropertiesOverride", "ecsPropertiesOverride",
+                            "consumableResourcePropertiesOverride"):
+            if body.get(unsupported):
+                raise BatchClientError(f"{unsupported} is not supported by LabBatch's local Batch")
+        name = _expect(body["jobName"], str, "jobName")
+        if not JOB_NAME.match(name):
+            raise BatchClientError(f"jobName {name!r} is not valid (allowed: up to 128 letters, digits, hyphens and "
+                                   "underscores, starting with a letter or digit)")
+        queue = self._batch.find_queue(_expect(body["jobQueue"], str, "jobQueue"))
+        if queue is None:
+            raise BatchClientError(f"JobQueue {body['jobQueue']} not found")
+        if not queue.enabled:
+            raise BatchClientError(f"JobQueue {body['jobQueue']} is DISABLED and does not accept jobs")
+        definition = self._batch.find_definition(_expect(body["jobDefinition"], str, "jobDefinition"))
+        if definition is None:
+            raise BatchClientError(f"Job definition {body['jobDefinition']} does not exist or is not ACTIVE")
+
+        overrides = _expect(body.get("containerOverrides") or {}, dict, "containerOverrides")
+        command = list(definition.command)
+        if overrides.get("command"):
+            command = [_expect(arg, str, "containerOverrides.command[]") for arg in
+                       _expect(overrides["command"], list, "containerOverrides.command")]
+        environment = dict(definition.environment)
+        for position, pair in enumerate(_expect(overrides.get("environment") or [], list, "containerOverrides.environment")):
+            where = f"containerOverrides.environment[{position}]"
+            _expect(pair, dict, where)
+            variable = _expect(pair.get("name", ""), str, f"{where}.name")
+            if not variable:
+                raise BatchClientError(f"{where}.name is required")
+            if variable.startswith(RESERVED_ENV_PREFIX):
+                raise BatchClientError(f"{where}.name {variable!r}: names starting with {RESERVED_ENV_PREFIX} are reserved")
+            environment[variable] = _expect(pair.get("value", ""), str, f"{where}.value")
+        vcpus, memory_mib = definition.vcpus, definition.memory_mib
+        if overrides.get("vcpus") is not None:
+            vcpus = _positive_int(overrides["vcpus"], "containerOverrides.vcpus")
+        if overrides.get("memory") is not None:
+            memory_mib = _positive_int(overrides["memory"], "containerOverrides.memory")
+        for position, requirement in enumerate(_expect(overrides.get("resourceRequirements") or [], list,
+                                                       "containerOverrides.resourceRequirements")):
+            where = f"containerOverrides.resourceRequirements[{position}]"
+            _expect(requirement, dict, where)
+            kind, value = requirement.get("type"), requirement.get("value")
+            if kind == "VCPU":
+                vcpus = _positive_int(value, f"{where}.value")
+            elif kind == "MEMORY":
+                memory_mib = _positive_int(value, f"{where}.value")
+            elif kind == "GPU":
+                raise BatchClientError(f"{where}: GPU jobs cannot run in LabBatch's local mode (this machine has none to give)")
+            else:
+                raise BatchClientError(f"{where}.type is {kind!r} (allowed: VCPU, MEMORY, GPU)")
+        if memory_mib < 4:
+            raise BatchClientError(f"memory is {memory_mib} MiB (allowed: at least 4)")
+
+        array_size = None
+        if body.get("arrayProperties"):
+            size = _expect(body["arrayProperties"], dict, "arrayProperties").get("size")
+            if not isinstance(size, int) or isinstance(size, bool) or not MIN_ARRAY_SIZE <= size <= MAX_ARRAY_SIZE:
+                raise BatchClientError(f"arrayProperties.size is {size!r} (allowed: {MIN_ARRAY_SIZE}-{MAX_ARRAY_SIZE:,})")
+            array_size = size
+
+        retry = definition.retry
+        if body.get("retryStrategy"):
+            try:
+                retry = RetryStrategy.from_batch(_expect(body["retryStrategy"], dict, "retryStrategy"))
+            except RetryStrategyError as exc:
+                raise BatchClientError(str(exc)) from None
+        timeout_seconds = definition.timeout_seconds
+        if body.get("timeout"):
+            seconds = _expect(body["timeout"], dict, "timeout").get("attemptDurationSeconds")
+            if seconds is not None:
+                if not isinstance(seconds, int) or seconds < MIN_TIMEOUT_SECONDS:
+                    raise BatchClientError(f"timeout.attemptDurationSeconds is {seconds!r} "
+                                           f"(allowed: at least {MIN_TIMEOUT_SECONDS})")
+                timeout_seconds = seconds
+        parameters = {**definition.parameters, **_string_map(body.get("parameters") or {}, "parameters")}
+        tags = _string_map(body.get("tags") or {}, "tags")
+        if len(tags) > MAX_TAGS:
+            raise BatchClientError(f"tags has {len(tags)} entries (allowed: at most {MAX_TAGS})")
+        return SubmitRequest(
+            name=name, queue=queue, definition=definition,
+            command=substitute_parameters(command, parameters), environment=environment,
+            vcpus=vcpus, memory_mib=memory_mib, array_size=array_size, retry=retry,
+            timeout_seconds=timeout_seconds, parameters=parameters, tags=tags,
+        )
+
+    def describe_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
+        ids = _expect(body.get("jobs"), list, "jobs")
+        if len(ids) > MAX_DESCRIBE_JOBS:
+            raise BatchClientError(f"jobs lists {len(ids)} ids (allowed: at most {MAX_DESCRIBE_JOBS})")
+        return {"jobs": self._batch.describe_jobs([_expect(i, str, "jobs[]") for i in ids])}
+
+    def list_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
+        scopes = [key for key in ("jobQueue", "arrayJobId", "multiNodeJobId") if body.get(key)]
+        if len(scopes) != 1:
+            raise BatchClientError("give exactly one of jobQueue, arrayJobId, multiNodeJobId")
+        if body.get("multiNodeJobId"):
+            raise BatchClientError("multi-node parallel jobs are not supported by LabBatch's local Batch")
+        filters = _expect(body.get("filters") or [], list, "filters")
+        status = body.get("jobStatus")
+        if status is not None and status not in STATUSES:
+            raise BatchClientError(f"jobStatus is {status!r} (allowed: {', '.join(STATUSES)})")
+        # As in Batch: without filters and status only RUNNING jobs; with filters, every status.
+        wanted_status = None if filters else (status or "RUNNING")
+        if body.get("jobQueue"):
+            queue = self._batch.find_queue(body["jobQueue"])
+            if queue is None:
+                raise BatchClientError(f"JobQueue {body['jobQueue']} not found")
+            jobs = self._batch.queue_jobs(queue.name)
+        else:
+            jobs = self._batch.array_children(body["arrayJobId"])
+            if jobs is None:
+                raise BatchClientError(f"arrayJobId {body['arrayJobId']} is not an array job")
+        matching = [job for job in jobs if (wanted_status is None or job.status == wanted_status)
+                    and all(self._filter_matches(f, job) for f in filters)]
+        page, next_token = _page(matching, body, default=100, most=1000)
+        answer: dict[str, Any] = {"jobSummaryList": self._batch.summaries(page)}
+        if next_token:
+            answer["nextToken"] = next_token
+        return answer
+
+    def _filter_matches(self, shape: Any, job: Job) -> bool:
+        _expect(shape, dict, "filters[]")
+        name, values = shape.get("name"), shape.get("values") or []
+        if len(values) != 1:
+            raise BatchClientError(f"filter {name}: give exactly one value")
+        value = values[0]
+        if name == "JOB_NAME":
+            return pattern_matches(value, job.name)
+        if name == "JOB_DEFINITION":
+            short = f"{job.definition.name}:{job.definition.revision}"
+            return any(pattern_matches(value, candidate) for candidate in (job.definition_arn, short, job.definition.name))
+        if name in ("BEFORE_CREATED_AT", "AFTER_CREATED_AT"):
+            try:
+                moment = int(value)
+            except ValueError:
+                raise BatchClientError(f"filter {name}: {value!r} is not epoch milliseconds") from None
+            return job.created_at < moment if name == "BEFORE_CREATED_AT" else job.created_at > moment
+        raise BatchClientError(f"filter name {name!r} (allowed: JOB_NAME, JOB_DEFINITION, BEFORE_CREATED_AT, AFTER_CREATED_AT)")
+
+    def terminate_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        job_id, reason = self._stop_request(body)
+        self._batch.terminate(job_id, reason)
+        return {}
+
+    def cancel_job(self, body: dict[str, Any]) -> dict[str, Any]:
+        job_id, reason = self._stop_request(body)
+        self._batch.cancel(job_id, reason)
+        return {}
+
+    def _stop_request(self, body: dict[str, Any]) -> tuple[str, str]:
+        job_id, reason = body.get("jobId"), body.get("reason")
+        if not job_id or not isinstance(job_id, str):
+            raise BatchClientError("jobId is required")
+        if not reason or not isinstance(reason, str):
+            raise BatchClientError("reason is required")
+        if not self._batch.has_job(job_id):
+            raise BatchClientError(f"Job {job_id} not found")
+        return job_id, reason
+
+    # Queues, definitions, environments
+
+    def describe_job_queues(self, body: dict[str, Any]) -> dict[str, Any]:
+        wanted = _expect(body.get("jobQueues") or [], list, "jobQueues")
+        queues = self._batch.queue_details(wanted)
+        return self._paged("jobQueues", queues, body)
+
+    def describe_job_definitions(self, body: dict[str, Any]) -> dict[str, Any]:
+        wanted = _expect(body.get("jobDefinitions") or [], list, "jobDefinitions")
+        definitions = self._batch.definition_details(wanted, name=body.get("jobDefinitionName"),
+                                                     status=body.get("status"))
+        return self._paged("jobDefinitions", definitions, body)
+
+    def describe_compute_environments(self, body: dict[str, Any]) -> dict[str, Any]:
+        wanted = _expect(body.get("computeEnvironments") or [], list, "computeEnvironments")
+        return self._paged("computeEnvironments", self._batch.environment_details(wanted), body)
+
+    @staticmethod
+    def _paged(key: str, items: list[dict[str, Any]], body: dict[str, Any]) -> dict[str, Any]:
+        page, next_token = _page(items, body, default=100, most=100)
+        answer: dict[str, Any] = {key: page}
+        if next_token:
+            answer["nextToken"] = next_token
+        return answer

@@ -1,0 +1,33 @@
+"""The lab's Batch layout (labbatch.batch_layout, what the constructs deploy) as LocalBatch's
+registration, so local mode runs the very queues, retry rules and job definitions AWS gets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from labbatch import names
+from labbatch.batch_layout import BatchLayout
+from labbatch.local.batch_models import ComputeEnvironment, JobDefinition, JobQueue, StateTimeLimitAction
+
+
+def compute_environment_name(lab: str, kind: str) -> str:
+    # CloudFormation names them in AWS; locally they only need to be stable and readable.
+    return f"{names.PREFIX}-{lab}-{kind}"
+
+
+def registration(layout: BatchLayout, lab: str) -> dict[str, Any]:
+    """Keyword arguments for `LocalBatch(**registration(layout, lab), ...)`."""
+    environments = [ComputeEnvironment(name=compute_environment_name(lab, spec.kind), kind=spec.kind,  # type: ignore[arg-type]
+                                       max_vcpus=spec.max_vcpus, instance_types=spec.instance_types)
+                    for spec in layout.environments]
+    queues = [JobQueue(name=spec.name, priority=spec.priority,
+                       compute_environments=tuple(compute_environment_name(lab, kind) for kind in spec.environments),
+                       state_time_limit_actions=tuple(StateTimeLimitAction(reason=reason, max_time_seconds=seconds)
+                                                      for reason, seconds in spec.cancel_after_seconds.items()))
+              for spec in layout.queues]
+    definitions = [JobDefinition(name=spec.name, command=spec.command, image=spec.image,
+                                 environment=spec.environment, vcpus=spec.vcpus, memory_mib=spec.memory_mib,
+                                 timeout_seconds=spec.timeout_seconds, log_stream_prefix=spec.pipeline,
+                                 retry={"attempts": spec.attempts, "evaluateOnExit": [dict(r) for r in spec.retry_rules]})
+                   for spec in layout.job_definitions]
+    return {"compute_environments": environments, "queues": queues, "job_definitions": definitions}

@@ -1,0 +1,94 @@
+"""The AWS emulator of local mode: moto on loopback, holding what the lab's stacks would create.
+
+Buckets, the ledger table and the job log group get exactly the names the constructs give them
+(labbatch.names), so the handler and the runner cannot tell this lab from a deployed one.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from labbatch import ledger_schema, names
+from labbatch.config import Lab
+
+# moto's default account; any 12 digits would do, this one keeps moto's ARNs consistent.
+LOCAL_ACCOUNT = "123456789012"
+DEFAULT_REGION = "us-east-1"
+DATA_BUCKETS = ("inputs", "references", "results")
+
+
+@dataclass(frozen=True)
+class EmulatedLab:
+    endpoint: str
+    region: str
+    account: str
+    buckets: dict[str, str]
+    table: str
+    log_group: str
+
+
+class Emulator:
+    """Starts moto in-process and creates the lab's stateful resources in it."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self._host = host
+        self.endpoint = ""
+
+    def start(self) -> str:
+        # moto's HTTP server logs every request; local mode logs API requests itself.
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server.start()
+        _, port = self._server.get_host_and_port()
+        self.endpoint = f"http://{self._host}:{port}"
+        return self.endpoint
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def client(self, service: str, region: str, credentials: tuple[str, str]):
+        return boto3.client(service, endpoint_url=self.endpoint, region_name=region,
+                            aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1])
+
+    def create_lab(self, lab: Lab, *, credentials: tuple[str, str]) -> EmulatedLab:
+        region = lab.region or DEFAULT_REGION
+        buckets = {kind: names.bucket(lab.name, kind, LOCAL_ACCOUNT, region) for kind in DATA_BUCKETS}
+        s3 = self.client("s3", region, credentials)
+        for bucket in buckets.values():
+            if region == "us-east-1":
+                s3.create_bucket(Bucket=bucket)
+            else:
+                s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
+            s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+        table = names.ledger_table(lab.name)
+        dynamodb = self.client("dynamodb", region, credentials)
+        dynamodb.create_table(
+            TableName=table,
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": ledger_schema.PARTITION_KEY, "AttributeType": "S"},
+                {"AttributeName": ledger_schema.BY_CREATED_PARTITION, "AttributeType": "S"},
+                {"AttributeName": ledger_schema.BY_CREATED_SORT, "AttributeType": "S"},
+            ],
+            KeySchema=[{"AttributeName": ledger_schema.PARTITION_KEY, "KeyType": "HASH"}],
+            GlobalSecondaryIndexes=[{
+                "IndexName": ledger_schema.BY_CREATED_INDEX,
+                "KeySchema": [{"AttributeName": ledger_schema.BY_CREATED_PARTITION, "KeyType": "HASH"},
+                              {"AttributeName": ledger_schema.BY_CREATED_SORT, "KeyType": "RANGE"}],
+                "Projection": {"ProjectionType": "ALL"},
+            }],
+        )
+        dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification={
+            "Enabled": True, "AttributeName": ledger_schema.TTL_ATTRIBUTE})
+
+        log_group = names.job_log_group(lab.name)
+        logs = self.client("logs", region, credentials)
+        logs.create_log_group(logGroupName=log_group)
+        logs.put_retention_policy(logGroupName=log_group, retentionInDays=lab.log_retention_days)
+        return EmulatedLab(endpoint=self.endpoint, region=region, account=LOCAL_ACCOUNT, buckets=buckets,
+                           table=table, log_group=log_group)

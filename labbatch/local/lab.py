@@ -1,0 +1,190 @@
+"""A whole lab on this machine: emulator, executor, the real handlers, and the API front.
+
+The handler and the status updater are the Lambda code itself, imported from `lambda/`; they
+only ever see boto3 clients, whose endpoints point at loopback here. Nothing in them knows
+they run locally.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import secrets
+import shutil
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labbatch.api_settings import SETTINGS_VARIABLE, handler_settings
+from labbatch.batch_layout import layout
+from labbatch.client import local_state_path
+from labbatch.config import Lab
+from labbatch.instance_types import USABLE_MEMORY_SHARE
+from labbatch.local.apigateway import LocalApiGateway, LocalLambdaContext
+from labbatch.local.batch_executor import LocalBatch, machine_memory_mib
+from labbatch.local.batch_registration import registration
+from labbatch.local.emulator import Emulator, EmulatedLab
+
+ROOT = Path(__file__).resolve().parents[2]
+LAMBDA_DIR = ROOT / "lambda"
+LOCAL_CALLER = "local-scientist"
+# What the executor keeps back for the emulator, the API and the runner processes themselves.
+RESERVED_MEMORY_MIB = 512
+
+
+def local_limits(lab: Lab) -> dict[str, int]:
+    """What a local job can get: the lab's limits, capped by this machine (same memory rule as ECS)."""
+    cores = os.cpu_count() or 1
+    memory = int((machine_memory_mib() - RESERVED_MEMORY_MIB) * USABLE_MEMORY_SHARE)
+    return {"max_vcpus": min(lab.job_limits["max_vcpus"], cores),
+            "max_memory_mib": min(lab.job_limits["max_memory_mib"], memory)}
+
+
+def local_settings(lab: Lab, emulated: EmulatedLab) -> dict[str, Any]:
+    settings = handler_settings(lab, emulated.account, emulated.region)
+    settings["limits"] = local_limits(lab)
+    cores = os.cpu_count() or 1
+    settings["queue_max_vcpus"] = {q: min(v, cores) for q, v in settings["queue_max_vcpus"].items()}
+    return settings
+
+
+def _import_handler(folder: str, module: str):
+    path = str(LAMBDA_DIR / folder)
+    if path not in sys.path:
+        sys.path.insert(0, path)
+    return importlib.import_module(module)
+
+
+@dataclass
+class LocalLab:
+    lab: Lab
+    port: int = 0
+    spot_interruption_rate: float = 0.0
+    random_seed: int | None = None
+    kill_grace_seconds: float = 10.0
+    log: Any = None  # callable(str) for request and job log lines; default stderr
+    _started: list = field(default_factory=list)
+
+    def start(self) -> dict[str, Any]:
+        """Bring everything up; return what `labbatch local` prints (and writes to its state file)."""
+        began = time.perf_counter()
+        credentials = ("LBLOCAL" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30))
+        self.emulator = Emulator()
+        self.emulator.start()
+        self._started.append(self.emulator.stop)
+        emulated = self.emulator.create_lab(self.lab, credentials=credentials)
+
+        # The handlers, boto3 in this process and every job's runner reach AWS through these.
+        aws_env = {
+            "AWS_ACCESS_KEY_ID": credentials[0], "AWS_SECRET_ACCESS_KEY": credentials[1],
+            "AWS_DEFAULT_REGION": emulated.region, "AWS_REGION": emulated.region,
+            "AWS_ENDPOINT_URL": emulated.endpoint,
+        }
+        for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+            os.environ.pop(variable, None)
+        os.environ.update(aws_env)
+        bin_dir = str(Path(sys.executable).parent)
+        job_env = {**aws_env, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+
+        logs = self.emulator.client("logs", emulated.region, credentials)
+        log_lock = threading.Lock()
+        streams: set[str] = set()
+
+        def to_log_group(stream: str, lines: list[str]) -> None:
+            with log_lock:
+                if stream not in streams:
+                    logs.create_log_stream(logGroupName=emulated.log_group, logStreamName=stream)
+                    streams.add(stream)
+            now = int(time.time() * 1000)
+            logs.put_log_events(logGroupName=emulated.log_group, logStreamName=stream,
+                                logEvents=[{"timestamp": now, "message": line} for line in lines])
+
+        # The status updater must exist before the first event; it reads the same settings.
+        settings = local_settings(self.lab, emulated)
+        os.environ[SETTINGS_VARIABLE] = json.dumps(settings, separators=(",", ":"))
+        os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+        os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "labbatch-local")
+        status = _import_handler("status", "job_status")
+
+        updater_name = f"labbatch-{self.lab.name}-status"
+
+        def to_status_updater(event: dict) -> None:
+            # EventBridge invokes the updater asynchronously, one event per invocation.
+            context = LocalLambdaContext(
+                function_name=updater_name,
+                invoked_function_arn=f"arn:aws:lambda:{emulated.region}:{emulated.account}:function:{updater_name}",
+                aws_request_id=str(uuid.uuid4()), log_group_name=f"/aws/lambda/{updater_name}",
+                memory_limit_in_mb=512, deadline=time.monotonic() + 10)
+            status.lambda_handler(event, context)
+
+        self.batch = LocalBatch(
+            **registration(layout(self.lab), self.lab.name),
+            spot_interruption_rate=self.spot_interruption_rate,
+            random_seed=self.random_seed,
+            on_state_change=to_status_updater,
+            log_sink=to_log_group,
+            extra_env=job_env,
+            kill_grace_seconds=self.kill_grace_seconds,
+            region=emulated.region,
+            account=emulated.account,
+            max_memory_mib=machine_memory_mib() - RESERVED_MEMORY_MIB,
+        )
+        self.batch.start()
+        self._started.append(self.batch.close)
+        os.environ["AWS_ENDPOINT_URL_BATCH"] = self.batch.endpoint_url
+
+        api = _import_handler("api", "job_api")
+        self.gateway = LocalApiGateway(
+            api.lambda_handler, region=emulated.region, credentials=credentials,
+            caller_arn=f"arn:aws:iam::{emulated.account}:user/{LOCAL_CALLER}", account_id=emulated.account,
+            port=self.port)
+        self.gateway.start()
+        self._started.append(self.gateway.stop)
+
+        self.info = {
+            "api": self.gateway.url,
+            "aws_endpoint": emulated.endpoint,
+            "lab": self.lab.name,
+            "region": emulated.region,
+            "buckets": emulated.buckets,
+            "credentials": {"access_key_id": credentials[0], "secret_access_key": credentials[1]},
+            "log_group": emulated.log_group,
+            "ready_seconds": round(time.perf_counter() - began, 3),
+        }
+        path = local_state_path(self.lab.name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # The file holds the local credentials: readable by this user only.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(self.info, out)
+        self._started.append(lambda: path.unlink(missing_ok=True))
+        return self.info
+
+    def stop(self) -> None:
+        """Stop every job (SIGTERM, then SIGKILL), the API and the emulator; remove local scratch."""
+        while self._started:
+            stop = self._started.pop()
+            try:
+                stop()
+            except Exception as exc:  # keep stopping the rest; say what failed
+                print(f"labbatch local: while stopping: {exc}", file=sys.stderr)
+
+    def __enter__(self) -> LocalLab:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def docker_engine_available() -> bool:
+    docker = shutil.which("docker")
+    if not docker:
+        return False
+    import subprocess
+    return subprocess.run([docker, "info"], capture_output=True, timeout=20).returncode == 0

@@ -1,0 +1,33 @@
+"""The example lab's layout registers with the local executor as the constructs deploy it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+
+from labbatch.batch_layout import layout
+from labbatch.loader import load_lab
+from labbatch.local.batch_executor import LocalBatch
+from labbatch.local.batch_registration import registration
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_example_lab_registers_its_queues_environments_and_definitions(tmp_path):
+    lab = load_lab(ROOT / "labs" / "example.yaml")
+    with LocalBatch(**registration(layout(lab), lab.name), scratch_root=tmp_path / "scratch") as batch:
+        client = boto3.client("batch", endpoint_url=batch.endpoint_url, region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        queues = {q["jobQueueName"]: q for q in client.describe_job_queues()["jobQueues"]}
+        definition = client.describe_job_definitions(jobDefinitions=["labbatch-example-fastq-stats"])["jobDefinitions"][0]
+
+    spot = queues["labbatch-example-spot"]
+    assert [o["computeEnvironment"].rsplit("/", 1)[1] for o in spot["computeEnvironmentOrder"]] == \
+        ["labbatch-example-spot", "labbatch-example-on-demand"]
+    assert {a["reason"] for a in spot["jobStateTimeLimitActions"]} == {
+        "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
+        "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"}
+    assert queues["labbatch-example-on-demand"]["priority"] > spot["priority"]
+    assert definition["containerProperties"]["command"][:3] == ["labbatch-runner", "--", "fastq-stats"]
+    assert definition["retryStrategy"]["evaluateOnExit"][0] == {"action": "RETRY", "onStatusReason": "Host EC2*"}
