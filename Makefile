@@ -1,5 +1,5 @@
 # The two commands of the README:
-#   make demo   set up, then run LabBatch's main job (today: synthesize every lab in labs/)
+#   make demo   set up, then run LabBatch's main job: the local-mode tour (`labbatch demo`)
 #   make test   set up, then run the test suite
 # Set-up is idempotent: a Python venv in .venv and the pinned CDK CLI + Node 22 in node_modules.
 
@@ -24,7 +24,8 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-demo: synth
+demo: setup
+	$(BIN)/labbatch demo
 
 synth: setup
 	cdk synth --quiet

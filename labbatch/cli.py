@@ -384,6 +384,21 @@ def _client(args: argparse.Namespace) -> LabBatchClient:
     return connection.client()
 
 
+def _lazy(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    """Local mode pulls in moto and the executor: import them only when their command runs."""
+    def run(args: argparse.Namespace) -> int:
+        import importlib
+        return getattr(importlib.import_module(module), function)(args)
+    return run
+
+
+def _lazy_arguments(module: str, function: str) -> Callable[[argparse.ArgumentParser], None]:
+    def arguments(parser: argparse.ArgumentParser) -> None:
+        import importlib
+        getattr(importlib.import_module(module), function)(parser)
+    return arguments
+
+
 COMMANDS: tuple[SubCommand, ...] = (
     SubCommand("submit", "submit a job (or one array job over --samples)", run_submit, _submit_arguments),
     SubCommand("status", "show one job", run_status, _job_argument),
@@ -391,6 +406,10 @@ COMMANDS: tuple[SubCommand, ...] = (
     SubCommand("cancel", "cancel a queued job or terminate a running one", run_cancel, _job_argument),
     SubCommand("wait", "follow jobs to their end; exit 0 only if all succeeded", run_wait, _wait_arguments),
     SubCommand("pipelines", "what this lab can run, with defaults and limits", run_pipelines),
+    SubCommand("local", "run a lab on this machine, no AWS account needed", _lazy("labbatch.local.command", "run_local"),
+               _lazy_arguments("labbatch.local.command", "local_arguments"), talks_to_api=False),
+    SubCommand("demo", "tour: local lab, simulated reads, real jobs, results", _lazy("labbatch.demo", "run_demo"),
+               _lazy_arguments("labbatch.demo", "demo_arguments"), talks_to_api=False),
 )
 
 

@@ -67,7 +67,7 @@ class LocalLab:
     spot_interruption_rate: float = 0.0
     random_seed: int | None = None
     kill_grace_seconds: float = 10.0
-    log: Any = None  # callable(str) for request and job log lines; default stderr
+    log: Any = None  # a text stream for the API's request log; default stderr
     _started: list = field(default_factory=list)
 
     def start(self) -> dict[str, Any]:
@@ -142,7 +142,7 @@ class LocalLab:
         self.gateway = LocalApiGateway(
             api.lambda_handler, region=emulated.region, credentials=credentials,
             caller_arn=f"arn:aws:iam::{emulated.account}:user/{LOCAL_CALLER}", account_id=emulated.account,
-            port=self.port)
+            port=self.port, log=self.log)
         self.gateway.start()
         self._started.append(self.gateway.stop)
 

@@ -1,0 +1,94 @@
+"""`labbatch local`: run a lab on this machine until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_LABS_DIR = ROOT / "labs"
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+def local_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lab", default="example", metavar="NAME", help="the lab to run (default: example)")
+    parser.add_argument("--labs-dir", type=Path, default=DEFAULT_LABS_DIR, metavar="DIR",
+                        help="folder of lab files (default: the project's labs/)")
+    parser.add_argument("--port", type=int, default=0, metavar="PORT", help="the API's port (default: any free one)")
+    parser.add_argument("--spot-interruptions", type=float, default=0.0, metavar="RATE",
+                        help="share (0-1) of spot attempts to reclaim while they run (default: 0)")
+    parser.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--docker", action="store_true",
+                        help="run pipelines in their images (needs a Docker engine)")
+
+
+def fail(code: str, message: str) -> int:
+    print(f"labbatch: {code}: {message}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def port_in_use(port: int) -> bool:
+    if port == 0:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def load_one_lab(labs_dir: Path, name: str):
+    """The lab, or a one-line reason why not (every problem of a bad file, joined)."""
+    from labbatch.loader import LabConfigError, load_labs
+
+    try:
+        return load_labs(labs_dir, only=name)[0], None
+    except LabConfigError as exc:
+        return None, "; ".join(exc.problems)
+
+
+def run_local(args: argparse.Namespace) -> int:
+    if not 0.0 <= args.spot_interruptions <= 1.0:
+        return fail("bad_argument", f"--spot-interruptions is {args.spot_interruptions} (allowed: 0-1)")
+    if not 0 <= args.port <= 65535:
+        return fail("bad_argument", f"--port is {args.port} (allowed: 0-65535)")
+    lab, problem = load_one_lab(args.labs_dir, args.lab)
+    if lab is None:
+        return fail("bad_lab", problem)
+    if port_in_use(args.port):
+        return fail("port_busy", f"127.0.0.1:{args.port} is already in use; pick another --port or leave it out")
+    if args.docker:
+        from labbatch.local.lab import docker_engine_available
+
+        if not docker_engine_available():
+            return fail("no_docker", "--docker needs a running Docker engine, and `docker info` found none; "
+                        "leave --docker out to run the pipelines on this machine")
+        return fail("not_supported", "--docker is not implemented yet: pipelines run on this machine only")
+
+    from labbatch.local.lab import LocalLab
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    local = LocalLab(lab, port=args.port, spot_interruption_rate=args.spot_interruptions,
+                     random_seed=args.seed)
+    try:
+        info = local.start()
+    except OSError as exc:
+        local.stop()
+        return fail("start_failed", str(exc))
+    print(json.dumps(info), flush=True)
+    print(f"labbatch local: lab {lab.name} ready in {info['ready_seconds']:.2f} s at {info['api']} "
+          "(Ctrl-C to stop)", file=sys.stderr, flush=True)
+    try:
+        stop.wait()
+    finally:
+        print("labbatch local: stopping jobs and the emulator", file=sys.stderr, flush=True)
+        local.stop()
+    return EXIT_OK
