@@ -154,6 +154,7 @@ class LocalLab:
             "buckets": emulated.buckets,
             "credentials": {"access_key_id": credentials[0], "secret_access_key": credentials[1]},
             "log_group": emulated.log_group,
+            "scratch": str(self.batch.scratch_root),
             "ready_seconds": round(time.perf_counter() - began, 3),
         }
         path = local_state_path(self.lab.name)

@@ -1,0 +1,90 @@
+"""Local mode as a user starts it: `labbatch local` in a subprocess, driven over signed HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from labbatch.client import LabBatchClient
+
+ROOT = Path(__file__).resolve().parents[2]
+LABBATCH = str(Path(sys.executable).parent / "labbatch")
+# A pipeline that runs until stopped, for cancel and reclaim tests; and one that sleeps briefly,
+# so spot reclaims land while it runs.
+SLOW = {"image": "demo", "command": [sys.executable, "-c",
+                                     "import time; print('started', flush=True); time.sleep(600)"],
+        "attempts": 1}
+BRIEF_STATS = {"image": "demo", "attempts": 3, "command": [
+    "sh", "-c", 'sleep 1 && exec fastq-stats "$0" --output-dir "$1"', "{input}", "{output_dir}"]}
+
+
+@dataclass
+class RunningLab:
+    process: subprocess.Popen
+    info: dict
+    home: Path
+
+    def client(self, secret: str | None = None) -> LabBatchClient:
+        creds = self.info["credentials"]
+        return LabBatchClient(self.info["api"], region=self.info["region"],
+                              credentials=(creds["access_key_id"], secret or creds["secret_access_key"]))
+
+    def s3(self):
+        creds = self.info["credentials"]
+        return boto3.client("s3", endpoint_url=self.info["aws_endpoint"], region_name=self.info["region"],
+                            aws_access_key_id=creds["access_key_id"], aws_secret_access_key=creds["secret_access_key"])
+
+    def put(self, kind: str, key: str, body: bytes) -> str:
+        bucket = self.info["buckets"][kind]
+        self.s3().put_object(Bucket=bucket, Key=key, Body=body)
+        return f"s3://{bucket}/{key}"
+
+    def read_json(self, uri: str) -> dict:
+        bucket, key = uri.removeprefix("s3://").split("/", 1)
+        return json.loads(self.s3().get_object(Bucket=bucket, Key=key)["Body"].read())
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=60)
+
+
+def test_labs_dir(tmp_path: Path) -> Path:
+    """The example lab plus the test pipelines above."""
+    labs = tmp_path / "labs"
+    labs.mkdir()
+    data = yaml.safe_load((ROOT / "labs" / "example.yaml").read_text())
+    data["pipelines"]["slow"] = SLOW
+    data["pipelines"]["brief-stats"] = BRIEF_STATS
+    (labs / "example.yaml").write_text(yaml.safe_dump(data))
+    return labs
+
+
+def start_local(tmp_path: Path, *extra: str) -> RunningLab:
+    home = tmp_path / "home"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["LABBATCH_HOME"] = str(home)
+    process = subprocess.Popen(
+        [LABBATCH, "local", "--labs-dir", str(test_labs_dir(tmp_path)), *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    line = process.stdout.readline()
+    if not line:
+        raise AssertionError(f"labbatch local did not start: {process.stderr.read()}")
+    return RunningLab(process, json.loads(line), home)
+
+
+@pytest.fixture(scope="module")
+def local_lab(tmp_path_factory):
+    lab = start_local(tmp_path_factory.mktemp("local"))
+    yield lab
+    assert lab.stop() == 0
