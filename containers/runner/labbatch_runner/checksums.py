@@ -43,7 +43,7 @@ _HEADER_FIELDS = (("sha256", "ChecksumSHA256"), ("sha1", "ChecksumSHA1"), ("crc3
 
 
 def expected_checksum(head: dict[str, Any]) -> Checksum | None:
-    """From a HeadObject(ChecksumMode=ENABLED) response, or None when nothing is checkable."""
+    """From a HeadObject or GetObject (ChecksumMode=ENABLED) response, or None when nothing is checkable."""
     multipart = "-" in head.get("ETag", "")
     # A multipart object's additional checksum is a checksum of part checksums unless S3 says
     # FULL_OBJECT; some S3 implementations (moto among them) omit both the type and the "-N"
@@ -61,13 +61,27 @@ def expected_checksum(head: dict[str, Any]) -> Checksum | None:
     return None
 
 
+class Hasher:
+    """Computes one algorithm over bytes as they stream past, spelt as S3 spells it."""
+
+    def __init__(self, algorithm: str) -> None:
+        self.algorithm = algorithm
+        self._hasher = _HASHERS[algorithm]()
+
+    def update(self, data: bytes) -> None:
+        self._hasher.update(data)
+
+    def value(self) -> str:
+        return _spell(self.algorithm, self._hasher.digest())
+
+
 def file_checksum(path: Path, algorithm: str) -> str:
     """The checksum of a local file, spelt as S3 spells it so the two compare as strings."""
-    hasher = _HASHERS[algorithm]()
+    hasher = Hasher(algorithm)
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             hasher.update(chunk)
-    return _spell(algorithm, hasher.digest())
+    return hasher.value()
 
 
 def _spell(algorithm: str, digest: bytes) -> str:

@@ -1,4 +1,4 @@
-"""Stage in (HEAD, free-space check, download, verify) and stage out (upload, verify)."""
+"""Stage in (size, free-space check, download, verify) and stage out (upload, verify)."""
 
 from __future__ import annotations
 
@@ -12,16 +12,13 @@ from .checksums import Checksum, expected_checksum, file_checksum, sha256_hex
 from .contract import JobContract
 from .errors import ExitCode, RunnerError
 from .runlog import RunnerLog
-from .s3client import describe_client_error
+from . import sizing, smallget
 from .s3uri import S3Uri
 from .scratch import local_input_path
 from .transfer import Transfer, TransferEngine, TransferFailed
 
-# HEADs are small and latency-bound: many in flight hide the round trips.
-_HEAD_THREADS = 32
 # Hashing is CPU-bound and releases the GIL on large reads: one thread per core.
 _HASH_THREADS = max(2, os.cpu_count() or 2)
-_ARCHIVED = {"GLACIER", "DEEP_ARCHIVE"}
 MANIFEST_NAME = "manifest.json"
 LOGS_DIR = "logs/"
 
@@ -40,6 +37,7 @@ class StagedInput:
     size: int
     checksum: Checksum | None
     used_as: tuple[str, ...] = field(default_factory=tuple)
+    engine: str = ""  # "get" or the bulk engine's name; for logs and the bench, not the manifest
 
 
 @dataclass(frozen=True)
@@ -70,54 +68,30 @@ def plan_inputs(contract: JobContract, inputs_dir: Path) -> list[PlannedInput]:
     return planned
 
 
-def _head(s3: Any, uri: S3Uri) -> dict[str, Any]:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    try:
-        head = s3.head_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED")
-    except ClientError as exc:
-        reason = describe_client_error(exc)
-        code = ExitCode.INPUT_UNAVAILABLE if reason.endswith(("(404)", "(403)")) else ExitCode.STAGE_IN_FAILED
-        raise RunnerError(code, f"input {uri}: {reason}") from None
-    except BotoCoreError as exc:
-        raise RunnerError(ExitCode.STAGE_IN_FAILED, f"input {uri}: {exc}") from None
-    if head.get("StorageClass") in _ARCHIVED and 'ongoing-request="false"' not in (head.get("Restore") or ""):
-        raise RunnerError(ExitCode.INPUT_UNAVAILABLE, f"input {uri}: in {head['StorageClass']} and not restored")
-    return head
-
-
-def _head_all(s3: Any, planned: list[PlannedInput], log: RunnerLog) -> list[dict[str, Any]]:
-    def head_or_error(item: PlannedInput) -> dict[str, Any] | RunnerError:
-        try:
-            return _head(s3, item.uri)
-        except RunnerError as exc:
-            return exc
-
-    with ThreadPoolExecutor(min(_HEAD_THREADS, max(1, len(planned)))) as pool:
-        heads = list(pool.map(head_or_error, planned))
-    errors = [head for head in heads if isinstance(head, RunnerError)]
-    if errors:
-        for error in errors:
-            log.error(error.message)
-        first = errors[0]
-        more = f" (and {len(errors) - 1} more inputs unavailable)" if len(errors) > 1 else ""
-        raise RunnerError(first.code, first.message + more)
-    return heads  # type: ignore[return-value]
-
-
-def _mismatch(item: PlannedInput, size: int, expected: Checksum | None) -> str | None:
+def _problem(uri: S3Uri, size: int, local_size: int, expected: Checksum | None, actual: str | None) -> str | None:
     """What is wrong with a downloaded file, or None when it is what S3 said it would be."""
+    if local_size != size:
+        return f"input {uri}: size mismatch (expected {size} bytes, got {local_size})"
+    if expected is not None and actual != expected.value:
+        return f"input {uri}: checksum mismatch ({expected.algorithm}: expected {expected.value}, got {actual})"
+    return None
+
+
+def _check_file(item: PlannedInput, size: int, expected: Checksum | None) -> str | None:
     try:
         local_size = item.path.stat().st_size
     except FileNotFoundError:
         return f"input {item.uri}: missing after download"
-    if local_size != size:
-        return f"input {item.uri}: size mismatch (expected {size} bytes, got {local_size})"
-    if expected is not None:
-        actual = file_checksum(item.path, expected.algorithm)
-        if actual != expected.value:
-            return f"input {item.uri}: checksum mismatch ({expected.algorithm}: expected {expected.value}, got {actual})"
-    return None
+    actual = file_checksum(item.path, expected.algorithm) if expected is not None and local_size == size else None
+    return _problem(item.uri, size, local_size, expected, actual)
+
+
+class _Outcome:
+    """One attempt's result for each pending input: a problem to retry, or a failure to stop on."""
+
+    def __init__(self) -> None:
+        self.problems: dict[int, str] = {}
+        self.failures: dict[int, str] = {}
 
 
 def stage_in(
@@ -128,32 +102,41 @@ def stage_in(
     *,
     free_bytes: Callable[[Path], int],
     log: RunnerLog,
+    small_object_bytes: int = smallget.SMALL_OBJECT_BYTES,
 ) -> list[StagedInput]:
+    """Objects below `small_object_bytes` are fetched with one GET each, the rest by `engine`."""
     if not planned:
         return []
-    heads = _head_all(s3, planned, log)
-    sizes = [int(head["ContentLength"]) for head in heads]
-    expected = [expected_checksum(head) for head in heads]
+    sized = sizing.size_inputs(s3, [item.uri for item in planned], head_at_or_above=small_object_bytes, log=log)
+    sizes = [item.size for item in sized]
     needed, free = sum(sizes), free_bytes(scratch_dir)
     if needed > free:
         raise RunnerError(
             ExitCode.NO_SCRATCH_SPACE,
             f"not enough scratch space on {scratch_dir}: inputs need {needed:,} bytes, {free:,} bytes free",
         )
-    log.info(f"stage_in: {len(planned)} objects, {needed:,} bytes, {free:,} bytes free on {scratch_dir}")
+    small = {i for i, size in enumerate(sizes) if size < small_object_bytes}
+    # Small objects are verified against their GET; the others against their HEAD.
+    expected: list[Checksum | None] = [
+        None if i in small else expected_checksum(item.head or {}) for i, item in enumerate(sized)
+    ]
+    log.info(
+        f"stage_in: {len(planned)} objects, {needed:,} bytes, {free:,} bytes free on {scratch_dir}; "
+        f"{len(small)} by GET, {len(planned) - len(small)} by {engine.name}"
+    )
 
     pending = list(range(len(planned)))
     # A second download of whatever failed to verify rides out a corrupted transfer; an object
-    # that changed since its HEAD, or is corrupt at rest, fails the same way twice.
+    # that changed since it was sized, or is corrupt at rest, fails the same way twice.
     for attempt in (1, 2):
-        transfers = [Transfer(str(planned[i].uri), str(planned[i].path), sizes[i]) for i in pending]
-        try:
-            engine.download(transfers)
-        except TransferFailed as exc:
-            _raise_transfer_failure("input", "download", exc, (t.source for t in transfers), log)
-        with ThreadPoolExecutor(_HASH_THREADS) as pool:
-            problems = list(pool.map(lambda i: _mismatch(planned[i], sizes[i], expected[i]), pending))
-        failed = [(i, problem) for i, problem in zip(pending, problems) if problem]
+        outcome = _download(s3, engine, planned, sizes, expected, pending, small)
+        if outcome.failures:
+            named = [outcome.failures[i] for i in sorted(outcome.failures)]
+            for line in named:
+                log.error(line)
+            more = f" (and {len(named) - 1} more)" if len(named) > 1 else ""
+            raise RunnerError(ExitCode.STAGE_IN_FAILED, named[0] + more)
+        failed = sorted(outcome.problems.items())
         if not failed:
             break
         for _, problem in failed:
@@ -163,9 +146,55 @@ def stage_in(
         more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
         raise RunnerError(ExitCode.CHECKSUM_MISMATCH, failed[0][1] + more)
     return [
-        StagedInput(item.uri, item.path, size, checksum, item.used_as)
-        for item, size, checksum in zip(planned, sizes, expected)
+        StagedInput(item.uri, item.path, size, checksum, item.used_as, "get" if i in small else engine.name)
+        for i, (item, size, checksum) in enumerate(zip(planned, sizes, expected))
     ]
+
+
+def _download(
+    s3: Any,
+    engine: TransferEngine,
+    planned: list[PlannedInput],
+    sizes: list[int],
+    expected: list[Checksum | None],
+    pending: list[int],
+    small: set[int],
+) -> _Outcome:
+    """Small GETs on a pool while the engine moves the rest from this (the main) thread, which
+    is where SIGTERM lands: the engine's transfer is stopped, and GETs not yet started are dropped."""
+    outcome = _Outcome()
+    by_get = [i for i in pending if i in small]
+    by_engine = [i for i in pending if i not in small]
+    pool = ThreadPoolExecutor(max(1, min(smallget.GET_THREADS, len(by_get))))
+    try:
+        gets = {i: pool.submit(smallget.get_to_file, s3, planned[i].uri, planned[i].path) for i in by_get}
+        if by_engine:
+            transfers = [Transfer(str(planned[i].uri), str(planned[i].path), sizes[i]) for i in by_engine]
+            try:
+                engine.download(transfers)
+            except TransferFailed as exc:
+                mine = {str(planned[i].uri): i for i in by_engine}
+                named = {mine[t.source]: message for t, message in exc.failures.items() if t.source in mine}
+                if not named:  # an unattributed failure must not pass for a success: it is everyone's
+                    named = dict.fromkeys(by_engine, next(iter(exc.failures.values()), "failed"))
+                outcome.failures.update((i, f"input {planned[i].uri}: download failed: {m}") for i, m in named.items())
+            else:
+                with ThreadPoolExecutor(_HASH_THREADS) as hashers:
+                    checks = hashers.map(lambda i: _check_file(planned[i], sizes[i], expected[i]), by_engine)
+                    outcome.problems.update((i, problem) for i, problem in zip(by_engine, checks) if problem)
+        for i, future in gets.items():
+            try:
+                got = future.result()
+            except smallget.GetFailed as exc:
+                outcome.failures[i] = f"input {planned[i].uri}: download failed: {exc}"
+                continue
+            expected[i] = got.expected
+            problem = _problem(planned[i].uri, sizes[i], got.size, got.expected, got.actual)
+            if problem:
+                outcome.problems[i] = problem
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return outcome
 
 
 def _raise_transfer_failure(kind: str, verb: str, exc: TransferFailed, order: Any, log: RunnerLog) -> None:
