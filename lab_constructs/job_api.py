@@ -18,6 +18,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
+from labbatch import names
 from labbatch.config import Api
 from labbatch.ledger_schema import BY_CREATED_INDEX
 
@@ -36,13 +37,16 @@ SAMPLE_LISTS_PREFIX = "work/samples/"
 _ROOT_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):root$")
 
 
-def _function(scope: Construct, construct_id: str, *, folder: str, handler: str, description: str,
+def _function(scope: Construct, construct_id: str, *, name: str, log_group_name: str, folder: str, handler: str,
+              description: str,
               environment: dict[str, str], layer: lambda_.ILayerVersion, log_retention_days: int,
               timeout: Duration, memory_mib: int, dead_letter_queue: sqs.IQueue | None = None) -> lambda_.Function:
-    log_group = logs.LogGroup(scope, f"{construct_id}Logs", retention=retention(log_retention_days))
+    log_group = logs.LogGroup(scope, f"{construct_id}Logs", log_group_name=log_group_name,
+                              retention=retention(log_retention_days))
     acknowledge_log_group_encryption(log_group)
     function = lambda_.Function(
         scope, construct_id,
+        function_name=name,
         runtime=RUNTIME,
         architecture=lambda_.Architecture.X86_64,
         code=lambda_.Code.from_asset(str(LAMBDA_DIR / folder), exclude=["__pycache__", "*.pyc"]),
@@ -88,7 +92,8 @@ class JobApi(Construct):
         common_env = {"LABBATCH_SETTINGS": settings_json, "POWERTOOLS_LOG_LEVEL": "INFO"}
 
         self.handler = _function(
-            self, "Handler", folder="api", handler="job_api.lambda_handler",
+            self, "Handler", name=names.function(lab_name, "api"), log_group_name=names.log_group(lab_name, "api"),
+            folder="api", handler="job_api.lambda_handler",
             description=f"LabBatch {lab_name}: job API", layer=layer,
             environment={**common_env, "POWERTOOLS_SERVICE_NAME": "labbatch-api"},
             log_retention_days=log_retention_days, memory_mib=1024,
@@ -103,7 +108,8 @@ class JobApi(Construct):
         acknowledge(self.failed_status_events, "AwsSolutions-SQS3",
                     "This queue is itself the dead-letter queue of the status updater.")
         self.status_updater = _function(
-            self, "StatusUpdater", folder="status", handler="job_status.lambda_handler",
+            self, "StatusUpdater", name=names.function(lab_name, "status"),
+            log_group_name=names.log_group(lab_name, "status"), folder="status", handler="job_status.lambda_handler",
             description=f"LabBatch {lab_name}: records Batch job state changes in the ledger", layer=layer,
             environment={**common_env, "POWERTOOLS_SERVICE_NAME": "labbatch-status"},
             log_retention_days=log_retention_days, timeout=Duration.seconds(10), memory_mib=512,
@@ -134,11 +140,12 @@ class JobApi(Construct):
                                             max_event_age=Duration.hours(6))],
         )
 
-        access_logs = logs.LogGroup(self, "AccessLogs", retention=retention(log_retention_days))
+        access_logs = logs.LogGroup(self, "AccessLogs", log_group_name=names.log_group(lab_name, "api-access"),
+                                    retention=retention(log_retention_days))
         acknowledge_log_group_encryption(access_logs)
         self.rest_api = apigw.LambdaRestApi(
             self, "RestApi",
-            rest_api_name=f"labbatch-{lab_name}",
+            rest_api_name=names.rest_api(lab_name),
             description=f"LabBatch {lab_name}: submit and follow jobs",
             handler=self.handler,
             proxy=True,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from labbatch import names
-from labbatch.config import Lab
+from labbatch.config import Lab, Recovery
 
 # Lambda allows 4 KB for all of a function's environment variables together.
 LAMBDA_ENVIRONMENT_LIMIT = 4096
@@ -41,6 +41,9 @@ def handler_settings(lab: Lab, account: str, region: str) -> dict:
                 "parameters": dict(p.parameters),
                 "description": p.description,
                 "default_queue": p.default_queue,
+                # Only when some recovery is off: the status updater takes absent as all on,
+                # which keeps the common case out of Lambda's 4 KB environment.
+                **({"recovery": p.recovery.model_dump()} if p.recovery != Recovery() else {}),
             }
             for name, p in lab.pipelines.items()
         },

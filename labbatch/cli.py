@@ -299,6 +299,10 @@ def _job_table(job: Mapping[str, Any]) -> Any:
         "queue": job.get("queue"),
         "status": job.get("status"),
         "reason": job.get("status_reason"),
+        "failure": job.get("failure"),
+        "recovered by": _recovery_link(job.get("recovered_by"), None),
+        "recovered from": _recovery_link(job.get("recovered_from"), job.get("recovery")),
+        "not recovered": (job.get("recovery_refused") or {}).get("reason"),
         "attempts": _attempts_summary(attempts) if attempts else None,
         "children": _children_summary(job.get("children")),
         "vcpus / memory": f"{job['vcpus']} vCPU / {job['memory_mib']} MiB" if "vcpus" in job and "memory_mib" in job
@@ -316,11 +320,20 @@ def _job_table(job: Mapping[str, Any]) -> Any:
     return table
 
 
+def _recovery_link(job_id: str | None, recovery: Mapping[str, Any] | None) -> str | None:
+    if not job_id:
+        return None
+    if isinstance(recovery, Mapping) and recovery.get("kind"):
+        return f"{job_id} ({recovery['kind']}: {recovery.get('reason', '')})"
+    return job_id
+
+
 def _jobs_table(jobs: Sequence[Mapping[str, Any]]) -> Any:
     table = _table("job", "name", "pipeline", "queue", "status", "children", "created")
     for job in jobs:
         table.add_row(*(str(v or "") for v in (
-            job.get("job_id"), job.get("name"), job.get("pipeline"), job.get("queue"), job.get("status"),
+            job.get("job_id"), job.get("name"), job.get("pipeline"), job.get("queue"),
+            f"{job.get('status')} ({job['failure']})" if job.get("failure") else job.get("status"),
             _children_summary(job.get("children")), job.get("created_at"))))
     return table
 
@@ -410,6 +423,9 @@ COMMANDS: tuple[SubCommand, ...] = (
                _lazy_arguments("labbatch.local.command", "local_arguments"), talks_to_api=False),
     SubCommand("demo", "tour: local lab, simulated reads, real jobs, results", _lazy("labbatch.demo", "run_demo"),
                _lazy_arguments("labbatch.demo", "demo_arguments"), talks_to_api=False),
+    SubCommand("cost", "a lab's fixed monthly cost and per-job prices, from its templates",
+               _lazy("labbatch.cost", "run_cost"), _lazy_arguments("labbatch.cost", "cost_arguments"),
+               talks_to_api=False),
 )
 
 

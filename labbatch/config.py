@@ -131,6 +131,18 @@ class Compute(_Strict):
         return instance_types.lookup(self.instance_types[0]).architecture
 
 
+class Recovery(_Strict):
+    """What LabBatch resubmits, once each, when a job of this pipeline fails (lambda/status/recovery.py).
+    A tool's own non-zero exit (`application`) is never resubmitted."""
+
+    spot_to_on_demand: bool = Field(True, json_schema_extra=_allowed(
+        "true or false: a job whose spot attempts were all reclaimed runs once more on the on-demand queue"))
+    more_memory: bool = Field(True, json_schema_extra=_allowed(
+        "true or false: a job killed for memory runs once more with 1.5x the memory (up to the lab's limit)"))
+    infrastructure_retry: bool = Field(True, json_schema_extra=_allowed(
+        "true or false: a job that could not start, pull its image or stage its data runs once more"))
+
+
 class Pipeline(_Strict):
     image: str = Field(json_schema_extra=_allowed(
         f"'{DEMO_IMAGE}' (the image built from containers/) or a registry image reference"))
@@ -146,6 +158,7 @@ class Pipeline(_Strict):
     parameters: dict[str, str | None] = Field(default_factory=dict, json_schema_extra=_allowed(
         "name -> default string, or null when the caller must give it"))
     default_queue: Literal["spot", "on-demand"] = "spot"
+    recovery: Recovery = Recovery()
 
     @field_validator("image")
     @classmethod
@@ -216,9 +229,19 @@ class Api(_Strict):
 
 class Budget(_Strict):
     monthly_usd: float = Field(100.0, gt=0, le=10_000_000, json_schema_extra=_allowed("above 0"))
-    alert_emails: list[str] = Field(default_factory=list)
+    # Alert when actual spend passes these shares of the budget, and when the forecast passes 100%.
+    alert_at_percent: list[Annotated[int, Field(ge=1, le=1000)]] = Field(
+        default_factory=lambda: [80, 100], min_length=1, max_length=5,
+        json_schema_extra=_allowed("1-5 percentages of monthly_usd, 1-1,000"))
 
-    @field_validator("alert_emails")
+
+class Alerts(_Strict):
+    emails: list[str] = Field(default_factory=list, max_length=20, json_schema_extra=_allowed(
+        "email addresses subscribed to the lab's alert topic (each must confirm once)"))
+    failed_jobs: bool = Field(True, json_schema_extra=_allowed("true or false: a message per job that fails "
+                                                               "after its retries"))
+
+    @field_validator("emails")
     @classmethod
     def _emails(cls, value: list[str]) -> list[str]:
         bad = [e for e in value if not EMAIL_RE.match(e)]
@@ -243,6 +266,9 @@ class Lab(_Strict):
     api: Api = Api()
     log_retention_days: int = Field(30, json_schema_extra=_allowed(", ".join(map(str, LOG_RETENTION_DAYS))))
     budget: Budget = Budget()
+    alerts: Alerts = Alerts()
+    # A CloudWatch dashboard costs $3/month, so it is opt-in.
+    dashboard: bool = Field(False, json_schema_extra=_allowed("true or false ($3/month when true)"))
 
     @field_validator("name")
     @classmethod

@@ -47,3 +47,24 @@ def job_log_group(lab: str) -> str:
 
 def output_prefix(results_bucket: str, job_id: str) -> str:
     return f"s3://{results_bucket}/jobs/{job_id}/"
+
+
+def alert_topic(lab: str) -> str:
+    return f"{PREFIX}-{lab}-alerts"
+
+
+def budget(lab: str) -> str:
+    return f"{PREFIX}-{lab}"
+
+
+def function(lab: str, part: str) -> str:
+    return f"{PREFIX}-{lab}-{part}"
+
+
+def log_group(lab: str, part: str) -> str:
+    """The lab's other log groups, beside the job log group: /labbatch/<lab>/<part>."""
+    return f"/{PREFIX}/{lab}/{part}"
+
+
+def rest_api(lab: str) -> str:
+    return f"{PREFIX}-{lab}"

@@ -19,7 +19,8 @@ class ComputeStack(LabStack):
     def __init__(self, scope: Construct, construct_id: str, *, lab: Lab) -> None:
         super().__init__(scope, construct_id, lab=lab,
                          description=f"LabBatch {lab.name}: network, Batch compute, queues and pipelines")
-        network = LabNetwork(self, "Network", network=lab.network, log_retention_days=lab.log_retention_days)
+        network = LabNetwork(self, "Network", lab_name=lab.name, network=lab.network,
+                             log_retention_days=lab.log_retention_days)
         scratch = ScratchLaunchTemplate(self, "ScratchLaunchTemplate", scratch=lab.compute.scratch,
                                         custom_ami=lab.compute.ami_id is not None)
         self.compute = BatchCompute(self, "BatchCompute", lab=lab, network=network,

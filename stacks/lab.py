@@ -10,6 +10,7 @@ from labbatch import names
 from labbatch.config import Lab
 from stacks.api_stack import ApiStack
 from stacks.compute_stack import ComputeStack
+from stacks.operations_stack import OperationsStack
 from stacks.storage_stack import StorageStack
 
 
@@ -18,13 +19,17 @@ class LabStacks:
     storage: StorageStack
     compute: ComputeStack
     api: ApiStack
+    operations: OperationsStack
 
 
 def build_lab(scope: Construct, lab: Lab) -> LabStacks:
     storage = StorageStack(scope, names.stack(lab.name, "Storage"), lab=lab)
     compute = ComputeStack(scope, names.stack(lab.name, "Compute"), lab=lab)
     compute.add_stack_dependency(storage)
+    operations = OperationsStack(scope, names.stack(lab.name, "Operations"), lab=lab)
     api = ApiStack(scope, names.stack(lab.name, "Api"), lab=lab)
-    # The API submits to the compute stack's queues and writes the storage stack's ledger.
+    # The API submits to the compute stack's queues, writes the storage stack's ledger and
+    # publishes failures to the operations stack's topic.
     api.add_stack_dependency(compute)
-    return LabStacks(storage=storage, compute=compute, api=api)
+    api.add_stack_dependency(operations)
+    return LabStacks(storage=storage, compute=compute, api=api, operations=operations)

@@ -21,6 +21,11 @@ class SynthesizedLab:
     storage_json: dict
     compute_json: dict
     api_json: dict
+    operations_json: dict
+
+    def templates(self) -> dict[str, dict]:
+        return {"Storage": self.storage_json, "Compute": self.compute_json, "Api": self.api_json,
+                "Operations": self.operations_json}
 
 
 def example_data() -> dict:
@@ -58,6 +63,7 @@ def _synth(context: dict, labs) -> dict[str, SynthesizedLab]:
             storage_json=assembly.get_stack_by_name(stacks.storage.stack_name).template,
             compute_json=assembly.get_stack_by_name(stacks.compute.stack_name).template,
             api_json=assembly.get_stack_by_name(stacks.api.stack_name).template,
+            operations_json=assembly.get_stack_by_name(stacks.operations.stack_name).template,
         )
     return out
 

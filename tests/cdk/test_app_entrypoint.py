@@ -26,7 +26,8 @@ def test_one_lab_synthesizes_offline_with_no_lookups(tmp_path):
     assert result.returncode == 0, result.stderr
     manifest = json.loads((tmp_path / "cdk.out" / "manifest.json").read_text())
     stacks = sorted(k for k, v in manifest["artifacts"].items() if v["type"] == "aws:cloudformation:stack")
-    assert stacks == ["LabBatch-genomics-core-Api", "LabBatch-genomics-core-Compute", "LabBatch-genomics-core-Storage"]
+    assert stacks == ["LabBatch-genomics-core-Api", "LabBatch-genomics-core-Compute",
+                      "LabBatch-genomics-core-Operations", "LabBatch-genomics-core-Storage"]
     assert "missing" not in manifest  # no context lookups were needed
     assert manifest["artifacts"]["LabBatch-genomics-core-Storage"]["properties"]["terminationProtection"] is True
     assert manifest["artifacts"]["LabBatch-genomics-core-Compute"]["environment"] == "aws://111122223333/eu-west-1"

@@ -265,7 +265,8 @@ def test_demo_pipelines_use_the_image_built_from_containers(synthesized):
 def test_jobs_log_to_the_labs_own_log_group_with_its_retention(synthesized, lab, days):
     t = synthesized[lab].compute_json
     groups = resources(t, "AWS::Logs::LogGroup")
-    [(group_id, group)] = [(k, g) for k, g in groups.items() if g["Properties"].get("LogGroupName")]
+    [(group_id, group)] = [(k, g) for k, g in groups.items()
+                           if g["Properties"].get("LogGroupName") == f"/labbatch/{lab}/jobs"]
     assert group["Properties"]["LogGroupName"] == f"/labbatch/{lab}/jobs"
     # Every log group of the stack expires (job logs and the VPC flow log).
     assert {g["Properties"]["RetentionInDays"] for g in groups.values()} == {days}

@@ -50,8 +50,8 @@ def policy_statements(template: dict, role_fragment: str) -> list[dict]:
 
 def test_two_labs_share_no_named_resource(synthesized):
     a, b = named_resources(synthesized["example"]), named_resources(synthesized["genomics-core"])
-    # 4 buckets, 2 queues, a job definition per pipeline and one log group each
-    assert (len(a), len(b)) == (4 + 2 + 2 + 1, 4 + 2 + 4 + 1)
+    # 4 buckets, 2 queues, a job definition per pipeline, and the jobs' and flow logs' groups
+    assert (len(a), len(b)) == (4 + 2 + 2 + 2, 4 + 2 + 4 + 2)
     assert a.isdisjoint(b)
     assert all("example" in n for n in a) and all("genomics-core" in n for n in b)
 

@@ -1,0 +1,185 @@
+"""`labbatch cost`: what a lab costs while idle, read from its synthesized templates, and per job.
+
+Fixed costs are the resources that bill by the hour or month whether or not a job runs; the
+table of their prices is `labbatch/data/prices.json`, dated. Everything else in a lab bills by
+use (S3 bytes, log bytes, instance hours), which the per-job model prices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from labbatch import instance_types, names
+from labbatch.config import Lab
+
+STACK_PARTS = ("Storage", "Compute", "Api", "Operations")
+DEFAULT_REGION = "us-east-1"
+HOURS_PER_MONTH = 730
+
+
+class CostError(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class FixedItem:
+    resource: str
+    count: int
+    unit_usd: float
+    unit: str
+
+    @property
+    def monthly_usd(self) -> float:
+        return round(self.count * self.unit_usd, 2)
+
+
+def load_prices() -> dict[str, Any]:
+    return json.loads(resources.files("labbatch").joinpath("data/prices.json").read_text())
+
+
+def region_prices(prices: dict[str, Any], region: str) -> dict[str, Any]:
+    if region not in prices["regions"]:
+        raise CostError(f"no prices for {region} in labbatch/data/prices.json "
+                        f"(have: {', '.join(sorted(prices['regions']))}); add that Region's figures")
+    return prices["regions"][region]
+
+
+def load_templates(cdk_out: Path, lab_name: str) -> dict[str, dict]:
+    templates = {}
+    for part in STACK_PARTS:
+        path = cdk_out / f"{names.stack(lab_name, part)}.template.json"
+        if not path.exists():
+            raise CostError(f"{path} is missing: synthesize first (`make synth`, or `cdk synth -c lab={lab_name}`)")
+        templates[part] = json.loads(path.read_text())
+    return templates
+
+
+def priced_type(resource: dict) -> str:
+    kind = resource["Type"]
+    if kind == "AWS::EC2::VPCEndpoint":
+        # Gateway endpoints (S3, DynamoDB) are free; interface endpoints bill per zone and hour.
+        return f"{kind}:{resource.get('Properties', {}).get('VpcEndpointType', 'Gateway')}"
+    return kind
+
+
+def fixed_costs(templates: dict[str, dict], region: dict[str, Any]) -> list[FixedItem]:
+    counts: dict[str, int] = {}
+    for template in templates.values():
+        for resource in template.get("Resources", {}).values():
+            kind = priced_type(resource)
+            if kind in region["fixed_monthly"]:
+                counts[kind] = counts.get(kind, 0) + 1
+    return [FixedItem(kind, n, region["fixed_monthly"][kind]["usd"], region["fixed_monthly"][kind]["unit"])
+            for kind, n in sorted(counts.items())]
+
+
+def per_job_model(lab: Lab, region: dict[str, Any]) -> dict[str, Any]:
+    usage = region["usage"]
+    rows = []
+    for name in lab.compute.instance_types:
+        facts = instance_types.lookup(name)
+        family = name.split(".")[0]
+        vcpu_hour = region["on_demand_vcpu_hour"].get(family)
+        if vcpu_hour is None:
+            raise CostError(f"no price for instance family {family} in labbatch/data/prices.json")
+        on_demand = vcpu_hour * facts.vcpus
+        rows.append({"instance_type": name, "vcpus": facts.vcpus, "memory_gib": facts.memory_mib // 1024,
+                     "on_demand_hour": round(on_demand, 4),
+                     "spot_hour_typical": round(on_demand * (1 - usage["spot_typical_discount"]), 4),
+                     "vcpu_hour_on_demand": vcpu_hour,
+                     "vcpu_hour_spot_typical": round(vcpu_hour * (1 - usage["spot_typical_discount"]), 5)})
+    scratch = lab.compute.scratch
+    scratch_month = (scratch.size_gib * usage["ebs_gp3_gib_month"]
+                     + max(0, scratch.iops - 3000) * usage["ebs_gp3_iops_month_above_3000"]
+                     + max(0, scratch.throughput_mibps - 125) * usage["ebs_gp3_mibps_month_above_125"])
+    return {
+        "instances": rows,
+        "scratch_volume": {"size_gib": scratch.size_gib, "iops": scratch.iops,
+                           "throughput_mibps": scratch.throughput_mibps,
+                           "per_instance_month": round(scratch_month, 2),
+                           "per_instance_hour": round(scratch_month / HOURS_PER_MONTH, 5)},
+        "s3_standard_gb_month": usage["s3_standard_gb_month"],
+        "logs_ingest_gb": usage["logs_ingest_gb"],
+        "logs_store_gb_month": usage["logs_store_gb_month"],
+    }
+
+
+def report(lab: Lab, cdk_out: Path) -> dict[str, Any]:
+    prices = load_prices()
+    region_name = lab.region or DEFAULT_REGION
+    region = region_prices(prices, region_name)
+    items = fixed_costs(load_templates(cdk_out, lab.name), region)
+    return {
+        "lab": lab.name,
+        "region": region_name,
+        "region_assumed": lab.region is None,
+        "prices_as_of": prices["as_of"],
+        "fixed_monthly": [dict(asdict(i), monthly_usd=i.monthly_usd) for i in items],
+        "fixed_monthly_total_usd": round(sum(i.monthly_usd for i in items), 2),
+        "per_job": per_job_model(lab, region),
+    }
+
+
+# -- command ----------------------------------------------------------------------------------
+
+def cost_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lab", default="example", metavar="NAME", help="the lab (default: example)")
+    parser.add_argument("--labs-dir", type=Path, default=Path(__file__).resolve().parents[1] / "labs",
+                        metavar="DIR", help="folder of lab files (default: the project's labs/)")
+    parser.add_argument("--cdk-out", type=Path, default=Path(__file__).resolve().parents[1] / "cdk.out",
+                        metavar="DIR", help="synthesized templates (default: the project's cdk.out/)")
+
+
+def run_cost(args: argparse.Namespace) -> int:
+    from labbatch.local.command import load_one_lab
+
+    lab, problem = load_one_lab(args.labs_dir, args.lab)
+    if lab is None:
+        print(f"labbatch: bad_lab: {problem}", file=sys.stderr)
+        return 1
+    try:
+        result = report(lab, args.cdk_out)
+    except CostError as exc:
+        print(f"labbatch: cost: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    _print(result)
+    return 0
+
+
+def _print(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    assumed = " (no Region in the lab file: priced as us-east-1)" if result["region_assumed"] else ""
+    fixed = Table("resource", "count", "unit price", "per month", title=(
+        f"Lab {result['lab']}: fixed monthly cost in {result['region']}{assumed}, prices as of {result['prices_as_of']}"),
+        title_justify="left")
+    for item in result["fixed_monthly"]:
+        fixed.add_row(f"{item['resource']} - {item['unit']}", str(item["count"]), f"${item['unit_usd']:.2f}",
+                      f"${item['monthly_usd']:.2f}")
+    fixed.add_row("[bold]total while idle[/]", "", "", f"[bold]${result['fixed_monthly_total_usd']:.2f}[/]")
+    console.print(fixed)
+    job = result["per_job"]
+    instances = Table("instance type", "vCPUs", "GiB", "on-demand $/h", "spot $/h (typical)", "vCPU-hour on-demand",
+                      "vCPU-hour spot", title="Per job: compute while instances run", title_justify="left")
+    for row in job["instances"]:
+        instances.add_row(row["instance_type"], str(row["vcpus"]), str(row["memory_gib"]),
+                          f"${row['on_demand_hour']:.4f}", f"${row['spot_hour_typical']:.4f}",
+                          f"${row['vcpu_hour_on_demand']:.4f}", f"${row['vcpu_hour_spot_typical']:.4f}")
+    console.print(instances)
+    scratch = job["scratch_volume"]
+    console.print(f"Scratch volume ({scratch['size_gib']} GiB gp3, {scratch['iops']:,} IOPS, "
+                  f"{scratch['throughput_mibps']} MiB/s): ${scratch['per_instance_month']:.2f} per instance-month "
+                  f"(${scratch['per_instance_hour']:.5f} per instance-hour)")
+    console.print(f"S3 Standard: ${job['s3_standard_gb_month']}/GB-month; logs: ${job['logs_ingest_gb']}/GB ingested, "
+                  f"${job['logs_store_gb_month']}/GB-month stored")
