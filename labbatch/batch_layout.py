@@ -52,6 +52,7 @@ class JobDefinitionSpec:
     memory_mib: int
     timeout_seconds: int
     attempts: int
+    log_group: str
     retry_rules: tuple[dict[str, str], ...] = RETRY_RULES
 
 
@@ -90,6 +91,7 @@ def layout(lab: Lab) -> BatchLayout:
             memory_mib=p.memory_mib,
             timeout_seconds=p.timeout_minutes * 60,
             attempts=p.attempts,
+            log_group=names.job_log_group(lab.name),
         )
         for name, p in lab.pipelines.items())
     return BatchLayout(environments, queues, definitions)

@@ -33,6 +33,8 @@ class ApiStack(LabStack):
             queue_names=list(settings["queues"].values()),
             job_definition_prefix=names.job_definition(lab.name, ""),
             log_retention_days=lab.log_retention_days,
+            alert_topic_arn=(self.format_arn(service="sns", resource=names.alert_topic(lab.name))
+                             if lab.alerts.failed_jobs else None),
         )
         # `labbatch` finds a deployed lab's endpoint through this output.
         CfnOutput(self, ENDPOINT_OUTPUT, value=self.api.url, description="Job API endpoint (SigV4, execute-api)")

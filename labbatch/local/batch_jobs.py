@@ -169,7 +169,7 @@ class Job:
             "ulimits": [],
             "networkInterfaces": [],
             "secrets": [],
-            "logConfiguration": {"logDriver": "awslogs", "options": {}, "secretOptions": []},
+            "logConfiguration": {"logDriver": "awslogs", "secretOptions": [], "options": log_options(self.definition)},
         }
         last = self.attempts[-1] if self.attempts else None
         if self.running is not None or last is None:
@@ -190,3 +190,11 @@ class Job:
         if self.array_index is not None:
             return {"index": self.array_index}
         return None
+
+
+def log_options(definition) -> dict[str, str]:
+    """The job definition's awslogs options, as Batch reports them in a job's container detail."""
+    options = {"awslogs-stream-prefix": definition.log_stream_prefix or definition.name}
+    if definition.log_group:
+        options["awslogs-group"] = definition.log_group
+    return options

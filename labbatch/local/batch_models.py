@@ -102,6 +102,7 @@ class JobDefinition:
     retry: batch_retry.RetryStrategy | Mapping[str, Any] = field(default_factory=batch_retry.RetryStrategy)
     parameters: Mapping[str, str] = field(default_factory=dict)
     log_stream_prefix: str | None = None
+    log_group: str | None = None  # awslogs-group; Batch's default group when None
 
     def __post_init__(self) -> None:
         if not self.command:

@@ -28,6 +28,7 @@ def registration(layout: BatchLayout, lab: str) -> dict[str, Any]:
     definitions = [JobDefinition(name=spec.name, command=spec.command, image=spec.image,
                                  environment=spec.environment, vcpus=spec.vcpus, memory_mib=spec.memory_mib,
                                  timeout_seconds=spec.timeout_seconds, log_stream_prefix=spec.pipeline,
+                                 log_group=spec.log_group,
                                  retry={"attempts": spec.attempts, "evaluateOnExit": [dict(r) for r in spec.retry_rules]})
                    for spec in layout.job_definitions]
     return {"compute_environments": environments, "queues": queues, "job_definitions": definitions}

@@ -29,6 +29,7 @@ class EmulatedLab:
     buckets: dict[str, str]
     table: str
     log_group: str
+    alert_topic_arn: str
 
 
 class Emulator:
@@ -90,5 +91,6 @@ class Emulator:
         logs = self.client("logs", region, credentials)
         logs.create_log_group(logGroupName=log_group)
         logs.put_retention_policy(logGroupName=log_group, retentionInDays=lab.log_retention_days)
+        topic = self.client("sns", region, credentials).create_topic(Name=names.alert_topic(lab.name))
         return EmulatedLab(endpoint=self.endpoint, region=region, account=LOCAL_ACCOUNT, buckets=buckets,
-                           table=table, log_group=log_group)
+                           table=table, log_group=log_group, alert_topic_arn=topic["TopicArn"])

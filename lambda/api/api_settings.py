@@ -36,6 +36,13 @@ class Limits(_Strict):
     max_memory_mib: int = Field(ge=4)
 
 
+class RecoverySettings(_Strict):
+    # Read by the status updater (lambda/status/recovery.py); absent means all on.
+    spot_to_on_demand: bool = True
+    more_memory: bool = True
+    infrastructure_retry: bool = True
+
+
 class PipelineSettings(_Strict):
     job_definition: str = Field(min_length=1)
     vcpus: int = Field(ge=1)
@@ -47,6 +54,7 @@ class PipelineSettings(_Strict):
     description: str = ""
     # The queue a request that names none goes to.
     default_queue: QueueName = "spot"
+    recovery: RecoverySettings | None = None
 
 
 class LabSettings(_Strict):

@@ -110,7 +110,7 @@ class JobLedger:
                 TableName=self._table,
                 Key={"job_id": {"S": job_id}},
                 UpdateExpression="SET #status = :failed, status_reason = :r, submit_error = :e, "
-                "progress = :p, stopped_at = :t, updated_at = :t",
+                "progress = :p, stopped_at = :t, updated_at = :t, failure = :failure",
                 ConditionExpression="#status = :pending",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_item(
@@ -121,6 +121,9 @@ class JobLedger:
                         ":e": submit_error,
                         ":p": PROGRESS_FINAL,
                         ":t": at,
+                        # Never started: the failure class lambda/status/failure_classes.py
+                        # gives a job that could not start.
+                        ":failure": "infrastructure",
                     }
                 ),
             )

@@ -14,6 +14,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from failure_classes import AttemptEvidence
+
 JOB_ID_ENV = "LABBATCH_JOB_ID"
 FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
 # Where a live job is; a retried job goes back to RUNNABLE with one more attempt.
@@ -58,6 +60,8 @@ class ArrayProperties(_Event):
 
 class JobDetail(_Event):
     jobId: str
+    jobName: str | None = None
+    jobQueue: str | None = None
     status: str
     statusReason: str | None = None
     attempts: list[AttemptDetail] = Field(default_factory=list)
@@ -89,6 +93,13 @@ class StatusUpdate:
     child_index: int | None = None
     array_size: int | None = None
     status_summary: dict[str, int] | None = None
+    # What classifying a failure and recovering from it need (see failure_classes, recovery).
+    environment: dict[str, str] = field(default_factory=dict)
+    job_name: str | None = None
+    job_queue: str | None = None
+    evidence: list[AttemptEvidence] = field(default_factory=list)
+    # Set by the handler for FAILED jobs, from the evidence (and the record, and the manifest).
+    failure: str | None = None
 
     @property
     def is_final(self) -> bool:
@@ -145,7 +156,20 @@ def parse_state_change(event: dict[str, Any]) -> StatusUpdate:
         child_index=child_index,
         array_size=array.size if array and child_index is None else None,
         status_summary=array.statusSummary if array and child_index is None else None,
+        environment=env,
+        job_name=detail.jobName,
+        job_queue=detail.jobQueue,
+        evidence=_evidence(detail),
     )
+
+
+def _evidence(detail: JobDetail) -> list[AttemptEvidence]:
+    evidence = [AttemptEvidence(a.container.exitCode, a.container.reason, a.statusReason) for a in detail.attempts]
+    if evidence and evidence[-1].exit_code is None and evidence[-1].container_reason is None:
+        # Some events carry the last attempt's exit code and reason only on the job's container.
+        last = evidence[-1]
+        evidence[-1] = AttemptEvidence(detail.container.exitCode, detail.container.reason, last.status_reason)
+    return evidence
 
 
 def _attempt(attempt: AttemptDetail) -> dict[str, Any]:

@@ -1,7 +1,12 @@
 """LabBatch status updater: AWS Batch "Job State Change" events (EventBridge) -> job ledger.
 
-Environment: LABBATCH_SETTINGS (only `table` is read; `lab` is logged), plus what boto3 and
-Powertools read themselves (AWS_REGION, AWS_ENDPOINT_URL[_DYNAMODB], POWERTOOLS_*).
+A FAILED job is also classified (`failure`, see failure_classes.py) and, when its pipeline
+allows, recovered: resubmitted once with what should make it succeed (recovery.py).
+
+Environment: LABBATCH_SETTINGS (the API's settings document; read here: `lab`, `table`, and
+for recovery `buckets.results`, `queues`, `queue_max_vcpus`, `limits.max_memory_mib`,
+`pipelines.<name>.job_definition` and `.recovery`), plus what boto3 and Powertools read
+themselves (AWS_REGION, AWS_ENDPOINT_URL[_<SERVICE>], POWERTOOLS_*).
 
 Failures to reach DynamoDB raise, so Lambda's asynchronous retries (and the DLQ the stack
 configures) redeliver the event; replays are harmless because updates are monotonic.
@@ -11,6 +16,7 @@ dropped: retrying them would never succeed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -19,20 +25,57 @@ from typing import Any
 import boto3
 from aws_lambda_powertools import Logger
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from batch_events import NotALabBatchJob, parse_state_change
+import failure_notice
+import recovery
+from batch_events import NotALabBatchJob, StatusUpdate, parse_state_change
+from failure_classes import classify, classify_array_parent, manifest_wanted
 from status_ledger import StatusLedger
 
 SETTINGS_ENV_VAR = "LABBATCH_SETTINGS"
 logger = Logger(service="labbatch-status")
 
 
-class StatusSettings(BaseModel):
-    # The API's settings document, of which this function needs only the table.
+class _Settings(BaseModel):
+    # The API's settings document (lambda/api/api_settings.py), of which this function reads a part.
     model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class Recovery(_Settings):
+    # Absent from the settings when all are on (the default), to spare Lambda's 4 KB environment.
+    spot_to_on_demand: bool = True
+    more_memory: bool = True
+    infrastructure_retry: bool = True
+
+
+class PipelineSettings(_Settings):
+    job_definition: str = Field(min_length=1)
+    recovery: Recovery = Recovery()
+
+
+class Buckets(_Settings):
+    results: str = Field(min_length=3)
+
+
+class Limits(_Settings):
+    max_memory_mib: int = Field(ge=4)
+
+
+class StatusSettings(_Settings):
     lab: str = Field(min_length=1)
     table: str = Field(min_length=3)
+    # For recovery; without them a failure is classified and recorded but not recovered.
+    buckets: Buckets | None = None
+    queues: dict[str, str] = Field(default_factory=dict)
+    queue_max_vcpus: dict[str, int] = Field(default_factory=dict)
+    limits: Limits | None = None
+    pipelines: dict[str, PipelineSettings] = Field(default_factory=dict)
+
+
+def _config(attempts: int) -> Config:
+    return Config(retries={"mode": "standard", "total_max_attempts": attempts}, connect_timeout=3, read_timeout=10)
 
 
 @functools.cache
@@ -41,11 +84,20 @@ def status_ledger() -> tuple[StatusSettings, StatusLedger]:
     if not raw:
         raise RuntimeError(f"{SETTINGS_ENV_VAR} is not set; the API stack must pass the lab settings")
     settings = StatusSettings.model_validate(json.loads(raw))
-    client = boto3.client(
-        "dynamodb",
-        config=Config(retries={"mode": "standard", "total_max_attempts": 5}, connect_timeout=3, read_timeout=10),
-    )
+    client = boto3.client("dynamodb", config=_config(5))
     return settings, StatusLedger(client, settings.table)
+
+
+@functools.cache
+def other_clients() -> tuple[Any, Any]:
+    """S3 (manifests) and Batch (recovery), only built once a job fails."""
+    return boto3.client("s3", config=_config(3)), boto3.client("batch", config=_config(3))
+
+
+@functools.cache
+def sns_client() -> Any:
+    """Built only when a job fails for good."""
+    return boto3.client("sns", config=_config(3))
 
 
 @logger.inject_lambda_context(clear_state=True)
@@ -65,9 +117,135 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"applied": False, "reason": "malformed event"}
 
     logger.append_keys(job_id=update.ledger_job_id, batch_job_id=update.batch_job_id)
+    record = None
+    if update.status == "FAILED":
+        record = ledger.get(update.ledger_job_id)
+        update = dataclasses.replace(update, failure=classify_failure(update, record))
     applied = ledger.apply(update)
     logger.info(
         "Ledger updated" if applied else "Event older than the ledger; ignored",
-        extra={"status": update.status, "child_index": update.child_index, "progress": update.progress},
+        extra={"status": update.status, "child_index": update.child_index, "progress": update.progress,
+               "failure": update.failure},
     )
-    return {"applied": applied, "job_id": update.ledger_job_id, "status": update.status}
+    answer: dict[str, Any] = {"applied": applied, "job_id": update.ledger_job_id, "status": update.status}
+    if update.failure is not None:
+        answer["failure"] = update.failure
+    outcome = None
+    if update.status == "FAILED" and update.child_index is None and record is not None:
+        outcome = recover(settings, ledger, update, record, applied=applied)
+        if outcome is not None:
+            answer["recovery"] = outcome
+    if record is not None and failure_notice.should_notify(status=update.status, child_index=update.child_index,
+                                                           applied=applied, recovery=outcome):
+        answer["notified"] = notify(settings.lab, record, update, outcome)
+    return answer
+
+
+def notify(lab: str, record: dict[str, Any], update: StatusUpdate, outcome: dict[str, Any] | None) -> bool:
+    """Publish the failure to the lab's alert topic, when the stack names one."""
+    topic = os.environ.get(failure_notice.TOPIC_ENV_VAR)
+    if not topic:
+        return False
+    subject, body = failure_notice.notice(lab, record, failure=update.failure, status_reason=_reason(update),
+                                          log=update.log, recovery=outcome)
+    try:
+        sns_client().publish(TopicArn=topic, Subject=subject, Message=body)
+    except (ClientError, BotoCoreError) as exc:
+        # The ledger has the failure already; a lost email must not make EventBridge redeliver.
+        logger.error("Failure notice not sent", extra={"error": str(exc)[:500]})
+        return False
+    return True
+
+
+def classify_failure(update: StatusUpdate, record: dict[str, Any] | None) -> str:
+    record = record or {}
+    cancel_requested = bool(record.get("cancel"))
+    if update.child_index is None and (update.array_size is not None or record.get("array_size")):
+        return classify_array_parent(status_reason=update.status_reason, cancel_requested=cancel_requested,
+                                     child_failures=record.get("child_failures"))
+    evidence = {"status_reason": update.status_reason, "attempts": update.evidence,
+                "cancel_requested": cancel_requested}
+    failure = classify(**evidence)
+    last = update.evidence[-1] if update.evidence else None
+    # Only an exit code in the runner's own range needs its manifest. An array child's prefix
+    # has its sample's name, which its event does not carry: classified without.
+    if failure == "application" and update.child_index is None and manifest_wanted(last):
+        manifest = read_manifest(update.environment.get("LABBATCH_OUTPUT_PREFIX"))
+        if manifest is not None:
+            failure = classify(**evidence, manifest=manifest)
+    return failure
+
+
+def read_manifest(prefix: str | None) -> dict[str, Any] | None:
+    """The runner's manifest.json under the job's prefix; None when it is not there or unreadable."""
+    if not prefix or not prefix.startswith("s3://") or "/" not in prefix[5:]:
+        return None
+    bucket, key = prefix[5:].split("/", 1)
+    s3, _ = other_clients()
+    try:
+        body = s3.get_object(Bucket=bucket, Key=f"{key}manifest.json")["Body"].read()
+        manifest = json.loads(body)
+    except (ClientError, BotoCoreError, ValueError) as exc:
+        logger.warning("No readable runner manifest; classified without it", extra={"error": str(exc)[:500]})
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def recover(settings: StatusSettings, ledger: StatusLedger, update: StatusUpdate, record: dict[str, Any],
+            *, applied: bool) -> dict[str, Any] | None:
+    """Resubmit a failed job once if its failure class and pipeline allow; say what was done."""
+    if not applied:
+        # A redelivered event: carry on only where a first delivery stopped half-way.
+        if record.get("batch_job_id") != update.batch_job_id or record.get("recovery_refused"):
+            return None
+        pending = record.get("recovered_by")
+        if pending and ledger.get(pending) is not None:
+            return None
+    failure = update.failure or record.get("failure")
+    pipeline = settings.pipelines.get(record.get("pipeline", ""))
+    if failure not in recovery.KIND_FOR_FAILURE:
+        return None
+    if pipeline is None or settings.buckets is None or settings.limits is None:
+        logger.warning("Settings lack what recovery needs; not recovered", extra={"failure": failure})
+        return None
+    decision = recovery.plan(
+        record, failure, enabled=pipeline.recovery.model_dump(), queues=settings.queues,
+        queue_max_vcpus=settings.queue_max_vcpus, max_memory_mib=settings.limits.max_memory_mib,
+        status_reason=_reason(update), attempts=len(update.evidence))
+    if decision is None:
+        return None
+    if isinstance(decision, recovery.Refusal):
+        if ledger.refuse_recovery(record["job_id"], decision.as_record()):
+            logger.info("Not recovered", extra={"kind": decision.kind, "reason": decision.reason})
+        return {"refused": decision.as_record()}
+
+    new_job_id = record.get("recovered_by") or recovery.new_job_id()
+    if not record.get("recovered_by") and not ledger.claim_recovery(record["job_id"], new_job_id):
+        return None  # another delivery of this event is recovering it
+    new = recovery.new_record(
+        record, decision, job_id=new_job_id, prefix=recovery.output_prefix(settings.buckets.results, new_job_id),
+        job_queue=settings.queues[decision.queue], job_definition=pipeline.job_definition, lab=settings.lab)
+    ledger.create_pending(new)
+    request = recovery.submit_job_request(record, new, update.environment, job_name=update.job_name,
+                                          lab=settings.lab)
+    _, batch = other_clients()
+    try:
+        answer = batch.submit_job(**request)
+    except (ClientError, BotoCoreError) as exc:
+        code = exc.response.get("Error", {}).get("Code", "Error") if isinstance(exc, ClientError) else type(exc).__name__
+        logger.error("Recovery could not be submitted", extra={"new_job_id": new_job_id, "error_code": code})
+        ledger.mark_submit_failed(new_job_id, f"Not submitted: AWS Batch SubmitJob failed with {code}",
+                                  {"code": code, "message": str(exc)[:1000], "outcome": "not_submitted"})
+        return {"kind": decision.kind, "job_id": new_job_id, "submitted": False}
+    ledger.mark_submitted(new_job_id, answer["jobId"])
+    logger.info("Recovered", extra={"kind": decision.kind, "new_job_id": new_job_id,
+                                    "new_batch_job_id": answer["jobId"], "memory_mib": decision.memory_mib,
+                                    "queue": decision.queue})
+    return {"kind": decision.kind, "job_id": new_job_id, "submitted": True}
+
+
+def _reason(update: StatusUpdate) -> str | None:
+    last = update.evidence[-1] if update.evidence else None
+    if last is not None and last.container_reason:
+        return last.container_reason
+    return (last.status_reason if last is not None else None) or update.status_reason

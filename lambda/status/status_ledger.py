@@ -13,6 +13,11 @@ not listed) holding its own status and progress; a child's move from A to B adds
 yet count as SUBMITTED (the API starts the parent with {"SUBMITTED": size}). The parent's
 final event carries Batch's own `statusSummary`, which then replaces the counts for good
 (`children_final`), so the final figures are exact even if a child update was lost.
+
+Failures: a FAILED job's record gets `failure` (failure_classes.py) with its status; a failed
+child's item gets its own, and the parent counts them in `child_failures` (class -> n), from
+which the parent's class is drawn. Recovery (recovery.py) adds a new job record with
+`recovered_from` and `recovery`, and marks the old one `recovered_by` (or `recovery_refused`).
 """
 
 from __future__ import annotations
@@ -21,17 +26,37 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from boto3.dynamodb.types import TypeSerializer
+from decimal import Decimal
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from batch_events import StatusUpdate
 
 CHILD_ITEM_TTL_SECONDS = 90 * 24 * 3600
+PROGRESS_PENDING_SUBMIT = 0
+PROGRESS_SUBMITTED = 1
 _serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
 
 
 def _values(values: dict[str, Any]) -> dict[str, Any]:
     return {key: _serializer.serialize(value) for key, value in values.items()}
+
+
+def _to_item(record: dict[str, Any]) -> dict[str, Any]:
+    # Absent beats NULL, as in lambda/api/ledger.py.
+    return {key: _serializer.serialize(value) for key, value in record.items() if value is not None}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def _now() -> str:
@@ -77,6 +102,7 @@ class StatusLedger:
             "stopped_at": update.stopped_at,
             "log": update.log,
             "last_event_at": update.event_time,
+            "failure": update.failure if update.status == "FAILED" else None,
         }
         names = {"#status": "status"}
         for name, value in optional.items():
@@ -87,6 +113,9 @@ class StatusLedger:
                 values[f":{name}"] = value
         if update.status_reason is None:
             removes.append("status_reason")
+        if optional["failure"] is None:
+            # A record the API marked FAILED (outcome unknown) that its job's events adopt.
+            removes.append("failure")
         if update.is_final and update.status_summary is not None:
             sets += ["children = :summary", "children_final = :true"]
             values[":summary"] = update.status_summary
@@ -109,12 +138,13 @@ class StatusLedger:
         return True
 
     def _apply_child(self, update: StatusUpdate) -> bool:
+        child_failure = update.failure if update.status == "FAILED" else None
         try:
             answer = self._db.update_item(
                 TableName=self._table,
                 Key={"job_id": {"S": f"{update.ledger_job_id}/{update.child_index}"}},
                 UpdateExpression="SET #status = :status, progress = :progress, updated_at = :now, "
-                "expires_at = :expires",
+                "expires_at = :expires" + (", failure = :failure" if child_failure else ""),
                 ConditionExpression="attribute_not_exists(progress) OR progress < :progress",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=_values(
@@ -123,6 +153,7 @@ class StatusLedger:
                         ":progress": update.progress,
                         ":now": _now(),
                         ":expires": int(time.time()) + CHILD_ITEM_TTL_SECONDS,
+                        **({":failure": child_failure} if child_failure else {}),
                     }
                 ),
                 ReturnValues="UPDATED_OLD",
@@ -132,6 +163,8 @@ class StatusLedger:
                 return False
             raise
         previous = answer.get("Attributes", {}).get("status", {}).get("S", "SUBMITTED")
+        if child_failure:
+            self._count_child_failure(update.ledger_job_id, child_failure)
         if previous == update.status:
             return True
         try:
@@ -147,3 +180,120 @@ class StatusLedger:
             if not _condition_failed(exc):
                 raise
         return True
+
+    def _count_child_failure(self, job_id: str, failure: str) -> None:
+        # Two writes: ADD into a map needs the map, and one expression may not both create
+        # it and add into it. Only failed children pay for them.
+        key = {"job_id": {"S": job_id}}
+        try:
+            self._db.update_item(
+                TableName=self._table, Key=key,
+                UpdateExpression="SET child_failures = if_not_exists(child_failures, :empty)",
+                ConditionExpression="attribute_exists(job_id)",
+                ExpressionAttributeValues=_values({":empty": {}}),
+            )
+            self._db.update_item(
+                TableName=self._table, Key=key,
+                UpdateExpression="ADD child_failures.#failure :one",
+                ConditionExpression="attribute_exists(job_id)",
+                ExpressionAttributeNames={"#failure": failure},
+                ExpressionAttributeValues=_values({":one": 1}),
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+
+    # --- reading a record, and recovery's writes -----------------------------------------
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        answer = self._db.get_item(TableName=self._table, Key={"job_id": {"S": job_id}}, ConsistentRead=True)
+        item = answer.get("Item")
+        if item is None:
+            return None
+        return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
+
+    def claim_recovery(self, job_id: str, new_job_id: str) -> bool:
+        """Link the failed job to its recovery before anything is submitted; False when another
+        delivery of the same event got there first (so a job is recovered at most once)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET recovered_by = :new, updated_at = :now",
+                ConditionExpression="#status = :failed AND attribute_not_exists(recovered_by) "
+                "AND attribute_not_exists(recovery_refused)",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_values({":new": new_job_id, ":now": _now(), ":failed": "FAILED"}),
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def refuse_recovery(self, job_id: str, refusal: dict[str, str]) -> bool:
+        """Say on the failed job why it was not recovered (once; a recovery already made stays)."""
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET recovery_refused = :refusal, updated_at = :now",
+                ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(recovered_by) "
+                "AND attribute_not_exists(recovery_refused)",
+                ExpressionAttributeValues=_values({":refusal": refusal, ":now": _now()}),
+            )
+        except ClientError as exc:
+            if _condition_failed(exc):
+                return False
+            raise
+        return True
+
+    def create_pending(self, record: dict[str, Any]) -> None:
+        self._db.put_item(
+            TableName=self._table, Item=_to_item(record), ConditionExpression="attribute_not_exists(job_id)"
+        )
+
+    def mark_submitted(self, job_id: str, batch_job_id: str) -> None:
+        """As lambda/api/ledger.py: SUBMITTED unless this job's own events already moved it on."""
+        now = _now()
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET batch_job_id = :b, submitted_at = :t, updated_at = :t, "
+                "#status = :submitted, progress = :p REMOVE status_reason",
+                ConditionExpression="progress < :p",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_values(
+                    {":b": batch_job_id, ":t": now, ":submitted": "SUBMITTED", ":p": PROGRESS_SUBMITTED}
+                ),
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise
+            self._db.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET batch_job_id = :b, submitted_at = :t",
+                ConditionExpression="attribute_exists(job_id)",
+                ExpressionAttributeValues=_values({":b": batch_job_id, ":t": now}),
+            )
+
+    def mark_submit_failed(self, job_id: str, reason: str, submit_error: dict[str, str]) -> None:
+        now = _now()
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET #status = :failed, status_reason = :r, submit_error = :e, "
+                "progress = :p, stopped_at = :t, updated_at = :t, failure = :failure",
+                ConditionExpression="#status = :pending",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=_values(
+                    {":failed": "FAILED", ":pending": "PENDING_SUBMIT", ":r": reason, ":e": submit_error,
+                     ":p": 1_000_000, ":t": now, ":failure": "infrastructure"}
+                ),
+            )
+        except ClientError as exc:
+            if not _condition_failed(exc):
+                raise

@@ -1,0 +1,200 @@
+"""Recovery: resubmitting a failed job once, when a second try can succeed where the first could not.
+
+| failure        | kind                 | the new job                                             |
+|----------------|----------------------|---------------------------------------------------------|
+| spot_reclaimed | spot_to_on_demand    | on the on-demand queue, same resources                  |
+| out_of_memory  | more_memory          | 1.5 x the memory, rounded up to 256 MiB; refused above  |
+|                |                      | the lab's limits.max_memory_mib                         |
+| infrastructure | infrastructure_retry | the same request again                                  |
+
+Other classes (application, timeout, cancelled, out_of_scratch) are never resubmitted.
+
+Bounds: each kind at most once per original job, along a whole chain (a job recovered from a
+spot reclaim that then runs out of memory may still get more memory, once; never a second
+on-demand retry). Array jobs are not recovered (each child's class is recorded instead).
+
+Ledger: the old record is claimed first (`recovered_by`, conditional, so a redelivered event
+cannot recover twice), then the new record is written (`recovered_from`, `recovery`:
+{kind, reason, original_job_id, kinds_used}), then Batch is called, then the new record is
+completed, the same order lambda/api/submission.py keeps. A recovery that is not made says
+why on the old record (`recovery_refused`: {kind, reason}).
+
+The SubmitJob request is built as lambda/api/batch_requests.submit_job_request builds it (the
+two Lambdas are deployed apart, so this keeps its own small copy): the LABBATCH_* environment
+of the job that failed, with a new LABBATCH_JOB_ID and output prefix
+(`s3://<results>/jobs/<new job id>/`, plus the sample's segment for a one-sample job).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Mapping
+
+KINDS = ("spot_to_on_demand", "more_memory", "infrastructure_retry")
+KIND_FOR_FAILURE = {
+    "spot_reclaimed": "spot_to_on_demand",
+    "out_of_memory": "more_memory",
+    "infrastructure": "infrastructure_retry",
+}
+MEMORY_FACTOR = 1.5
+MEMORY_STEP_MIB = 256
+LAB_TAG = "labbatch:lab"
+# The variables a recovery passes on; the rest of the environment comes from the job definition.
+PASSED_ON = ("LABBATCH_INPUTS", "LABBATCH_PARAMETERS")
+
+_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+def new_job_id() -> str:
+    """As lambda/api/job_ids.py: `j-` + a lower-case ULID (time-sortable, 26 characters)."""
+    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        value, digit = divmod(value, 32)
+        chars.append(_CROCKFORD[digit])
+    return "j-" + "".join(reversed(chars))
+
+
+def utc_timestamp() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def output_prefix(results_bucket: str, job_id: str) -> str:
+    return f"s3://{results_bucket}/jobs/{job_id}/"
+
+
+def more_memory(memory_mib: int) -> int:
+    """1.5 x, rounded up to a multiple of 256 MiB."""
+    return math.ceil(memory_mib * MEMORY_FACTOR / MEMORY_STEP_MIB) * MEMORY_STEP_MIB
+
+
+@dataclass(frozen=True)
+class Plan:
+    kind: str
+    reason: str
+    queue: str
+    memory_mib: int
+
+
+@dataclass(frozen=True)
+class Refusal:
+    kind: str
+    reason: str
+
+    def as_record(self) -> dict[str, str]:
+        return {"kind": self.kind, "reason": self.reason}
+
+
+def kinds_used(record: Mapping[str, Any]) -> list[str]:
+    recovery = record.get("recovery") or {}
+    return list(recovery.get("kinds_used") or ([recovery["kind"]] if recovery.get("kind") else []))
+
+
+def plan(
+    record: Mapping[str, Any],
+    failure: str,
+    *,
+    enabled: Mapping[str, bool],
+    queues: Mapping[str, str],
+    queue_max_vcpus: Mapping[str, int],
+    max_memory_mib: int,
+    status_reason: str | None,
+    attempts: int,
+) -> Plan | Refusal | None:
+    """What to do about a failed job: a Plan, a Refusal worth recording, or None (nothing to say)."""
+    kind = KIND_FOR_FAILURE.get(failure)
+    if kind is None or record.get("array_size"):
+        return None
+    if not enabled.get(kind, True):
+        return Refusal(kind, f"recovery.{kind} is off for pipeline {record.get('pipeline')}")
+    if kind in kinds_used(record):
+        original = (record.get("recovery") or {}).get("original_job_id") or record.get("recovered_from")
+        return Refusal(kind, f"already recovered once by {kind} (original job {original}); "
+                             "LabBatch resubmits each kind of failure only once")
+    vcpus, memory, queue = int(record["vcpus"]), int(record["memory_mib"]), record["queue"]
+    what = status_reason or failure
+    if kind == "spot_to_on_demand":
+        if queue != "spot":
+            return None  # reclaimed on on-demand cannot happen; nothing sensible to add
+        if "on-demand" not in queues:
+            return Refusal(kind, "this lab has no on-demand queue (compute.on_demand_max_vcpus is 0)")
+        if vcpus > queue_max_vcpus.get("on-demand", 0):
+            return Refusal(kind, f"the job needs {vcpus} vCPUs; the on-demand queue has at most "
+                                 f"{queue_max_vcpus.get('on-demand', 0)}")
+        tries = f"all {attempts} attempts" if attempts > 1 else "its attempt"
+        return Plan(kind, f"{tries} on spot were reclaimed ({what}); resubmitted once on the on-demand queue",
+                    "on-demand", memory)
+    if kind == "more_memory":
+        wanted = more_memory(memory)
+        if wanted > max_memory_mib:
+            return Refusal(kind, f"killed for memory at {memory:,} MiB; {MEMORY_FACTOR}x that is {wanted:,} MiB, "
+                                 f"over this lab's {max_memory_mib:,} MiB limit (limits.max_memory_mib): "
+                                 "add a larger instance type or make the tool use less")
+        return Plan(kind, f"killed for memory at {memory:,} MiB ({what}); resubmitted once with {wanted:,} MiB",
+                    queue, wanted)
+    return Plan(kind, f"could not start or stage ({what}); resubmitted once", queue, memory)
+
+
+def new_record(old: Mapping[str, Any], plan_: Plan, *, job_id: str, prefix: str, job_queue: str,
+               job_definition: str, lab: str) -> dict[str, Any]:
+    now = utc_timestamp()
+    original = (old.get("recovery") or {}).get("original_job_id") or old["job_id"]
+    record = {
+        "job_id": job_id,
+        "record_type": "job",
+        "created_at": now,
+        "updated_at": now,
+        "lab": lab,
+        "queue": plan_.queue,
+        "job_queue": job_queue,
+        "job_definition": old.get("job_definition") or job_definition,
+        "memory_mib": plan_.memory_mib,
+        "output_prefix": prefix,
+        "status": "PENDING_SUBMIT",
+        "status_reason": f"Recorded by LabBatch recovery ({plan_.kind}); submitting to AWS Batch",
+        "progress": 0,
+        "attempts": [],
+        "recovered_from": old["job_id"],
+        "recovery": {"kind": plan_.kind, "reason": plan_.reason, "original_job_id": original,
+                     "kinds_used": kinds_used(old) + [plan_.kind]},
+    }
+    for field in ("pipeline", "name", "batch_job_name", "submitted_by", "inputs", "parameters",
+                  "vcpus", "input_bytes", "scratch_needed_bytes"):
+        if old.get(field) is not None:
+            record[field] = old[field]
+    return record
+
+
+def submit_job_request(old: Mapping[str, Any], new: Mapping[str, Any], environment: Mapping[str, str], *,
+                       job_name: str | None, lab: str) -> dict[str, Any]:
+    """The failed job's SubmitJob request again, for the new record."""
+    suffix = ""
+    old_container_prefix = environment.get("LABBATCH_OUTPUT_PREFIX", "")
+    if old_container_prefix.startswith(old["output_prefix"]):
+        suffix = old_container_prefix[len(old["output_prefix"]):]  # a one-sample job's "<sample>/"
+    env = {"LABBATCH_JOB_ID": new["job_id"]}
+    for name in PASSED_ON:
+        if name in environment:
+            env[name] = environment[name]
+    env.setdefault("LABBATCH_INPUTS", json.dumps(old.get("inputs") or [], separators=(",", ":")))
+    env.setdefault("LABBATCH_PARAMETERS", json.dumps(old.get("parameters") or {}, separators=(",", ":"),
+                                                     sort_keys=True))
+    env["LABBATCH_OUTPUT_PREFIX"] = new["output_prefix"] + suffix
+    return {
+        "jobName": old.get("batch_job_name") or job_name or "labbatch-job",
+        "jobQueue": new["job_queue"],
+        "jobDefinition": new["job_definition"],
+        "containerOverrides": {
+            "environment": [{"name": name, "value": value} for name, value in env.items()],
+            "resourceRequirements": [
+                {"type": "VCPU", "value": str(new["vcpus"])},
+                {"type": "MEMORY", "value": str(new["memory_mib"])},
+            ],
+        },
+        "tags": {LAB_TAG: lab},
+    }
