@@ -205,6 +205,61 @@ def run_pipelines(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- why --------------------------------------------------------------------------------------
+
+
+def run_why(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        job = client.get(args.job_id)
+    if args.json:
+        keys = ("job_id", "status", "status_reason", "failure", "waiting_because", "attempts")
+        return _print_json({key: job.get(key) for key in keys if job.get(key) is not None})
+    print(why_text(job))
+    return EXIT_OK
+
+
+def why_text(job: Mapping[str, Any]) -> str:
+    """Why the job is where it is, in a few plain lines: the API's `waiting_because` when it has one."""
+    job_id, status = job.get("job_id"), job.get("status")
+    waiting = job.get("waiting_because")
+    if waiting:
+        seconds = waiting.get("waiting_seconds")
+        head = (f"{job_id} is {status}, waiting for {_duration(seconds)}." if status != "FAILED" and seconds is not None
+                else f"{job_id} is {status}.")
+        lines = [head, f"Why: {waiting.get('message')}", f"Fix: {waiting.get('fix')}"]
+        if waiting.get("status_reason"):
+            lines.append(f"Batch says: {waiting['status_reason']}")
+        return "\n".join(lines)
+    reason = job.get("status_reason")
+    if status in ("PENDING_SUBMIT", "SUBMITTED", "PENDING", "RUNNABLE"):
+        return (f"{job_id} is {status}: Batch is placing it and reports nothing holding it back yet."
+                + (f" ({reason})" if reason else "")
+                + " A job still waiting after a minute is explained here.")
+    if status in ("STARTING", "RUNNING"):
+        return f"{job_id} is {status} (started {job.get('started_at') or 'just now'}); nothing is holding it back."
+    if status == "SUCCEEDED":
+        return f"{job_id} SUCCEEDED; outputs under {job.get('output_prefix')}."
+    lines = [f"{job_id} FAILED" + (f" ({job['failure']})" if job.get("failure") else "") + f": {reason or 'no reason given'}"]
+    attempts = job.get("attempts") or []
+    if attempts:
+        lines.append(f"Attempts: {_attempts_summary(attempts)}")
+    if job.get("submit_error"):
+        lines.append(f"Not submitted: {job['submit_error'].get('message')}")
+    log = job.get("log") or {}
+    if isinstance(log, dict) and log.get("stream"):
+        lines.append(f"Log: {log.get('group')} {log.get('stream')}")
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 7200:
+        return f"{seconds // 60} min"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"
+
+
 # -- wait -------------------------------------------------------------------------------------
 
 
@@ -419,6 +474,10 @@ COMMANDS: tuple[SubCommand, ...] = (
     SubCommand("cancel", "cancel a queued job or terminate a running one", run_cancel, _job_argument),
     SubCommand("wait", "follow jobs to their end; exit 0 only if all succeeded", run_wait, _wait_arguments),
     SubCommand("pipelines", "what this lab can run, with defaults and limits", run_pipelines),
+    SubCommand("why", "why a job is waiting (or how it ended)", run_why, _job_argument),
+    SubCommand("doctor", "check the lab end to end: API, queues, compute environments, images, a canary job "
+               "per queue; exit 0 when all pass", _lazy("labbatch.doctor", "run_doctor"),
+               _lazy_arguments("labbatch.doctor", "doctor_arguments")),
     SubCommand("local", "run a lab on this machine, no AWS account needed", _lazy("labbatch.local.command", "run_local"),
                _lazy_arguments("labbatch.local.command", "local_arguments"), talks_to_api=False),
     SubCommand("demo", "tour: local lab, simulated reads, real jobs, results", _lazy("labbatch.demo", "run_demo"),

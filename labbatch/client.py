@@ -150,6 +150,10 @@ class LabBatchClient:
     def pipelines(self) -> list[dict[str, Any]]:
         return self.request("GET", "/pipelines").get(PIPELINES_FIELD, [])
 
+    def lab(self) -> dict[str, Any]:
+        """The lab's queues, compute environments and pipeline images as Batch reports them, and the caller."""
+        return self.request("GET", "/lab")
+
     def wait(
         self,
         job_ids: Sequence[str],

@@ -116,6 +116,8 @@ class BatchApi:
             "/v1/describejobqueues": self.describe_job_queues,
             "/v1/describejobdefinitions": self.describe_job_definitions,
             "/v1/describecomputeenvironments": self.describe_compute_environments,
+            "/v1/updatejobqueue": self.update_job_queue,
+            "/v1/updatecomputeenvironment": self.update_compute_environment,
         }
 
     def operation(self, path: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
@@ -310,6 +312,41 @@ class BatchApi:
     def describe_compute_environments(self, body: dict[str, Any]) -> dict[str, Any]:
         wanted = _expect(body.get("computeEnvironments") or [], list, "computeEnvironments")
         return self._paged("computeEnvironments", self._batch.environment_details(wanted), body)
+
+    # Administrators' switches: enabling and disabling, which is all local mode can change.
+
+    def update_job_queue(self, body: dict[str, Any]) -> dict[str, Any]:
+        reference = _expect(body.get("jobQueue") or "", str, "jobQueue")
+        queue = self._batch.find_queue(reference) if reference else None
+        if queue is None:
+            raise BatchClientError(f"JobQueue {reference} not found")
+        self._unsupported_updates(body, ("jobQueue", "state"))
+        if body.get("state") is not None:
+            self._batch.set_queue_enabled(queue.name, self._enabled(body["state"]))
+        return {"jobQueueName": queue.name, "jobQueueArn": self._batch.arns.job_queue(queue.name)}
+
+    def update_compute_environment(self, body: dict[str, Any]) -> dict[str, Any]:
+        reference = _expect(body.get("computeEnvironment") or "", str, "computeEnvironment")
+        name = reference.split(":compute-environment/", 1)[-1]
+        if not name or not self._batch.has_environment(name):
+            raise BatchClientError(f"ComputeEnvironment {reference} not found")
+        self._unsupported_updates(body, ("computeEnvironment", "state"))
+        if body.get("state") is not None:
+            self._batch.set_environment_enabled(name, self._enabled(body["state"]))
+        return {"computeEnvironmentName": name, "computeEnvironmentArn": self._batch.arns.compute_environment(name)}
+
+    @staticmethod
+    def _enabled(state: Any) -> bool:
+        if state not in ("ENABLED", "DISABLED"):
+            raise BatchClientError(f"state is {state!r} (allowed: ENABLED, DISABLED)")
+        return state == "ENABLED"
+
+    @staticmethod
+    def _unsupported_updates(body: dict[str, Any], supported: tuple[str, ...]) -> None:
+        others = sorted(key for key, value in body.items() if key not in supported and value not in (None, [], {}))
+        if others:
+            raise BatchClientError(f"{', '.join(others)}: LabBatch's local Batch can only enable or disable "
+                                   "(the lab file defines the rest; restart `labbatch local` after changing it)")
 
     @staticmethod
     def _paged(key: str, items: list[dict[str, Any]], body: dict[str, Any]) -> dict[str, Any]:

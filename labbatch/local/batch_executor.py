@@ -19,6 +19,7 @@ it; retries by the retry strategy; timeouts and terminations are not retried.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
@@ -36,7 +37,7 @@ from labbatch.local.batch_attempt import AttemptOutcome, AttemptSpec, RunningAtt
 from labbatch.local.batch_delivery import SerialDelivery
 from labbatch.local.batch_events import job_state_change
 from labbatch.local.batch_http import BatchHttpServer
-from labbatch.local.batch_jobs import QUEUED, STATUSES, TERMINAL, AttemptRecord, Job, now_ms
+from labbatch.local.batch_jobs import QUEUED, STATUSES, TERMINAL, AttemptRecord, Job, log_options, now_ms
 from labbatch.local.batch_models import (DEFAULT_ACCOUNT, DEFAULT_REGION, Arns, ComputeEnvironment, JobDefinition,
                                          JobQueue, coerce)
 from labbatch.local.batch_process_tree import snapshot
@@ -260,6 +261,22 @@ class LocalBatch:
         names = [ref.split(":compute-environment/", 1)[-1] for ref in wanted] if wanted else list(self._environments)
         with self._lock:
             return [self._environment_detail(self._environments[n]) for n in names if n in self._environments]
+
+    def has_environment(self, name: str) -> bool:
+        return name in self._environments
+
+    def set_queue_enabled(self, name: str, enabled: bool) -> None:
+        """UpdateJobQueue's state: a disabled queue keeps its jobs, starts none and takes no new ones."""
+        with self._lock:
+            self._queues[name] = dataclasses.replace(self._queues[name], enabled=enabled)
+            self._wake.notify_all()
+
+    def set_environment_enabled(self, name: str, enabled: bool) -> None:
+        """UpdateComputeEnvironment's state: a disabled environment finishes what it runs, starts nothing."""
+        with self._lock:
+            # The capacity holds this very dict, so placements see the change at once.
+            self._environments[name] = dataclasses.replace(self._environments[name], enabled=enabled)
+            self._wake.notify_all()
 
     # Job calls
 
@@ -571,8 +588,7 @@ class LocalBatch:
                 "resourceRequirements": [{"type": "VCPU", "value": str(definition.vcpus)},
                                          {"type": "MEMORY", "value": str(definition.memory_mib)}],
                 "volumes": [], "mountPoints": [], "ulimits": [], "secrets": [],
-                "logConfiguration": {"logDriver": "awslogs", "options": {
-                    "awslogs-stream-prefix": definition.log_stream_prefix or definition.name}},
+                "logConfiguration": {"logDriver": "awslogs", "options": log_options(definition)},
             },
             "tags": {},
             "propagateTags": False,
@@ -598,7 +614,9 @@ class LocalBatch:
                 "type": "SPOT" if spot else "EC2",
                 "allocationStrategy": "SPOT_PRICE_CAPACITY_OPTIMIZED" if spot else "BEST_FIT_PROGRESSIVE",
                 "minvCpus": 0,
-                "maxvCpus": environment.max_vcpus if environment.max_vcpus is not None else self._capacity.machine_vcpus,
+                # Every environment is this machine here: it can never run more than the machine has.
+                "maxvCpus": min(environment.max_vcpus, self._capacity.machine_vcpus)
+                if environment.max_vcpus is not None else self._capacity.machine_vcpus,
                 "desiredvCpus": self._capacity.used_by_environment.get(environment.name, 0),
                 "instanceTypes": list(environment.instance_types),
                 "subnets": [],

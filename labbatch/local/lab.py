@@ -107,6 +107,8 @@ class LocalLab:
         # The status updater must exist before the first event; it reads the same settings.
         settings = local_settings(self.lab, emulated)
         os.environ[SETTINGS_VARIABLE] = json.dumps(settings, separators=(",", ":"))
+        if self.lab.alerts.failed_jobs:
+            os.environ["LABBATCH_ALERT_TOPIC_ARN"] = emulated.alert_topic_arn
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "labbatch-local")
         status = _import_handler("status", "job_status")
@@ -149,11 +151,14 @@ class LocalLab:
         self.info = {
             "api": self.gateway.url,
             "aws_endpoint": emulated.endpoint,
+            # Batch's calls (e.g. `aws batch update-job-queue --endpoint-url ...`): the executor's.
+            "batch_endpoint": self.batch.endpoint_url,
             "lab": self.lab.name,
             "region": emulated.region,
             "buckets": emulated.buckets,
             "credentials": {"access_key_id": credentials[0], "secret_access_key": credentials[1]},
             "log_group": emulated.log_group,
+            "alert_topic": emulated.alert_topic_arn,
             "scratch": str(self.batch.scratch_root),
             "ready_seconds": round(time.perf_counter() - began, 3),
         }

@@ -101,6 +101,40 @@ class SubmitError(BaseModel):
     outcome: Literal["not_submitted", "unknown"]
 
 
+class WaitingExplanation(BaseModel):
+    """Why a job has been RUNNABLE for a while (or was cancelled by its queue's time limit); see waiting.py."""
+
+    cause: str
+    message: str
+    fix: str
+    details: dict = Field(default_factory=dict)
+    waiting_seconds: int | None = None
+    status_reason: str | None = None
+    array_index: int | None = None
+
+
+FailureClass = Literal[
+    "spot_reclaimed", "infrastructure", "out_of_memory", "out_of_scratch", "timeout", "cancelled", "application"
+]
+RecoveryKind = Literal["spot_to_on_demand", "more_memory", "infrastructure_retry"]
+
+
+class Recovery(BaseModel):
+    """On a job LabBatch resubmitted: why, and the kinds used so far along the chain (each once)."""
+
+    kind: RecoveryKind
+    reason: str
+    original_job_id: str | None = None
+    kinds_used: list[RecoveryKind] = Field(default_factory=list)
+
+
+class RecoveryRefused(BaseModel):
+    """On a failed job LabBatch did not resubmit though its class allows it: why not."""
+
+    kind: RecoveryKind
+    reason: str
+
+
 class JobView(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -128,6 +162,14 @@ class JobView(BaseModel):
     batch_job_id: str | None = None
     cancel: CancelRequest | None = None
     submit_error: SubmitError | None = None
+    # FAILED jobs: why, as a class (lambda/status/failure_classes.py); and the links between a
+    # failed job and the job LabBatch resubmitted for it (lambda/status/recovery.py).
+    failure: FailureClass | None = None
+    recovered_by: str | None = Field(default=None, description="The job LabBatch resubmitted this one as.")
+    recovered_from: str | None = Field(default=None, description="The failed job this one recovers.")
+    recovery: Recovery | None = None
+    recovery_refused: RecoveryRefused | None = None
+    waiting_because: WaitingExplanation | None = None
 
 
 class JobListResponse(BaseModel):

@@ -237,7 +237,7 @@ def test_openapi_document_describes_every_route(lab):
     assert answer.status == 200
     document = answer.body
     assert document["info"]["title"] == "LabBatch job API"
-    assert set(document["paths"]) == {"/jobs", "/jobs/{job_id}", "/pipelines"}
+    assert set(document["paths"]) == {"/jobs", "/jobs/{job_id}", "/pipelines", "/lab"}
     assert set(document["paths"]["/jobs"]) == {"get", "post"}
     assert set(document["paths"]["/jobs/{job_id}"]) == {"get", "delete"}
     schemas = document["components"]["schemas"]

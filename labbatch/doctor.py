@@ -1,0 +1,415 @@
+"""`labbatch doctor`: check a deployed or local lab end to end, one line per check, a fix for each failure.
+
+Checks, in order (a check that cannot run because an earlier one failed is not run):
+1. the API answers (GET /lab) and the caller is authorised (IAM, SigV4);
+2. every job queue, and every compute environment behind it, is ENABLED and VALID (GET /lab,
+   from Batch's DescribeJobQueues / DescribeComputeEnvironments);
+3. every pipeline's image: in local mode the command's executable is on this machine's PATH; in
+   AWS the job definition is ACTIVE, and its image is the one the canary pulled (images of other
+   pipelines are pulled when their first job runs: doctor reports the reference);
+4. a canary job on each queue: a tiny generated FASTQ is uploaded to the inputs bucket, the
+   `fastq-stats` pipeline reads it, writes its results (and the runner's manifest) to the
+   results bucket and logs; doctor reads both back. Uploading and reading back use the local
+   lab's own credentials, or the caller's AWS profile for a deployed lab.
+
+Exit 0 when every check passed, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from labbatch.client import (Connection, LabBatchApiError, LabBatchClient, LabBatchConnectionError, LabBatchError,
+                             _local_lab_states, resolve_connection)
+
+EXIT_OK, EXIT_FAILED = 0, 1
+CANARY_PIPELINE = "fastq-stats"
+CANARY_PREFIX = "labbatch-doctor/"
+CANARY_READS = (("ACGTACGTGGCCAATT", "IIIIIIIIIIIIIIII"), ("GGGGCCCCAAAATTTT", "FFFFFFFFFFFFFFFF"))
+# A compute environment scaling from zero takes minutes in AWS; locally, seconds.
+DEFAULT_TIMEOUT_SECONDS = {"local": 120.0, "aws": 900.0}
+RUNNER = "labbatch-runner"
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+
+    def line(self) -> str:
+        text = f"{'ok  ' if self.ok else 'FAIL'}  {self.name}: {self.detail}"
+        return text if self.ok or not self.fix else f"{text} -- fix: {self.fix}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"check": self.name, "ok": self.ok, "detail": self.detail, **({"fix": self.fix} if self.fix else {})}
+
+
+@dataclass
+class Target:
+    """The lab under test: how to call its API, and (for canaries) how to reach its S3 and logs."""
+
+    connection: Connection
+    local: dict[str, Any] | None  # the local lab's state file, when it is one
+    lab_name: str | None
+    profile: str | None = None
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def mode(self) -> str:
+        return "local" if self.local is not None else "aws"
+
+    def aws_client(self, service: str):
+        import boto3
+
+        if self.local is not None:
+            keys = self.local["credentials"]
+            return boto3.client(service, endpoint_url=self.local["aws_endpoint"], region_name=self.local["region"],
+                                aws_access_key_id=keys["access_key_id"], aws_secret_access_key=keys["secret_access_key"])
+        return boto3.Session(profile_name=self.profile, region_name=self.connection.region).client(service)
+
+
+def doctor_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="how long the canary jobs may take (default: 120 s locally, 900 s in AWS)")
+    parser.add_argument("--no-canary", action="store_true", help="skip the canary jobs (checks only what Batch reports)")
+    parser.add_argument("--canary-pipeline", default=CANARY_PIPELINE, metavar="PIPELINE",
+                        help=f"the pipeline the canaries run; it must read one FASTQ (default: {CANARY_PIPELINE})")
+
+
+def run_doctor(args: argparse.Namespace) -> int:
+    emit: Callable[[Check], None] = (lambda check: None) if args.json else (lambda check: print(check.line(), flush=True))
+    checks = diagnose(args, emit)
+    if args.json:
+        sys.stdout.write(json.dumps({"ok": all(c.ok for c in checks), "checks": [c.as_json() for c in checks]},
+                                    indent=2) + "\n")
+    else:
+        failed = sum(not c.ok for c in checks)
+        print(f"{len(checks) - failed} of {len(checks)} checks passed" + (f"; {failed} failed" if failed else ""))
+    return EXIT_OK if checks and all(c.ok for c in checks) else EXIT_FAILED
+
+
+def diagnose(args: argparse.Namespace, emit: Callable[[Check], None]) -> list[Check]:
+    checks: list[Check] = []
+
+    def add(check: Check) -> Check:
+        checks.append(check)
+        emit(check)
+        return check
+
+    try:
+        connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
+    except LabBatchError as error:
+        add(Check("API reachable", False, error.message, _no_endpoint_fix(args.lab)))
+        return checks
+    local = _local_state(connection)
+    target = Target(connection, local, (local or {}).get("lab") or args.lab, profile=args.profile)
+
+    view = _api_checks(target, add)
+    if view is None:
+        return checks
+    _batch_checks(target, view, add)
+    canary = None if args.no_canary else _canary_checks(target, view, args, add)
+    _image_checks(target, view, canary, add)
+    return checks
+
+
+# --- 1. the API and the caller --------------------------------------------------------------------
+
+
+def _api_checks(target: Target, add: Callable[[Check], Check]) -> dict[str, Any] | None:
+    endpoint = target.connection.endpoint
+    try:
+        with target.connection.client(timeout=15) as client:
+            view = client.lab()
+    except LabBatchConnectionError as error:
+        add(Check("API reachable", False, f"{endpoint}: {error.message}", _unreachable_fix(target)))
+        return None
+    except LabBatchApiError as error:
+        if error.status == 403:
+            add(Check("API reachable", True, f"{endpoint} ({target.connection.found_by})"))
+            add(Check("caller authorised", False, f"the API refused the signed request (403: {error.message})",
+                      "sign as a principal the lab allows: pass --profile, or ask the platform engineer to add your "
+                      "role or user to the lab's API principals and redeploy"))
+        elif error.status == 404 and error.code in ("no_such_route", "not_found"):
+            add(Check("API reachable", False, f"{endpoint} has no GET /lab (an older LabBatch API)",
+                      "redeploy the lab's API stack (cdk deploy) so that doctor can read the lab's state"))
+        else:
+            add(Check("API reachable", False, f"{endpoint} answered {error.status} {error.code}: {error.message}",
+                      "see the API's logs (the handler's log group); redeploy if it says misconfigured"))
+        return None
+    except LabBatchError as error:  # no credentials, bad profile
+        add(Check("caller authorised", False, error.message,
+                  "configure AWS credentials (aws configure / aws sso login) and pass --profile"))
+        return None
+    add(Check("API reachable", True, f"{endpoint} ({target.connection.found_by})"))
+    add(Check("caller authorised", True, str(view.get("caller") or "signed request accepted")))
+    return view
+
+
+# --- 2. queues and compute environments ----------------------------------------------------------
+
+
+def _batch_checks(target: Target, view: dict[str, Any], add: Callable[[Check], Check]) -> None:
+    seen: set[str] = set()
+    for queue in view.get("queues", []):
+        name = queue["name"]
+        problem = _state_problem(queue)
+        if problem:
+            add(Check(f"queue {queue['queue']}", False, f"{name} {problem}",
+                      _enable_fix(target, "job-queue", name) if queue.get("state") == "DISABLED"
+                      else "redeploy the lab's compute stack (cdk deploy); `aws batch describe-job-queues` shows why"))
+        else:
+            add(Check(f"queue {queue['queue']}", True, f"{name} ENABLED, VALID"))
+        for environment in queue.get("compute_environments", []):
+            if environment["name"] in seen:
+                continue
+            seen.add(environment["name"])
+            problem = _state_problem(environment)
+            label = f"compute environment {environment['name']}"
+            if not problem:
+                add(Check(label, True, f"ENABLED, VALID, max {environment.get('max_vcpus')} vCPUs, "
+                                       f"{', '.join(environment.get('instance_types') or []) or 'instance types unknown'}"))
+            elif environment.get("status") == "INVALID":
+                add(Check(label, False, problem.removeprefix("is "),
+                          "fix what the reason names (instance role, subnets, launch template, AMI, service role), "
+                          "then redeploy the lab's compute stack"))
+            else:
+                add(Check(label, False, problem.removeprefix("is "),
+                          _enable_fix(target, "compute-environment", environment["name"])
+                          if environment.get("state") == "DISABLED" else "redeploy the lab's compute stack"))
+
+
+def _state_problem(resource: dict[str, Any]) -> str:
+    state, status, reason = resource.get("state"), resource.get("status"), resource.get("status_reason")
+    if status == "MISSING":
+        return f"is missing ({reason})"
+    if status == "INVALID":
+        return f"is INVALID ({reason or 'no reason given'})"
+    if state != "ENABLED":
+        return f"is {state}: it starts no jobs"
+    return ""
+
+
+def _enable_fix(target: Target, kind: str, name: str) -> str:
+    flag = "--job-queue" if kind == "job-queue" else "--compute-environment"
+    command = f"aws batch update-{kind} {flag} {name} --state ENABLED"
+    if target.local is not None:
+        endpoint = target.local.get("batch_endpoint")
+        return (f"restart `labbatch local --lab {target.lab_name}` (it starts everything enabled)"
+                + (f", or: {command} --endpoint-url {endpoint}" if endpoint else ""))
+    return command
+
+
+# --- 3. images --------------------------------------------------------------------------------------
+
+
+def _executable(command: list[str]) -> str | None:
+    """The pipeline's own program: what follows the runner's `--`, else the first word."""
+    if RUNNER in command[:1] and "--" in command:
+        rest = command[command.index("--") + 1:]
+        return rest[0] if rest else None
+    return command[0] if command else None
+
+
+def _image_checks(target: Target, view: dict[str, Any], canary: dict[str, bool] | None,
+                  add: Callable[[Check], Check]) -> None:
+    search_path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    for pipeline in view.get("pipelines", []):
+        label = f"pipeline {pipeline['name']} image"
+        if pipeline.get("status") != "ACTIVE":
+            add(Check(label, False, f"job definition {pipeline.get('job_definition')} is not ACTIVE",
+                      "redeploy the lab's compute stack (cdk deploy)"))
+            continue
+        image = pipeline.get("image") or "?"
+        if target.local is not None:
+            command = list(pipeline.get("command") or [])
+            missing = [exe for exe in dict.fromkeys([command[0] if command else None, _executable(command)])
+                       if exe and not _on_path(exe, search_path)]
+            if missing:
+                add(Check(label, False, f"{', '.join(missing)} is not on this machine's PATH (local mode runs "
+                                        f"pipelines on the host, not in image {image})",
+                          f"install it (for the demo tools: pip install -e . in the project's venv) or correct "
+                          f"pipelines.{pipeline['name']}.command in the lab file, then restart `labbatch local`"))
+            else:
+                add(Check(label, True, f"{_executable(command)} found on PATH (image {image} in AWS)"))
+            continue
+        if canary is not None and pipeline["name"] in canary:
+            if canary[pipeline["name"]]:
+                add(Check(label, True, f"{image} (pulled by the canary)"))
+            else:
+                add(Check(label, False, f"{image}: the canary did not run, so the image is unproven",
+                          "see the canary's line above; an image that cannot be pulled fails with CannotPullContainerError"))
+        else:
+            add(Check(label, True, f"{image} (job definition ACTIVE; pulled when its first job runs)"))
+
+
+def _on_path(executable: str, search_path: str) -> bool:
+    if os.sep in executable:
+        return os.access(executable, os.X_OK)
+    return shutil.which(executable, path=search_path) is not None
+
+
+# --- 4. canaries ------------------------------------------------------------------------------------
+
+
+def _canary_checks(target: Target, view: dict[str, Any], args: argparse.Namespace,
+                   add: Callable[[Check], Check]) -> dict[str, bool]:
+    pipeline = args.canary_pipeline
+    if pipeline not in {p["name"] for p in view.get("pipelines", [])}:
+        add(Check("canary", False, f"lab {view.get('lab')} has no {pipeline} pipeline to run a canary with",
+                  "pass --canary-pipeline with a pipeline that reads one FASTQ, or --no-canary"))
+        return {}
+    queues = [q for q in view.get("queues", []) if q.get("state") == "ENABLED" and q.get("status") != "MISSING"]
+    for skipped in [q for q in view.get("queues", []) if q not in queues]:
+        add(Check(f"canary on {skipped['queue']}", False, f"not run: queue {skipped['name']} does not take jobs",
+                  "enable the queue (see above), then run doctor again"))
+    if not queues:
+        return {pipeline: False}
+
+    buckets = view["buckets"]
+    key = f"{CANARY_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.fastq"
+    body = "".join(f"@doctor{i}\n{seq}\n+\n{qual}\n" for i, (seq, qual) in enumerate(CANARY_READS)).encode()
+    try:
+        s3 = target.aws_client("s3")
+        s3.put_object(Bucket=buckets["inputs"], Key=key, Body=body)
+    except Exception as error:  # noqa: BLE001 - botocore's errors and missing credentials alike
+        add(Check("canary input", False, f"could not upload s3://{buckets['inputs']}/{key}: {_aws_reason(error)}",
+                  "doctor uploads a tiny FASTQ with your AWS credentials: use a --profile allowed "
+                  f"s3:PutObject on s3://{buckets['inputs']}/{CANARY_PREFIX}*"))
+        return {pipeline: False}
+    uri = f"s3://{buckets['inputs']}/{key}"
+    submitted: dict[str, dict[str, Any]] = {}
+    passed = True
+    timeout = args.timeout or DEFAULT_TIMEOUT_SECONDS[target.mode]
+    with target.connection.client(timeout=30) as client:
+        for queue in queues:
+            try:
+                submitted[queue["queue"]] = client.submit(pipeline, [uri], queue=queue["queue"],
+                                                          name=f"doctor-canary-{queue['queue']}")
+            except LabBatchError as error:
+                passed = False
+                add(Check(f"canary on {queue['queue']}", False, f"not submitted: {error.code}: {error.message}",
+                          "fix the queue and its compute environments above; the API's logs say more"))
+        records = _wait(client, [job["job_id"] for job in submitted.values()], timeout)
+        for queue_key, job in submitted.items():
+            log_group = next((p.get("log_group") for p in view["pipelines"] if p["name"] == pipeline), None)
+            passed &= _judge_canary(target, queue_key, records[job["job_id"]], add, s3, log_group)
+    try:
+        s3.delete_object(Bucket=buckets["inputs"], Key=key)
+    except Exception:  # noqa: BLE001 - leaving one tiny object behind is harmless
+        pass
+    return {pipeline: passed}
+
+
+def _wait(client: LabBatchClient, job_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    records: dict[str, dict[str, Any]] = {}
+    while True:
+        for job_id in job_ids:
+            if records.get(job_id, {}).get("status") not in ("SUCCEEDED", "FAILED"):
+                records[job_id] = client.get(job_id)
+        if all(r.get("status") in ("SUCCEEDED", "FAILED") for r in records.values()) or time.monotonic() > deadline:
+            return records
+        time.sleep(0.5 if time.monotonic() + 0.5 < deadline else max(deadline - time.monotonic(), 0))
+
+
+def _judge_canary(target: Target, queue: str, record: dict[str, Any], add: Callable[[Check], Check], s3,
+                  definition_log_group: str | None) -> bool:
+    label = f"canary on {queue}"
+    job_id, status = record["job_id"], record.get("status")
+    if status != "SUCCEEDED":
+        waiting = record.get("waiting_because")
+        if waiting:
+            add(Check(label, False, f"{job_id} {status}: {waiting['message']}", waiting["fix"]))
+        elif status == "FAILED":
+            attempts = record.get("attempts") or []
+            last = attempts[-1] if attempts else {}
+            why = "; ".join(str(v) for v in (record.get("failure"), record.get("status_reason"),
+                                              last.get("reason")) if v)
+            add(Check(label, False, f"{job_id} FAILED: {why or 'no reason given'}",
+                      f"`labbatch status {job_id}` and its log; CannotPullContainerError means the image, "
+                      "AccessDenied the job role's S3 access"))
+        else:
+            add(Check(label, False, f"{job_id} still {status} after the timeout",
+                      f"`labbatch why {job_id}`; in AWS, a first job waits minutes for an instance: retry with a "
+                      "longer --timeout"))
+        return False
+    problems = []
+    prefix = record["output_prefix"]
+    results_bucket, results_key = prefix.removeprefix("s3://").split("/", 1)
+    try:
+        manifest = json.loads(s3.get_object(Bucket=results_bucket, Key=f"{results_key}manifest.json")["Body"].read())
+        if manifest.get("status") != "succeeded":
+            problems.append(f"its manifest says {manifest.get('status')}")
+    except Exception as error:  # noqa: BLE001
+        problems.append(f"no manifest.json under {prefix} ({_aws_reason(error)})")
+    log = dict(record.get("log") or {})
+    # The record names the stream; the group is the job definition's (or, locally, the lab's).
+    log["group"] = log.get("group") or definition_log_group or (target.local or {}).get("log_group")
+    try:
+        logs = target.aws_client("logs")
+        events = logs.get_log_events(logGroupName=log["group"], logStreamName=log["stream"], limit=5,
+                                     startFromHead=True).get("events", []) if log.get("group") and log.get("stream") else []
+        if not events:
+            problems.append("no log lines" + (f" in {log.get('group')} {log.get('stream')}" if log else " (no log stream)"))
+    except Exception as error:  # noqa: BLE001
+        problems.append(f"cannot read its log ({_aws_reason(error)})")
+    if problems:
+        add(Check(label, False, f"{job_id} SUCCEEDED but {'; '.join(problems)}",
+                  "check the job role's s3:PutObject on the results bucket and the log group's existence; "
+                  "your profile needs s3:GetObject there and logs:GetLogEvents to verify"))
+        return False
+    seconds = _duration(record)
+    add(Check(label, True, f"{job_id} read the inputs bucket, wrote {prefix}manifest.json, logged to "
+                           f"{log.get('group')}" + (f" ({seconds})" if seconds else "")))
+    return True
+
+
+def _duration(record: dict[str, Any]) -> str:
+    from datetime import datetime
+
+    try:
+        start = datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
+        stop = datetime.fromisoformat(record["stopped_at"].replace("Z", "+00:00"))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return ""
+    return f"{(stop - start).total_seconds():.1f} s"
+
+
+def _aws_reason(error: Exception) -> str:
+    response = getattr(error, "response", None)
+    if isinstance(response, dict) and response.get("Error"):
+        return f"{response['Error'].get('Code')}: {response['Error'].get('Message')}"
+    return str(error)
+
+
+# --- where the lab is ---------------------------------------------------------------------------------
+
+
+def _local_state(connection: Connection) -> dict[str, Any] | None:
+    for state in _local_lab_states(os.environ).values():
+        if state["api"].rstrip("/") == connection.endpoint.rstrip("/"):
+            return state
+    return None
+
+
+def _no_endpoint_fix(lab: str | None) -> str:
+    return (f"start it with `labbatch local --lab {lab}`, or deploy it, or pass --endpoint URL" if lab
+            else "pass --lab NAME or --endpoint URL, or start a lab with `labbatch local`")
+
+
+def _unreachable_fix(target: Target) -> str:
+    if target.local is not None:
+        return f"the local lab is not running: start it with `labbatch local --lab {target.lab_name}`"
+    return "check the URL (the lab's ApiEndpoint stack output) and your network; is the API stack deployed?"

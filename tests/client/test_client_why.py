@@ -1,0 +1,47 @@
+"""`labbatch why`: the API's explanation, or where the job is, in a few plain lines."""
+
+from __future__ import annotations
+
+from labbatch.cli import why_text
+
+JOB = {"job_id": "j-01abc", "pipeline": "fastq-stats", "output_prefix": "s3://results/jobs/j-01abc/"}
+
+
+def test_a_waiting_job_prints_why_fix_and_batchs_words():
+    job = {**JOB, "status": "RUNNABLE", "waiting_because": {
+        "cause": "capacity_unavailable", "message": "EC2 has no capacity now for m6i.2xlarge.",
+        "fix": "Wait, or resubmit with --queue on-demand.", "waiting_seconds": 754,
+        "status_reason": "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested "
+                         "for instance type [m6i.2xlarge]"}}
+    assert why_text(job).splitlines() == [
+        "j-01abc is RUNNABLE, waiting for 12 min.",
+        "Why: EC2 has no capacity now for m6i.2xlarge.",
+        "Fix: Wait, or resubmit with --queue on-demand.",
+        "Batch says: CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY - Service cannot fulfill the capacity requested for "
+        "instance type [m6i.2xlarge]",
+    ]
+
+
+def test_a_job_cancelled_by_the_time_limit_says_so():
+    job = {**JOB, "status": "FAILED", "waiting_because": {
+        "cause": "cancelled_by_time_limit", "message": "Batch cancelled this job: it waited in RUNNABLE longer than "
+        "its job queue's time limit because EC2 had no capacity for the lab's instance types.", "fix": "Resubmit."}}
+    lines = why_text(job).splitlines()
+    assert lines[0] == "j-01abc is FAILED."
+    assert lines[1].startswith("Why: Batch cancelled this job: it waited in RUNNABLE longer than")
+
+
+def test_not_waiting_long_running_succeeded_and_failed():
+    assert "reports nothing holding it back yet" in why_text({**JOB, "status": "RUNNABLE"})
+    assert why_text({**JOB, "status": "RUNNING", "started_at": "2027-01-15T08:00:00Z"}) == \
+        "j-01abc is RUNNING (started 2027-01-15T08:00:00Z); nothing is holding it back."
+    assert why_text({**JOB, "status": "SUCCEEDED"}) == "j-01abc SUCCEEDED; outputs under s3://results/jobs/j-01abc/."
+    failed = why_text({**JOB, "status": "FAILED", "failure": "out_of_memory",
+                       "status_reason": "OutOfMemoryError: Container killed due to memory usage",
+                       "attempts": [{"exit_code": 137, "reason": "OutOfMemoryError: Container killed due to memory usage"}],
+                       "log": {"group": "/labbatch/example/jobs", "stream": "fastq-stats/default/abc"}})
+    assert failed.splitlines() == [
+        "j-01abc FAILED (out_of_memory): OutOfMemoryError: Container killed due to memory usage",
+        "Attempts: 1 (last: exit 137; OutOfMemoryError: Container killed due to memory usage)",
+        "Log: /labbatch/example/jobs fastq-stats/default/abc",
+    ]
