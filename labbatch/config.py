@@ -26,16 +26,22 @@ GP3_THROUGHPUT_PER_IOPS = 0.25
 BATCH_ATTEMPTS = (1, 10)
 BATCH_MAX_VCPUS = 100_000
 
-LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-PIPELINE_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-PARAMETER_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
-ACCOUNT_RE = re.compile(r"^\d{12}$")
-REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
-AMI_RE = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?$")
-PRINCIPAL_RE = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-TAG_RE = re.compile(r"^[\w .:/=+\-@]*$")
-IMAGE_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})?$")
+# `\Z`, not `$` (which also matches before a trailing newline, so "lab\n" would pass), and
+# re.ASCII where AWS allows ASCII only (in Python, \d and \w match any script's digits and letters).
+LAB_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*\Z")
+PIPELINE_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*\Z")
+PARAMETER_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+ACCOUNT_RE = re.compile(r"^\d{12}\Z", re.ASCII)
+REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d\Z", re.ASCII)
+AMI_RE = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?\Z")
+PRINCIPAL_RE = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)\Z", re.ASCII)
+EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+\Z")
+# Tag keys and values may use any script's letters (AWS allows UTF-8 letters), never control characters.
+TAG_RE = re.compile(r"^[\w .:/=+\-@]*\Z")
+IMAGE_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})?\Z", re.ASCII)
+# AWS allows 50 tags per resource; LabBatch adds its own `labbatch:lab` to every one.
+MAX_TAGS = 49
+RESERVED_TAG_PREFIXES = ("aws:", "labbatch:")
 
 # The image LabBatch builds from containers/ (runner + demo tools).
 DEMO_IMAGE = "demo"
@@ -297,7 +303,10 @@ class Lab(_Strict):
     @field_validator("tags")
     @classmethod
     def _tags(cls, value: dict[str, str]) -> dict[str, str]:
-        problems = [f"tag {k!r}: keys starting with 'aws:' are reserved" for k in value if k.lower().startswith("aws:")]
+        problems = [f"tag {k!r}: keys starting with {k[:k.index(':') + 1]!r} are reserved (allowed: any other prefix)"
+                    for k in value if k.lower().startswith(RESERVED_TAG_PREFIXES)]
+        if len(value) > MAX_TAGS:
+            problems.append(f"{len(value)} tags (allowed: at most {MAX_TAGS}; AWS allows 50 and LabBatch adds one)")
         problems += [f"tag {k!r}: characters outside letters, digits, spaces and _ . : / = + - @"
                      for k, v in value.items() if not TAG_RE.match(k) or not TAG_RE.match(v)]
         if problems:
@@ -328,7 +337,7 @@ class Lab(_Strict):
                             "(CDK would otherwise look them up at synth, which needs credentials)")
         if self.availability_zones and not self.region:
             problems.append("availability_zones needs region")
-        wrong_zone = [z for z in self.availability_zones if self.region and not re.match(rf"^{self.region}[a-z]$", z)]
+        wrong_zone = [z for z in self.availability_zones if self.region and not re.fullmatch(rf"{re.escape(self.region)}[a-z]", z)]
         if wrong_zone:
             problems.append(f"availability_zones {', '.join(wrong_zone)} are not zones of {self.region}")
         types = self.compute.instance_types

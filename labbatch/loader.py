@@ -31,13 +31,42 @@ class LabConfigError(Exception):
         super().__init__("invalid lab configuration:\n" + "\n".join(f"  {p}" for p in problems))
 
 
+# A lab file is a few KB; these bound what a hostile or broken one can cost to read.
+MAX_LAB_FILE_BYTES = 256 * 1024
+MAX_YAML_DEPTH = 32
+
+
 class _UniqueKeyLoader(yaml.SafeLoader):
-    """PyYAML keeps the last of two equal keys; a lab file with a duplicated pipeline must fail instead."""
+    """PyYAML keeps the last of two equal keys; a lab file with a duplicated pipeline must fail instead.
+
+    Aliases are refused (`*name` can expand a small file exponentially: "billion laughs"), and
+    so is nesting deeper than any lab file needs (PyYAML composes recursively).
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"alias *{event.anchor} is not allowed in lab files (write the value out; "
+                "aliases can expand a small file into a huge one)", event.start_mark)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
     def construct_mapping(self, node, deep=False):
         seen = {}
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, (str, int, float, bool, type(None))):
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"a {type(key).__name__} as a key (allowed: plain keys)", key_node.start_mark)
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"duplicate key {key!r} (first at line {seen[key] + 1})", key_node.start_mark)
@@ -115,7 +144,12 @@ def parse_lab(data: Any, source: str) -> Lab:
 def load_lab(path: Path) -> Lab:
     source = str(path)
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_LAB_FILE_BYTES + 1)
+        if len(raw) > MAX_LAB_FILE_BYTES:
+            raise LabConfigError([f"{source}: larger than {MAX_LAB_FILE_BYTES // 1024} KiB (allowed: a lab file "
+                                  "of a few KB; is this the right file?)"])
+        data = yaml.load(raw.decode("utf-8"), Loader=_UniqueKeyLoader)
     except OSError as exc:
         raise LabConfigError([f"{source}: cannot read: {exc.strerror}"]) from None
     except UnicodeDecodeError:
@@ -151,6 +185,28 @@ def check_shared_quotas(labs: list[Lab]) -> list[str]:
     return problems
 
 
+def _could_share_region(a: Lab, b: Lab) -> bool:
+    """Two labs may land in one account and Region unless their files say otherwise."""
+    return all(x is None or y is None or x == y for x, y in ((a.account, b.account), (a.region, b.region)))
+
+
+def check_name_overlaps(labs: list[Lab]) -> list[str]:
+    """Every resource is `labbatch-<lab>-<rest>` (names.py), and the API's IAM grants reach
+    `labbatch-<lab>-*`. Lab `a` beside lab `a-b` would share names (a's pipeline `b-x` and a-b's
+    pipeline `x` are both job definition `labbatch-a-b-x`) and a's grants would cover a-b's job
+    definitions. Refusing one lab name followed by `-` as the start of another rules out both."""
+    problems = []
+    for a in labs:
+        for b in labs:
+            if a is not b and b.name.startswith(f"{a.name}-") and _could_share_region(a, b):
+                problems.append(
+                    f"lab {b.name!r}: its name starts with lab {a.name!r} and a hyphen, so its AWS resource "
+                    f"names (labbatch-{b.name}-...) fall inside lab {a.name}'s (labbatch-{a.name}-*) when both are "
+                    "deployed to one account and Region (allowed: rename one, or give them different "
+                    "account or region)")
+    return problems
+
+
 def load_labs(directory: Path, only: str | None = None) -> list[Lab]:
     """Every lab in `directory` (all validated, so shared quotas are checked), or just `only`."""
     paths = sorted(directory.glob("*.yaml")) + sorted(directory.glob("*.yml"))
@@ -167,6 +223,7 @@ def load_labs(directory: Path, only: str | None = None) -> list[Lab]:
         seen[lab.name] += 1
     problems += [f"{directory}: lab {n!r} is defined {c} times" for n, c in seen.items() if c > 1]
     problems += check_shared_quotas(labs)
+    problems += check_name_overlaps(labs)
     if problems:
         raise LabConfigError(problems)
     if only is not None:

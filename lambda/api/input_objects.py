@@ -56,7 +56,7 @@ def parse_lab_uri(uri: str, field: str, allowed_buckets: tuple[str, ...]) -> S3O
             field=field,
             uri=uri,
         )
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+    if any(ord(ch) < 32 or 127 <= ord(ch) <= 159 for ch in key):  # C0, DEL and C1 (U+0085 is a newline)
         raise refused("invalid_s3_uri", f"{field}: the key has control characters", field=field, uri=uri)
     if len(key.encode()) > MAX_KEY_BYTES:
         raise refused("invalid_s3_uri", f"{field}: S3 keys are at most 1,024 bytes", field=field, uri=uri)

@@ -1,12 +1,13 @@
 """LabBatch job API: the Lambda behind the lab's REST API (API Gateway proxy, IAM auth).
 
 Routes: POST /jobs, GET /jobs, GET /jobs/{job_id}, DELETE /jobs/{job_id}, GET /pipelines,
-GET /openapi.json. Every error is {"error": {"code", "message", "details"}}.
+GET /lab, GET /openapi.json. Every error is {"error": {"code", "message", "details"}}.
 
 Environment: LABBATCH_SETTINGS (see api_settings.py), plus what boto3 and Powertools read
 themselves (AWS_REGION, AWS_ENDPOINT_URL[_<SERVICE>], POWERTOOLS_*).
 """
 
+import base64
 import functools
 import json
 import re
@@ -58,8 +59,10 @@ from job_models import (
     SubmitJobRequest,
     SubmitJobResponse,
 )
+from lab_state import lab_view
 from ledger import JobLedger
 from submission import submit
+from waiting import explain as explain_waiting
 
 # API Gateway takes 10 MB and Lambda 6 MB; 10,000 samples with two inputs each is ~2 MB.
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -70,9 +73,24 @@ DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 
 logger = Logger(service="labbatch-api")
+
+
+def _json_body(text: str) -> Any:
+    """json.loads, with what it raises besides JSONDecodeError (nesting past the recursion
+    limit, integers past Python's 4,300 digits) reported as invalid JSON (422), not a 500."""
+    try:
+        return json.loads(text)
+    except (RecursionError, ValueError) as exc:
+        if isinstance(exc, json.JSONDecodeError):
+            raise
+        raise json.JSONDecodeError("nested too deeply or a number too long", text[:0], 0) from None
+
+
 # A response that breaks its own model is our bug: 500, not Powertools' default 422.
 app = APIGatewayRestResolver(
-    enable_validation=True, response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR
+    enable_validation=True,
+    response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
+    json_body_deserializer=_json_body,
 )
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 _replayed: ContextVar[bool] = ContextVar("replayed", default=False)
@@ -187,7 +205,7 @@ def create_job(
     return _json(HTTPStatus.ACCEPTED, SubmitJobResponse.model_validate(body), headers)
 
 
-@app.get("/jobs", summary="List jobs, newest first", responses=ERROR_RESPONSES)
+@app.get("/jobs", summary="List jobs, newest first", responses={200: {"description": "OK"}, **ERROR_RESPONSES})
 def list_jobs(
     status: Annotated[Optional[JobStatus], Query()] = None,
     pipeline: Annotated[Optional[str], Query(min_length=1, max_length=128)] = None,
@@ -198,9 +216,27 @@ def list_jobs(
     return _json(HTTPStatus.OK, JobListResponse(jobs=[JobView.model_validate(r) for r in records], next_token=token))
 
 
-@app.get("/jobs/<job_id>", summary="One job's record", responses=ERROR_RESPONSES)
+@app.get("/jobs/<job_id>", summary="One job's record", responses={200: {"description": "OK"}, **ERROR_RESPONSES})
 def get_job(job_id: str) -> Response[JobView]:
-    return _json(HTTPStatus.OK, JobView.model_validate(_existing_job(job_id)))
+    record = _existing_job(job_id)
+    rt = runtime()
+    try:
+        waiting_because = explain_waiting(record, rt.clients.batch, rt.settings)
+    except (ClientError, BotoCoreError) as error:
+        # The record answers anyway; the explanation is extra.
+        logger.warning("Could not explain the wait", extra={"job_id": job_id, "error_code": error_code(error)})
+        waiting_because = None
+    if waiting_because is not None:
+        record = {**record, "waiting_because": waiting_because}
+    return _json(HTTPStatus.OK, JobView.model_validate(record))
+
+
+@app.get("/lab", summary="The lab's queues, compute environments and pipeline images, as Batch reports them",
+         responses={200: {"description": "OK"}, **ERROR_RESPONSES})
+def get_lab():
+    rt = runtime()
+    body = {**lab_view(rt.clients.batch, rt.settings), "caller": _caller_arn()}
+    return Response(status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
 
 
 @app.delete(
@@ -319,6 +355,7 @@ ROUTE_METHODS = (
     (re.compile(r"^/jobs$"), ("GET", "POST")),
     (re.compile(r"^/jobs/[^/]+$"), ("DELETE", "GET")),
     (re.compile(r"^/pipelines$"), ("GET",)),
+    (re.compile(r"^/lab$"), ("GET",)),
     (re.compile(r"^/openapi\.json$"), ("GET",)),
 )
 
@@ -335,6 +372,12 @@ def _no_route(_: NotFoundError) -> Response:
     path, method = app.current_event.path, app.current_event.http_method.upper()
     for pattern, methods in ROUTE_METHODS:
         if pattern.match(path):
+            if method in methods and path.startswith("/jobs/"):
+                # The id has characters no route parameter takes (say, an emoji): no such job, not a 405.
+                job_id = path[len("/jobs/") :]
+                return error_response(
+                    ApiError(HTTPStatus.NOT_FOUND, "no_such_job", f"job_id: there is no job {job_id!r}", field="job_id")
+                )
             error = ApiError(
                 HTTPStatus.METHOD_NOT_ALLOWED,
                 "method_not_allowed",
@@ -466,11 +509,30 @@ def _body_too_large(event: dict) -> ApiError | None:
     )
 
 
+def _body_not_json_text(event: dict) -> ApiError | None:
+    """The contract is UTF-8 JSON: other media types (Powertools would parse form and
+    multipart bodies into a submission) are a 415; undecodable bytes are refused like bad JSON."""
+    body = event.get("body")
+    if not body or str(event.get("httpMethod", "")).upper() != "POST":
+        return None
+    headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+    media_type = str(headers.get("content-type") or "").split(";")[0].strip().lower()
+    if media_type not in ("", "application/json"):
+        return ApiError(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type", "Send the body as application/json")
+    if event.get("isBase64Encoded"):
+        try:
+            base64.b64decode(body, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            problem = {"field": "body", "message": "the body is not UTF-8 text", "type": "json_invalid"}
+            return refused("invalid_request", "body: the body is not UTF-8 JSON", field="body", problems=[problem])
+    return None
+
+
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 def lambda_handler(event: dict, context: Any) -> dict:
-    too_large = _body_too_large(event)
-    if too_large is not None:
-        return _direct_error(too_large)
+    unreadable = _body_too_large(event) or _body_not_json_text(event)
+    if unreadable is not None:
+        return _direct_error(unreadable)
     try:
         rt = runtime()
     except SettingsError:
