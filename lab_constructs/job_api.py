@@ -82,7 +82,8 @@ class JobApi(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, lab_name: str, api: Api,
                  settings_json: str, table_name: str, bucket_names: dict[str, str],
-                 queue_names: list[str], job_definition_prefix: str, log_retention_days: int) -> None:
+                 queue_names: list[str], job_definition_prefix: str, log_retention_days: int,
+                 alert_topic_arn: str | None = None) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
 
@@ -111,23 +112,30 @@ class JobApi(Construct):
             self, "StatusUpdater", name=names.function(lab_name, "status"),
             log_group_name=names.log_group(lab_name, "status"), folder="status", handler="job_status.lambda_handler",
             description=f"LabBatch {lab_name}: records Batch job state changes in the ledger", layer=layer,
-            environment={**common_env, "POWERTOOLS_SERVICE_NAME": "labbatch-status"},
-            log_retention_days=log_retention_days, timeout=Duration.seconds(10), memory_mib=512,
+            environment={**common_env, "POWERTOOLS_SERVICE_NAME": "labbatch-status",
+                         **({"LABBATCH_ALERT_TOPIC_ARN": alert_topic_arn} if alert_topic_arn else {})},
+            # 30 s: a failure may read the runner's manifest and resubmit (lambda/status/recovery.py).
+            log_retention_days=log_retention_days, timeout=Duration.seconds(30), memory_mib=512,
             dead_letter_queue=self.failed_status_events)
 
         table = dynamodb.Table.from_table_name(self, "Ledger", table_name)
         index = f"{table.table_arn}/index/{BY_CREATED_INDEX}"
         # Exactly what each function does: the handler writes, reads, lists and (idempotency)
-        # deletes its own in-progress items; the updater only updates records.
+        # deletes its own in-progress items; the updater updates records, reads a failed job's
+        # record and, recovering it, writes the new job's.
         self.handler.add_to_role_policy(iam.PolicyStatement(
             actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
             resources=[table.table_arn]))
         self.handler.add_to_role_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=[index]))
         self.status_updater.add_to_role_policy(iam.PolicyStatement(
-            actions=["dynamodb:UpdateItem"], resources=[table.table_arn]))
+            actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[table.table_arn]))
         self._grant_data_access(bucket_names)
         queue_arns = [stack.format_arn(service="batch", resource="job-queue", resource_name=q) for q in queue_names]
         self._grant_batch(lab_name, queue_arns, job_definition_prefix)
+        if alert_topic_arn:
+            # Jobs that fail for good are announced on the lab's alert topic, and on no other.
+            self.status_updater.add_to_role_policy(iam.PolicyStatement(
+                actions=["sns:Publish"], resources=[alert_topic_arn]))
 
         # Only this lab's queues feed its ledger.
         events.Rule(
@@ -169,8 +177,12 @@ class JobApi(Construct):
             policy = function.role.node.find_child("DefaultPolicy")
             acknowledge_inline_policy(policy)
             acknowledge(policy, "AwsSolutions-IAM5[Resource::*]",
-                        "X-Ray's PutTraceSegments/PutTelemetryRecords and Batch's DescribeJobs/ListJobs support "
+                        "X-Ray's PutTraceSegments/PutTelemetryRecords and Batch's ListJobs and Describe* calls support "
                         "no resource-level permissions; every other statement names this lab's resources.")
+        acknowledge_wildcard_resources(
+            self.status_updater.role.node.find_child("DefaultPolicy"), self._updater_wildcard_resources,
+            "The runner writes a job's manifest under jobs/<job id>/ in the results bucket; job ids and job "
+            "definition revisions are only known at run time, and tagging is limited to this lab's tag.")
         acknowledge_wildcard_resources(
             self.handler.role.node.find_child("DefaultPolicy"), self._wildcard_resources,
             "Inputs are any object of the lab's inputs and references buckets (HEAD before submit); sample lists "
@@ -220,6 +232,11 @@ class JobApi(Construct):
 
     def _grant_data_access(self, bucket_names: dict[str, str]) -> None:
         self._wildcard_resources: list[str] = []
+        # The updater reads the runner's manifest of a failed job to classify its failure.
+        results = s3.Bucket.from_bucket_name(self, "ResultsBucket", bucket_names["results"])
+        manifests = results.arn_for_objects("jobs/*/manifest.json")
+        self.status_updater.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[manifests]))
+        self._updater_wildcard_resources: list[str] = [manifests]
         for kind in ("inputs", "references"):
             bucket = s3.Bucket.from_bucket_name(self, f"{kind.capitalize()}Bucket", bucket_names[kind])
             # HEAD of each input (existence and size for the scratch estimate); ListBucket turns a
@@ -241,16 +258,22 @@ class JobApi(Construct):
                                            resource_name=f"{job_definition_prefix}*")
         jobs = stack.format_arn(service="batch", resource="job", resource_name="*")
         self._wildcard_resources += [job_definitions, jobs]
-        self.handler.add_to_role_policy(iam.PolicyStatement(
-            actions=["batch:SubmitJob"], resources=[*queue_arns, job_definitions]))
-        # Jobs carry the lab's tag from submission; only this lab's jobs can be tagged,
-        # cancelled or terminated by this handler.
-        self.handler.add_to_role_policy(iam.PolicyStatement(
-            actions=["batch:TagResource"], resources=[jobs],
-            conditions={"StringEquals": {f"aws:RequestTag/{LAB_TAG}": lab_name}}))
+        # The updater resubmits failed jobs that can recover (lambda/status/recovery.py), as the
+        # handler submits them: same queues, job definitions and tag.
+        self._updater_wildcard_resources += [job_definitions, jobs]
+        for function in (self.handler, self.status_updater):
+            function.add_to_role_policy(iam.PolicyStatement(
+                actions=["batch:SubmitJob"], resources=[*queue_arns, job_definitions]))
+            # Jobs carry the lab's tag from submission; only this lab's jobs can be tagged,
+            # cancelled or terminated by this handler.
+            function.add_to_role_policy(iam.PolicyStatement(
+                actions=["batch:TagResource"], resources=[jobs],
+                conditions={"StringEquals": {f"aws:RequestTag/{LAB_TAG}": lab_name}}))
         self.handler.add_to_role_policy(iam.PolicyStatement(
             actions=["batch:CancelJob", "batch:TerminateJob"], resources=[jobs],
             conditions={"StringEquals": {f"aws:ResourceTag/{LAB_TAG}": lab_name}}))
-        # DescribeJobs and ListJobs support no resource-level permissions in IAM.
+        # Batch's Describe* and ListJobs support no resource-level permissions in IAM. The queue,
+        # compute environment and job definition reads explain waiting jobs and answer GET /lab.
         self.handler.add_to_role_policy(iam.PolicyStatement(
-            actions=["batch:DescribeJobs", "batch:ListJobs"], resources=["*"]))
+            actions=["batch:DescribeJobs", "batch:ListJobs", "batch:DescribeJobQueues",
+                     "batch:DescribeComputeEnvironments", "batch:DescribeJobDefinitions"], resources=["*"]))

@@ -94,11 +94,34 @@ def test_handler_can_submit_only_to_its_own_queues_and_job_definitions(synthesiz
             assert stmt["Condition"] == {"StringEquals": {"aws:RequestTag/labbatch:lab": "genomics-core"}}
         elif stmt["Resource"] == "*":
             # Only the calls IAM cannot scope to a resource.
-            assert sorted(actions) == ["batch:DescribeJobs", "batch:ListJobs",
+            assert sorted(actions) == ["batch:DescribeComputeEnvironments", "batch:DescribeJobDefinitions",
+                                       "batch:DescribeJobQueues", "batch:DescribeJobs", "batch:ListJobs",
                                        "xray:PutTelemetryRecords", "xray:PutTraceSegments"]
         else:
             for arn in as_list(stmt["Resource"]):
                 assert "genomics-core" in render(arn), stmt
+
+
+def test_status_updater_can_recover_jobs_only_within_its_lab(synthesized):
+    """It reads a failed job's record and manifest and resubmits it (lambda/status/recovery.py)."""
+    t = synthesized["genomics-core"].api_json
+    grants = {}
+    for stmt in statements_of(t, "StatusUpdater"):
+        for action in as_list(stmt["Action"]):
+            grants[action] = stmt
+    assert sorted(as_list(grants["batch:SubmitJob"]["Resource"])) == [
+        "arn:aws:batch:eu-west-1:111122223333:job-definition/labbatch-genomics-core-*",
+        "arn:aws:batch:eu-west-1:111122223333:job-queue/labbatch-genomics-core-on-demand",
+        "arn:aws:batch:eu-west-1:111122223333:job-queue/labbatch-genomics-core-spot"]
+    assert grants["batch:TagResource"]["Condition"] == {
+        "StringEquals": {"aws:RequestTag/labbatch:lab": "genomics-core"}}
+    assert not {"batch:CancelJob", "batch:TerminateJob", "dynamodb:DeleteItem", "s3:PutObject"} & set(grants)
+    for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"):
+        assert render(grants[action]["Resource"]).endswith(":table/labbatch-genomics-core-jobs")
+    manifest = render(grants["s3:GetObject"]["Resource"])
+    assert "labbatch-genomics-core-results" in manifest and manifest.endswith("/jobs/*/manifest.json")
+    updater = next(v for k, v in resources(t, "AWS::Lambda::Function").items() if "StatusUpdater" in k)
+    assert updater["Properties"]["Timeout"] == 30
 
 
 def test_state_change_rule_listens_only_to_the_labs_queues(synthesized):
@@ -136,3 +159,12 @@ def test_ledger_table_is_retained_recoverable_and_keyed_for_the_handler(synthesi
     assert index["IndexName"] == "by_created"
     assert index["KeySchema"] == [{"AttributeName": "record_type", "KeyType": "HASH"},
                                   {"AttributeName": "created_at", "KeyType": "RANGE"}]
+
+
+def test_status_updater_announces_failures_on_the_labs_topic_only(synthesized):
+    t = synthesized["genomics-core"].api_json
+    updater = next(v for k, v in resources(t, "AWS::Lambda::Function").items() if "StatusUpdater" in k)
+    topic = "arn:aws:sns:eu-west-1:111122223333:labbatch-genomics-core-alerts"
+    assert render(updater["Properties"]["Environment"]["Variables"]["LABBATCH_ALERT_TOPIC_ARN"]) == topic
+    publishes = [s for s in statements_of(t, "StatusUpdater") if "sns:Publish" in as_list(s["Action"])]
+    assert [render(s["Resource"]) for s in publishes] == [topic]

@@ -17,7 +17,7 @@ POLICY_TYPES = {"AWS::IAM::Policy": "PolicyDocument", "AWS::S3::BucketPolicy": "
 ALLOWED_UNSCOPED = {
     "ecr:GetAuthorizationToken",  # ECR registry login for image pulls
     "batch:DescribeJobs", "batch:ListJobs",  # Batch's read calls take no resource ARN
-    "batch:DescribeJobQueues", "batch:DescribeComputeEnvironments",
+    "batch:DescribeJobQueues", "batch:DescribeComputeEnvironments", "batch:DescribeJobDefinitions",
     "xray:PutTraceSegments", "xray:PutTelemetryRecords",  # X-Ray tracing of the Lambdas
 }
 # Stateful resources keep these logical IDs forever: a changed ID would replace (and, being

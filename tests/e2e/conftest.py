@@ -26,6 +26,20 @@ SLOW = {"image": "demo", "command": [sys.executable, "-c",
         "attempts": 1}
 BRIEF_STATS = {"image": "demo", "attempts": 3, "command": [
     "sh", "-c", 'sleep 1 && exec fastq-stats "$0" --output-dir "$1"', "{input}", "{output_dir}"]}
+# Takes `mib` MiB of resident memory, 32 MiB at a time (so the executor's memory watchdog, not
+# the allocator, stops it), then writes what it held: for out-of-memory kills and their recovery.
+HOG_SCRIPT = """
+import json, os, sys, time
+mib, out = int(sys.argv[1]), sys.argv[2]
+held = []
+while len(held) * 32 < mib:
+    held.append(b"\\x01" * (32 * 1024 * 1024))
+    time.sleep(0.02)
+with open(os.path.join(out, "held.json"), "w") as f:
+    json.dump(dict(mib=len(held) * 32), f)
+"""
+HOG = {"image": "demo", "attempts": 1, "memory_mib": 1024, "parameters": {"mib": None},
+       "command": [sys.executable, "-c", HOG_SCRIPT, "{param:mib}", "{output_dir}"]}
 
 
 @dataclass
@@ -66,6 +80,7 @@ def test_labs_dir(tmp_path: Path) -> Path:
     data = yaml.safe_load((ROOT / "labs" / "example.yaml").read_text())
     data["pipelines"]["slow"] = SLOW
     data["pipelines"]["brief-stats"] = BRIEF_STATS
+    data["pipelines"]["hog"] = HOG
     (labs / "example.yaml").write_text(yaml.safe_dump(data))
     return labs
 

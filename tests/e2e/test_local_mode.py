@@ -225,3 +225,27 @@ def test_sigterm_stops_jobs_cleans_scratch_and_exits_zero(tmp_path):
     assert lab.stop() == 0
     assert not Path(lab.info["scratch"]).exists()
     assert not (lab.home / "local" / "example.json").exists()
+
+
+def test_a_job_that_fails_for_good_is_announced_on_the_alert_topic(local_lab):
+    creds = local_lab.info["credentials"]
+    import boto3
+    kwargs = dict(endpoint_url=local_lab.info["aws_endpoint"], region_name=local_lab.info["region"],
+                  aws_access_key_id=creds["access_key_id"], aws_secret_access_key=creds["secret_access_key"])
+    sns, sqs = boto3.client("sns", **kwargs), boto3.client("sqs", **kwargs)
+    queue = sqs.create_queue(QueueName="e2e-inbox")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=local_lab.info["alert_topic"], Protocol="sqs", Endpoint=queue_arn)
+
+    client = local_lab.client()
+    uri = local_lab.put("inputs", "e2e/notice-corrupt.fastq", b"@r1\nACGT\n+\nI\n")
+    job = client.submit("fastq-stats", [uri])
+    assert wait(client, job["job_id"])["status"] == "FAILED"
+    deadline = time.monotonic() + 10
+    messages = []
+    while not messages and time.monotonic() < deadline:
+        messages = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=1).get("Messages", [])
+    [message] = [json.loads(m["Body"]) for m in messages]
+    assert job["job_id"] in message["Subject"] and "(application)" in message["Subject"]
+    assert "Submitted by:  arn:aws:iam::123456789012:user/local-scientist" in message["Message"]
+    assert "/labbatch/example/jobs" in message["Message"]
