@@ -82,7 +82,7 @@ class JobApi(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, lab_name: str, api: Api,
                  settings_json: str, table_name: str, bucket_names: dict[str, str],
-                 queue_names: list[str], job_definition_prefix: str, log_retention_days: int,
+                 queue_names: list[str], job_definition_names: list[str], log_retention_days: int,
                  alert_topic_arn: str | None = None) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -131,7 +131,7 @@ class JobApi(Construct):
             actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[table.table_arn]))
         self._grant_data_access(bucket_names)
         queue_arns = [stack.format_arn(service="batch", resource="job-queue", resource_name=q) for q in queue_names]
-        self._grant_batch(lab_name, queue_arns, job_definition_prefix)
+        self._grant_batch(lab_name, queue_arns, job_definition_names)
         if alert_topic_arn:
             # Jobs that fail for good are announced on the lab's alert topic, and on no other.
             self.status_updater.add_to_role_policy(iam.PolicyStatement(
@@ -252,18 +252,22 @@ class JobApi(Construct):
                     actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{SAMPLE_LISTS_PREFIX}*")]))
                 self._wildcard_resources.append(bucket.arn_for_objects(f"{SAMPLE_LISTS_PREFIX}*"))
 
-    def _grant_batch(self, lab_name: str, queue_arns: list[str], job_definition_prefix: str) -> None:
+    def _grant_batch(self, lab_name: str, queue_arns: list[str], job_definition_names: list[str]) -> None:
         stack = Stack.of(self)
-        job_definitions = stack.format_arn(service="batch", resource="job-definition",
-                                           resource_name=f"{job_definition_prefix}*")
+        # Each of the lab's job definitions by name, any revision: never a name prefix, which
+        # would also cover a lab whose name extends this one's (lab `a` and lab `a-b`).
+        revisions = [stack.format_arn(service="batch", resource="job-definition", resource_name=f"{name}:*")
+                     for name in job_definition_names]
+        job_definitions = [stack.format_arn(service="batch", resource="job-definition", resource_name=name)
+                           for name in job_definition_names] + revisions
         jobs = stack.format_arn(service="batch", resource="job", resource_name="*")
-        self._wildcard_resources += [job_definitions, jobs]
+        self._wildcard_resources += [*revisions, jobs]
         # The updater resubmits failed jobs that can recover (lambda/status/recovery.py), as the
         # handler submits them: same queues, job definitions and tag.
-        self._updater_wildcard_resources += [job_definitions, jobs]
+        self._updater_wildcard_resources += [*revisions, jobs]
         for function in (self.handler, self.status_updater):
             function.add_to_role_policy(iam.PolicyStatement(
-                actions=["batch:SubmitJob"], resources=[*queue_arns, job_definitions]))
+                actions=["batch:SubmitJob"], resources=[*queue_arns, *job_definitions]))
             # Jobs carry the lab's tag from submission; only this lab's jobs can be tagged,
             # cancelled or terminated by this handler.
             function.add_to_role_policy(iam.PolicyStatement(

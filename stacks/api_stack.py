@@ -31,7 +31,7 @@ class ApiStack(LabStack):
             table_name=settings["table"],
             bucket_names=settings["buckets"],
             queue_names=list(settings["queues"].values()),
-            job_definition_prefix=names.job_definition(lab.name, ""),
+            job_definition_names=[p["job_definition"] for p in settings["pipelines"].values()],
             log_retention_days=lab.log_retention_days,
             alert_topic_arn=(self.format_arn(service="sns", resource=names.alert_topic(lab.name))
                              if lab.alerts.failed_jobs else None),

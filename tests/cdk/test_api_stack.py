@@ -80,14 +80,19 @@ def test_powertools_layer_is_resolved_at_deploy_not_synth(synthesized):
     assert any(p["Default"] == "/aws/service/powertools/python/x86_64/python3.14/3.37.0" for p in params.values())
 
 
+# Exactly the lab's queues and its job definitions by name (any revision), never a name prefix.
+CORE_SUBMIT_TARGETS = sorted(
+    [f"arn:aws:batch:eu-west-1:111122223333:job-definition/labbatch-genomics-core-{p}{rev}"
+     for p in ("bwa-mem", "fastq-stats", "salmon-quant", "star-align") for rev in ("", ":*")]
+    + ["arn:aws:batch:eu-west-1:111122223333:job-queue/labbatch-genomics-core-on-demand",
+       "arn:aws:batch:eu-west-1:111122223333:job-queue/labbatch-genomics-core-spot"])
+
+
 def test_handler_can_submit_only_to_its_own_queues_and_job_definitions(synthesized):
     for stmt in statements_of(synthesized["genomics-core"].api_json, "Handler"):
         actions = as_list(stmt["Action"])
         if "batch:SubmitJob" in actions:
-            assert sorted(as_list(stmt["Resource"])) == [
-                "arn:aws:batch:eu-west-1:111122223333:job-definition/labbatch-genomics-core-*",
-                "arn:aws:batch:eu-west-1:111122223333:job-queue/labbatch-genomics-core-on-demand",
-                "arn:aws:batch:eu-west-1:111122223333:job-queue/labbatch-genomics-core-spot"]
+            assert sorted(as_list(stmt["Resource"])) == CORE_SUBMIT_TARGETS
         elif {"batch:CancelJob", "batch:TerminateJob"} & set(actions):
             assert stmt["Condition"] == {"StringEquals": {"aws:ResourceTag/labbatch:lab": "genomics-core"}}
         elif "batch:TagResource" in actions:
@@ -109,10 +114,7 @@ def test_status_updater_can_recover_jobs_only_within_its_lab(synthesized):
     for stmt in statements_of(t, "StatusUpdater"):
         for action in as_list(stmt["Action"]):
             grants[action] = stmt
-    assert sorted(as_list(grants["batch:SubmitJob"]["Resource"])) == [
-        "arn:aws:batch:eu-west-1:111122223333:job-definition/labbatch-genomics-core-*",
-        "arn:aws:batch:eu-west-1:111122223333:job-queue/labbatch-genomics-core-on-demand",
-        "arn:aws:batch:eu-west-1:111122223333:job-queue/labbatch-genomics-core-spot"]
+    assert sorted(as_list(grants["batch:SubmitJob"]["Resource"])) == CORE_SUBMIT_TARGETS
     assert grants["batch:TagResource"]["Condition"] == {
         "StringEquals": {"aws:RequestTag/labbatch:lab": "genomics-core"}}
     assert not {"batch:CancelJob", "batch:TerminateJob", "dynamodb:DeleteItem", "s3:PutObject"} & set(grants)
