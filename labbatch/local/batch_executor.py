@@ -96,6 +96,7 @@ class LocalBatch:
         account: str = DEFAULT_ACCOUNT,
         host: str = "127.0.0.1",
         port: int = 0,
+        container_runner: Any = None,
     ) -> None:
         if not 0.0 <= spot_interruption_rate <= 1.0:
             raise ValueError(f"spot_interruption_rate is {spot_interruption_rate} (allowed: 0-1)")
@@ -119,6 +120,8 @@ class LocalBatch:
         self._log_sink = log_sink
         self._extra_env = dict(extra_env or {})
         self._kill_grace = kill_grace_seconds
+        # None: each attempt's command runs on this machine; a DockerRunner: in the job's image.
+        self._container_runner = container_runner
         self._own_scratch = scratch_root is None
         self.scratch_root = Path(scratch_root) if scratch_root is not None else Path(
             tempfile.mkdtemp(prefix="labbatch-batch-scratch-"))
@@ -458,8 +461,13 @@ class LocalBatch:
         if environment.kind == "spot" and self._spot_rate > 0 and self._random.random() < self._spot_rate:
             reclaim_after = self._random.uniform(0.0, self._reclaim_window)
             instance_id = f"i-{self._random.getrandbits(68):017x}"[:19]
+        argv = list(job.command)
+        if self._container_runner is not None:
+            argv = self._container_runner.argv(command=argv, env=env, image=job.definition.image, vcpus=job.vcpus,
+                                               memory_mib=job.memory_mib, scratch=self.scratch_root,
+                                               name=f"labbatch-{task_id}")
         return AttemptSpec(
-            argv=list(job.command), env=env, cwd=self.scratch_root, memory_mib=job.memory_mib,
+            argv=argv, env=env, cwd=self.scratch_root, memory_mib=job.memory_mib,
             log_stream_name=f"{prefix}/default/{task_id}", timeout_seconds=job.timeout_seconds,
             reclaim_after_seconds=reclaim_after, reclaim_instance_id=instance_id,
             kill_grace_seconds=self._kill_grace,

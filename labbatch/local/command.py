@@ -64,22 +64,25 @@ def run_local(args: argparse.Namespace) -> int:
     if port_in_use(args.port):
         return fail("port_busy", f"127.0.0.1:{args.port} is already in use; pick another --port or leave it out")
     if args.docker:
-        from labbatch.local.lab import docker_engine_available
+        from labbatch.local.docker_runner import engine_available
 
-        if not docker_engine_available():
+        if not engine_available():
             return fail("no_docker", "--docker needs a running Docker engine, and `docker info` found none; "
                         "leave --docker out to run the pipelines on this machine")
-        return fail("not_supported", "--docker is not implemented yet: pipelines run on this machine only")
 
+    from labbatch.local.docker_runner import DockerUnavailable
     from labbatch.local.lab import LocalLab
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     local = LocalLab(lab, port=args.port, spot_interruption_rate=args.spot_interruptions,
-                     random_seed=args.seed)
+                     random_seed=args.seed, docker=args.docker)
     try:
         info = local.start()
+    except DockerUnavailable as exc:
+        local.stop()
+        return fail("no_docker", str(exc))
     except OSError as exc:
         local.stop()
         return fail("start_failed", str(exc))

@@ -28,6 +28,7 @@ from labbatch.instance_types import USABLE_MEMORY_SHARE
 from labbatch.local.apigateway import LocalApiGateway, LocalLambdaContext
 from labbatch.local.batch_executor import LocalBatch, machine_memory_mib
 from labbatch.local.batch_registration import registration
+from labbatch.local.docker_runner import DockerRunner, DockerUnavailable, build_demo_image, engine_available
 from labbatch.local.emulator import Emulator, EmulatedLab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -68,6 +69,7 @@ class LocalLab:
     random_seed: int | None = None
     kill_grace_seconds: float = 10.0
     log: Any = None  # a text stream for the API's request log; default stderr
+    docker: bool = False  # run attempts in their pipelines' images (needs a Docker engine)
     _started: list = field(default_factory=list)
 
     def start(self) -> dict[str, Any]:
@@ -124,7 +126,15 @@ class LocalLab:
                 memory_limit_in_mb=512, deadline=time.monotonic() + 10)
             status.lambda_handler(event, context)
 
+        container_runner = None
+        if self.docker:
+            if not engine_available():
+                raise DockerUnavailable("--docker needs a running Docker engine, and `docker info` found none")
+            if self.lab.uses_demo_image:
+                build_demo_image(ROOT / "containers")
+            container_runner = DockerRunner()
         self.batch = LocalBatch(
+            container_runner=container_runner,
             **registration(layout(self.lab), self.lab.name),
             spot_interruption_rate=self.spot_interruption_rate,
             random_seed=self.random_seed,
@@ -186,11 +196,3 @@ class LocalLab:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def docker_engine_available() -> bool:
-    docker = shutil.which("docker")
-    if not docker:
-        return False
-    import subprocess
-    return subprocess.run([docker, "info"], capture_output=True, timeout=20).returncode == 0
