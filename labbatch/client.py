@@ -99,7 +99,10 @@ class LabBatchClient:
                                 "(aws configure / aws sso login) and pass --profile, or set AWS_PROFILE")
         self._credentials = credentials
         self._timeout = timeout
-        self._http = URLLib3Session(proxies=get_environ_proxies(self.endpoint), timeout=timeout)
+        # botocore's own clients set TCP_NODELAY; a bare URLLib3Session does not, and each
+        # request body would then wait ~40 ms for the server's delayed ACK.
+        self._http = URLLib3Session(proxies=get_environ_proxies(self.endpoint), timeout=timeout,
+                                    socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)])
 
     # -- the API ------------------------------------------------------------------------
 

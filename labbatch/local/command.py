@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import socket
 import sys
@@ -87,6 +88,9 @@ def run_local(args: argparse.Namespace) -> int:
         local.stop()
         return fail("start_failed", str(exc))
     print(json.dumps(info), flush=True)
+    # stdout carries that one line only: everything else (the handlers' logs) goes to stderr, or a
+    # caller that reads just the first line would fill the pipe and stall the lab.
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     print(f"labbatch local: lab {lab.name} ready in {info['ready_seconds']:.2f} s at {info['api']} "
           "(Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -11,6 +12,10 @@ from api_errors import refused
 
 MAX_KEY_BYTES = 1_024
 HEAD_THREADS = 32
+# With this many inputs under one folder, one listing (1,000 keys a page) sizes them faster than
+# a HEAD each: a 10,000-sample submission needs 10 requests instead of 10,000.
+LIST_AT_LEAST = 8
+LIST_PAGE_SLACK = 5  # pages beyond the minimum before the rest fall back to HEAD
 
 
 @dataclass(frozen=True)
@@ -89,7 +94,43 @@ def object_sizes(s3_client, objects: dict[S3Object, str]) -> dict[S3Object, int]
             raise
         return obj, int(answer["ContentLength"])
 
-    if len(objects) <= 1:
-        return dict(head(obj) for obj in objects)
-    with ThreadPoolExecutor(max_workers=min(HEAD_THREADS, len(objects))) as pool:
-        return dict(pool.map(head, objects))
+    sizes = listed_sizes(s3_client, objects)
+    rest = [obj for obj in objects if obj not in sizes]
+    if len(rest) <= 1:
+        sizes.update(head(obj) for obj in rest)
+        return sizes
+    with ThreadPoolExecutor(max_workers=min(HEAD_THREADS, len(rest))) as pool:
+        sizes.update(pool.map(head, rest))
+    return sizes
+
+
+def listed_sizes(s3_client, objects) -> dict[S3Object, int]:
+    """Sizes from one listing per folder that holds many of the inputs.
+
+    Only what the listing shows is sized here; anything else (a missing key, a folder with few
+    inputs, a listing refused) is left to HEAD, which says exactly what is wrong with it.
+    """
+    folders: dict[tuple[str, str], dict[str, S3Object]] = defaultdict(dict)
+    for obj in objects:
+        folder = obj.key.rsplit("/", 1)[0] + "/" if "/" in obj.key else ""
+        folders[(obj.bucket, folder)][obj.key] = obj
+    sizes: dict[S3Object, int] = {}
+    for (bucket, folder), wanted in folders.items():
+        if len(wanted) < LIST_AT_LEAST:
+            continue
+        first, last = min(wanted), max(wanted)
+        # A proper prefix of the first key sorts just before it.
+        pages = s3_client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket, Prefix=folder, StartAfter=first[:-1])
+        try:
+            for number, page in enumerate(pages):
+                for item in page.get("Contents", []):
+                    if item["Key"] in wanted:
+                        sizes[wanted[item["Key"]]] = int(item["Size"])
+                if page.get("Contents", [{}])[-1].get("Key", last) >= last or \
+                        number >= len(wanted) // 1000 + LIST_PAGE_SLACK:
+                    break
+        except ClientError as exc:
+            if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") not in (403, 404):
+                raise
+    return sizes

@@ -249,3 +249,14 @@ def test_a_job_that_fails_for_good_is_announced_on_the_alert_topic(local_lab):
     assert job["job_id"] in message["Subject"] and "(application)" in message["Subject"]
     assert "Submitted by:  arn:aws:iam::123456789012:user/local-scientist" in message["Message"]
     assert "/labbatch/example/jobs" in message["Message"]
+
+
+def test_stdout_carries_only_the_ready_line(tmp_path):
+    lab = start_local(tmp_path)
+    client = lab.client()
+    job = client.submit("fastq-stats", [lab.put("inputs", "o.fastq", fastq(READS_B))])
+    wait(client, job["job_id"])
+    client.list()
+    assert lab.stop() == 0
+    assert lab.process.stdout.read() == ""  # handler logs went to stderr
+    assert "Ledger updated" in lab.process.stderr.read()
