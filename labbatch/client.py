@@ -165,29 +165,50 @@ class LabBatchClient:
         interval: float = 5.0,
         on_update: Callable[[dict[str, dict[str, Any]]], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        follow_recoveries: bool = True,
+        decision_grace: float = 30.0,
     ) -> dict[str, dict[str, Any]]:
         """Polls until every job is SUCCEEDED or FAILED; returns the last record of each.
 
+        A job LabBatch resubmitted (`recovered_by`) is followed to its recovery, whose record
+        is returned under the original id. A recoverable failure without a decision yet (the
+        status updater writes FAILED first, then recovers or records why not) is polled for up
+        to `decision_grace` seconds before it counts as final.
         Raises LabBatchError("timeout", ...) when `timeout` seconds pass first. Throttling and
         brief unavailability are polled through, since the jobs run on regardless.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
+        current = {job_id: job_id for job_id in job_ids}  # original -> the job that now carries it
+        undecided_since: dict[str, float] = {}
         records: dict[str, dict[str, Any]] = {}
+        finished: set[str] = set()
         while True:
             for job_id in job_ids:
-                if records.get(job_id, {}).get("status") in FINAL_STATUSES:
+                if job_id in finished:
                     continue
                 try:
-                    records[job_id] = self.get(job_id)
+                    record = self.get(current[job_id])
                 except LabBatchApiError as error:
                     if error.status not in _TRANSIENT_STATUSES:
                         raise
+                    continue
+                records[job_id] = record
+                if record.get("status") not in FINAL_STATUSES:
+                    continue
+                if follow_recoveries and record.get("recovered_by"):
+                    current[job_id] = record["recovered_by"]
+                    continue
+                if follow_recoveries and _recovery_pending(record):
+                    first = undecided_since.setdefault(current[job_id], time.monotonic())
+                    if time.monotonic() - first < decision_grace:
+                        continue
+                finished.add(job_id)
             if on_update is not None:
                 on_update(records)
-            if len(records) == len(job_ids) and all(r.get("status") in FINAL_STATUSES for r in records.values()):
+            if len(finished) == len(job_ids):
                 return records
             if deadline is not None and time.monotonic() + interval > deadline:
-                unfinished = [j for j in job_ids if records.get(j, {}).get("status") not in FINAL_STATUSES]
+                unfinished = [j for j in job_ids if j not in finished]
                 raise LabBatchError("timeout", f"{len(unfinished)} job(s) not finished after {timeout:g} s",
                                     {"unfinished": unfinished})
             sleep(interval)
@@ -314,6 +335,16 @@ class Connection:
 
 def labbatch_home(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(environ.get(HOME_ENV) or Path.home() / ".labbatch")
+
+
+# Failure classes LabBatch may resubmit (lambda/status/recovery.py); an application failure never is.
+RECOVERABLE_FAILURES = frozenset({"spot_reclaimed", "out_of_memory", "infrastructure"})
+
+
+def _recovery_pending(record: Mapping[str, Any]) -> bool:
+    return (record.get("status") == "FAILED" and record.get("failure") in RECOVERABLE_FAILURES
+            and not record.get("recovered_by") and not record.get("recovery_refused")
+            and not record.get("array_size"))
 
 
 def local_state_path(lab: str, environ: Mapping[str, str] = os.environ) -> Path:

@@ -240,3 +240,46 @@ def test_missing_credentials_are_a_clean_error(monkeypatch, tmp_path):
         LabBatchClient("https://abc.execute-api.eu-west-1.amazonaws.com/prod", region="eu-west-1")
 
     assert missing.value.code == "no_credentials"
+
+
+def test_wait_follows_a_job_to_the_recovery_labbatch_made(client, api):
+    original = client.submit("fastq-stats", ["s3://in/a.fq"])["job_id"]
+    recovery = client.submit("fastq-stats", ["s3://in/a.fq"])["job_id"]
+    api.scripts[original] = [{"status": "FAILED", "failure": "spot_reclaimed", "recovered_by": recovery}]
+    api.scripts[recovery] = [{"status": "RUNNING", "recovered_from": original},
+                             {"status": "SUCCEEDED", "recovered_from": original}]
+
+    records = client.wait([original], interval=0)
+
+    assert records[original]["job_id"] == recovery and records[original]["status"] == "SUCCEEDED"
+    assert records[original]["recovered_from"] == original
+
+
+def test_wait_gives_the_updater_time_to_decide_on_a_recoverable_failure(client, api):
+    job_id = client.submit("fastq-stats", ["s3://in/a.fq"])["job_id"]
+    refused = {"kind": "more_memory", "reason": "1.5x would exceed the lab's limit"}
+    api.scripts[job_id] = [{"status": "FAILED", "failure": "out_of_memory"},
+                           {"status": "FAILED", "failure": "out_of_memory"},
+                           {"status": "FAILED", "failure": "out_of_memory", "recovery_refused": refused}]
+
+    records = client.wait([job_id], interval=0)
+
+    assert records[job_id]["recovery_refused"] == refused
+    assert api.scripts[job_id] == []  # it polled until the decision was recorded
+
+
+def test_wait_does_not_hold_an_application_failure_or_wait_forever_on_a_decision(client, api):
+    app = client.submit("fastq-stats", ["s3://in/a.fq"])["job_id"]
+    api.scripts[app] = [{"status": "FAILED", "failure": "application"}, {"status": "RUNNING"}]
+    assert client.wait([app], interval=0)[app]["status"] == "FAILED"
+    undecided = client.submit("fastq-stats", ["s3://in/a.fq"])["job_id"]
+    api.jobs[undecided].update(status="FAILED", failure="infrastructure")
+    began = time.monotonic()
+    assert client.wait([undecided], interval=0.01, decision_grace=0.2)[undecided]["status"] == "FAILED"
+    assert 0.2 <= time.monotonic() - began < 5
+
+
+def test_wait_can_stop_at_the_original_job(client, api):
+    original = client.submit("fastq-stats", ["s3://in/a.fq"])["job_id"]
+    api.scripts[original] = [{"status": "FAILED", "failure": "spot_reclaimed", "recovered_by": "j-other"}]
+    assert client.wait([original], interval=0, follow_recoveries=False)[original]["job_id"] == original

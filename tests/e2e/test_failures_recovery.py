@@ -125,3 +125,14 @@ def test_a_cancelled_job_is_classified_cancelled_and_not_resubmitted(reclaiming_
 
     assert (failed["status"], failed["failure"]) == ("FAILED", "cancelled")
     assert failed["recovered_by"] is None and jobs_of(client, "slow") == {job["job_id"]}
+
+
+def test_labbatch_wait_follows_the_original_job_to_its_successful_recovery(reclaiming_lab):
+    client = reclaiming_lab.client()
+    uri = reclaiming_lab.put("inputs", "recovery/followed.fastq", fastq(READS_A))
+    job = client.submit("brief-stats", [uri], queue="spot")
+
+    final = client.wait([job["job_id"]], timeout=180, interval=0.2)[job["job_id"]]
+
+    assert final["status"] == "SUCCEEDED" and final["recovered_from"] == job["job_id"]
+    assert_stats(reclaiming_lab.read_json(f"{final['output_prefix']}stats.json"), READS_A)
