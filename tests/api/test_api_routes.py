@@ -288,3 +288,9 @@ def test_ledger_agrees_with_batch_after_a_mixed_session(lab):
 
     assert len(lab.job_records()) == 2
     assert_ledger_agrees_with_batch(lab)
+
+
+def test_openapi_document_lists_the_refusals_a_submission_can_get(lab):
+    post = lab.call("GET", "/openapi.json").body["paths"]["/jobs"]["post"]["responses"]
+    assert {"202", "403", "409", "413", "415", "422", "503"} <= set(post)
+    assert post["415"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorBody"}
