@@ -41,6 +41,8 @@ def handler_settings(lab: Lab, account: str, region: str) -> dict:
                 "parameters": dict(p.parameters),
                 "description": p.description,
                 "default_queue": p.default_queue,
+                # Only when the command uses shared inputs, as for recovery below.
+                **({"shared_inputs": p.shared_inputs} if p.shared_inputs != "none" else {}),
                 # Only when some recovery is off: the status updater takes absent as all on,
                 # which keeps the common case out of Lambda's 4 KB environment.
                 **({"recovery": p.recovery.model_dump()} if p.recovery != Recovery() else {}),

@@ -55,7 +55,9 @@ class SubCommand:
 def _submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipeline", metavar="PIPELINE", help="a pipeline name, as `labbatch pipelines` lists")
     parser.add_argument("inputs", metavar="INPUT", nargs="*",
-                        help="s3:// URIs in the lab's buckets (with --samples: inputs every sample shares)")
+                        help="s3:// URIs in the lab's buckets. With --samples: inputs every sample shares, which the "
+                             "pipeline's command must name as {shared_input}/{shared_inputs} (each "
+                             "sample's {input} is its own); refused for a pipeline that has no use for them")
     parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                         help="a pipeline parameter; repeat for more")
     parser.add_argument("--queue", choices=["spot", "on-demand"], help="default: the pipeline's queue")

@@ -183,6 +183,19 @@ class Pipeline(_Strict):
                              "(allowed: a letter, then letters, digits or _; at most 64)")
         return value
 
+    @property
+    def shared_inputs(self) -> Literal["none", "optional", "required"]:
+        """How the command uses an array request's shared inputs (the runner's placeholders).
+
+        `{input}`/`{inputs}` are always a job's (or array child's) own inputs; shared inputs reach
+        the tool only through `{shared_input}` (the first) or `{shared_inputs}` (all of them).
+        """
+        if any("{shared_input}" in argument for argument in self.command):
+            return "required"
+        if "{shared_inputs}" in self.command:
+            return "optional"
+        return "none"
+
 
 class Network(_Strict):
     mode: Literal["public", "private-nat", "existing"] = "public"

@@ -24,7 +24,9 @@ S3_URI_PREFIX = "s3://"
 @dataclass(frozen=True)
 class ResolvedSample:
     name: str
-    inputs: list[str]  # shared inputs first, then the sample's own
+    # The sample's own inputs only: what its {input}/{inputs} name. The request's shared inputs
+    # travel once, in the job's environment, and reach the tool as {shared_input(s)}.
+    inputs: list[str]
     parameters: dict[str, str]  # complete: defaults < job parameters < sample parameters
 
     def as_json(self) -> dict:
@@ -40,7 +42,8 @@ class AdmittedJob:
     vcpus: int
     memory_mib: int
     name: str | None
-    inputs: list[str]
+    inputs: list[str]  # the job's own inputs ({input}/{inputs}); empty for an array job
+    shared_inputs: list[str]  # with samples: the request's top-level inputs ({shared_input(s)})
     parameters: dict[str, str]
     # Two or more samples: an array job, one child per sample.
     array_samples: list[ResolvedSample] | None
@@ -65,6 +68,7 @@ def admit(request: SubmitJobRequest, settings: LabSettings, s3_client) -> Admitt
     if not samples and not request.inputs:
         raise refused("missing_inputs", "inputs: a job without samples needs at least one input", field="inputs")
     _unique_sample_names(request)
+    _shared_inputs_meaningful(request, pipeline)
 
     # Each unit is what one Batch job (or array child) stages: its field and (field, uri) pairs.
     units: list[tuple[str, list[tuple[str, str]]]] = []
@@ -80,7 +84,7 @@ def admit(request: SubmitJobRequest, settings: LabSettings, s3_client) -> Admitt
         _required_parameters(merged, pipeline, request.pipeline, f"{prefix}.parameters")
         own = [(f"{prefix}.inputs[{i}]", uri) for i, uri in enumerate(sample.inputs)]
         units.append((prefix, shared + own + _s3_parameter_values(merged, sample.parameters, prefix)))
-        resolved.append(ResolvedSample(sample.name, [*request.inputs, *sample.inputs], merged))
+        resolved.append(ResolvedSample(sample.name, list(sample.inputs), merged))
 
     objects = _lab_objects(units, settings)
     sizes = object_sizes(s3_client, objects)
@@ -96,13 +100,44 @@ def admit(request: SubmitJobRequest, settings: LabSettings, s3_client) -> Admitt
         vcpus=vcpus,
         memory_mib=memory_mib,
         name=request.name,
-        inputs=single.inputs if single else list(request.inputs),
+        inputs=single.inputs if single else ([] if samples else list(request.inputs)),
+        shared_inputs=list(request.inputs) if samples else [],
         parameters=single.parameters if single else job_parameters,
         array_samples=resolved if len(resolved) >= 2 else None,
         single_sample=single.name if single else None,
         input_bytes=input_bytes,
         scratch_needed_bytes=scratch_needed,
     )
+
+
+def _shared_inputs_meaningful(request: SubmitJobRequest, pipeline: PipelineSettings) -> None:
+    """Refuse a request whose inputs the pipeline would not use the way the caller means them.
+
+    With samples, top-level inputs are shared by every sample and reach the tool only through
+    {shared_input}/{shared_inputs}; each sample's {input} is always its own. Staging shared
+    inputs that the command never names (or running a command that needs them without any)
+    would give plausible results for the wrong data, so neither is accepted.
+    """
+    name = request.pipeline
+    if request.samples and request.inputs and pipeline.shared_inputs == "none":
+        raise refused(
+            "shared_inputs_unused",
+            f"inputs: with samples, top-level inputs are shared by every sample, and pipeline {name!r} "
+            "does not use shared inputs (its command has no {shared_input} or {shared_inputs}); each "
+            "sample's {input} is its own. Put the inputs into each sample, or pass a shared file as a "
+            "parameter if the pipeline has one.",
+            field="inputs",
+            pipeline=name,
+        )
+    if pipeline.shared_inputs == "required" and not (request.samples and request.inputs):
+        what = "samples and top-level inputs" if not request.samples else "top-level inputs"
+        raise refused(
+            "shared_inputs_missing",
+            f"inputs: pipeline {name!r} runs each sample against a shared input ({{shared_input}} in its "
+            f"command); send {what}: the shared file(s) in inputs and each sample's own in samples[].inputs.",
+            field="inputs",
+            pipeline=name,
+        )
 
 
 def _known_pipeline(request: SubmitJobRequest, settings: LabSettings) -> PipelineSettings:

@@ -55,6 +55,9 @@ class PipelineSettings(_Strict):
     # The queue a request that names none goes to.
     default_queue: QueueName = "spot"
     recovery: RecoverySettings | None = None
+    # How the command uses an array request's shared (top-level) inputs: through
+    # {shared_input} ("required"), only {shared_inputs} ("optional"), or not at all.
+    shared_inputs: Literal["none", "optional", "required"] = "none"
 
 
 class LabSettings(_Strict):

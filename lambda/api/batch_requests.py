@@ -2,7 +2,10 @@
 
 The runner contract lives here: the environment every job container gets.
 - LABBATCH_JOB_ID        the ledger's job id (the status updater finds records by it)
-- LABBATCH_INPUTS        JSON array of s3:// URIs to stage in
+- LABBATCH_INPUTS        JSON array of s3:// URIs to stage in: the job's own inputs,
+                         {input}/{inputs} (empty for an array job: each child's are its sample's)
+- LABBATCH_SHARED_INPUTS JSON array of s3:// URIs every sample shares, {shared_input(s)};
+                         absent when the request had none
 - LABBATCH_PARAMETERS    JSON object, str -> str, complete (pipeline defaults applied)
 - LABBATCH_OUTPUT_PREFIX s3:// URI ending in "/" where outputs go
 - LABBATCH_SAMPLES_URI   array jobs only: the sample list, a JSON array of complete
@@ -61,6 +64,8 @@ def submit_job_request(
         "LABBATCH_PARAMETERS": json.dumps(job.parameters, separators=(",", ":"), sort_keys=True),
         "LABBATCH_OUTPUT_PREFIX": container_output,
     }
+    if job.shared_inputs:
+        environment["LABBATCH_SHARED_INPUTS"] = json.dumps(job.shared_inputs, separators=(",", ":"))
     if samples_uri is not None:
         environment["LABBATCH_SAMPLES_URI"] = samples_uri
     request: dict[str, Any] = {

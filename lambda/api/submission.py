@@ -64,6 +64,7 @@ def submit(
             "submitted_by": caller,
             "idempotency_key": idempotency_key,
             "inputs": job.inputs,
+            "shared_inputs": job.shared_inputs or None,
             "parameters": job.parameters,
             "vcpus": job.vcpus,
             "memory_mib": job.memory_mib,

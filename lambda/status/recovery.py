@@ -45,7 +45,7 @@ MEMORY_FACTOR = 1.5
 MEMORY_STEP_MIB = 256
 LAB_TAG = "labbatch:lab"
 # The variables a recovery passes on; the rest of the environment comes from the job definition.
-PASSED_ON = ("LABBATCH_INPUTS", "LABBATCH_PARAMETERS")
+PASSED_ON = ("LABBATCH_INPUTS", "LABBATCH_SHARED_INPUTS", "LABBATCH_PARAMETERS")
 
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 

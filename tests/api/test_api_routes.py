@@ -283,7 +283,7 @@ def test_request_without_iam_identity_is_refused(lab):
 
 def test_ledger_agrees_with_batch_after_a_mixed_session(lab):
     lab.submit(FASTQ)
-    lab.submit({**ALIGN, "samples": [{"name": "a", "inputs": [READS]}, {"name": "b", "inputs": [READS]}]})
+    lab.submit({**ALIGN, "inputs": [], "samples": [{"name": "a", "inputs": [READS]}, {"name": "b", "inputs": [READS]}]})
     lab.submit({**FASTQ, "vcpus": 64})  # refused
 
     assert len(lab.job_records()) == 2

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
 from api_lab import (
     CALLER,
+    SETTINGS,
     INPUTS_BUCKET,
     ON_DEMAND_QUEUE,
     READS,
@@ -139,7 +141,6 @@ def test_one_sample_is_a_plain_job_writing_under_the_sample_name(lab):
     answer = lab.submit(
         {
             "pipeline": "align",
-            "inputs": [READS],
             "samples": [{"name": "only", "inputs": [READS_B], "parameters": {"reference": REFERENCE}}],
         }
     )
@@ -149,8 +150,8 @@ def test_one_sample_is_a_plain_job_writing_under_the_sample_name(lab):
     (call,) = submitted
     assert "arrayProperties" not in call
     env = {v["name"]: v["value"] for v in call["containerOverrides"]["environment"]}
-    assert "LABBATCH_SAMPLES_URI" not in env
-    assert json.loads(env["LABBATCH_INPUTS"]) == [READS, READS_B]
+    assert "LABBATCH_SAMPLES_URI" not in env and "LABBATCH_SHARED_INPUTS" not in env
+    assert json.loads(env["LABBATCH_INPUTS"]) == [READS_B]
     assert json.loads(env["LABBATCH_PARAMETERS"]) == {"preset": "sr", "reference": REFERENCE}
     assert env["LABBATCH_OUTPUT_PREFIX"] == answer.body["output_prefix"] + "only/"
     assert lab.s3.list_objects_v2(Bucket=INPUTS_BUCKET, Prefix="work/").get("KeyCount", 0) == 0
@@ -169,3 +170,78 @@ def test_every_job_gets_its_own_output_prefix(lab):
         second.body["output_prefix"],
     }
     assert_ledger_agrees_with_batch(lab)
+
+
+def _with_shared_inputs_pipeline(monkeypatch, use: str) -> None:
+    """The example lab plus a pipeline whose command names shared inputs ({shared_input} is
+    "required", {shared_inputs} alone "optional"), as the lab config would render it."""
+    import job_api
+
+    settings = json.loads(json.dumps(SETTINGS))
+    settings["pipelines"]["pair"] = {**settings["pipelines"]["align"], "shared_inputs": use}
+    monkeypatch.setenv("LABBATCH_SETTINGS", json.dumps(settings))
+    job_api.runtime.cache_clear()
+
+
+def test_each_sample_keeps_its_own_inputs_and_shared_inputs_travel_apart(lab, monkeypatch):
+    _with_shared_inputs_pipeline(monkeypatch, "required")
+    submitted = capture_calls(api_clients().batch, "SubmitJob")
+    samples = [{"name": "a", "inputs": [READS]}, {"name": "b", "inputs": [READS_B]}]
+
+    answer = lab.submit({"pipeline": "pair", "inputs": [REFERENCE], "parameters": {"reference": REFERENCE},
+                         "samples": samples})
+
+    assert answer.status == 202, answer.body
+    (call,) = submitted
+    env = {v["name"]: v["value"] for v in call["containerOverrides"]["environment"]}
+    assert json.loads(env["LABBATCH_SHARED_INPUTS"]) == [REFERENCE]
+    assert json.loads(env["LABBATCH_INPUTS"]) == []
+    written = json.loads(lab.s3.get_object(Bucket=INPUTS_BUCKET, Key=f"work/samples/{answer.body['job_id']}.json")["Body"].read())
+    assert [(s["name"], s["inputs"]) for s in written] == [("a", [READS]), ("b", [READS_B])]
+
+
+def test_a_single_sample_with_shared_inputs_keeps_them_apart_too(lab, monkeypatch):
+    _with_shared_inputs_pipeline(monkeypatch, "optional")
+    submitted = capture_calls(api_clients().batch, "SubmitJob")
+
+    answer = lab.submit({"pipeline": "pair", "inputs": [REFERENCE], "parameters": {"reference": REFERENCE},
+                         "samples": [{"name": "only", "inputs": [READS_B]}]})
+
+    assert answer.status == 202, answer.body
+    env = {v["name"]: v["value"] for v in submitted[0]["containerOverrides"]["environment"]}
+    assert json.loads(env["LABBATCH_INPUTS"]) == [READS_B]
+    assert json.loads(env["LABBATCH_SHARED_INPUTS"]) == [REFERENCE]
+
+
+@pytest.mark.parametrize("body, code", [
+    # align names only {input}: top-level inputs beside samples would be staged and never used.
+    ({"pipeline": "align", "inputs": [READS], "parameters": {"reference": REFERENCE},
+      "samples": [{"name": "a", "inputs": [READS_B]}, {"name": "b", "inputs": [READS_B]}]}, "shared_inputs_unused"),
+    ({"pipeline": "align", "inputs": [READS], "parameters": {"reference": REFERENCE},
+      "samples": [{"name": "only", "inputs": [READS_B]}]}, "shared_inputs_unused"),
+])
+def test_shared_inputs_the_pipeline_never_names_are_refused(lab, body, code):
+    submitted = capture_calls(api_clients().batch, "SubmitJob")
+
+    answer = lab.submit(body)
+
+    assert answer.status == 422, answer.body
+    assert answer.body["error"]["code"] == code
+    assert answer.body["error"]["details"]["field"] == "inputs"
+    assert submitted == [] and lab.job_records() == []
+
+
+@pytest.mark.parametrize("body", [
+    {"pipeline": "pair", "inputs": [READS], "parameters": {"reference": REFERENCE}},
+    {"pipeline": "pair", "parameters": {"reference": REFERENCE},
+     "samples": [{"name": "a", "inputs": [READS]}, {"name": "b", "inputs": [READS_B]}]},
+])
+def test_a_pipeline_that_needs_a_shared_input_refuses_requests_without_one(lab, monkeypatch, body):
+    _with_shared_inputs_pipeline(monkeypatch, "required")
+    submitted = capture_calls(api_clients().batch, "SubmitJob")
+
+    answer = lab.submit(body)
+
+    assert answer.status == 422, answer.body
+    assert answer.body["error"]["code"] == "shared_inputs_missing"
+    assert submitted == [] and lab.job_records() == []

@@ -73,12 +73,12 @@ REFUSALS = {
         "samples[1].name",
     ),
     "sample input missing": (
-        with_(FASTQ, samples=[{"name": "a", "inputs": [READS]}, {"name": "b", "inputs": [MISSING]}]),
+        with_(FASTQ, inputs=[], samples=[{"name": "a", "inputs": [READS]}, {"name": "b", "inputs": [MISSING]}]),
         "input_not_found",
         "samples[1].inputs[0]",
     ),
     "sample undeclared parameter": (
-        with_(FASTQ, samples=[{"name": "a", "inputs": [READS], "parameters": {"colour": "red"}}]),
+        with_(FASTQ, inputs=[], samples=[{"name": "a", "inputs": [READS], "parameters": {"colour": "red"}}]),
         "unknown_parameter",
         "samples[0].parameters.colour",
     ),

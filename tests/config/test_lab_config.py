@@ -251,3 +251,19 @@ def test_usable_memory_is_below_what_ecs_registers_for_every_type():
     for t in instance_types.INSTANCE_TYPES.values():
         registered = int(t.memory_mib * 7985 / 8192) - 32
         assert t.job_memory_mib <= registered, t.name
+
+
+@pytest.mark.parametrize(("command", "use"), [
+    (["fastq-stats", "{input}"], "none"),
+    (["tool", "{inputs}", "{shared_inputs}"], "optional"),
+    (["tool", "--ref={shared_input}", "{input}"], "required"),
+    (["tool", "{shared_input}", "{shared_inputs}"], "required"),
+])
+def test_the_handler_learns_how_a_pipeline_uses_shared_inputs(command, use):
+    from labbatch.api_settings import handler_settings
+
+    lab = parse_lab(changed("pipelines.fastq-stats.command", command), "labs/example.yaml")
+    rendered = handler_settings(lab, "123456789012", "us-east-1")["pipelines"]["fastq-stats"]
+    assert lab.pipelines["fastq-stats"].shared_inputs == use
+    # "none" stays out of Lambda's 4 KB environment; the handler defaults to it.
+    assert rendered.get("shared_inputs", "none") == use and ("shared_inputs" in rendered) == (use != "none")

@@ -26,6 +26,10 @@ SLOW = {"image": "demo", "command": [sys.executable, "-c",
         "attempts": 1}
 BRIEF_STATS = {"image": "demo", "attempts": 3, "command": [
     "sh", "-c", 'sleep 1 && exec fastq-stats "$0" --output-dir "$1"', "{input}", "{output_dir}"]}
+# Statistics of each sample's own reads, and of the reads every sample shares under shared/.
+SHARED_STATS = {"image": "demo", "attempts": 1, "command": [
+    "sh", "-c", 'fastq-stats "$0" --output-dir "$2" && mkdir "$2/shared" && fastq-stats "$1" --output-dir "$2/shared"',
+    "{input}", "{shared_input}", "{output_dir}"]}
 # Takes `mib` MiB of resident memory, 32 MiB at a time (so the executor's memory watchdog, not
 # the allocator, stops it), then writes what it held: for out-of-memory kills and their recovery.
 HOG_SCRIPT = """
@@ -81,6 +85,7 @@ def test_labs_dir(tmp_path: Path) -> Path:
     data["pipelines"]["slow"] = SLOW
     data["pipelines"]["brief-stats"] = BRIEF_STATS
     data["pipelines"]["hog"] = HOG
+    data["pipelines"]["shared-stats"] = SHARED_STATS
     (labs / "example.yaml").write_text(yaml.safe_dump(data))
     return labs
 

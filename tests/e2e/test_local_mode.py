@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import time
 import urllib.error
 import urllib.request
@@ -87,6 +88,51 @@ def test_array_job_gives_each_sample_its_own_right_results(local_lab):
     assert {status: n for status, n in record["children"].items() if n} == {"SUCCEEDED": 2}
     assert_stats(local_lab.read_json(f"{job['output_prefix']}a/stats.json"), READS_A)
     assert_stats(local_lab.read_json(f"{job['output_prefix']}b/stats.json"), READS_B)
+
+
+def simulated(count: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    reads = []
+    for _ in range(count):
+        seq = "".join(rng.choice("ACGT") for _ in range(rng.randint(20, 60)))
+        reads.append((seq, "".join(chr(33 + rng.randint(2, 40)) for _ in seq)))
+    return reads
+
+
+def test_array_children_run_on_their_own_sample_and_see_shared_inputs_only_as_shared(local_lab):
+    """Three samples of 300, 600 and 900 reads and one shared file of 1,000: each child's
+    {input} is its own sample's file; the shared file is only ever {shared_input}."""
+    client = local_lab.client()
+    shared_reads = simulated(1000, seed=0)
+    shared = local_lab.put("inputs", "e2e/shared/common.fastq", fastq(shared_reads))
+    samples, reads = [], {}
+    for name, count in (("s300", 300), ("s600", 600), ("s900", 900)):
+        reads[name] = simulated(count, seed=count)
+        uri = local_lab.put("inputs", f"e2e/shared/{name}.fastq", fastq(reads[name]))
+        samples.append({"name": name, "inputs": [uri]})
+    job = client.submit("shared-stats", [shared], samples=samples)
+    record = wait(client, job["job_id"])
+    assert record["status"] == "SUCCEEDED", record
+    for name, own in reads.items():
+        assert_stats(local_lab.read_json(f"{job['output_prefix']}{name}/stats.json"), own)
+        assert_stats(local_lab.read_json(f"{job['output_prefix']}{name}/shared/stats.json"), shared_reads)
+        manifest = local_lab.read_json(f"{job['output_prefix']}{name}/manifest.json")
+        argv = manifest["tool"]["argv"]
+        assert argv[3].endswith(f"{name}.fastq") and argv[4].endswith("common.fastq")
+
+
+def test_shared_inputs_a_pipeline_does_not_use_are_refused_and_nothing_runs(local_lab):
+    """The ambiguous request of old: fastq-stats names only {input}, so top-level inputs beside
+    samples would be staged for nothing (or, before, read in place of each sample's own)."""
+    client = local_lab.client()
+    shared = local_lab.put("inputs", "e2e/ambiguous/shared.fastq", fastq(READS_A))
+    own = local_lab.put("inputs", "e2e/ambiguous/own.fastq", fastq(READS_B))
+    before = {j["job_id"] for j in client.list(pipeline="fastq-stats")["jobs"]}
+    with pytest.raises(LabBatchApiError) as refusal:
+        client.submit("fastq-stats", [shared], samples=[{"name": "a", "inputs": [own]}, {"name": "b", "inputs": [own]}])
+    assert refusal.value.code == "shared_inputs_unused" and refusal.value.details["field"] == "inputs"
+    assert "{shared_input}" in str(refusal.value)
+    assert {j["job_id"] for j in client.list(pipeline="fastq-stats")["jobs"]} == before
 
 
 def test_idempotent_retry_returns_the_same_job_and_runs_it_once(local_lab):

@@ -56,6 +56,32 @@ def test_input_placeholder_without_inputs_is_refused():
         _expand(["tool", "{input}"], inputs=())
 
 
+def test_shared_inputs_are_only_ever_the_shared_placeholders():
+    argv = expand_argv(["tool", "{input}", "{inputs}", "--ref", "{shared_input}", "{shared_inputs}"],
+                       inputs=["/in/own.fq"], shared_inputs=["/in/ref.fa", "/in/ref.fa.fai"], parameters={},
+                       output_dir="/out", work_dir="/work")
+    assert argv == ["tool", "/in/own.fq", "/in/own.fq", "--ref", "/in/ref.fa", "/in/ref.fa", "/in/ref.fa.fai"]
+
+
+@pytest.mark.parametrize(("argument", "message"), [
+    ("{shared_input}", "{shared_input} used but the job has no shared inputs"),
+    ("-r={shared_inputs}", "{shared_inputs} must be a whole argument"),
+])
+def test_shared_placeholders_without_shared_inputs_are_contract_errors(argument, message):
+    with pytest.raises(RunnerError) as caught:
+        _expand(["tool", argument])
+    assert caught.value.code == ExitCode.CONTRACT and message in caught.value.message
+
+
+def test_an_array_child_gets_its_own_inputs_and_the_shared_ones_apart():
+    env = {**BASE_ENV, "LABBATCH_SAMPLES_URI": "s3://in/samples.json", "AWS_BATCH_JOB_ARRAY_INDEX": "1",
+           "LABBATCH_INPUTS": "[]", "LABBATCH_SHARED_INPUTS": '["s3://refs/g.fa"]'}
+    samples = [{"name": "a", "inputs": ["s3://in/a.fq"]}, {"name": "b", "inputs": ["s3://in/b.fq"]}]
+    child = select_sample(read_contract(["--", "tool"], env), samples)
+    assert child.inputs == [S3Uri("in", "b.fq")]
+    assert child.shared_inputs == [S3Uri("refs", "g.fa")]
+
+
 def test_contract_reads_environment_and_finds_s3_parameters():
     env = dict(BASE_ENV, LABBATCH_PARAMETERS='{"reference": "s3://refs/g.fa", "mode": "fast"}', AWS_BATCH_JOB_ATTEMPT="2")
     contract = read_contract(["--", "tool", "x"], env)

@@ -17,6 +17,7 @@ from .s3uri import S3Uri
 
 JOB_ID = "LABBATCH_JOB_ID"
 INPUTS = "LABBATCH_INPUTS"
+SHARED_INPUTS = "LABBATCH_SHARED_INPUTS"
 PARAMETERS = "LABBATCH_PARAMETERS"
 OUTPUT_PREFIX = "LABBATCH_OUTPUT_PREFIX"
 SAMPLES_URI = "LABBATCH_SAMPLES_URI"
@@ -31,7 +32,7 @@ DEFAULT_SCRATCH_DIR = "/scratch"
 class JobContract:
     job_id: str
     command: list[str]
-    inputs: list[S3Uri]
+    inputs: list[S3Uri]  # this job's (or array child's) own: {input}, {inputs}
     parameters: dict[str, str]
     output_prefix: S3Uri
     scratch_dir: Path
@@ -40,6 +41,8 @@ class JobContract:
     sample: str | None = None
     samples_uri: S3Uri | None = None
     staged_parameters: dict[str, S3Uri] = field(default_factory=dict)
+    # What every sample of an array request shares: {shared_input}, {shared_inputs}.
+    shared_inputs: list[S3Uri] = field(default_factory=list)
 
     @property
     def is_array_child(self) -> bool:
@@ -142,6 +145,7 @@ def read_contract(argv: list[str], environ: Mapping[str, str]) -> JobContract:
         command=command,
         # An array child's inputs come from its sample, so the job-level list may be absent.
         inputs=_parse_inputs(_json_env(environ, INPUTS, list, [] if samples_raw else None), INPUTS),
+        shared_inputs=_parse_inputs(_json_env(environ, SHARED_INPUTS, list, []), SHARED_INPUTS),
         parameters=parameters,
         output_prefix=output_prefix,
         scratch_dir=Path(environ.get(SCRATCH_DIR) or DEFAULT_SCRATCH_DIR),

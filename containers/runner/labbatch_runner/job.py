@@ -49,6 +49,7 @@ def _expand(contract: JobContract, attempt_dir: AttemptDir, local_paths: dict[An
     return expand_argv(
         contract.command,
         inputs=[local_paths[uri] for uri in contract.inputs],
+        shared_inputs=[local_paths[uri] for uri in contract.shared_inputs],
         parameters=parameters,
         output_dir=str(attempt_dir.outputs),
         work_dir=str(attempt_dir.work),

@@ -1,4 +1,9 @@
-"""Expanding `{inputs}`, `{input}`, `{output_dir}`, `{work_dir}` and `{param:NAME}` in argv.
+"""Expanding `{inputs}`, `{input}`, `{shared_inputs}`, `{shared_input}`, `{output_dir}`,
+`{work_dir}` and `{param:NAME}` in argv.
+
+`{input}`/`{inputs}` are always the job's own inputs; for an array child, its sample's. Inputs
+that every sample of an array request shares are only ever `{shared_input}` (the first) or
+`{shared_inputs}` (all), so that a child can never run on a shared file by accident.
 
 Expansion is per argument and never goes through a shell, so paths with spaces or quotes
 reach the tool intact. `{{` and `}}` stand for literal braces; any other `{word}` or
@@ -14,7 +19,8 @@ from typing import Mapping
 from .errors import ExitCode, RunnerError
 
 _TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
-_SIMPLE = ("input", "output_dir", "work_dir")
+_SIMPLE = ("input", "shared_input", "output_dir", "work_dir")
+_LISTS = {"{inputs}": "inputs", "{shared_inputs}": "shared_inputs"}
 
 
 def expand_argv(
@@ -24,12 +30,15 @@ def expand_argv(
     parameters: Mapping[str, str],
     output_dir: str,
     work_dir: str,
+    shared_inputs: list[str] = (),
 ) -> list[str]:
-    values = {"input": inputs[0] if inputs else None, "output_dir": output_dir, "work_dir": work_dir}
+    lists = {"inputs": list(inputs), "shared_inputs": list(shared_inputs)}
+    values = {"input": inputs[0] if inputs else None, "shared_input": shared_inputs[0] if shared_inputs else None,
+              "output_dir": output_dir, "work_dir": work_dir}
     argv: list[str] = []
     for position, argument in enumerate(template):
-        if argument == "{inputs}":
-            argv.extend(inputs)
+        if argument in _LISTS:
+            argv.extend(lists[_LISTS[argument]])
             continue
 
         def substitute(match: re.Match[str]) -> str:
@@ -45,17 +54,18 @@ def expand_argv(
                     known = ", ".join(sorted(parameters)) or "none"
                     raise RunnerError(ExitCode.CONTRACT, f"{where}: parameter {detail!r} is not set (parameters: {known})")
                 return parameters[detail]
-            if name == "inputs":
-                raise RunnerError(ExitCode.CONTRACT, f"{where}: {{inputs}} must be a whole argument")
+            if name in ("inputs", "shared_inputs"):
+                raise RunnerError(ExitCode.CONTRACT, f"{where}: {{{name}}} must be a whole argument")
             if name in _SIMPLE and detail is None:
                 value = values[name]
                 if value is None:
-                    raise RunnerError(ExitCode.CONTRACT, f"{where}: {{input}} used but the job has no inputs")
+                    what = "shared inputs" if name == "shared_input" else "inputs"
+                    raise RunnerError(ExitCode.CONTRACT, f"{where}: {{{name}}} used but the job has no {what}")
                 return value
             raise RunnerError(
                 ExitCode.CONTRACT,
-                f"{where}: unknown placeholder {token} (known: {{inputs}}, {{input}}, {{output_dir}}, "
-                "{work_dir}, {param:NAME}; write {{ and }} for literal braces)",
+                f"{where}: unknown placeholder {token} (known: {{inputs}}, {{input}}, {{shared_inputs}}, "
+                "{shared_input}, {output_dir}, {work_dir}, {param:NAME}; write {{ and }} for literal braces)",
             )
 
         argv.append(_TOKEN.sub(substitute, argument))

@@ -53,6 +53,8 @@ def plan_inputs(contract: JobContract, inputs_dir: Path) -> list[PlannedInput]:
     used_as: dict[S3Uri, list[str]] = {}
     for uri in contract.inputs:
         used_as.setdefault(uri, []).append("inputs")
+    for uri in contract.shared_inputs:
+        used_as.setdefault(uri, []).append("shared_inputs")
     for name, uri in contract.staged_parameters.items():
         used_as.setdefault(uri, []).append(f"parameter:{name}")
     planned, owners = [], {}
