@@ -1,4 +1,5 @@
-"""One job definition per configured pipeline, all running through the LabBatch runner."""
+"""One job definition per configured pipeline: the pipeline's own image, unmodified, started
+through the LabBatch runner that every instance mounts into it (labbatch/batch_layout.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from labbatch import names
-from labbatch.batch_layout import SCRATCH_MOUNT, JobDefinitionSpec
+from labbatch.batch_layout import JobDefinitionSpec
 from labbatch.config import DEMO_IMAGE
 
 from lab_constructs.compliance import (acknowledge, acknowledge_inline_policy, acknowledge_log_group_encryption,
@@ -93,8 +94,11 @@ class PipelineJobDefinitions(Construct):
                 memory=Size.mebibytes(spec.memory_mib),
                 command=list(spec.command),
                 environment=dict(spec.environment),
-                volumes=[batch.EcsVolume.host(name="scratch", host_path=SCRATCH_MOUNT,
-                                              container_path=SCRATCH_MOUNT)],
+                # Scratch data stays on the scratch volume; the runner tree is read-only, so no
+                # job can change what the next one runs.
+                volumes=[batch.EcsVolume.host(name=mount.name, host_path=mount.host_path,
+                                              container_path=mount.container_path, readonly=mount.read_only)
+                         for mount in spec.mounts],
                 logging=ecs.LogDriver.aws_logs(stream_prefix=name, log_group=self.log_group),
                 job_role=self.job_role,
                 execution_role=self.execution_role,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aws_cdk import aws_ec2 as ec2
 from constructs import Construct
 
@@ -44,12 +46,13 @@ class ScratchLaunchTemplate(Construct):
     """Exposes `launch_template`; its `latest_version_number` is what compute environments pin."""
 
     def __init__(self, scope: Construct, construct_id: str, *, scratch: ScratchVolume,
-                 custom_ami: bool) -> None:
+                 custom_ami: bool, boot_steps: Sequence[str] = ()) -> None:
+        """`boot_steps`: shell run after the scratch volume is mounted, before the ECS agent starts."""
         super().__init__(scope, construct_id)
 
         script = ec2.UserData.for_linux()
         script.add_commands(_MOUNT_SCRIPT.format(
-            size_gib=scratch.size_gib, device=SCRATCH_DEVICE, mount=SCRATCH_MOUNT))
+            size_gib=scratch.size_gib, device=SCRATCH_DEVICE, mount=SCRATCH_MOUNT), *boot_steps)
         # AWS Batch merges its own user data into ours, which it can only do with MIME multi-part.
         user_data = ec2.MultipartUserData()
         user_data.add_user_data_part(script, ec2.MultipartBody.SHELL_SCRIPT, True)

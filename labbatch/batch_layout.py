@@ -11,8 +11,41 @@ from dataclasses import dataclass, field
 from labbatch import names
 from labbatch.config import Lab
 
-RUNNER_COMMAND = ("labbatch-runner", "--")
+RUNNER_COMMAND = ("labbatch-runner", "--")  # the runner installed on a host (local mode's host executor)
 SCRATCH_MOUNT = "/scratch"
+# The runner is not in the tool's image. The runner image's root filesystem is put on every
+# instance at boot (lab_constructs/runner_image.py) and mounted read-only into each job's one
+# container here; the job's command starts it with that tree's own dynamic loader and Python,
+# so the tool image needs nothing of LabBatch's, not even a shell, and keeps its entrypoint.
+RUNNER_MOUNT = "/opt/labbatch/runner"
+RUNNER_HOST_PATH = "/opt/labbatch/runner"  # where the boot script unpacks the tree on an instance
+_LOADERS = {"x86_64": ("x86_64-linux-gnu", "ld-linux-x86-64.so.2"),
+            "arm64": ("aarch64-linux-gnu", "ld-linux-aarch64.so.1")}
+
+
+def runner_launch(architecture: str = "x86_64") -> tuple[str, ...]:
+    """argv that starts the mounted runner in any image: its loader, its libraries, its Python.
+
+    `-I` keeps the tool image's PYTHON* variables and working directory out of the runner's
+    Python; `--library-path` applies to the runner process only, never to the tool it starts.
+    """
+    triplet, loader = _LOADERS[architecture]
+    libraries = f"{RUNNER_MOUNT}/usr/lib/{triplet}"
+    return (f"{libraries}/{loader}", "--library-path", libraries, f"{RUNNER_MOUNT}/usr/bin/python3.11",
+            "-I", "-m", "labbatch_runner", "--")
+
+
+RUNNER_LAUNCH = runner_launch("x86_64")
+
+
+def on_host(command: list[str] | tuple[str, ...]) -> list[str]:
+    """A job definition's command as a host process runs it: the installed runner in place of
+    the mounted one (local mode without a container engine)."""
+    for architecture in _LOADERS:
+        launch = runner_launch(architecture)
+        if tuple(command[:len(launch)]) == launch:
+            return [*RUNNER_COMMAND, *command[len(launch):]]
+    return list(command)
 # Spot reclaims show up as Batch's status reason "Host EC2 (instance i-...) terminated."
 SPOT_RECLAIM_STATUS_REASON = "Host EC2*"
 # Batch retries a job that matches no rule, so the catch-all EXIT must come last.
@@ -42,6 +75,21 @@ class QueueSpec:
 
 
 @dataclass(frozen=True)
+class HostMount:
+    name: str
+    host_path: str  # on the instance
+    container_path: str
+    read_only: bool
+
+
+# Every job container gets these two and nothing else of the host.
+JOB_MOUNTS = (
+    HostMount("scratch", SCRATCH_MOUNT, SCRATCH_MOUNT, read_only=False),
+    HostMount("labbatch-runner", RUNNER_HOST_PATH, RUNNER_MOUNT, read_only=True),
+)
+
+
+@dataclass(frozen=True)
 class JobDefinitionSpec:
     pipeline: str
     name: str
@@ -54,6 +102,9 @@ class JobDefinitionSpec:
     attempts: int
     log_group: str
     retry_rules: tuple[dict[str, str], ...] = RETRY_RULES
+    mounts: tuple[HostMount, ...] = JOB_MOUNTS
+    # The pipeline's own argv, before the runner's launch prefix.
+    tool_command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -84,7 +135,8 @@ def layout(lab: Lab) -> BatchLayout:
             pipeline=name,
             name=names.job_definition(lab.name, name),
             image=p.image,
-            command=(*RUNNER_COMMAND, *p.command),
+            command=(*runner_launch(compute.architecture), *p.command),
+            tool_command=tuple(p.command),
             environment={"LABBATCH_SCRATCH_DIR": SCRATCH_MOUNT, "LABBATCH_LAB": lab.name,
                          "LABBATCH_PIPELINE": name},
             vcpus=p.vcpus,

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from labbatch.batch_layout import on_host
 from labbatch.client import (Connection, LabBatchApiError, LabBatchClient, LabBatchConnectionError, LabBatchError,
                              _local_lab_states, resolve_connection)
 
@@ -216,6 +217,7 @@ def _enable_fix(target: Target, kind: str, name: str) -> str:
 
 def _executable(command: list[str]) -> str | None:
     """The pipeline's own program: what follows the runner's `--`, else the first word."""
+    command = on_host(command)
     if RUNNER in command[:1] and "--" in command:
         rest = command[command.index("--") + 1:]
         return rest[0] if rest else None

@@ -10,6 +10,7 @@ from labbatch.config import Lab
 from lab_constructs.batch_compute import BatchCompute
 from lab_constructs.network import LabNetwork
 from lab_constructs.pipelines import PipelineJobDefinitions
+from lab_constructs.runner_image import RunnerImage
 from lab_constructs.scratch_launch_template import ScratchLaunchTemplate
 from lab_constructs.storage import DATA_BUCKETS
 from stacks.lab_stack import LabStack
@@ -21,8 +22,10 @@ class ComputeStack(LabStack):
                          description=f"LabBatch {lab.name}: network, Batch compute, queues and pipelines")
         network = LabNetwork(self, "Network", lab_name=lab.name, network=lab.network,
                              log_retention_days=lab.log_retention_days)
+        runner = RunnerImage(self, "RunnerImage", architecture=lab.compute.architecture)
         scratch = ScratchLaunchTemplate(self, "ScratchLaunchTemplate", scratch=lab.compute.scratch,
-                                        custom_ami=lab.compute.ami_id is not None)
+                                        custom_ami=lab.compute.ami_id is not None,
+                                        boot_steps=[runner.install_script])
         self.compute = BatchCompute(self, "BatchCompute", lab=lab, network=network,
                                     launch_template=scratch.launch_template)
         # Buckets are found by their deterministic names rather than cross-stack exports, so the

@@ -31,6 +31,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from labbatch.batch_layout import on_host
 from labbatch.local import batch_reasons
 from labbatch.local.batch_api import BatchApi, BatchServerError, SubmitRequest
 from labbatch.local.batch_attempt import AttemptOutcome, AttemptSpec, RunningAttempt, base_environment
@@ -462,7 +463,9 @@ class LocalBatch:
             reclaim_after = self._random.uniform(0.0, self._reclaim_window)
             instance_id = f"i-{self._random.getrandbits(68):017x}"[:19]
         argv = list(job.command)
-        if self._container_runner is not None:
+        if self._container_runner is None:
+            argv = on_host(argv)
+        else:
             argv = self._container_runner.argv(command=argv, env=env, image=job.definition.image, vcpus=job.vcpus,
                                                memory_mib=job.memory_mib, scratch=self.scratch_root,
                                                name=f"labbatch-{task_id}")

@@ -101,10 +101,27 @@ def test_launch_template_requires_imdsv2_and_keeps_containers_off_instance_metad
     assert options["HttpPutResponseHopLimit"] == 1
 
 
+def _flat(node) -> str:
+    """CloudFormation intrinsics as readable text: joins joined, Subs and Refs shown by name."""
+    if isinstance(node, str):
+        return node
+    if isinstance(node, list):
+        return "".join(_flat(n) for n in node)
+    (function, argument), = node.items()
+    if function == "Fn::Join":
+        return _flat(argument[0]).join(_flat(n) for n in argument[1])
+    if function == "Fn::Sub":
+        return argument if isinstance(argument, str) else argument[0]
+    if function == "Ref":
+        return "${" + argument + "}"
+    if function == "Fn::Base64":
+        return _flat(argument)
+    return json.dumps(node)
+
+
 def user_data(template: dict) -> str:
     """The MIME document with its base64 parts shown as CloudFormation will encode them."""
-    parts = launch_template_data(template)["UserData"]["Fn::Base64"]["Fn::Join"][1]
-    return "".join(p if isinstance(p, str) else p["Fn::Base64"] for p in parts)
+    return _flat(launch_template_data(template)["UserData"])
 
 
 def test_user_data_is_mime_multipart_and_mounts_scratch(synthesized):
@@ -227,14 +244,67 @@ def test_one_job_definition_per_pipeline(synthesized):
         "labbatch-genomics-core-salmon-quant", "labbatch-genomics-core-star-align"}
 
 
-@pytest.mark.parametrize("lab", ["example", "genomics-core"])
-def test_every_job_definition_runs_through_the_runner_with_scratch_mounted(synthesized, lab):
-    for name, jd in job_definitions(synthesized[lab].compute_json).items():
+def lab_config(lab: str):
+    from labbatch.loader import load_lab, parse_lab
+    from tests.cdk.conftest import variant_data
+    from tests.conftest import LABS_DIR
+
+    return parse_lab(variant_data(), "variant.yaml") if lab == "variant" else load_lab(LABS_DIR / f"{lab}.yaml")
+
+
+@pytest.mark.parametrize("lab", ["example", "genomics-core", "variant"])
+def test_every_job_definition_runs_the_pipeline_image_unmodified_through_the_mounted_runner(synthesized, lab):
+    from labbatch.batch_layout import runner_launch
+
+    config = lab_config(lab)
+    launch = list(runner_launch(config.compute.architecture))
+    for pipeline_name, pipeline in config.pipelines.items():
+        jd = job_definitions(synthesized[lab].compute_json)[f"labbatch-{lab}-{pipeline_name}"]
         container = jd["ContainerProperties"]
-        assert container["Command"][:2] == ["labbatch-runner", "--"], name
-        assert container["MountPoints"] == [{"ContainerPath": "/scratch", "SourceVolume": "scratch"}]
-        assert container["Volumes"] == [{"Host": {"SourcePath": "/scratch"}, "Name": "scratch"}]
+        # The runner comes from the read-only mount, through its own loader: nothing of it is
+        # needed in the image, and the image's entrypoint is not overridden (Batch cannot).
+        assert container["Command"] == launch + pipeline.command, pipeline_name
+        assert launch[0].startswith("/opt/labbatch/runner/") and "labbatch-runner" not in container["Command"][:1]
+        assert "EntryPoint" not in container
+        if pipeline.image != "demo":
+            assert container["Image"] == pipeline.image
+        assert sorted(container["MountPoints"], key=lambda m: m["SourceVolume"]) == [
+            {"ContainerPath": "/opt/labbatch/runner", "ReadOnly": True, "SourceVolume": "labbatch-runner"},
+            {"ContainerPath": "/scratch", "ReadOnly": False, "SourceVolume": "scratch"}]
+        assert sorted(container["Volumes"], key=lambda v: v["Name"]) == [
+            {"Host": {"SourcePath": "/opt/labbatch/runner"}, "Name": "labbatch-runner"},
+            {"Host": {"SourcePath": "/scratch"}, "Name": "scratch"}]
         assert {"Name": "LABBATCH_SCRATCH_DIR", "Value": "/scratch"} in container["Environment"]
+
+
+@pytest.mark.parametrize("lab", ["example", "genomics-core", "variant"])
+def test_a_job_reserves_exactly_its_pipeline_vcpus_and_memory(synthesized, lab):
+    """One container per job: the sum of every container's reservation is the pipeline's own."""
+    config = lab_config(lab)
+    for pipeline_name, pipeline in config.pipelines.items():
+        jd = job_definitions(synthesized[lab].compute_json)[f"labbatch-{lab}-{pipeline_name}"]
+        containers = [jd["ContainerProperties"]] if "ContainerProperties" in jd else [
+            c for task in jd["EcsProperties"]["TaskProperties"] for c in task["Containers"]]
+        total = {"VCPU": 0, "MEMORY": 0}
+        for container in containers:
+            for requirement in container["ResourceRequirements"]:
+                total[requirement["Type"]] += int(requirement["Value"])
+        assert total == {"VCPU": pipeline.vcpus, "MEMORY": pipeline.memory_mib}, pipeline_name
+
+
+@pytest.mark.parametrize("lab", ["example", "variant"])
+def test_instances_unpack_the_runner_image_before_the_ecs_agent_starts(synthesized, lab):
+    template = synthesized[lab].compute_json
+    text = user_data(template)
+    # After the scratch volume is mounted, in the same script that runs before the ECS agent.
+    assert text.index("mount -o noatime") < text.index("labbatch_runner_tree()")
+    assert "docker-credential-ecr-login" in text and "ecr-login" in text
+    assert 'docker export "$container" | tar -x -C "$tree.new"' in text
+    assert 'mv "$tree.new" "$tree"' in text and 'tree="/opt/labbatch/runner"' in text
+    # The image is the runner asset, pulled from the lab's account and Region at boot.
+    assert ".dkr.ecr.${AWS::Region}." in text and "cdk-hnb659fds-container-assets-${AWS::AccountId}" in text
+    # A failed install keeps the agent from taking jobs it cannot run.
+    assert "systemctl mask --now ecs.service" in text
 
 
 def test_job_definition_resources_timeout_and_command_from_config(synthesized):
@@ -242,7 +312,8 @@ def test_job_definition_resources_timeout_and_command_from_config(synthesized):
     container = jd["ContainerProperties"]
     assert {r["Type"]: r["Value"] for r in container["ResourceRequirements"]} == {"VCPU": "16", "MEMORY": "60000"}
     assert jd["Timeout"] == {"AttemptDurationSeconds": 720 * 60}
-    assert container["Command"][2:4] == ["bwa", "mem"]
+    tool = container["Command"][container["Command"].index("--") + 1:]
+    assert tool[:2] == ["bwa", "mem"]
     assert container["Image"] == "quay.io/biocontainers/bwa:0.7.18--he4a0461_1"
 
 

@@ -314,3 +314,21 @@ def test_many_small_inputs_in_one_directory_are_staged_and_verified(lab):
         _b64(zlib.crc32(body).to_bytes(4, "big")) for body in bodies
     ]
     assert all(item["checksum"]["verified"] for item in manifest["inputs"])
+
+
+ENV_TOOL = """
+import json, os, pathlib, sys
+pathlib.Path(sys.argv[1], "env.json").write_text(json.dumps(dict(os.environ)))
+"""
+
+
+def test_the_tool_sees_its_container_environment_without_the_runner_contract(lab):
+    env = lab.runner_env(inputs=[lab.put("reads/env.fq", b"@r\nA\n+\nI\n")], IMAGE_OWN_SETTING="kept",
+                         AWS_BATCH_JOB_ID="batch-123")
+    result = lab.run(python_tool(ENV_TOOL, "{output_dir}"), env)
+
+    assert result.returncode == 0, result.stderr
+    seen = json.loads(lab.get(lab.prefix + "env.json"))
+    assert not [name for name in seen if name.startswith("LABBATCH_")]
+    assert seen["IMAGE_OWN_SETTING"] == "kept" and seen["AWS_BATCH_JOB_ID"] == "batch-123"
+    assert seen["TMPDIR"].startswith(str(lab.scratch)) and seen["PATH"] == env["PATH"]

@@ -56,6 +56,18 @@ def _expand(contract: JobContract, attempt_dir: AttemptDir, local_paths: dict[An
     )
 
 
+# The runner's own contract; the tool sees the container's environment (its image's, Batch's
+# and the job role's credentials endpoint) without them.
+RUNNER_VARIABLE_PREFIX = "LABBATCH_"
+
+
+def tool_environment(environ: Mapping[str, str], *, tmp: Any) -> dict[str, str]:
+    env = {name: value for name, value in environ.items() if not name.startswith(RUNNER_VARIABLE_PREFIX)}
+    # Temporary files land on scratch, and are removed with the attempt, not in the image's /tmp.
+    env["TMPDIR"] = str(tmp)
+    return env
+
+
 def run_job(argv: list[str], environ: Mapping[str, str], *, log: RunnerLog, guard: TerminationGuard) -> int:
     report = Report(transfer_engine=DEFAULT_ENGINE)
     report.output_prefix = publishable_prefix(environ)
@@ -77,7 +89,7 @@ def run_job(argv: list[str], environ: Mapping[str, str], *, log: RunnerLog, guar
                 usage.sample()
                 with report.phase("run"):
                     log.info(f"run: {report.argv}")
-                    tool_env = {**environ, "TMPDIR": str(attempt_dir.tmp)}
+                    tool_env = tool_environment(environ, tmp=attempt_dir.tmp)
                     report.tool = run_tool(report.argv, cwd=attempt_dir.work, env=tool_env, log_path=attempt_dir.logs / "tool.log")
                 usage.sample()
             report.peak_scratch_bytes = usage.peak
