@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
-from aws_cdk import Duration, Stack
+import jsii
+from aws_cdk import AssetHashType, BundlingOptions, DockerImage, Duration, ILocalBundling, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
@@ -18,23 +20,47 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from labbatch import names
+from labbatch_contract import names
 from labbatch.config import Api
-from labbatch.ledger_schema import BY_CREATED_INDEX
+from labbatch_contract.ledger import BY_CREATED_INDEX
 
 from lab_constructs.compliance import (acknowledge, acknowledge_inline_policy, acknowledge_log_group_encryption,
                                        acknowledge_wildcard_resources)
 from lab_constructs.retention import retention
 
 LAMBDA_DIR = Path(__file__).resolve().parent.parent / "lambda"
+# Both functions carry the one contract package (ledger, settings, names, runner environment).
+CONTRACT_DIR = Path(__file__).resolve().parent.parent / "labbatch_contract"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 # Powertools publishes its layer ARNs in public SSM parameters; the version matches
 # requirements.txt and is resolved at deploy, so synth makes no lookup.
 POWERTOOLS_VERSION = "3.37.0"
 POWERTOOLS_LAYER_PARAMETER = f"/aws/service/powertools/python/x86_64/python3.14/{POWERTOOLS_VERSION}"
-LAB_TAG = "labbatch:lab"
-SAMPLE_LISTS_PREFIX = "work/samples/"
+LAB_TAG = names.LAB_TAG
+SAMPLE_LISTS_PREFIX = names.SAMPLES_PREFIX
 _ROOT_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):root$")
+
+
+@jsii.implements(ILocalBundling)
+class _CopyWithContract:
+    """The function's folder plus labbatch_contract beside it, copied at synth: no Docker."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+
+    def try_bundle(self, output_dir: str, *_args, **_kwargs) -> bool:
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+        shutil.copytree(self._folder, output_dir, dirs_exist_ok=True, ignore=ignore)
+        shutil.copytree(CONTRACT_DIR, Path(output_dir) / CONTRACT_DIR.name, dirs_exist_ok=True, ignore=ignore)
+        return True
+
+
+def _code_with_contract(folder: Path) -> lambda_.Code:
+    # The hash of what is bundled, so a change to the contract alone still redeploys the function.
+    return lambda_.Code.from_asset(
+        str(folder), asset_hash_type=AssetHashType.OUTPUT,
+        bundling=BundlingOptions(image=DockerImage.from_registry("unused-local-bundling"),
+                                 local=_CopyWithContract(folder)))
 
 
 def _function(scope: Construct, construct_id: str, *, name: str, log_group_name: str, folder: str, handler: str,
@@ -49,7 +75,7 @@ def _function(scope: Construct, construct_id: str, *, name: str, log_group_name:
         function_name=name,
         runtime=RUNTIME,
         architecture=lambda_.Architecture.X86_64,
-        code=lambda_.Code.from_asset(str(LAMBDA_DIR / folder), exclude=["__pycache__", "*.pyc"]),
+        code=_code_with_contract(LAMBDA_DIR / folder),
         handler=handler,
         description=description,
         layers=[layer],

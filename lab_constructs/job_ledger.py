@@ -6,8 +6,8 @@ from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from constructs import Construct
 
-from labbatch import names
-from labbatch.ledger_schema import (BY_CREATED_INDEX, BY_CREATED_PARTITION, BY_CREATED_SORT, PARTITION_KEY,
+from labbatch_contract import names
+from labbatch_contract.ledger import (BY_CREATED_INDEX, BY_CREATED_PARTITION, BY_CREATED_SORT, PARTITION_KEY,
                                     TTL_ATTRIBUTE)
 
 from lab_constructs.compliance import acknowledge

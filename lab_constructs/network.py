@@ -7,7 +7,7 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from labbatch import names
+from labbatch_contract import names
 from labbatch.config import Network
 
 from lab_constructs.compliance import acknowledge, acknowledge_inline_policy, acknowledge_log_group_encryption

@@ -10,7 +10,7 @@ from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
-from labbatch import names
+from labbatch_contract import names
 from labbatch.config import Alerts, Budget
 
 from lab_constructs.compliance import acknowledge

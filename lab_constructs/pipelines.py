@@ -14,7 +14,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from labbatch import names
+from labbatch_contract import names
 from labbatch.batch_layout import JobDefinitionSpec
 from labbatch.config import DEMO_IMAGE
 

@@ -6,7 +6,7 @@ from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
-from labbatch import names
+from labbatch_contract import names
 
 from lab_constructs.compliance import acknowledge
 from labbatch.config import Storage

@@ -1,26 +1,27 @@
-"""What the API handler needs to know about its lab, as the JSON its `LABBATCH_SETTINGS` holds.
+"""What both Lambda functions know about their lab: the `LABBATCH_SETTINGS` document.
 
-Built from the lab config model, the one source of names and limits; the CDK stack passes it
-with CloudFormation tokens for account and Region, local mode with its own values.
+Built from the lab config model through labbatch_contract.settings, the model the functions
+read it with; the CDK stack passes it with CloudFormation tokens for account and Region,
+local mode with its own values.
 """
 
 from __future__ import annotations
 
-import json
-
-from labbatch import names
-from labbatch.config import Lab, Recovery
+from labbatch.config import Lab
+from labbatch_contract import names
+from labbatch_contract.settings import SETTINGS_ENV_VAR, Buckets, LabSettings
 
 # Lambda allows 4 KB for all of a function's environment variables together.
 LAMBDA_ENVIRONMENT_LIMIT = 4096
-SETTINGS_VARIABLE = "LABBATCH_SETTINGS"
+SETTINGS_VARIABLE = SETTINGS_ENV_VAR
+_LONGEST_ACCOUNT = "0" * 12
 
 
 class SettingsTooLarge(ValueError):
     pass
 
 
-def handler_settings(lab: Lab, account: str, region: str) -> dict:
+def _document(lab: Lab, account: str, region: str) -> dict:
     queues = {q: names.job_queue(lab.name, q) for q, vcpus in lab.queue_max_vcpus.items() if vcpus > 0}
     return {
         "lab": lab.name,
@@ -41,20 +42,31 @@ def handler_settings(lab: Lab, account: str, region: str) -> dict:
                 "parameters": dict(p.parameters),
                 "description": p.description,
                 "default_queue": p.default_queue,
-                # Only when the command uses shared inputs, as for recovery below.
-                **({"shared_inputs": p.shared_inputs} if p.shared_inputs != "none" else {}),
-                # Only when some recovery is off: the status updater takes absent as all on,
-                # which keeps the common case out of Lambda's 4 KB environment.
-                **({"recovery": p.recovery.model_dump()} if p.recovery != Recovery() else {}),
+                "recovery": p.recovery,
+                "shared_inputs": p.shared_inputs,
             }
             for name, p in lab.pipelines.items()
         },
     }
 
 
+def lab_settings(lab: Lab, account: str, region: str) -> LabSettings:
+    """The settings model. Validated with the longest account and Region there are; the
+    buckets then take the given ones, which in a stack are CloudFormation tokens (longer as
+    text than any real name, so they cannot pass the name-length check themselves)."""
+    validated = LabSettings.model_validate(_document(lab, _LONGEST_ACCOUNT, "x" * names.LONGEST_REGION))
+    buckets = _document(lab, account, region)["buckets"]
+    return validated.model_copy(update={"buckets": Buckets.model_construct(**buckets)})
+
+
+def handler_settings(lab: Lab, account: str, region: str) -> dict:
+    """The document as the functions receive it (defaults left out to spare Lambda's 4 KB)."""
+    return lab_settings(lab, account, region).model_dump(mode="json", exclude_defaults=True)
+
+
 def check_size(lab: Lab) -> int:
     """Bytes of the settings at their longest (12-digit account, longest Region); raise if too big."""
-    rendered = json.dumps(handler_settings(lab, "0" * 12, "x" * names.LONGEST_REGION), separators=(",", ":"))
+    rendered = lab_settings(lab, _LONGEST_ACCOUNT, "x" * names.LONGEST_REGION).to_environment()
     # Leave room for the handler's other variables (service name, log level, ...).
     budget = LAMBDA_ENVIRONMENT_LIMIT - 512
     if len(rendered) > budget:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from labbatch import names
+from labbatch_contract import names, runner_env
 from labbatch.config import Lab
 
 RUNNER_COMMAND = ("labbatch-runner", "--")  # the runner installed on a host (local mode's host executor)
@@ -137,8 +137,8 @@ def layout(lab: Lab) -> BatchLayout:
             image=p.image,
             command=(*runner_launch(compute.architecture), *p.command),
             tool_command=tuple(p.command),
-            environment={"LABBATCH_SCRATCH_DIR": SCRATCH_MOUNT, "LABBATCH_LAB": lab.name,
-                         "LABBATCH_PIPELINE": name},
+            environment={runner_env.SCRATCH_DIR: SCRATCH_MOUNT, runner_env.LAB: lab.name,
+                         runner_env.PIPELINE: name},
             vcpus=p.vcpus,
             memory_mib=p.memory_mib,
             timeout_seconds=p.timeout_minutes * 60,

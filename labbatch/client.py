@@ -26,7 +26,8 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError,
 from botocore.httpsession import URLLib3Session
 from botocore.utils import get_environ_proxies
 
-from labbatch import names
+from labbatch_contract import names
+from labbatch_contract.failures import RECOVERABLE_FAILURES
 
 SERVICE = "execute-api"
 DEFAULT_TIMEOUT_SECONDS = 30.0
@@ -314,7 +315,7 @@ def _reason(error: BotoCoreError) -> str:
 
 ENDPOINT_ENV = "LABBATCH_ENDPOINT"
 HOME_ENV = "LABBATCH_HOME"
-API_STACK_OUTPUT = "ApiEndpoint"
+API_STACK_OUTPUT = names.API_ENDPOINT_OUTPUT
 
 
 @dataclass(frozen=True)
@@ -338,7 +339,6 @@ def labbatch_home(environ: Mapping[str, str] = os.environ) -> Path:
 
 
 # Failure classes LabBatch may resubmit (lambda/status/recovery.py); an application failure never is.
-RECOVERABLE_FAILURES = frozenset({"spot_reclaimed", "out_of_memory", "infrastructure"})
 
 
 def _recovery_pending(record: Mapping[str, Any]) -> bool:

@@ -12,7 +12,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from labbatch import instance_types, names
+from labbatch import instance_types
+from labbatch_contract import names
+from labbatch_contract.settings import RecoverySettings
 
 # CloudWatch Logs accepts only these retention periods.
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
@@ -137,16 +139,9 @@ class Compute(_Strict):
         return instance_types.lookup(self.instance_types[0]).architecture
 
 
-class Recovery(_Strict):
-    """What LabBatch resubmits, once each, when a job of this pipeline fails (lambda/status/recovery.py).
-    A tool's own non-zero exit (`application`) is never resubmitted."""
-
-    spot_to_on_demand: bool = Field(True, json_schema_extra=_allowed(
-        "true or false: a job whose spot attempts were all reclaimed runs once more on the on-demand queue"))
-    more_memory: bool = Field(True, json_schema_extra=_allowed(
-        "true or false: a job killed for memory runs once more with 1.5x the memory (up to the lab's limit)"))
-    infrastructure_retry: bool = Field(True, json_schema_extra=_allowed(
-        "true or false: a job that could not start, pull its image or stage its data runs once more"))
+# A pipeline's recovery switches are the same model in the lab file and in the settings the
+# status updater reads.
+Recovery = RecoverySettings
 
 
 class Pipeline(_Strict):

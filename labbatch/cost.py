@@ -15,7 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from labbatch import instance_types, names
+from labbatch import instance_types
+from labbatch_contract import names
 from labbatch.config import Lab
 
 STACK_PARTS = ("Storage", "Compute", "Api", "Operations")

@@ -235,7 +235,7 @@ def _image_checks(target: Target, view: dict[str, Any], canary: dict[str, bool] 
             continue
         image = pipeline.get("image") or "?"
         if target.local is not None:
-            command = list(pipeline.get("command") or [])
+            command = on_host(list(pipeline.get("command") or []))
             missing = [exe for exe in dict.fromkeys([command[0] if command else None, _executable(command)])
                        if exe and not _on_path(exe, search_path)]
             if missing:

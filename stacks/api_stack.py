@@ -2,36 +2,33 @@
 
 from __future__ import annotations
 
-import json
-
 from aws_cdk import CfnOutput
 from constructs import Construct
 
-from labbatch import names
-from labbatch.api_settings import handler_settings
+from labbatch_contract import names
+from labbatch.api_settings import lab_settings
 from labbatch.config import Lab
 from lab_constructs.job_api import JobApi
 from stacks.lab_stack import LabStack
 
-ENDPOINT_OUTPUT = "ApiEndpoint"
+ENDPOINT_OUTPUT = names.API_ENDPOINT_OUTPUT
 
 
 class ApiStack(LabStack):
     def __init__(self, scope: Construct, construct_id: str, *, lab: Lab) -> None:
         super().__init__(scope, construct_id, lab=lab,
                          description=f"LabBatch {lab.name}: job submission API")
-        settings = handler_settings(lab, self.account, self.region)
+        settings = lab_settings(lab, self.account, self.region)
         self.api = JobApi(
             self, "JobApi",
             lab_name=lab.name,
             api=lab.api,
-            # json.dumps, not Stack.to_json_string: the latter drops nulls ("parameter required"),
-            # while account and Region tokens inside strings resolve either way.
-            settings_json=json.dumps(settings, separators=(",", ":")),
-            table_name=settings["table"],
-            bucket_names=settings["buckets"],
-            queue_names=list(settings["queues"].values()),
-            job_definition_names=[p["job_definition"] for p in settings["pipelines"].values()],
+            # Account and Region tokens inside the names resolve within the JSON string.
+            settings_json=settings.to_environment(),
+            table_name=settings.table,
+            bucket_names=settings.buckets.model_dump(),
+            queue_names=list(settings.queues.values()),
+            job_definition_names=[p.job_definition for p in settings.pipelines.values()],
             log_retention_days=lab.log_retention_days,
             alert_topic_arn=(self.format_arn(service="sns", resource=names.alert_topic(lab.name))
                              if lab.alerts.failed_jobs else None),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from constructs import Construct
 
-from labbatch import names
+from labbatch_contract import names
 from labbatch.batch_layout import layout
 from labbatch.config import Lab
 from lab_constructs.batch_compute import BatchCompute

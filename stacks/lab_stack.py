@@ -5,9 +5,11 @@ from __future__ import annotations
 from aws_cdk import Acknowledgment, Environment, Stack, Tags, Token, Validations
 from constructs import Construct
 
+from labbatch_contract import names
+
 from labbatch.config import Lab
 
-LAB_TAG = "labbatch:lab"
+LAB_TAG = names.LAB_TAG
 
 
 class LabStack(Stack):

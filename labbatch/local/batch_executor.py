@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from labbatch.batch_layout import on_host
+from labbatch_contract import runner_env
 from labbatch.local import batch_reasons
 from labbatch.local.batch_api import BatchApi, BatchServerError, SubmitRequest
 from labbatch.local.batch_attempt import AttemptOutcome, AttemptSpec, RunningAttempt, base_environment
@@ -454,7 +455,7 @@ class LocalBatch:
             "AWS_BATCH_CE_NAME": environment.name,
             "AWS_BATCH_JQ_NAME": job.queue_name,
             # The scratch volume's mount point in AWS; here the executor's own directory.
-            "LABBATCH_SCRATCH_DIR": str(self.scratch_root),
+            runner_env.SCRATCH_DIR: str(self.scratch_root),
         })
         if job.array_index is not None:
             env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(job.array_index)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labbatch import names
+from labbatch_contract import names
 from labbatch.batch_layout import BatchLayout
 from labbatch.local.batch_models import ComputeEnvironment, JobDefinition, JobQueue, StateTimeLimitAction
 

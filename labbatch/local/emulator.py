@@ -1,7 +1,7 @@
 """The AWS emulator of local mode: moto on loopback, holding what the lab's stacks would create.
 
 Buckets, the ledger table and the job log group get exactly the names the constructs give them
-(labbatch.names), so the handler and the runner cannot tell this lab from a deployed one.
+(labbatch_contract.names), so the handler and the runner cannot tell this lab from a deployed one.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import boto3
 from moto.server import ThreadedMotoServer
 
-from labbatch import ledger_schema, names
+from labbatch_contract import ledger as ledger_schema
+from labbatch_contract import names
 from labbatch.config import Lab
 
 # moto's default account; any 12 digits would do, this one keeps moto's ARNs consistent.

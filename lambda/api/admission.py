@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 from api_errors import refused
-from api_settings import LabSettings, PipelineSettings
+from labbatch_contract.settings import LabSettings, PipelineSettings
 from input_objects import S3Object, object_sizes, parse_lab_uri
 from job_models import SubmitJobRequest
 

@@ -1,16 +1,7 @@
 """What the API asks of AWS Batch: the SubmitJob request, and cancel vs terminate.
 
-The runner contract lives here: the environment every job container gets.
-- LABBATCH_JOB_ID        the ledger's job id (the status updater finds records by it)
-- LABBATCH_INPUTS        JSON array of s3:// URIs to stage in: the job's own inputs,
-                         {input}/{inputs} (empty for an array job: each child's are its sample's)
-- LABBATCH_SHARED_INPUTS JSON array of s3:// URIs every sample shares, {shared_input(s)};
-                         absent when the request had none
-- LABBATCH_PARAMETERS    JSON object, str -> str, complete (pipeline defaults applied)
-- LABBATCH_OUTPUT_PREFIX s3:// URI ending in "/" where outputs go
-- LABBATCH_SAMPLES_URI   array jobs only: the sample list, a JSON array of complete
-                         {"name", "inputs", "parameters"} entries, one per child index;
-                         a child writes under <LABBATCH_OUTPUT_PREFIX><name>/
+The environment every job's runner gets is labbatch_contract.runner_env (the whole table is in
+containers/runner/README.md); the request's shape is labbatch_contract.batch_submit.
 """
 
 from __future__ import annotations
@@ -21,6 +12,7 @@ from typing import Any
 
 from api_errors import refused
 from admission import AdmittedJob
+from labbatch_contract import batch_submit, runner_env
 
 # SubmitJob bodies are capped at 30 KiB; keep a margin for what botocore adds around ours.
 MAX_SUBMIT_BODY_BYTES = 28 * 1024
@@ -42,47 +34,24 @@ def batch_job_name(requested: str | None, pipeline_name: str) -> str:
     return "labbatch-job"
 
 
-def output_prefix(results_bucket: str, job_id: str) -> str:
-    return f"s3://{results_bucket}/jobs/{job_id}/"
-
-
-def samples_key(job_id: str) -> str:
-    return f"work/samples/{job_id}.json"
-
-
-# Jobs carry their lab's tag: the handler's IAM role may cancel or terminate only jobs with it.
-LAB_TAG = "labbatch:lab"
-
-
 def submit_job_request(
     job: AdmittedJob, *, lab: str, job_id: str, job_name: str, job_output_prefix: str, samples_uri: str | None
 ) -> dict[str, Any]:
     container_output = job_output_prefix + (f"{job.single_sample}/" if job.single_sample else "")
     environment = {
-        "LABBATCH_JOB_ID": job_id,
-        "LABBATCH_INPUTS": json.dumps(job.inputs, separators=(",", ":")),
-        "LABBATCH_PARAMETERS": json.dumps(job.parameters, separators=(",", ":"), sort_keys=True),
-        "LABBATCH_OUTPUT_PREFIX": container_output,
+        runner_env.JOB_ID: job_id,
+        runner_env.INPUTS: json.dumps(job.inputs, separators=(",", ":")),
+        runner_env.PARAMETERS: json.dumps(job.parameters, separators=(",", ":"), sort_keys=True),
+        runner_env.OUTPUT_PREFIX: container_output,
     }
     if job.shared_inputs:
-        environment["LABBATCH_SHARED_INPUTS"] = json.dumps(job.shared_inputs, separators=(",", ":"))
+        environment[runner_env.SHARED_INPUTS] = json.dumps(job.shared_inputs, separators=(",", ":"))
     if samples_uri is not None:
-        environment["LABBATCH_SAMPLES_URI"] = samples_uri
-    request: dict[str, Any] = {
-        "jobName": job_name,
-        "jobQueue": job.job_queue,
-        "jobDefinition": job.pipeline.job_definition,
-        "containerOverrides": {
-            "environment": [{"name": name, "value": value} for name, value in environment.items()],
-            "resourceRequirements": [
-                {"type": "VCPU", "value": str(job.vcpus)},
-                {"type": "MEMORY", "value": str(job.memory_mib)},
-            ],
-        },
-        "tags": {LAB_TAG: lab},
-    }
-    if job.array_samples is not None:
-        request["arrayProperties"] = {"size": len(job.array_samples)}
+        environment[runner_env.SAMPLES_URI] = samples_uri
+    request = batch_submit.submit_job_request(
+        job_name=job_name, job_queue=job.job_queue, job_definition=job.pipeline.job_definition,
+        environment=environment, vcpus=job.vcpus, memory_mib=job.memory_mib, lab=lab,
+        array_size=len(job.array_samples) if job.array_samples is not None else None)
     size = len(json.dumps(request).encode())
     if size > MAX_SUBMIT_BODY_BYTES:
         raise refused(

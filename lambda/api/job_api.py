@@ -40,13 +40,12 @@ from botocore.exceptions import BotoCoreError, ClientError
 from admission import admit
 from api_clients import ApiClients, build_clients
 from api_errors import ApiError, error_response, refused, unavailable
-from api_settings import LabSettings, SettingsError, load_settings
+from labbatch_contract.settings import LabSettings, SettingsError, load_settings
 from aws_faults import error_code, is_retryable
 from batch_requests import stop_job
-from job_ids import utc_timestamp
+from labbatch_contract.ids import JOB_ID_PATTERN, utc_timestamp
+from labbatch_contract.ledger import FINAL_STATUSES
 from job_models import (
-    FINAL_STATUSES,
-    JOB_ID_PATTERN,
     ErrorBody,
     JobListResponse,
     JobStatus,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from labbatch_contract.failures import Failure as FailureClass
+from labbatch_contract.failures import RecoveryKind
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 # Batch allows 2..10,000 children per array job; a single sample is submitted as a plain job.
@@ -22,13 +24,11 @@ MAX_S3_URI_CHARS = 1_100  # "s3://" + 63-char bucket + "/" + 1,024-byte key, wit
 PARAMETER_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]{0,63}$"
 # Sample names become path segments under the job's output prefix and on scratch.
 SAMPLE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
-JOB_ID_PATTERN = r"^j-[0-9a-z]{26}$"
 
 QueueName = Literal["spot", "on-demand"]
 JobStatus = Literal[
     "PENDING_SUBMIT", "SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED"
 ]
-FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
 
 S3Uri = Annotated[str, StringConstraints(min_length=6, max_length=MAX_S3_URI_CHARS)]
 ParameterName = Annotated[str, StringConstraints(pattern=PARAMETER_NAME_PATTERN)]
@@ -113,10 +113,6 @@ class WaitingExplanation(BaseModel):
     array_index: int | None = None
 
 
-FailureClass = Literal[
-    "spot_reclaimed", "infrastructure", "out_of_memory", "out_of_scratch", "timeout", "cancelled", "application"
-]
-RecoveryKind = Literal["spot_to_on_demand", "more_memory", "infrastructure_retry"]
 
 
 class Recovery(BaseModel):

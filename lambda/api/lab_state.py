@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from api_settings import LabSettings
+from labbatch_contract.settings import LabSettings
 
 # Batch's words for a usable queue or compute environment.
 ENABLED = "ENABLED"

@@ -19,11 +19,13 @@ from botocore.exceptions import BotoCoreError, ClientError
 from admission import AdmittedJob
 from api_clients import ApiClients
 from api_errors import ApiError, unavailable
-from api_settings import LabSettings
+from labbatch_contract.settings import LabSettings
 from aws_faults import attempts_made, error_code, is_retryable, request_may_have_landed
-from batch_requests import batch_job_name, output_prefix, samples_key, submit_job_request
-from job_ids import new_job_id, utc_timestamp
-from ledger import PROGRESS_PENDING_SUBMIT, RECORD_TYPE_JOB, JobLedger
+from batch_requests import batch_job_name, submit_job_request
+from labbatch_contract.ids import new_job_id, utc_timestamp
+from labbatch_contract.ledger import PROGRESS_PENDING_SUBMIT, RECORD_TYPE_JOB
+from labbatch_contract.names import output_prefix, samples_key
+from ledger import JobLedger
 
 # Same service as job_api.py: a child logger shares its parent's keys (job_id, correlation id).
 logger = Logger(service="labbatch-api", child=True)

@@ -32,7 +32,7 @@ import time
 from datetime import datetime
 from typing import Any
 
-from api_settings import LabSettings
+from labbatch_contract.settings import LabSettings
 from lab_state import environment_details, environment_order, is_usable, queue_details, short_name
 
 WAITING_AFTER_SECONDS = 60.0

@@ -15,12 +15,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from failure_classes import AttemptEvidence
+from labbatch_contract import runner_env
+from labbatch_contract.ledger import FINAL_STATUSES, progress_of
 
-JOB_ID_ENV = "LABBATCH_JOB_ID"
-FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
-# Where a live job is; a retried job goes back to RUNNABLE with one more attempt.
-STATUS_RANK = {"SUBMITTED": 1, "PENDING": 2, "RUNNABLE": 3, "STARTING": 4, "RUNNING": 5}
-PROGRESS_FINAL = 1_000_000
+JOB_ID_ENV = runner_env.JOB_ID
 
 
 class _Event(BaseModel):
@@ -108,14 +106,6 @@ class StatusUpdate:
 
 class NotALabBatchJob(ValueError):
     """A Batch job the API did not submit (no LABBATCH_JOB_ID): nothing to update."""
-
-
-def progress_of(status: str, attempts: int) -> int:
-    if status in FINAL_STATUSES:
-        return PROGRESS_FINAL
-    if status not in STATUS_RANK:
-        raise ValueError(f"unknown Batch job status {status!r}")
-    return attempts * 10 + STATUS_RANK[status]
 
 
 def iso_from_millis(millis: int | None) -> str | None:

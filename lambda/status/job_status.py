@@ -26,52 +26,20 @@ import boto3
 from aws_lambda_powertools import Logger
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 import failure_notice
 import recovery
 from batch_events import NotALabBatchJob, StatusUpdate, parse_state_change
 from failure_classes import classify, classify_array_parent, manifest_wanted
+from labbatch_contract import runner_env
+from labbatch_contract.failures import RECOVERABLE_FAILURES
+from labbatch_contract.ids import new_job_id
+from labbatch_contract.names import output_prefix
+from labbatch_contract.settings import LabSettings, load_settings
 from status_ledger import StatusLedger
 
-SETTINGS_ENV_VAR = "LABBATCH_SETTINGS"
 logger = Logger(service="labbatch-status")
-
-
-class _Settings(BaseModel):
-    # The API's settings document (lambda/api/api_settings.py), of which this function reads a part.
-    model_config = ConfigDict(extra="ignore", frozen=True)
-
-
-class Recovery(_Settings):
-    # Absent from the settings when all are on (the default), to spare Lambda's 4 KB environment.
-    spot_to_on_demand: bool = True
-    more_memory: bool = True
-    infrastructure_retry: bool = True
-
-
-class PipelineSettings(_Settings):
-    job_definition: str = Field(min_length=1)
-    recovery: Recovery = Recovery()
-
-
-class Buckets(_Settings):
-    results: str = Field(min_length=3)
-
-
-class Limits(_Settings):
-    max_memory_mib: int = Field(ge=4)
-
-
-class StatusSettings(_Settings):
-    lab: str = Field(min_length=1)
-    table: str = Field(min_length=3)
-    # For recovery; without them a failure is classified and recorded but not recovered.
-    buckets: Buckets | None = None
-    queues: dict[str, str] = Field(default_factory=dict)
-    queue_max_vcpus: dict[str, int] = Field(default_factory=dict)
-    limits: Limits | None = None
-    pipelines: dict[str, PipelineSettings] = Field(default_factory=dict)
 
 
 def _config(attempts: int) -> Config:
@@ -79,11 +47,9 @@ def _config(attempts: int) -> Config:
 
 
 @functools.cache
-def status_ledger() -> tuple[StatusSettings, StatusLedger]:
-    raw = os.environ.get(SETTINGS_ENV_VAR)
-    if not raw:
-        raise RuntimeError(f"{SETTINGS_ENV_VAR} is not set; the API stack must pass the lab settings")
-    settings = StatusSettings.model_validate(json.loads(raw))
+def status_ledger() -> tuple[LabSettings, StatusLedger]:
+    # The same document and model as the API handler's: a broken deployment fails loudly here too.
+    settings = load_settings()
     client = boto3.client("dynamodb", config=_config(5))
     return settings, StatusLedger(client, settings.table)
 
@@ -170,7 +136,7 @@ def classify_failure(update: StatusUpdate, record: dict[str, Any] | None) -> str
     # Only an exit code in the runner's own range needs its manifest. An array child's prefix
     # has its sample's name, which its event does not carry: classified without.
     if failure == "application" and update.child_index is None and manifest_wanted(last):
-        manifest = read_manifest(update.environment.get("LABBATCH_OUTPUT_PREFIX"))
+        manifest = read_manifest(update.environment.get(runner_env.OUTPUT_PREFIX))
         if manifest is not None:
             failure = classify(**evidence, manifest=manifest)
     return failure
@@ -191,7 +157,7 @@ def read_manifest(prefix: str | None) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def recover(settings: StatusSettings, ledger: StatusLedger, update: StatusUpdate, record: dict[str, Any],
+def recover(settings: LabSettings, ledger: StatusLedger, update: StatusUpdate, record: dict[str, Any],
             *, applied: bool) -> dict[str, Any] | None:
     """Resubmit a failed job once if its failure class and pipeline allow; say what was done."""
     if not applied:
@@ -203,9 +169,9 @@ def recover(settings: StatusSettings, ledger: StatusLedger, update: StatusUpdate
             return None
     failure = update.failure or record.get("failure")
     pipeline = settings.pipelines.get(record.get("pipeline", ""))
-    if failure not in recovery.KIND_FOR_FAILURE:
+    if failure not in RECOVERABLE_FAILURES:
         return None
-    if pipeline is None or settings.buckets is None or settings.limits is None:
+    if pipeline is None:
         logger.warning("Settings lack what recovery needs; not recovered", extra={"failure": failure})
         return None
     decision = recovery.plan(
@@ -219,11 +185,11 @@ def recover(settings: StatusSettings, ledger: StatusLedger, update: StatusUpdate
             logger.info("Not recovered", extra={"kind": decision.kind, "reason": decision.reason})
         return {"refused": decision.as_record()}
 
-    new_job_id = record.get("recovered_by") or recovery.new_job_id()
-    if not record.get("recovered_by") and not ledger.claim_recovery(record["job_id"], new_job_id):
+    recovery_job_id = record.get("recovered_by") or new_job_id()
+    if not record.get("recovered_by") and not ledger.claim_recovery(record["job_id"], recovery_job_id):
         return None  # another delivery of this event is recovering it
     new = recovery.new_record(
-        record, decision, job_id=new_job_id, prefix=recovery.output_prefix(settings.buckets.results, new_job_id),
+        record, decision, job_id=recovery_job_id, prefix=output_prefix(settings.buckets.results, recovery_job_id),
         job_queue=settings.queues[decision.queue], job_definition=pipeline.job_definition, lab=settings.lab)
     ledger.create_pending(new)
     request = recovery.submit_job_request(record, new, update.environment, job_name=update.job_name,
@@ -233,15 +199,15 @@ def recover(settings: StatusSettings, ledger: StatusLedger, update: StatusUpdate
         answer = batch.submit_job(**request)
     except (ClientError, BotoCoreError) as exc:
         code = exc.response.get("Error", {}).get("Code", "Error") if isinstance(exc, ClientError) else type(exc).__name__
-        logger.error("Recovery could not be submitted", extra={"new_job_id": new_job_id, "error_code": code})
-        ledger.mark_submit_failed(new_job_id, f"Not submitted: AWS Batch SubmitJob failed with {code}",
+        logger.error("Recovery could not be submitted", extra={"new_job_id": recovery_job_id, "error_code": code})
+        ledger.mark_submit_failed(recovery_job_id, f"Not submitted: AWS Batch SubmitJob failed with {code}",
                                   {"code": code, "message": str(exc)[:1000], "outcome": "not_submitted"})
-        return {"kind": decision.kind, "job_id": new_job_id, "submitted": False}
-    ledger.mark_submitted(new_job_id, answer["jobId"])
-    logger.info("Recovered", extra={"kind": decision.kind, "new_job_id": new_job_id,
+        return {"kind": decision.kind, "job_id": recovery_job_id, "submitted": False}
+    ledger.mark_submitted(recovery_job_id, answer["jobId"])
+    logger.info("Recovered", extra={"kind": decision.kind, "new_job_id": recovery_job_id,
                                     "new_batch_job_id": answer["jobId"], "memory_mib": decision.memory_mib,
                                     "queue": decision.queue})
-    return {"kind": decision.kind, "job_id": new_job_id, "submitted": True}
+    return {"kind": decision.kind, "job_id": recovery_job_id, "submitted": True}
 
 
 def _reason(update: StatusUpdate) -> str | None:

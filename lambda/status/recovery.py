@@ -19,9 +19,8 @@ cannot recover twice), then the new record is written (`recovered_from`, `recove
 completed, the same order lambda/api/submission.py keeps. A recovery that is not made says
 why on the old record (`recovery_refused`: {kind, reason}).
 
-The SubmitJob request is built as lambda/api/batch_requests.submit_job_request builds it (the
-two Lambdas are deployed apart, so this keeps its own small copy): the LABBATCH_* environment
-of the job that failed, with a new LABBATCH_JOB_ID and output prefix
+The SubmitJob request is the API's own (labbatch_contract.batch_submit): the LABBATCH_*
+environment of the job that failed, with a new LABBATCH_JOB_ID and output prefix
 (`s3://<results>/jobs/<new job id>/`, plus the sample's segment for a one-sample job).
 """
 
@@ -29,43 +28,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any, Mapping
 
-KINDS = ("spot_to_on_demand", "more_memory", "infrastructure_retry")
-KIND_FOR_FAILURE = {
-    "spot_reclaimed": "spot_to_on_demand",
-    "out_of_memory": "more_memory",
-    "infrastructure": "infrastructure_retry",
-}
+from labbatch_contract import batch_submit, runner_env
+from labbatch_contract.failures import RECOVERY_FOR
+from labbatch_contract.ids import utc_timestamp
+
 MEMORY_FACTOR = 1.5
 MEMORY_STEP_MIB = 256
-LAB_TAG = "labbatch:lab"
-# The variables a recovery passes on; the rest of the environment comes from the job definition.
-PASSED_ON = ("LABBATCH_INPUTS", "LABBATCH_SHARED_INPUTS", "LABBATCH_PARAMETERS")
-
-_CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
-
-
-def new_job_id() -> str:
-    """As lambda/api/job_ids.py: `j-` + a lower-case ULID (time-sortable, 26 characters)."""
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        value, digit = divmod(value, 32)
-        chars.append(_CROCKFORD[digit])
-    return "j-" + "".join(reversed(chars))
-
-
-def utc_timestamp() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def output_prefix(results_bucket: str, job_id: str) -> str:
-    return f"s3://{results_bucket}/jobs/{job_id}/"
 
 
 def more_memory(memory_mib: int) -> int:
@@ -107,7 +78,7 @@ def plan(
     attempts: int,
 ) -> Plan | Refusal | None:
     """What to do about a failed job: a Plan, a Refusal worth recording, or None (nothing to say)."""
-    kind = KIND_FOR_FAILURE.get(failure)
+    kind = RECOVERY_FOR.get(failure)
     if kind is None or record.get("array_size"):
         return None
     if not enabled.get(kind, True):
@@ -174,27 +145,18 @@ def submit_job_request(old: Mapping[str, Any], new: Mapping[str, Any], environme
                        job_name: str | None, lab: str) -> dict[str, Any]:
     """The failed job's SubmitJob request again, for the new record."""
     suffix = ""
-    old_container_prefix = environment.get("LABBATCH_OUTPUT_PREFIX", "")
+    old_container_prefix = environment.get(runner_env.OUTPUT_PREFIX, "")
     if old_container_prefix.startswith(old["output_prefix"]):
         suffix = old_container_prefix[len(old["output_prefix"]):]  # a one-sample job's "<sample>/"
-    env = {"LABBATCH_JOB_ID": new["job_id"]}
-    for name in PASSED_ON:
+    env = {runner_env.JOB_ID: new["job_id"]}
+    for name in runner_env.PASSED_ON_BY_RECOVERY:
         if name in environment:
             env[name] = environment[name]
-    env.setdefault("LABBATCH_INPUTS", json.dumps(old.get("inputs") or [], separators=(",", ":")))
-    env.setdefault("LABBATCH_PARAMETERS", json.dumps(old.get("parameters") or {}, separators=(",", ":"),
+    env.setdefault(runner_env.INPUTS, json.dumps(old.get("inputs") or [], separators=(",", ":")))
+    env.setdefault(runner_env.PARAMETERS, json.dumps(old.get("parameters") or {}, separators=(",", ":"),
                                                      sort_keys=True))
-    env["LABBATCH_OUTPUT_PREFIX"] = new["output_prefix"] + suffix
-    return {
-        "jobName": old.get("batch_job_name") or job_name or "labbatch-job",
-        "jobQueue": new["job_queue"],
-        "jobDefinition": new["job_definition"],
-        "containerOverrides": {
-            "environment": [{"name": name, "value": value} for name, value in env.items()],
-            "resourceRequirements": [
-                {"type": "VCPU", "value": str(new["vcpus"])},
-                {"type": "MEMORY", "value": str(new["memory_mib"])},
-            ],
-        },
-        "tags": {LAB_TAG: lab},
-    }
+    env[runner_env.OUTPUT_PREFIX] = new["output_prefix"] + suffix
+    return batch_submit.submit_job_request(
+        job_name=old.get("batch_job_name") or job_name or "labbatch-job", job_queue=new["job_queue"],
+        job_definition=new["job_definition"], environment=env, vcpus=new["vcpus"], memory_mib=new["memory_mib"],
+        lab=lab)

@@ -1,8 +1,6 @@
 """Applying Batch state changes to the job ledger, never backwards.
 
-Same table and record layout as lambda/api/ledger.py. Every job record has `progress`
-(0 PENDING_SUBMIT; attempts*10 + rank for live states, SUBMITTED 1 .. RUNNING 5;
-1,000,000 for SUCCEEDED/FAILED); an update applies only if it raises `progress`, so a late
+The record layout and `progress` are labbatch_contract.ledger's; an update applies only if it raises `progress`, so a late
 or duplicate event changes nothing and a finished job stays finished. The one exception:
 a record the API marked FAILED because SubmitJob's outcome was unknown
 (`submit_error.outcome = "unknown"`) is adopted by the first event proving the job exists.
@@ -23,55 +21,17 @@ which the parent's class is drawn. Recovery (recovery.py) adds a new job record 
 from __future__ import annotations
 
 import time
-from datetime import datetime, timezone
 from typing import Any
 
-from decimal import Decimal
-
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from batch_events import StatusUpdate
-
-CHILD_ITEM_TTL_SECONDS = 90 * 24 * 3600
-PROGRESS_PENDING_SUBMIT = 0
-PROGRESS_SUBMITTED = 1
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
+from labbatch_contract.ids import utc_timestamp
+from labbatch_contract.ledger import (CHILD_ITEM_TTL_SECONDS, LedgerWrites, expression_values, from_item,
+                                      is_condition_failure)
 
 
-def _values(values: dict[str, Any]) -> dict[str, Any]:
-    return {key: _serializer.serialize(value) for key, value in values.items()}
-
-
-def _to_item(record: dict[str, Any]) -> dict[str, Any]:
-    # Absent beats NULL, as in lambda/api/ledger.py.
-    return {key: _serializer.serialize(value) for key, value in record.items() if value is not None}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _condition_failed(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
-class StatusLedger:
-    def __init__(self, dynamodb_client, table_name: str):
-        self._db = dynamodb_client
-        self._table = table_name
-
+class StatusLedger(LedgerWrites):
     def apply(self, update: StatusUpdate) -> bool:
         """True if the ledger changed; False if the event was stale, a duplicate, or foreign."""
         if update.child_index is not None:
@@ -79,7 +39,7 @@ class StatusLedger:
         return self._apply_job(update)
 
     def _apply_job(self, update: StatusUpdate) -> bool:
-        now = _now()
+        now = utc_timestamp()
         sets = [
             "#status = :status",
             "progress = :progress",
@@ -129,10 +89,10 @@ class StatusLedger:
                 "AND (attribute_not_exists(batch_job_id) OR batch_job_id = :batch_job_id) "
                 "AND (progress < :progress OR submit_error.outcome = :unknown)",
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_values(values),
+                ExpressionAttributeValues=expression_values(values),
             )
         except ClientError as exc:
-            if _condition_failed(exc):
+            if is_condition_failure(exc):
                 return False
             raise
         return True
@@ -147,11 +107,11 @@ class StatusLedger:
                 "expires_at = :expires" + (", failure = :failure" if child_failure else ""),
                 ConditionExpression="attribute_not_exists(progress) OR progress < :progress",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_values(
+                ExpressionAttributeValues=expression_values(
                     {
                         ":status": update.status,
                         ":progress": update.progress,
-                        ":now": _now(),
+                        ":now": utc_timestamp(),
                         ":expires": int(time.time()) + CHILD_ITEM_TTL_SECONDS,
                         **({":failure": child_failure} if child_failure else {}),
                     }
@@ -159,7 +119,7 @@ class StatusLedger:
                 ReturnValues="UPDATED_OLD",
             )
         except ClientError as exc:
-            if _condition_failed(exc):
+            if is_condition_failure(exc):
                 return False
             raise
         previous = answer.get("Attributes", {}).get("status", {}).get("S", "SUBMITTED")
@@ -174,10 +134,10 @@ class StatusLedger:
                 UpdateExpression="ADD children.#new :one, children.#old :minus_one SET updated_at = :now",
                 ConditionExpression="attribute_exists(children) AND attribute_not_exists(children_final)",
                 ExpressionAttributeNames={"#new": update.status, "#old": previous},
-                ExpressionAttributeValues=_values({":one": 1, ":minus_one": -1, ":now": _now()}),
+                ExpressionAttributeValues=expression_values({":one": 1, ":minus_one": -1, ":now": utc_timestamp()}),
             )
         except ClientError as exc:
-            if not _condition_failed(exc):
+            if not is_condition_failure(exc):
                 raise
         return True
 
@@ -190,17 +150,17 @@ class StatusLedger:
                 TableName=self._table, Key=key,
                 UpdateExpression="SET child_failures = if_not_exists(child_failures, :empty)",
                 ConditionExpression="attribute_exists(job_id)",
-                ExpressionAttributeValues=_values({":empty": {}}),
+                ExpressionAttributeValues=expression_values({":empty": {}}),
             )
             self._db.update_item(
                 TableName=self._table, Key=key,
                 UpdateExpression="ADD child_failures.#failure :one",
                 ConditionExpression="attribute_exists(job_id)",
                 ExpressionAttributeNames={"#failure": failure},
-                ExpressionAttributeValues=_values({":one": 1}),
+                ExpressionAttributeValues=expression_values({":one": 1}),
             )
         except ClientError as exc:
-            if not _condition_failed(exc):
+            if not is_condition_failure(exc):
                 raise
 
     # --- reading a record, and recovery's writes -----------------------------------------
@@ -210,7 +170,7 @@ class StatusLedger:
         item = answer.get("Item")
         if item is None:
             return None
-        return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
+        return from_item(item)
 
     def claim_recovery(self, job_id: str, new_job_id: str) -> bool:
         """Link the failed job to its recovery before anything is submitted; False when another
@@ -223,10 +183,10 @@ class StatusLedger:
                 ConditionExpression="#status = :failed AND attribute_not_exists(recovered_by) "
                 "AND attribute_not_exists(recovery_refused)",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_values({":new": new_job_id, ":now": _now(), ":failed": "FAILED"}),
+                ExpressionAttributeValues=expression_values({":new": new_job_id, ":now": utc_timestamp(), ":failed": "FAILED"}),
             )
         except ClientError as exc:
-            if _condition_failed(exc):
+            if is_condition_failure(exc):
                 return False
             raise
         return True
@@ -240,60 +200,10 @@ class StatusLedger:
                 UpdateExpression="SET recovery_refused = :refusal, updated_at = :now",
                 ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(recovered_by) "
                 "AND attribute_not_exists(recovery_refused)",
-                ExpressionAttributeValues=_values({":refusal": refusal, ":now": _now()}),
+                ExpressionAttributeValues=expression_values({":refusal": refusal, ":now": utc_timestamp()}),
             )
         except ClientError as exc:
-            if _condition_failed(exc):
+            if is_condition_failure(exc):
                 return False
             raise
         return True
-
-    def create_pending(self, record: dict[str, Any]) -> None:
-        self._db.put_item(
-            TableName=self._table, Item=_to_item(record), ConditionExpression="attribute_not_exists(job_id)"
-        )
-
-    def mark_submitted(self, job_id: str, batch_job_id: str) -> None:
-        """As lambda/api/ledger.py: SUBMITTED unless this job's own events already moved it on."""
-        now = _now()
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"job_id": {"S": job_id}},
-                UpdateExpression="SET batch_job_id = :b, submitted_at = :t, updated_at = :t, "
-                "#status = :submitted, progress = :p REMOVE status_reason",
-                ConditionExpression="progress < :p",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_values(
-                    {":b": batch_job_id, ":t": now, ":submitted": "SUBMITTED", ":p": PROGRESS_SUBMITTED}
-                ),
-            )
-        except ClientError as exc:
-            if not _condition_failed(exc):
-                raise
-            self._db.update_item(
-                TableName=self._table,
-                Key={"job_id": {"S": job_id}},
-                UpdateExpression="SET batch_job_id = :b, submitted_at = :t",
-                ConditionExpression="attribute_exists(job_id)",
-                ExpressionAttributeValues=_values({":b": batch_job_id, ":t": now}),
-            )
-
-    def mark_submit_failed(self, job_id: str, reason: str, submit_error: dict[str, str]) -> None:
-        now = _now()
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"job_id": {"S": job_id}},
-                UpdateExpression="SET #status = :failed, status_reason = :r, submit_error = :e, "
-                "progress = :p, stopped_at = :t, updated_at = :t, failure = :failure",
-                ConditionExpression="#status = :pending",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=_values(
-                    {":failed": "FAILED", ":pending": "PENDING_SUBMIT", ":r": reason, ":e": submit_error,
-                     ":p": 1_000_000, ":t": now, ":failure": "infrastructure"}
-                ),
-            )
-        except ClientError as exc:
-            if not _condition_failed(exc):
-                raise

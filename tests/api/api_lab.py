@@ -135,7 +135,7 @@ class Lab:
         return self.batch.describe_jobs(jobs=sorted(ids))["jobs"] if ids else []
 
     def ledger_items(self) -> list[dict[str, Any]]:
-        from ledger import from_item
+        from labbatch_contract.ledger import from_item
 
         return [from_item(i) for i in self.dynamodb.scan(TableName=TABLE, ConsistentRead=True)["Items"]]
 

@@ -13,7 +13,7 @@ from api_lab import SETTINGS
 
 
 def test_job_ids_are_unique_sortable_and_path_safe():
-    from job_ids import new_job_id
+    from labbatch_contract.ids import new_job_id
 
     ids = [new_job_id() for _ in range(2000)]
     assert len(set(ids)) == len(ids)
@@ -47,7 +47,7 @@ def test_field_names_read_as_the_caller_wrote_them(location, field):
 
 
 def test_settings_are_checked_against_the_contract():
-    from api_settings import SettingsError, load_settings
+    from labbatch_contract.settings import SettingsError, load_settings
 
     assert load_settings({"LABBATCH_SETTINGS": json.dumps(SETTINGS)}).pipelines["align"].parameters["reference"] is None
     with pytest.raises(SettingsError, match="not set"):

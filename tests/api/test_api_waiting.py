@@ -97,7 +97,7 @@ class FakeBatch:
 
 
 def settings():
-    from api_settings import LabSettings
+    from labbatch_contract.settings import LabSettings
 
     return LabSettings.model_validate(SETTINGS)
 

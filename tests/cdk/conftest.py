@@ -22,6 +22,7 @@ class SynthesizedLab:
     compute_json: dict
     api_json: dict
     operations_json: dict
+    outdir: str = ""  # the cloud assembly, with its staged assets
 
     def templates(self) -> dict[str, dict]:
         return {"Storage": self.storage_json, "Compute": self.compute_json, "Api": self.api_json,
@@ -64,6 +65,7 @@ def _synth(context: dict, labs) -> dict[str, SynthesizedLab]:
             compute_json=assembly.get_stack_by_name(stacks.compute.stack_name).template,
             api_json=assembly.get_stack_by_name(stacks.api.stack_name).template,
             operations_json=assembly.get_stack_by_name(stacks.operations.stack_name).template,
+            outdir=assembly.directory,
         )
     return out
 

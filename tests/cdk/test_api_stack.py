@@ -170,3 +170,34 @@ def test_status_updater_announces_failures_on_the_labs_topic_only(synthesized):
     assert render(updater["Properties"]["Environment"]["Variables"]["LABBATCH_ALERT_TOPIC_ARN"]) == topic
     publishes = [s for s in statements_of(t, "StatusUpdater") if "sns:Publish" in as_list(s["Action"])]
     assert [render(s["Resource"]) for s in publishes] == [topic]
+
+
+def test_both_functions_are_deployed_with_the_contract_package_and_import_from_it_alone(synthesized):
+    """What Lambda gets: the function's folder and labbatch_contract, nothing else of the repo.
+    Each handler module imports in a fresh interpreter whose only project path is the asset."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    functions = {logical_id: f for logical_id, f in resources(synthesized["example"].api_json,
+                                                                "AWS::Lambda::Function").items()
+                 if f["Properties"].get("Handler") in ("job_api.lambda_handler", "job_status.lambda_handler")}
+    assert len(functions) == 2
+    for function in functions.values():
+        # The code's S3 key is the asset's hash; the assembly stages the asset as asset.<hash>.
+        key = function["Properties"]["Code"]["S3Key"]
+        asset = Path(synthesized["example"].outdir) / f"asset.{key.removesuffix('.zip')}"
+        assert (asset / "labbatch_contract" / "ledger.py").is_file()
+        assert (asset / "labbatch_contract" / "settings.py").is_file()
+        assert not list(asset.rglob("__pycache__"))
+        module = function["Properties"]["Handler"].split(".")[0]
+        # -S keeps the project's editable install out; site-packages are added back by hand,
+        # so the contract can only come from the asset.
+        site = [p for p in sys.path if p.endswith("site-packages")]
+        probe = (f"import sys; sys.path[:0] = [{str(asset)!r}]; sys.path += {site!r}; "
+                 f"import {module}, labbatch_contract; "
+                 f"assert labbatch_contract.__file__.startswith({str(asset)!r}), labbatch_contract.__file__")
+        result = subprocess.run([sys.executable, "-S", "-c", probe], capture_output=True, text=True, timeout=60,
+                                env={"PATH": "/usr/bin:/bin", "AWS_DEFAULT_REGION": "us-east-1",
+                                     "POWERTOOLS_TRACE_DISABLED": "1"})
+        assert result.returncode == 0, result.stderr[-2000:]

@@ -13,7 +13,7 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from labbatch import names
+from labbatch_contract import names
 from labbatch.config import LAB_NAME_RE, MAX_LAB_NAME, MAX_PIPELINE_NAME, PIPELINE_NAME_RE
 from labbatch.loader import (
     MAX_LAB_FILE_BYTES,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labbatch import instance_types, names
+from labbatch import instance_types
+from labbatch_contract import names
 from labbatch.config import Lab
 from labbatch.loader import LabConfigError, load_lab, load_labs, parse_lab
 

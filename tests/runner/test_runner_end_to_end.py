@@ -14,7 +14,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from conftest import BUCKET, RESULTS, python_tool
+from tests.runner.conftest import BUCKET, RESULTS, python_tool
 
 # Writes what the runner handed it into {output_dir}, so the test can see placeholders and paths.
 RECORDING_TOOL = """

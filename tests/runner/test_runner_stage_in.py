@@ -16,7 +16,7 @@ import pytest
 from botocore.config import Config
 from botocore.response import StreamingBody
 
-from conftest import BUCKET
+from tests.runner.conftest import BUCKET
 from labbatch_runner import scratch, sizing
 from labbatch_runner.errors import ExitCode, RunnerError
 from labbatch_runner.runlog import RunnerLog

@@ -11,19 +11,21 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from labbatch_contract import runner_env
+
 from .errors import ExitCode, RunnerError
 from .s3client import describe_client_error
 from .s3uri import S3Uri
 
-JOB_ID = "LABBATCH_JOB_ID"
-INPUTS = "LABBATCH_INPUTS"
-SHARED_INPUTS = "LABBATCH_SHARED_INPUTS"
-PARAMETERS = "LABBATCH_PARAMETERS"
-OUTPUT_PREFIX = "LABBATCH_OUTPUT_PREFIX"
-SAMPLES_URI = "LABBATCH_SAMPLES_URI"
-SCRATCH_DIR = "LABBATCH_SCRATCH_DIR"
-ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
-ATTEMPT = "AWS_BATCH_JOB_ATTEMPT"
+JOB_ID = runner_env.JOB_ID
+INPUTS = runner_env.INPUTS
+SHARED_INPUTS = runner_env.SHARED_INPUTS
+PARAMETERS = runner_env.PARAMETERS
+OUTPUT_PREFIX = runner_env.OUTPUT_PREFIX
+SAMPLES_URI = runner_env.SAMPLES_URI
+SCRATCH_DIR = runner_env.SCRATCH_DIR
+ARRAY_INDEX = runner_env.ARRAY_INDEX
+ATTEMPT = runner_env.ATTEMPT
 
 DEFAULT_SCRATCH_DIR = "/scratch"
 

@@ -10,6 +10,8 @@ import signal
 import traceback
 from typing import Any, Mapping
 
+from labbatch_contract import runner_env
+
 from . import scratch
 from .contract import SCRATCH_DIR, JobContract, load_sample_list, publishable_prefix, read_contract, select_sample
 from .errors import ExitCode, RunnerError, Terminated
@@ -58,7 +60,7 @@ def _expand(contract: JobContract, attempt_dir: AttemptDir, local_paths: dict[An
 
 # The runner's own contract; the tool sees the container's environment (its image's, Batch's
 # and the job role's credentials endpoint) without them.
-RUNNER_VARIABLE_PREFIX = "LABBATCH_"
+RUNNER_VARIABLE_PREFIX = runner_env.PREFIX
 
 
 def tool_environment(environ: Mapping[str, str], *, tmp: Any) -> dict[str, str]:

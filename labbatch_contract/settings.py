@@ -1,28 +1,33 @@
-"""The lab's settings as the CDK stack hands them to the API handler.
+"""The lab's settings as the CDK app hands them to both Lambda functions (`LABBATCH_SETTINGS`).
 
-The stack serialises a small JSON document into the LABBATCH_SETTINGS environment variable
-(Lambda caps the whole environment at 4 KB, so the document carries only what the API
-decides with). It is parsed once per container; a malformed document fails the first
-request loudly instead of admitting jobs against half-read limits.
+Built from the lab config on the CDK side (labbatch/api_settings.py) through this very model,
+and read by the API handler and the status updater through it too, so producer and consumers
+cannot drift. Lambda caps a function's whole environment at 4 KB: the document carries only
+what the functions decide with, and leaves out what equals its default.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from typing import Literal
+from typing import Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SETTINGS_ENV_VAR = "LABBATCH_SETTINGS"
 
 QueueName = Literal["spot", "on-demand"]
+SharedInputsUse = Literal["none", "optional", "required"]
 
 
 class _Strict(BaseModel):
-    # A key the handler does not know means the stack and the handler disagree on the
+    # A key a function does not know means the stack and the function disagree on the
     # contract; refusing it beats silently ignoring a limit.
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _allowed(text: str) -> dict:
+    return {"allowed": text}
 
 
 class Buckets(_Strict):
@@ -37,10 +42,15 @@ class Limits(_Strict):
 
 
 class RecoverySettings(_Strict):
-    # Read by the status updater (lambda/status/recovery.py); absent means all on.
-    spot_to_on_demand: bool = True
-    more_memory: bool = True
-    infrastructure_retry: bool = True
+    """What LabBatch resubmits, once each, when a job of this pipeline fails (lambda/status/recovery.py).
+    A tool's own non-zero exit (`application`) is never resubmitted. Also the lab file's schema."""
+
+    spot_to_on_demand: bool = Field(True, json_schema_extra=_allowed(
+        "true or false: a job whose spot attempts were all reclaimed runs once more on the on-demand queue"))
+    more_memory: bool = Field(True, json_schema_extra=_allowed(
+        "true or false: a job killed for memory runs once more with 1.5x the memory (up to the lab's limit)"))
+    infrastructure_retry: bool = Field(True, json_schema_extra=_allowed(
+        "true or false: a job that could not start, pull its image or stage its data runs once more"))
 
 
 class PipelineSettings(_Strict):
@@ -54,10 +64,10 @@ class PipelineSettings(_Strict):
     description: str = ""
     # The queue a request that names none goes to.
     default_queue: QueueName = "spot"
-    recovery: RecoverySettings | None = None
+    recovery: RecoverySettings = RecoverySettings()
     # How the command uses an array request's shared (top-level) inputs: through
     # {shared_input} ("required"), only {shared_inputs} ("optional"), or not at all.
-    shared_inputs: Literal["none", "optional", "required"] = "none"
+    shared_inputs: SharedInputsUse = "none"
 
 
 class LabSettings(_Strict):
@@ -70,12 +80,16 @@ class LabSettings(_Strict):
     limits: Limits
     pipelines: dict[str, PipelineSettings]
 
+    def to_environment(self) -> str:
+        """The compact JSON for LABBATCH_SETTINGS: defaults left out, to spare the 4 KB."""
+        return self.model_dump_json(exclude_defaults=True)
+
 
 class SettingsError(RuntimeError):
     """The deployment is broken, not the request: surfaces as a 500 and in the logs."""
 
 
-def load_settings(environ: dict[str, str] | None = None) -> LabSettings:
+def load_settings(environ: Mapping[str, str] | None = None) -> LabSettings:
     environ = os.environ if environ is None else environ
     raw = environ.get(SETTINGS_ENV_VAR)
     if not raw:

@@ -1,7 +1,7 @@
-"""Every AWS resource name LabBatch gives, in one place.
+"""Every AWS resource name, S3 key and tag LabBatch gives, in one place.
 
-The constructs, the API handler's settings and local mode all take names from here, so a
-lab's bucket is called the same in CloudFormation and in the local emulator.
+The constructs, both Lambda functions, the runner and local mode all take names from here, so
+a lab's bucket is called the same in CloudFormation, in the handler and in the local emulator.
 """
 
 from __future__ import annotations
@@ -12,6 +12,13 @@ LONGEST_REGION = 14
 BUCKET_KINDS = ("inputs", "references", "results", "logs")
 MAX_BUCKET_NAME = 63
 PREFIX = "labbatch"
+# Every resource and every job of a lab carries it: cost allocation, and the IAM condition
+# that lets a lab's API stop only its own lab's jobs.
+LAB_TAG = "labbatch:lab"
+# The API stack's output that clients read the endpoint from.
+API_ENDPOINT_OUTPUT = "ApiEndpoint"
+# Array jobs' sample lists, in the inputs bucket; the storage stack expires this prefix.
+SAMPLES_PREFIX = "work/samples/"
 
 
 def bucket(lab: str, kind: str, account: str, region: str) -> str:
@@ -46,7 +53,12 @@ def job_log_group(lab: str) -> str:
 
 
 def output_prefix(results_bucket: str, job_id: str) -> str:
+    """Unique to the job; an array child (or a one-sample job) writes under `<prefix><sample>/`."""
     return f"s3://{results_bucket}/jobs/{job_id}/"
+
+
+def samples_key(job_id: str) -> str:
+    return f"{SAMPLES_PREFIX}{job_id}.json"
 
 
 def alert_topic(lab: str) -> str:

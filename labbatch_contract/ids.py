@@ -6,6 +6,7 @@ import os
 import time
 from datetime import datetime, timezone
 
+JOB_ID_PATTERN = r"^j-[0-9a-z]{26}$"
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 

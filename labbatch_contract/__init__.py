@@ -1,0 +1,15 @@
+"""LabBatch's one contract: the rules that several runtimes must agree on, kept once.
+
+Imported by the CDK app, both Lambda functions (bundled into each asset), the runner image,
+local mode and the client. Dependency-light on purpose: the standard library and pydantic,
+plus boto3's DynamoDB type (de)serializers in `ledger` (every runtime that writes the ledger
+has boto3). Nothing here talks to AWS on import.
+
+- `ids`          job ids and ledger timestamps
+- `ledger`       the job ledger's record layout and its conditional-write rules
+- `names`        every AWS resource name, S3 key and tag LabBatch gives
+- `settings`     the lab settings document the CDK app hands both Lambda functions
+- `runner_env`   the environment a job's runner reads
+- `batch_submit` the SubmitJob request for a job (the API's first submission and recoveries)
+- `failures`     failure classes and which of them LabBatch recovers
+"""

@@ -1,0 +1,143 @@
+"""The job ledger: its record layout and the writes that more than one runtime makes.
+
+One DynamoDB item per submission, written before Batch hears of it:
+- key `job_id` (S); `record_type` = "job" on job records only, so the `by_created` GSI
+  (record_type, created_at) lists jobs newest first and skips idempotency and child items;
+- `created_at`, `submitted_at`, `started_at`, `stopped_at`, `updated_at`: ISO-8601 UTC,
+  fixed width (`ids.utc_timestamp`) so they sort as strings;
+- `progress` (N): how far the job has got, the guard that keeps updates monotonic:
+  0 PENDING_SUBMIT, attempts*10 + rank for Batch states (SUBMITTED 1 ... RUNNING 5), and
+  PROGRESS_FINAL for SUCCEEDED/FAILED. An update applies only if it moves `progress` forward.
+- array children: a small item `<job_id>/<index>` (no record_type, so never listed).
+
+The API writes a record first and submits second; the status updater's recoveries do the same.
+Both go through `LedgerWrites`, so the two can never disagree on what SUBMITTED or a failed
+submission looks like.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from labbatch_contract.ids import utc_timestamp
+
+# The table's key schema: what the stack creates, local mode creates and the functions use.
+PARTITION_KEY = "job_id"
+BY_CREATED_INDEX = "by_created"
+BY_CREATED_PARTITION = "record_type"
+BY_CREATED_SORT = "created_at"
+TTL_ATTRIBUTE = "expires_at"
+RECORD_TYPE_JOB = "job"
+PROGRESS_PENDING_SUBMIT = 0
+PROGRESS_SUBMITTED = 1
+PROGRESS_FINAL = 1_000_000
+STATUS_RANK = {"SUBMITTED": 1, "PENDING": 2, "RUNNABLE": 3, "STARTING": 4, "RUNNING": 5}
+FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
+CHILD_ITEM_TTL_SECONDS = 90 * 24 * 3600
+# What a job that never reached Batch failed of (failures.py's class for "could not start").
+SUBMIT_FAILURE_CLASS = "infrastructure"
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def progress_of(status: str, attempts: int) -> int:
+    if status in FINAL_STATUSES:
+        return PROGRESS_FINAL
+    if status not in STATUS_RANK:
+        raise ValueError(f"not a Batch job status: {status!r}")
+    return attempts * 10 + STATUS_RANK[status]
+
+
+def to_item(record: dict[str, Any]) -> dict[str, Any]:
+    # Absent beats NULL: a missing attribute is what "not known yet" means in the ledger.
+    return {key: _serializer.serialize(value) for key, value in record.items() if value is not None}
+
+
+def expression_values(values: dict[str, Any]) -> dict[str, Any]:
+    """ExpressionAttributeValues: every placeholder must be there, so None stays NULL."""
+    return {key: _serializer.serialize(value) for key, value in values.items()}
+
+
+def from_item(item: dict[str, Any]) -> dict[str, Any]:
+    return {key: plain(_deserializer.deserialize(value)) for key, value in item.items()}
+
+
+def plain(value: Any) -> Any:
+    """DynamoDB's Decimals as the ints and floats JSON and the models expect."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def is_condition_failure(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class LedgerWrites:
+    """Recording a submission: the record before SubmitJob, then its outcome."""
+
+    def __init__(self, dynamodb_client: Any, table_name: str):
+        self._db = dynamodb_client
+        self._table = table_name
+
+    def create_pending(self, record: dict[str, Any]) -> None:
+        self._db.put_item(TableName=self._table, Item=to_item(record),
+                          ConditionExpression="attribute_not_exists(job_id)")
+
+    def mark_submitted(self, job_id: str, batch_job_id: str, submitted_at: str | None = None) -> None:
+        """Store the Batch job id; move to SUBMITTED unless an event already moved it further."""
+        at = submitted_at or utc_timestamp()
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET batch_job_id = :b, submitted_at = :t, updated_at = :t, "
+                "#status = :submitted, progress = :p REMOVE status_reason",
+                ConditionExpression="progress < :p",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item(
+                    {":b": batch_job_id, ":t": at, ":submitted": "SUBMITTED", ":p": PROGRESS_SUBMITTED}),
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+            # The status updater got there first (it finds records by LABBATCH_JOB_ID):
+            # keep its state, add what only the submitter knows.
+            self._db.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET batch_job_id = :b, submitted_at = :t",
+                ConditionExpression="attribute_exists(job_id)",
+                ExpressionAttributeValues=to_item({":b": batch_job_id, ":t": at}),
+            )
+
+    def mark_submit_failed(self, job_id: str, reason: str, submit_error: dict[str, str],
+                           at: str | None = None) -> bool:
+        """FAILED with the reason; False when an event shows the job reached Batch after all."""
+        at = at or utc_timestamp()
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET #status = :failed, status_reason = :r, submit_error = :e, "
+                "progress = :p, stopped_at = :t, updated_at = :t, failure = :failure",
+                ConditionExpression="#status = :pending",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=to_item({
+                    ":failed": "FAILED", ":pending": "PENDING_SUBMIT", ":r": reason, ":e": submit_error,
+                    ":p": PROGRESS_FINAL, ":t": at, ":failure": SUBMIT_FAILURE_CLASS}),
+            )
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True

@@ -1,0 +1,23 @@
+"""The environment a job's runner reads: the contract between a SubmitJob request (or a job
+definition) and `labbatch_runner` (containers/runner/README.md has the whole table)."""
+
+from __future__ import annotations
+
+# Every variable of the runner's own starts with this; the tool never sees them.
+PREFIX = "LABBATCH_"
+JOB_ID = "LABBATCH_JOB_ID"
+INPUTS = "LABBATCH_INPUTS"  # the job's own inputs, {input}/{inputs}
+SHARED_INPUTS = "LABBATCH_SHARED_INPUTS"  # what every sample shares, {shared_input(s)}
+PARAMETERS = "LABBATCH_PARAMETERS"
+OUTPUT_PREFIX = "LABBATCH_OUTPUT_PREFIX"
+SAMPLES_URI = "LABBATCH_SAMPLES_URI"
+SCRATCH_DIR = "LABBATCH_SCRATCH_DIR"
+LAB = "LABBATCH_LAB"
+PIPELINE = "LABBATCH_PIPELINE"
+# Set by AWS Batch itself.
+ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
+ATTEMPT = "AWS_BATCH_JOB_ATTEMPT"
+
+# What a recovery passes on from the failed job's environment; the rest comes from the job
+# definition or is the new job's own.
+PASSED_ON_BY_RECOVERY = (INPUTS, SHARED_INPUTS, PARAMETERS)
