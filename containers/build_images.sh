@@ -27,9 +27,12 @@ BASE_TAG=labbatch-base:bookworm
 RUNNER_TAG=labbatch-runner:local
 DEMO_TAG=labbatch-demo:local
 BWA_TAG=labbatch-bwa:local
-# Minbase without documentation; usr-is-merged stops apt choosing usrmerge (and with it perl).
+# Minbase without documentation. mmdebstrap still brings usrmerge, and with it the whole of
+# perl (50 MB; perl-base, which dpkg needs, stays): the tree is merged-/usr already and
+# usr-is-merged says so, so they go.
 MMDEBSTRAP_OPTIONS=(
     --variant=minbase
+    --customize-hook='chroot "$1" apt-get purge --quiet --yes usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl perl libperl5.36 perl-modules-5.36 >/dev/null'
     --aptopt='APT::Install-Recommends "false"'
     --dpkgopt='path-exclude=/usr/share/man/*'
     --dpkgopt='path-exclude=/usr/share/doc/*'
