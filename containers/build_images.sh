@@ -76,7 +76,10 @@ hash_of() {
 }
 
 image_label() { "$DOCKER" image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$1" 2>/dev/null || true; }
-image_id() { "$DOCKER" image inspect -f '{{.Id}}' "$1"; }
+image_id() { "$DOCKER" image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+# Images a rebuild untagged; removed at the end, derived ones first, if nothing still uses them.
+REPLACED=()
+remember_replaced() { local old; old=$(image_id "$1"); if [ -n "$old" ]; then REPLACED=("$old" "${REPLACED[@]}"); fi; }
 
 # debootstrap_image TAG PACKAGES: mmdebstrap a tarball (kept in the cache) and import it.
 debootstrap_image() {
@@ -93,6 +96,7 @@ debootstrap_image() {
         find "$CACHE" -maxdepth 1 -name "${tag%%:*}-*.tar" ! -name "*.part.tar" ! -name "$(basename "$tarball")" -delete
     fi
     say "$tag: docker import"
+    remember_replaced "$tag"
     "$DOCKER" import --change "LABEL $LABEL=$hash" --change "ENV PATH=$IMAGE_PATH" \
         --change 'CMD ["/bin/sh"]' "$tarball" "$tag" >/dev/null
 }
@@ -122,7 +126,7 @@ wheelhouse() {
     touch "$dir/.complete"
 }
 
-# build_image TAG CONTEXT_SOURCE... : stage a context (sources + wheelhouse) and build it offline.
+# build_image TAG NAME WHEELS SOURCE... : stage a context (sources + wheels) and build it offline.
 build_image() {
     local tag=$1 name=$2 wheels=$3; shift 3
     local context=$CACHE/context-$name hash base_id
@@ -133,10 +137,11 @@ build_image() {
     local source
     for source in "$@"; do cp -a "$source" "$context/"; done
     find "$context" -name __pycache__ -prune -exec rm -rf {} +
-    cp -a "$wheels" "$context/wheelhouse"; rm -f "$context/wheelhouse/.complete"
+    cp -a "$wheels"/*.whl "$context/"  # beside the Dockerfile: COPY *.whl needs no directory
     say "$tag: docker build (offline, FROM $BASE_TAG)"
+    remember_replaced "$tag"
     local started=$SECONDS
-    if ! "$DOCKER" build --quiet --network=none --build-arg "BASE_IMAGE=$BASE_TAG" \
+    if ! "$DOCKER" build --quiet --force-rm --network=none --build-arg "BASE_IMAGE=$BASE_TAG" \
             --label "$LABEL=$hash" -t "$tag" "$context" >"$CACHE/build-$name.log" 2>&1; then
         tail -n 30 "$CACHE/build-$name.log" >&2
         die "docker build of $tag failed (log: $CACHE/build-$name.log)"
@@ -167,4 +172,8 @@ build_image "$RUNNER_TAG" runner "$RUNNER_WHEELS" \
 build_image "$DEMO_TAG" demo "$DEMO_WHEELS" \
     "$ROOT/containers/Dockerfile" "$ROOT/containers/requirements.txt" "$ROOT/containers/pipelines"
 
+for old in "${REPLACED[@]}"; do
+    [ "$(image_id "$old")" = "$old" ] || continue
+    "$DOCKER" image inspect -f '{{len .RepoTags}}' "$old" | grep -qx 0 && "$DOCKER" rmi "$old" >/dev/null 2>&1 || true
+done
 say "done in $((SECONDS - started)) s: $BASE_TAG $RUNNER_TAG $DEMO_TAG $BWA_TAG"
