@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 # jsii and the CDK CLI must both run on the pinned Node 22, not the machine's Node 20.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo synth test clean
+.PHONY: setup demo synth images test clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -31,7 +31,16 @@ synth: setup
 	cdk synth --quiet
 	@echo "Synthesized: $$(ls cdk.out/*.template.json | xargs -n1 basename | sed 's/.template.json//' | tr '\n' ' ')"
 
+# Local images from Debian packages (no registry): containers/build_images.sh says what and why.
+# Cached by a hash of each image's inputs, so a second run takes seconds.
+images: setup
+	PYTHON=$(BIN)/python containers/build_images.sh
+
+# With a container engine, the container tests need the images (cheap when cached); without
+# one they skip, except under CI=true, where .ci/run has started an engine.
 test: setup
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images; \
+	else echo "make test: no container engine answers ('docker info' failed): not building images, container tests will skip"; fi
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2
 
 clean:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aws_cdk import SymlinkFollowMode
 from aws_cdk import aws_ecr_assets as ecr_assets
 from constructs import Construct
 
@@ -63,7 +64,9 @@ class RunnerImage(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, architecture: Architecture) -> None:
         super().__init__(scope, construct_id)
+        # containers/runner/labbatch_contract links to the contract package: staged as a copy.
         self.asset = ecr_assets.DockerImageAsset(
             self, "Image", directory=str(RUNNER_DIR), platform=_PLATFORMS[architecture],
+            follow_symlinks=SymlinkFollowMode.ALWAYS,
             exclude=["**/__pycache__", "**/*.egg-info", "**/.pytest_cache"])
         self.install_script = _INSTALL_SCRIPT.format(image_uri=self.asset.image_uri, host_path=RUNNER_HOST_PATH)

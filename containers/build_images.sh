@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Builds LabBatch's local images with no registry (`make images`):
+#   labbatch-base:bookworm   mmdebstrap minbase + python3 + ca-certificates, docker import
+#   labbatch-runner:local    containers/runner/Dockerfile FROM that base (its tree is what jobs mount)
+#   labbatch-demo:local      containers/Dockerfile FROM that base (demo tools, no runner)
+#   labbatch-bwa:local       mmdebstrap minbase + bwa + samtools: a stand-in for a biocontainers
+#                            image, with no Python and no LabBatch code
+#
+# No registry answers here and HTTPS from inside a container is not trusted, so bases come from
+# Debian's packages and every wheel is fetched on the host into the build context; the builds
+# run with --network=none so that nothing can slip in from the network.
+#
+# Cached: each image carries the hash of its inputs in the label org.labbatch.inputs and is
+# skipped when that hash is unchanged (a base's hash covers its recipe and the apt sources; a
+# built image's covers its context, wheels and base image id). Bootstrap tarballs and wheels
+# are kept under $LABBATCH_IMAGE_CACHE (default .cache/images, gitignored).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${LABBATCH_IMAGE_CACHE:-$ROOT/.cache/images}
+PYTHON=${PYTHON:-python3}          # a Python 3.11 with pip, for `pip download` / `pip wheel`
+DOCKER=${DOCKER:-docker}
+LABEL=org.labbatch.inputs
+PIP_VERSION=25.0.1                 # only runs the install inside the builds; not left in images
+SUITE=bookworm
+BASE_TAG=labbatch-base:bookworm
+RUNNER_TAG=labbatch-runner:local
+DEMO_TAG=labbatch-demo:local
+BWA_TAG=labbatch-bwa:local
+# Minbase without documentation. mmdebstrap still brings usrmerge, and with it the whole of
+# perl (50 MB; perl-base, which dpkg needs, stays): the tree is merged-/usr already and
+# usr-is-merged says so, so they go.
+MMDEBSTRAP_OPTIONS=(
+    --variant=minbase
+    --customize-hook='chroot "$1" apt-get purge --quiet --yes usrmerge libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl perl libperl5.36 perl-modules-5.36 >/dev/null'
+    --aptopt='APT::Install-Recommends "false"'
+    --dpkgopt='path-exclude=/usr/share/man/*'
+    --dpkgopt='path-exclude=/usr/share/doc/*'
+    --dpkgopt='path-include=/usr/share/doc/*/copyright'
+    --dpkgopt='path-exclude=/usr/share/locale/*'
+    --dpkgopt='path-exclude=/usr/share/info/*'
+)
+BASE_PACKAGES=usr-is-merged,python3,ca-certificates
+BWA_PACKAGES=usr-is-merged,bwa,samtools
+IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+
+say() { printf 'images: %s\n' "$*" >&2; }
+die() { printf 'images: error: %s\n' "$*" >&2; exit 1; }
+
+"$DOCKER" info >/dev/null 2>&1 || die "no container engine answers ('$DOCKER info' failed)"
+mkdir -p "$CACHE"
+
+# The mirror this machine's apt uses: its deb822 or one-line sources file, as mmdebstrap takes it.
+apt_sources() {
+    local file
+    for file in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
+        if [ -s "$file" ] && grep -q '^[^#]*deb' "$file"; then echo "$file"; return; fi
+    done
+    echo "http://deb.debian.org/debian"
+}
+SOURCES=$(apt_sources)
+
+# hash_of WORD... : words are literal strings, or files/directories (contents, sorted, no caches).
+hash_of() {
+    local word
+    for word in "$@"; do
+        if [ -d "$word" ]; then
+            (cd "$word" && find . -type f ! -path '*/__pycache__/*' ! -name '*.pyc' -print0 | LC_ALL=C sort -z \
+                | xargs -0 -r sha256sum)
+        elif [ -f "$word" ]; then
+            printf 'file %s\n' "$(basename "$word")"; cat "$word"
+        else
+            printf 'word %s\n' "$word"
+        fi
+    done | sha256sum | cut -c1-16
+}
+
+image_label() { "$DOCKER" image inspect -f "{{index .Config.Labels \"$LABEL\"}}" "$1" 2>/dev/null || true; }
+image_id() { "$DOCKER" image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
+# Images a rebuild untagged; removed at the end, derived ones first, if nothing still uses them.
+REPLACED=()
+remember_replaced() { local old; old=$(image_id "$1"); if [ -n "$old" ]; then REPLACED=("$old" "${REPLACED[@]}"); fi; }
+
+# debootstrap_image TAG PACKAGES: mmdebstrap a tarball (kept in the cache) and import it.
+debootstrap_image() {
+    local tag=$1 packages=$2 hash tarball
+    hash=$(hash_of "$SUITE" "$packages" "${MMDEBSTRAP_OPTIONS[@]}" "$SOURCES" "$IMAGE_PATH")
+    if [ "$(image_label "$tag")" = "$hash" ]; then say "$tag is up to date ($hash)"; return; fi
+    tarball=$CACHE/${tag%%:*}-$hash.tar
+    if [ ! -s "$tarball" ]; then
+        say "$tag: mmdebstrap $SUITE with $packages (about 1-2 min)"
+        # The output's name ending in .tar is what makes mmdebstrap write a tarball.
+        mmdebstrap --quiet "${MMDEBSTRAP_OPTIONS[@]}" --include="$packages" "$SUITE" "${tarball%.tar}.part.tar" "$SOURCES"
+        mv "${tarball%.tar}.part.tar" "$tarball"
+        # Older tarballs of the same image are dead weight.
+        find "$CACHE" -maxdepth 1 -name "${tag%%:*}-*.tar" ! -name "*.part.tar" ! -name "$(basename "$tarball")" -delete
+    fi
+    say "$tag: docker import"
+    remember_replaced "$tag"
+    "$DOCKER" import --change "LABEL $LABEL=$hash" --change "ENV PATH=$IMAGE_PATH" \
+        --change 'CMD ["/bin/sh"]' "$tarball" "$tag" >/dev/null
+}
+
+# wheelhouse REQUIREMENTS DIR: every pinned wheel for cp311 manylinux, fetched on the host. A
+# pin with no such wheel on PyPI (mappy) is built here, on the host, which is Debian bookworm
+# like the images (same glibc); pip is added so that the build can install without apt.
+wheelhouse() {
+    local requirements=$1 dir=$2 line
+    if [ -f "$dir/.complete" ]; then return; fi
+    rm -rf "$dir"; mkdir -p "$dir"
+    say "wheels for $(basename "$(dirname "$requirements")")/$(basename "$requirements") -> $dir"
+    local download=("$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --dest "$dir"
+        --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none
+        --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64
+        --platform manylinux_2_24_x86_64 --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64
+        --platform linux_x86_64 --platform any)
+    while read -r line; do
+        line=${line%%#*}; line=$(echo "$line" | xargs)
+        case $line in ''|-r*) continue ;; esac
+        if ! "${download[@]}" "$line" 2>/dev/null; then
+            say "  $line: no wheel on the index, building it on the host"
+            "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$dir" "$line"
+        fi
+    done < "$requirements"
+    "${download[@]}" "pip==$PIP_VERSION" 2>/dev/null
+    touch "$dir/.complete"
+}
+
+# build_image TAG NAME WHEELS SOURCE... : stage a context (sources + wheels) and build it offline.
+build_image() {
+    local tag=$1 name=$2 wheels=$3; shift 3
+    local context=$CACHE/context-$name hash base_id
+    base_id=$(image_id "$BASE_TAG")
+    hash=$(hash_of "$base_id" "$wheels" "$@")
+    if [ "$(image_label "$tag")" = "$hash" ]; then say "$tag is up to date ($hash)"; return; fi
+    rm -rf "$context"; mkdir -p "$context"
+    local source
+    for source in "$@"; do cp -aL "$source" "$context/"; done
+    find "$context" -name __pycache__ -prune -exec rm -rf {} +
+    cp -a "$wheels"/*.whl "$context/"  # beside the Dockerfile: COPY *.whl needs no directory
+    say "$tag: docker build (offline, FROM $BASE_TAG)"
+    remember_replaced "$tag"
+    local started=$SECONDS
+    if ! "$DOCKER" build --quiet --force-rm --network=none --build-arg "BASE_IMAGE=$BASE_TAG" \
+            --label "$LABEL=$hash" -t "$tag" "$context" >"$CACHE/build-$name.log" 2>&1; then
+        tail -n 30 "$CACHE/build-$name.log" >&2
+        die "docker build of $tag failed (log: $CACHE/build-$name.log)"
+    fi
+    say "$tag built in $((SECONDS - started)) s"
+}
+
+started=$SECONDS
+debootstrap_image "$BASE_TAG" "$BASE_PACKAGES"
+debootstrap_image "$BWA_TAG" "$BWA_PACKAGES"
+# A stand-in for a tool image with no Python at all: if Debian ever pulled one in, the tests
+# that prove the mounted runner needs nothing from the tool image would prove nothing.
+if "$DOCKER" run --rm --network=none "$BWA_TAG" sh -c 'ls /usr/bin/python* /usr/local/bin/python* 2>/dev/null'; then
+    die "$BWA_TAG contains a Python; it must not"
+fi
+
+RUNNER_REQUIREMENTS=$ROOT/containers/runner/requirements.txt
+DEMO_REQUIREMENTS=$ROOT/containers/requirements.txt
+RUNNER_WHEELS=$CACHE/wheels-runner-$(hash_of "$RUNNER_REQUIREMENTS" "$PIP_VERSION")
+DEMO_WHEELS=$CACHE/wheels-demo-$(hash_of "$DEMO_REQUIREMENTS" "$PIP_VERSION")
+wheelhouse "$RUNNER_REQUIREMENTS" "$RUNNER_WHEELS"
+wheelhouse "$DEMO_REQUIREMENTS" "$DEMO_WHEELS"
+
+build_image "$RUNNER_TAG" runner "$RUNNER_WHEELS" \
+    "$ROOT/containers/runner/Dockerfile" "$ROOT/containers/runner/requirements.txt" \
+    "$ROOT/containers/runner/labbatch_runner" "$ROOT/labbatch_contract"
+# The demo context holds only what its Dockerfile copies (CDK's asset is all of containers/).
+build_image "$DEMO_TAG" demo "$DEMO_WHEELS" \
+    "$ROOT/containers/Dockerfile" "$ROOT/containers/requirements.txt" "$ROOT/containers/pipelines"
+
+for old in "${REPLACED[@]}"; do
+    [ "$(image_id "$old")" = "$old" ] || continue
+    "$DOCKER" image inspect -f '{{len .RepoTags}}' "$old" | grep -qx 0 && "$DOCKER" rmi "$old" >/dev/null 2>&1 || true
+done
+say "done in $((SECONDS - started)) s: $BASE_TAG $RUNNER_TAG $DEMO_TAG $BWA_TAG"
