@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from labbatch import names
 from labbatch.config import Lab
 
-RUNNER_COMMAND = ("labbatch-runner", "--")
+# The runner is not in the tool's image: the runner image's root filesystem is mounted read-only
+# here, and the job's command starts the runner through that tree's own loader and Python, so
+# nothing of the tool image (no shell, no Python) is needed for it.
+RUNNER_MOUNT = "/opt/labbatch/runner"
+RUNNER_LAUNCH = (f"{RUNNER_MOUNT}/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2", "--library-path",
+                 f"{RUNNER_MOUNT}/usr/lib/x86_64-linux-gnu", f"{RUNNER_MOUNT}/usr/bin/python3.11", "-I", "-m",
+                 "labbatch_runner", "--")
 SCRATCH_MOUNT = "/scratch"
 # Spot reclaims show up as Batch's status reason "Host EC2 (instance i-...) terminated."
 SPOT_RECLAIM_STATUS_REASON = "Host EC2*"
@@ -84,7 +90,7 @@ def layout(lab: Lab) -> BatchLayout:
             pipeline=name,
             name=names.job_definition(lab.name, name),
             image=p.image,
-            command=(*RUNNER_COMMAND, *p.command),
+            command=(*RUNNER_LAUNCH, *p.command),
             environment={"LABBATCH_SCRATCH_DIR": SCRATCH_MOUNT, "LABBATCH_LAB": lab.name,
                          "LABBATCH_PIPELINE": name},
             vcpus=p.vcpus,

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from labbatch.batch_layout import RUNNER_LAUNCH
 from tests.cdk.conftest import only, resources
 
 SSM_AL2023 = "/aws/service/ecs/optimized-ami/amazon-linux-2023/recommended/image_id"
@@ -231,7 +232,7 @@ def test_one_job_definition_per_pipeline(synthesized):
 def test_every_job_definition_runs_through_the_runner_with_scratch_mounted(synthesized, lab):
     for name, jd in job_definitions(synthesized[lab].compute_json).items():
         container = jd["ContainerProperties"]
-        assert container["Command"][:2] == ["labbatch-runner", "--"], name
+        assert tuple(container["Command"][:len(RUNNER_LAUNCH)]) == RUNNER_LAUNCH, name
         assert container["MountPoints"] == [{"ContainerPath": "/scratch", "SourceVolume": "scratch"}]
         assert container["Volumes"] == [{"Host": {"SourcePath": "/scratch"}, "Name": "scratch"}]
         assert {"Name": "LABBATCH_SCRATCH_DIR", "Value": "/scratch"} in container["Environment"]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import boto3
 
-from labbatch.batch_layout import layout
+from labbatch.batch_layout import RUNNER_LAUNCH, layout
 from labbatch.loader import load_lab
 from labbatch.local.batch_executor import LocalBatch
 from labbatch.local.batch_registration import registration
@@ -29,5 +29,6 @@ def test_example_lab_registers_its_queues_environments_and_definitions(tmp_path)
         "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT", "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
         "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"}
     assert queues["labbatch-example-on-demand"]["priority"] > spot["priority"]
-    assert definition["containerProperties"]["command"][:3] == ["labbatch-runner", "--", "fastq-stats"]
+    assert definition["containerProperties"]["command"] == [*RUNNER_LAUNCH, "fastq-stats", "{input}", "--output-dir",
+                                                            "{output_dir}"]
     assert definition["retryStrategy"]["evaluateOnExit"][0] == {"action": "RETRY", "onStatusReason": "Host EC2*"}
