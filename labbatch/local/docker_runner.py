@@ -80,7 +80,12 @@ def _run(engine: str, *args: str, timeout: float = ENGINE_TIMEOUT_SECONDS) -> su
 
 
 def last_line(text: str) -> str:
+    """The engine's own error: its daemon's answer when it gave one (docker start ends with a
+    summary line that names only the container), else its last line."""
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    for line in lines:
+        if "Error response from daemon" in line:
+            return line[line.index("Error response from daemon"):]
     return lines[-1] if lines else "no output"
 
 
@@ -103,7 +108,7 @@ def runner_tree(engine: str, image: str = RUNNER_IMAGE, trees: Path | None = Non
     if found is None:
         raise DockerUnavailable(f"the runner image {image} is not in the local {engine} engine "
                                 "(build it: make images)")
-    trees = trees or labbatch_home() / "runner-trees"
+    trees = trees or Path(os.environ.get("LABBATCH_RUNNER_TREES") or labbatch_home() / "runner-trees")
     tree = trees / found.split(":", 1)[-1][:64]
     if (tree / ".complete").exists():
         return tree

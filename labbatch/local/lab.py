@@ -28,7 +28,7 @@ from labbatch.instance_types import USABLE_MEMORY_SHARE
 from labbatch.local.apigateway import LocalApiGateway, LocalLambdaContext
 from labbatch.local.batch_executor import LocalBatch, machine_memory_mib
 from labbatch.local.batch_registration import registration
-from labbatch.local.docker_runner import ENGINES, ContainerRunner, DockerUnavailable, find_engine, image_id, runner_tree
+from labbatch.local.docker_runner import ENGINES, RUNNER_IMAGE, ContainerRunner, DockerUnavailable, find_engine, image_id, runner_tree
 from labbatch.local.emulator import Emulator, EmulatedLab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -192,7 +192,7 @@ class LocalLab:
         try:
             if engine is None:
                 raise DockerUnavailable(f"no container engine answered ({' / '.join(f'{e} info' for e in candidates)})")
-            tree = runner_tree(engine)
+            tree = runner_tree(engine, os.environ.get("LABBATCH_RUNNER_IMAGE") or RUNNER_IMAGE)
         except DockerUnavailable as exc:
             if self.executor != "auto":
                 raise

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,6 +93,8 @@ def start_local(tmp_path: Path, *extra: str, labs_dir: Path | None = None, conta
     home = home or tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["LABBATCH_HOME"] = str(home)
+    # The runner image's extracted tree is a cache keyed by the image id: one for the whole run.
+    env.setdefault("LABBATCH_RUNNER_TREES", str(Path(tempfile.gettempdir()) / "labbatch-test-runner-trees"))
     process = subprocess.Popen(
         [LABBATCH, "local", "--labs-dir", str(labs_dir or test_labs_dir(tmp_path)),
          *(() if containers else ("--no-containers",)), *extra],
