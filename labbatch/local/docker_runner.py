@@ -39,6 +39,7 @@ HOST_RUNNER = ("labbatch-runner", "--")
 # Only what a job's container needs: the runner contract, Batch's own variables, and AWS access.
 PASSED_PREFIXES = ("LABBATCH_", "AWS_")
 ENGINE_TIMEOUT_SECONDS = 60
+OWNER_LABEL = "labbatch.local-pid"
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 
@@ -176,12 +177,15 @@ class ContainerRunner:
         passed = dict(sorted((k, v) for k, v in env.items() if k.startswith(PASSED_PREFIXES)))
         passed["LABBATCH_SCRATCH_DIR"] = SCRATCH_MOUNT
         local_image = self.local_image(image)
+        # Which `labbatch local` made it: one that was killed outright leaves containers that the
+        # next start removes (remove_orphans).
+        labels = {**(labels or {}), OWNER_LABEL: str(os.getpid())}
         argv = [
             self.engine, "create", "--pull", "never", "--name", name, "--network", "host",
             "--cpus", str(vcpus), "--memory", f"{memory_mib}m", "--memory-swap", f"{memory_mib}m",
             "--volume", f"{self.runner_tree}:{RUNNER_MOUNT}:ro",
             "--volume", f"{scratch}:{SCRATCH_MOUNT}",
-            *[arg for key, value in sorted((labels or {}).items()) for arg in ("--label", f"{key}={value}")],
+            *[arg for key, value in sorted(labels.items()) for arg in ("--label", f"{key}={value}")],
             *[arg for key, value in passed.items() for arg in ("--env", f"{key}={value}")],
             local_image,
             *command,
@@ -207,3 +211,30 @@ def remove_container(engine: str, name: str) -> None:
         _run(engine, "rm", "--force", "--volumes", name)
     except subprocess.TimeoutExpired:
         pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans(engine: str) -> list[str]:
+    """Removes the containers (and their anonymous volumes) of `labbatch local` processes that no
+    longer exist; returns their names. Those of running ones are left alone."""
+    try:
+        listed = _run(engine, "ps", "--all", "--filter", f"label={OWNER_LABEL}",
+                      "--format", f'{{{{.Names}}}} {{{{.Label "{OWNER_LABEL}"}}}}')
+    except subprocess.TimeoutExpired:
+        return []
+    removed = []
+    for line in listed.stdout.splitlines():
+        name, _, owner = line.strip().partition(" ")
+        if name and owner.isdigit() and not _alive(int(owner)):
+            remove_container(engine, name)
+            removed.append(name)
+    return removed

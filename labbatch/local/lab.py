@@ -28,7 +28,8 @@ from labbatch.instance_types import USABLE_MEMORY_SHARE
 from labbatch.local.apigateway import LocalApiGateway, LocalLambdaContext
 from labbatch.local.batch_executor import LocalBatch, machine_memory_mib
 from labbatch.local.batch_registration import registration
-from labbatch.local.docker_runner import ENGINES, RUNNER_IMAGE, ContainerRunner, DockerUnavailable, find_engine, image_id, runner_tree
+from labbatch.local.docker_runner import (ENGINES, RUNNER_IMAGE, ContainerRunner, DockerUnavailable, find_engine,
+                                          image_id, remove_orphans, runner_tree)
 from labbatch.local.emulator import Emulator, EmulatedLab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,6 +200,10 @@ class LocalLab:
             self.executor_note = f"jobs run on this machine, not in containers: {exc}"
             return None
         runner = ContainerRunner(engine, tree)
+        orphans = remove_orphans(engine)
+        if orphans:
+            print(f"labbatch local: removed {len(orphans)} container(s) left by a local mode that was killed: "
+                  f"{', '.join(orphans)}", file=sys.stderr)
         missing = sorted({f"{name} ({runner.local_image(p.image)})" for name, p in self.lab.pipelines.items()
                           if image_id(engine, runner.local_image(p.image)) is None})
         if missing:

@@ -228,3 +228,21 @@ def test_an_image_the_engine_lacks_fails_the_job_naming_it_and_nothing_is_pulled
     assert reason.startswith(f'CannotPullContainerError: image "{ABSENT_IMAGE}" is not present'), reason
     assert "never pulls" in reason
     assert image_id(ENGINE, ABSENT_IMAGE) is None
+
+
+def test_containers_of_a_killed_local_mode_are_removed_at_the_next_start(engine):
+    from labbatch.local.docker_runner import OWNER_LABEL, remove_orphans
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    name = f"labbatch-orphan-test-{gone.pid}"
+    engine_run("create", "--pull", "never", "--label", f"{OWNER_LABEL}={gone.pid}", "--name", name, RUNNER_IMAGE,
+               "/nothing")
+    alive = f"labbatch-alive-test-{os.getpid()}"
+    engine_run("create", "--pull", "never", "--label", f"{OWNER_LABEL}={os.getpid()}", "--name", alive, RUNNER_IMAGE,
+               "/nothing")
+    try:
+        assert name in remove_orphans(engine)
+        assert containers_named(name) == [] and containers_named(alive) == [alive]
+    finally:
+        engine_run("rm", "--force", name, alive)

@@ -5,6 +5,7 @@ against a real engine: tests/e2e/test_local_containers.py."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from labbatch.batch_layout import RUNNER_LAUNCH, RUNNER_MOUNT
@@ -27,7 +28,7 @@ def test_create_argv_limits_resources_mounts_runner_and_scratch_and_passes_only_
         "docker", "create", "--pull", "never", "--name", "labbatch-j-1-a1", "--network", "host",
         "--cpus", "2", "--memory", "4096m", "--memory-swap", "4096m",
         "--volume", f"{tmp_path / 'tree'}:{RUNNER_MOUNT}:ro", "--volume", f"{tmp_path / 'attempt'}:/scratch",
-        "--label", "labbatch.attempt=1",
+        "--label", "labbatch.attempt=1", "--label", f"labbatch.local-pid={os.getpid()}",
         "--env", "AWS_BATCH_JOB_ATTEMPT=1", "--env", "AWS_ENDPOINT_URL=http://127.0.0.1:9",
         "--env", "LABBATCH_JOB_ID=j-1", "--env", "LABBATCH_SCRATCH_DIR=/scratch",
         DEMO_TAG, *RUNNER_LAUNCH, "fastq-stats", "{input}"]
