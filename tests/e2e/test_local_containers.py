@@ -249,3 +249,17 @@ def test_containers_of_a_killed_local_mode_are_removed_at_the_next_start(engine)
         assert containers_named(name) == [] and containers_named(alive) == [alive]
     finally:
         engine_run("rm", "--force", name, alive)
+
+
+def test_a_spot_reclaim_stops_the_container_and_leaves_nothing(engine, tmp_path):
+    lab = start_local(tmp_path, "--spot-interruptions", "1.0", "--seed", "7", labs_dir=container_labs_dir(tmp_path),
+                      containers=True)
+    try:
+        client = lab.client()
+        job = client.submit("sleeper", [lab.put("inputs", "reclaim/x.txt", b"x")], queue="spot")
+        record = wait(client, job["job_id"], 30)
+        assert (record["status"], record["failure"]) == ("FAILED", "spot_reclaimed"), record
+        assert record["attempts"][-1]["reason"].startswith("Host EC2 (instance i-")
+        assert containers_named(f"labbatch-{job['job_id']}") == []
+    finally:
+        assert lab.stop() == 0
