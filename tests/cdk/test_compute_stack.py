@@ -243,7 +243,7 @@ def test_job_definition_resources_timeout_and_command_from_config(synthesized):
     container = jd["ContainerProperties"]
     assert {r["Type"]: r["Value"] for r in container["ResourceRequirements"]} == {"VCPU": "16", "MEMORY": "60000"}
     assert jd["Timeout"] == {"AttemptDurationSeconds": 720 * 60}
-    assert container["Command"][2:4] == ["bwa", "mem"]
+    assert container["Command"][len(RUNNER_LAUNCH):len(RUNNER_LAUNCH) + 2] == ["bwa", "mem"]
     assert container["Image"] == "quay.io/biocontainers/bwa:0.7.18--he4a0461_1"
 
 
