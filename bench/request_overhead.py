@@ -213,7 +213,9 @@ def start_local(labs_dir: Path, home: Path, *, nodelay: bool = False) -> tuple[s
     command = ([str(ROOT / ".venv" / "bin" / "python"), "-c", NODELAY_LAUNCHER] if nodelay
                else [str(ROOT / ".venv" / "bin" / "labbatch")])
     began = time.perf_counter()
-    process = subprocess.Popen([*command, "local", "--labs-dir", str(labs_dir)], stdout=subprocess.PIPE,
+    # The host executor: this measures the request path, not a container engine's start-up (nor
+    # the one-time extraction of the runner image into a fresh LABBATCH_HOME).
+    process = subprocess.Popen([*command, "local", "--labs-dir", str(labs_dir), "--no-containers"], stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True, env=env, cwd=home)
     line = process.stdout.readline()
     wall = time.perf_counter() - began

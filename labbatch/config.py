@@ -40,7 +40,9 @@ PRINCIPAL_RE = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(root|role/[\w+=,.@/-
 EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+\Z")
 # Tag keys and values may use any script's letters (AWS allows UTF-8 letters), never control characters.
 TAG_RE = re.compile(r"^[\w .:/=+\-@]*\Z")
-IMAGE_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})?\Z", re.ASCII)
+# A single name is valid too (Docker Hub's official images, e.g. `ubuntu:24.04`, and images only
+# a local engine holds, e.g. `labbatch-bwa:local`), as Batch's job definitions accept it.
+IMAGE_RE = re.compile(r"^[a-z0-9]+([._-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)*(:[\w][\w.-]{0,127}|@sha256:[0-9a-f]{64})?\Z", re.ASCII)
 # AWS allows 50 tags per resource; LabBatch adds its own `labbatch:lab` to every one.
 MAX_TAGS = 49
 RESERVED_TAG_PREFIXES = ("aws:", "labbatch:")
@@ -166,7 +168,7 @@ class Pipeline(_Strict):
     def _image(cls, value: str) -> str:
         if value != DEMO_IMAGE and not IMAGE_RE.match(value):
             raise ValueError(f"{value!r} is not an image reference (allowed: '{DEMO_IMAGE}' or "
-                             "registry/repository[:tag|@sha256:digest], lowercase)")
+                             "[registry/]repository[:tag|@sha256:digest], lowercase)")
         return value
 
     @field_validator("parameters")

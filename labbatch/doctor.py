@@ -234,6 +234,19 @@ def _image_checks(target: Target, view: dict[str, Any], canary: dict[str, bool] 
                       "redeploy the lab's compute stack (cdk deploy)"))
             continue
         image = pipeline.get("image") or "?"
+        if target.local is not None and target.local.get("executor", "host") != "host":
+            from labbatch.config import DEMO_IMAGE
+            from labbatch.local.docker_runner import DEMO_TAG, image_id
+
+            engine = target.local["executor"]
+            local_image = DEMO_TAG if image == DEMO_IMAGE else image
+            if image_id(engine, local_image) is not None:
+                add(Check(label, True, f"{local_image} is in the local {engine} engine (image {image} in AWS)"))
+            else:
+                add(Check(label, False, f"{local_image} is not in the local {engine} engine, so its jobs fail "
+                                        "(local mode never pulls)",
+                          f"build or load it ({engine} build / {engine} load; the demo images: make images)"))
+            continue
         if target.local is not None:
             command = on_host(list(pipeline.get("command") or []))
             missing = [exe for exe in dict.fromkeys([command[0] if command else None, _executable(command)])

@@ -31,7 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from labbatch.local import batch_reasons
+from labbatch.local import batch_reasons, docker_runner
+from labbatch.local.docker_runner import ContainerSpec
 from labbatch.local.batch_process_tree import ProcessInfo, ProcessTree, kill_process
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,8 @@ class AttemptSpec:
     reclaim_after_seconds: float | None = None
     reclaim_instance_id: str | None = None
     kill_grace_seconds: float = 30.0
+    # Set: the attempt runs in this container (ContainerAttempt); None: `argv` runs on the host.
+    container: ContainerSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,15 @@ class RunningAttempt:
         """Deadlines (timeout, spot reclaim, grace period) and the memory watchdog."""
         if self.finished.is_set() or self._tree is None:
             return
+        self._deadlines(now)
+        used, largest = self._tree.memory_in_use(processes)
+        if used > self.spec.memory_mib * MIB and largest is not None:
+            log.info("attempt %s: %d MiB over its %d MiB: killing pid %d", self.spec.log_stream_name,
+                     used // MIB, self.spec.memory_mib, largest.pid)
+            self._oom_killed = True
+            kill_process(largest)
+
+    def _deadlines(self, now: float) -> None:
         running_for = now - self._started_at
         spec = self.spec
         if spec.timeout_seconds is not None and running_for >= spec.timeout_seconds:
@@ -177,12 +189,6 @@ class RunningAttempt:
         stop = self._stop
         if stop is not None and now >= stop.kill_at and not self._sigkill_sent:
             self.kill_now()
-        used, largest = self._tree.memory_in_use(processes)
-        if used > spec.memory_mib * MIB and largest is not None:
-            log.info("attempt %s: %d MiB over its %d MiB: killing pid %d", spec.log_stream_name,
-                     used // MIB, spec.memory_mib, largest.pid)
-            self._oom_killed = True
-            kill_process(largest)
 
     # Following
 
@@ -240,6 +246,10 @@ class RunningAttempt:
 
     def _outcome(self, returncode: int) -> AttemptOutcome:
         exit_code = returncode if returncode >= 0 else 128 - returncode
+        killed_by_someone_else = returncode == -signal.SIGKILL and not self._sigkill_sent and self._stop is None
+        return self._compose(exit_code, self._oom_killed or killed_by_someone_else)
+
+    def _compose(self, exit_code: int | None, oom_killed: bool) -> AttemptOutcome:
         stop = self._stop
         spec = self.spec
         if stop is None and spec.reclaim_after_seconds is not None:
@@ -249,9 +259,109 @@ class RunningAttempt:
                                   "reclaimed")
         if stop is not None and stop.cause == "reclaimed":
             return AttemptOutcome(True, None, None, stop.status_reason, "reclaimed")
-        killed_by_someone_else = returncode == -signal.SIGKILL and not self._sigkill_sent and stop is None
-        reason = batch_reasons.OUT_OF_MEMORY if (self._oom_killed or killed_by_someone_else) else None
+        reason = batch_reasons.OUT_OF_MEMORY if oom_killed else None
         if stop is not None:
             return AttemptOutcome(True, exit_code, reason, stop.status_reason, stop.cause)
         return AttemptOutcome(True, exit_code, reason, batch_reasons.CONTAINER_EXITED)
 
+
+
+MAX_REASON_CHARS = 1024
+
+
+class ContainerAttempt(RunningAttempt):
+    """One attempt as a container of a local engine: what ECS does with a Batch job's task.
+
+    The engine enforces vCPUs and memory (an OOM kill is the engine's `OOMKilled`), a stop is
+    `docker stop --time <grace>` (SIGTERM, SIGKILL after the grace period) and the end always
+    removes the container, its anonymous volumes and the attempt's scratch directory. The
+    followed process is `docker logs --follow`, which ends when the container does.
+    """
+
+    @property
+    def container(self) -> ContainerSpec:
+        assert self.spec.container is not None
+        return self.spec.container
+
+    def _engine(self, *args: str, timeout: float | None = docker_runner.ENGINE_TIMEOUT_SECONDS
+                ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([self.container.engine, *args], capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=timeout)
+
+    def _in_background(self, *args: str) -> None:
+        def run() -> None:
+            try:
+                self._engine(*args)
+            except Exception:  # noqa: BLE001 - the container may be gone already
+                log.debug("attempt %s: %s failed", self.spec.log_stream_name, args[0], exc_info=True)
+        threading.Thread(target=run, name=f"engine-{args[0]}", daemon=True).start()
+
+    def _not_started(self, reason: str) -> AttemptOutcome:
+        self._clean_up()
+        return AttemptOutcome(False, None, reason[:MAX_REASON_CHARS], batch_reasons.TASK_FAILED_TO_START)
+
+    def _clean_up(self) -> None:
+        container = self.container
+        docker_runner.remove_container(container.engine, container.name)
+        shutil.rmtree(container.scratch, ignore_errors=True)
+
+    def start(self) -> AttemptOutcome | None:
+        container = self.container
+        try:
+            if docker_runner.image_id(container.engine, container.image) is None:
+                return self._not_started(docker_runner.image_missing_reason(container.image, container.engine))
+            container.scratch.mkdir(parents=True, exist_ok=True)
+            container.scratch.chmod(0o777)  # whatever user the image runs as writes its scratch
+            created = subprocess.run(container.create_argv, capture_output=True, text=True,
+                                     stdin=subprocess.DEVNULL, timeout=docker_runner.ENGINE_TIMEOUT_SECONDS)
+            if created.returncode != 0:
+                return self._not_started(f"CannotCreateContainerError: {docker_runner.last_line(created.stderr)}")
+            started = self._engine("start", container.name)
+            if started.returncode != 0:
+                return self._not_started(f"CannotStartContainerError: {docker_runner.last_line(started.stderr)}")
+            process = subprocess.Popen(
+                [container.engine, "logs", "--follow", container.name], cwd=self.spec.cwd,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                start_new_session=True, close_fds=True)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return self._not_started(f"CannotStartContainerError: {container.engine}: {exc}")
+        with self._lock:
+            self._process = process
+            self._tree = ProcessTree(process.pid)
+            self._started_at = time.monotonic()
+        return None
+
+    def request_stop(self, cause: str, status_reason: str, grace_seconds: float | None = None) -> None:
+        grace = self.spec.kill_grace_seconds if grace_seconds is None else grace_seconds
+        with self._lock:
+            if self._process is None or self.finished.is_set() or self._stop is not None:
+                return
+            self._stop = _Stop(cause, status_reason, time.monotonic() + grace)
+        self._in_background("stop", "--time", str(max(int(grace + 0.999), 0)), self.container.name)
+
+    def kill_now(self) -> None:
+        with self._lock:
+            if self._sigkill_sent or self.finished.is_set():
+                return
+            self._sigkill_sent = True
+        self._in_background("kill", self.container.name)
+
+    def tick(self, now: float, processes: dict[int, ProcessInfo]) -> None:
+        """Deadlines only: the engine enforces the memory."""
+        if self.finished.is_set() or self._tree is None:
+            return
+        self._deadlines(now)
+
+    def _outcome(self, returncode: int) -> AttemptOutcome:
+        container = self.container
+        try:
+            # `logs --follow` ends with the container; wait makes sure it has stopped.
+            waited = self._engine("wait", container.name, timeout=None)
+            state = docker_runner.inspect_state(container.engine, container.name) or {}
+            exit_code = state.get("ExitCode")
+            if exit_code is None and waited.returncode == 0 and waited.stdout.strip().isdigit():
+                exit_code = int(waited.stdout.strip())
+            oom_killed = bool(state.get("OOMKilled"))
+        finally:
+            self._clean_up()
+        return self._compose(exit_code, oom_killed)

@@ -35,7 +35,8 @@ from labbatch.batch_layout import on_host
 from labbatch_contract import runner_env
 from labbatch.local import batch_reasons
 from labbatch.local.batch_api import BatchApi, BatchServerError, SubmitRequest
-from labbatch.local.batch_attempt import AttemptOutcome, AttemptSpec, RunningAttempt, base_environment
+from labbatch.local.batch_attempt import (AttemptOutcome, AttemptSpec, ContainerAttempt, RunningAttempt,
+                                          base_environment)
 from labbatch.local.batch_delivery import SerialDelivery
 from labbatch.local.batch_events import job_state_change
 from labbatch.local.batch_http import BatchHttpServer
@@ -44,6 +45,7 @@ from labbatch.local.batch_models import (DEFAULT_ACCOUNT, DEFAULT_REGION, Arns, 
                                          JobQueue, coerce)
 from labbatch.local.batch_process_tree import snapshot
 from labbatch.local.batch_scheduler import Capacity
+from labbatch.local.docker_runner import ContainerRunner, container_name
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,7 @@ class LocalBatch:
         account: str = DEFAULT_ACCOUNT,
         host: str = "127.0.0.1",
         port: int = 0,
-        container_runner: Any = None,
+        container_runner: ContainerRunner | None = None,
     ) -> None:
         if not 0.0 <= spot_interruption_rate <= 1.0:
             raise ValueError(f"spot_interruption_rate is {spot_interruption_rate} (allowed: 0-1)")
@@ -122,7 +124,8 @@ class LocalBatch:
         self._log_sink = log_sink
         self._extra_env = dict(extra_env or {})
         self._kill_grace = kill_grace_seconds
-        # None: each attempt's command runs on this machine; a DockerRunner: in the job's image.
+        # None: each attempt's command runs on this machine (the host runner in place of the mounted
+        # one); a ContainerRunner: in a container of the job definition's image.
         self._container_runner = container_runner
         self._own_scratch = scratch_root is None
         self.scratch_root = Path(scratch_root) if scratch_root is not None else Path(
@@ -463,23 +466,31 @@ class LocalBatch:
         if environment.kind == "spot" and self._spot_rate > 0 and self._random.random() < self._spot_rate:
             reclaim_after = self._random.uniform(0.0, self._reclaim_window)
             instance_id = f"i-{self._random.getrandbits(68):017x}"[:19]
-        argv = list(job.command)
-        if self._container_runner is None:
-            argv = on_host(argv)
-        else:
-            argv = self._container_runner.argv(command=argv, env=env, image=job.definition.image, vcpus=job.vcpus,
-                                               memory_mib=job.memory_mib, scratch=self.scratch_root,
-                                               name=f"labbatch-{task_id}")
+        argv = on_host(job.command)
+        container = None
+        if self._container_runner is not None:
+            argv = list(job.command)
+            # Findable from the ledger's job id (or Batch's), the array index and the attempt.
+            name = container_name("labbatch", job.environment.get(runner_env.JOB_ID) or job.job_id.split(":")[0],
+                                  "" if job.array_index is None else str(job.array_index),
+                                  f"a{attempt_number}", task_id[:8])
+            container = self._container_runner.spec(
+                command=argv, env=env, image=job.definition.image, vcpus=job.vcpus, memory_mib=job.memory_mib,
+                scratch=self.scratch_root / "attempts" / task_id, name=name,
+                labels={"labbatch.job-id": job.environment.get(runner_env.JOB_ID, ""),
+                        "labbatch.batch-job-id": job.job_id, "labbatch.attempt": str(attempt_number),
+                        "labbatch.log-stream": f"{prefix}/default/{task_id}"})
         return AttemptSpec(
-            argv=argv, env=env, cwd=self.scratch_root, memory_mib=job.memory_mib,
+            argv=argv, env=env, cwd=self.scratch_root, memory_mib=job.memory_mib, container=container,
             log_stream_name=f"{prefix}/default/{task_id}", timeout_seconds=job.timeout_seconds,
             reclaim_after_seconds=reclaim_after, reclaim_instance_id=instance_id,
             kill_grace_seconds=self._kill_grace,
         )
 
     def _launch(self, job: Job, environment: ComputeEnvironment, spec: AttemptSpec) -> None:
-        attempt = RunningAttempt(spec, on_lines=self._queue_log_lines,
-                                 on_exit=lambda outcome: self._attempt_ended(job, outcome))
+        kind = ContainerAttempt if spec.container is not None else RunningAttempt
+        attempt = kind(spec, on_lines=self._queue_log_lines,
+                       on_exit=lambda outcome: self._attempt_ended(job, outcome))
         with self._lock:
             stop = job.stop_requested
         if stop is not None or self._closing:

@@ -24,8 +24,12 @@ def local_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--spot-interruptions", type=float, default=0.0, metavar="RATE",
                         help="share (0-1) of spot attempts to reclaim while they run (default: 0)")
     parser.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--docker", action="store_true",
-                        help="run pipelines in their images (needs a Docker engine)")
+    parser.add_argument("--no-containers", action="store_true",
+                        help="run every job on this machine with the host's runner and tools, even when a "
+                             "container engine is present (default: in containers when docker or podman "
+                             "answers and holds labbatch-runner:local)")
+    # Deprecated: containers are the default now; --docker only insists on an engine.
+    parser.add_argument("--docker", action="store_true", help=argparse.SUPPRESS)
 
 
 def fail(code: str, message: str) -> int:
@@ -64,12 +68,9 @@ def run_local(args: argparse.Namespace) -> int:
         return fail("bad_lab", problem)
     if port_in_use(args.port):
         return fail("port_busy", f"127.0.0.1:{args.port} is already in use; pick another --port or leave it out")
-    if args.docker:
-        from labbatch.local.docker_runner import engine_available
-
-        if not engine_available():
-            return fail("no_docker", "--docker needs a running Docker engine, and `docker info` found none; "
-                        "leave --docker out to run the pipelines on this machine")
+    if args.docker and args.no_containers:
+        return fail("bad_argument", "--docker and --no-containers contradict each other; give one")
+    executor = "host" if args.no_containers else "container" if args.docker else "auto"
 
     from labbatch.local.docker_runner import DockerUnavailable
     from labbatch.local.lab import LocalLab
@@ -78,7 +79,7 @@ def run_local(args: argparse.Namespace) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     local = LocalLab(lab, port=args.port, spot_interruption_rate=args.spot_interruptions,
-                     random_seed=args.seed, docker=args.docker)
+                     random_seed=args.seed, executor=executor)
     try:
         info = local.start()
     except DockerUnavailable as exc:
@@ -91,7 +92,10 @@ def run_local(args: argparse.Namespace) -> int:
     # stdout carries that one line only: everything else (the handlers' logs) goes to stderr, or a
     # caller that reads just the first line would fill the pipe and stall the lab.
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    print(f"labbatch local: lab {lab.name} ready in {info['ready_seconds']:.2f} s at {info['api']} "
+    if local.executor_note:
+        print(f"labbatch local: {local.executor_note}", file=sys.stderr, flush=True)
+    print(f"labbatch local: lab {lab.name} ready in {info['ready_seconds']:.2f} s at {info['api']}, "
+          f"jobs run {'on this machine' if info['executor'] == 'host' else 'in ' + info['executor'] + ' containers'} "
           "(Ctrl-C to stop)", file=sys.stderr, flush=True)
     try:
         stop.wait()

@@ -1,58 +1,229 @@
-"""`labbatch local --docker`: each attempt runs in its pipeline's image, as ECS would start it.
+"""Local mode's container engine: each attempt runs in its job definition's image, as ECS runs it.
 
-The executor stays the same; only the attempt's argv changes, from the job's command to
-`docker run ... IMAGE COMMAND`. The container shares the host network (so the loopback
-emulator and Batch endpoint are reachable), mounts the scratch root at the same path, and is
-limited to the job's vCPUs and memory by Docker itself.
+The job's shape is the one AWS gets (labbatch.batch_layout): the tool's image runs unmodified,
+its own ENTRYPOINT untouched, and the runner comes from outside it: the root filesystem of the
+runner image (`labbatch-runner:local`) is extracted once per image id to
+`~/.labbatch/runner-trees/<id>/` and bind-mounted read-only at RUNNER_MOUNT; the job definition's
+command starts it through that tree's own loader and Python (RUNNER_LAUNCH).
+
+Per attempt: `docker create` (never pulling: an image the engine lacks fails the job with a
+reason naming it), `docker start`, `docker logs --follow` for its output, and at the end
+`docker inspect` (exit code, OOM kill) and `docker rm --force --volumes`. The container shares
+the host network (the loopback S3 emulator), gets the job's vCPUs and memory as engine limits
+(no swap beyond it), the attempt's own scratch directory at /scratch and only the job's variables
+(LABBATCH_*, AWS_*: Batch's own and the emulator's endpoint, Region and credentials).
+
+Podman speaks the same commands; whichever of `docker` and `podman` answers first is used.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import re
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping, Sequence
 
+from labbatch.batch_layout import RUNNER_MOUNT, SCRATCH_MOUNT
 from labbatch.config import DEMO_IMAGE
 
+ENGINES = ("docker", "podman")
 DEMO_TAG = "labbatch-demo:local"
+RUNNER_IMAGE = "labbatch-runner:local"
 # Only what a job's container needs: the runner contract, Batch's own variables, and AWS access.
 PASSED_PREFIXES = ("LABBATCH_", "AWS_")
+ENGINE_TIMEOUT_SECONDS = 60
+OWNER_LABEL = "labbatch.local-pid"
+_NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 
 class DockerUnavailable(RuntimeError):
     pass
 
 
-def engine_available() -> bool:
-    docker = shutil.which("docker")
-    if not docker:
+def engine_answers(engine: str) -> bool:
+    binary = shutil.which(engine)
+    if not binary:
         return False
-    return subprocess.run([docker, "info"], capture_output=True, timeout=20).returncode == 0
+    try:
+        return subprocess.run([binary, "info"], capture_output=True, timeout=20).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
 
 
-def build_demo_image(containers_dir: Path) -> str:
-    """Build the demo pipelines' image from containers/ (what CDK builds as an asset in AWS)."""
-    result = subprocess.run(["docker", "build", "-t", DEMO_TAG, str(containers_dir)], capture_output=True, text=True)
-    if result.returncode != 0:
-        last = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DockerUnavailable(f"docker build of {containers_dir} failed: {last}")
-    return DEMO_TAG
+def find_engine(candidates: Sequence[str] = ENGINES) -> str | None:
+    """The first container engine that answers (`docker info` / `podman info`), or None."""
+    return next((engine for engine in candidates if engine_answers(engine)), None)
+
+
+def engine_available() -> bool:
+    return find_engine() is not None
+
+
+def _run(engine: str, *args: str, timeout: float = ENGINE_TIMEOUT_SECONDS) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([engine, *args], capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def last_line(text: str) -> str:
+    """The engine's own error: its daemon's answer when it gave one (docker start ends with a
+    summary line that names only the container), else its last line."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    for line in lines:
+        if "Error response from daemon" in line:
+            return line[line.index("Error response from daemon"):]
+    return lines[-1] if lines else "no output"
+
+
+def image_id(engine: str, reference: str) -> str | None:
+    """The image's id if the engine holds it; None otherwise (never pulls)."""
+    try:
+        result = _run(engine, "image", "inspect", "--format", "{{.Id}}", reference)
+    except subprocess.TimeoutExpired:
+        return None
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def labbatch_home() -> Path:
+    return Path(os.environ.get("LABBATCH_HOME") or Path.home() / ".labbatch")
+
+
+def runner_tree(engine: str, image: str = RUNNER_IMAGE, trees: Path | None = None) -> Path:
+    """The runner image's root filesystem on the host, extracted once per image id."""
+    found = image_id(engine, image)
+    if found is None:
+        raise DockerUnavailable(f"the runner image {image} is not in the local {engine} engine "
+                                "(build it: make images)")
+    trees = trees or Path(os.environ.get("LABBATCH_RUNNER_TREES") or labbatch_home() / "runner-trees")
+    tree = trees / found.split(":", 1)[-1][:64]
+    if (tree / ".complete").exists():
+        return tree
+    trees.mkdir(parents=True, exist_ok=True)
+    created = _run(engine, "create", "--pull", "never", image, "/labbatch-runner-tree")
+    if created.returncode != 0:
+        raise DockerUnavailable(f"{engine} create {image} failed: {last_line(created.stderr)}")
+    container = created.stdout.strip()
+    partial = Path(tempfile.mkdtemp(prefix=f".{tree.name}-", dir=trees))
+    try:
+        with subprocess.Popen([engine, "export", container], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) as export:
+            # dev/ is the engine's own (device nodes); the tree never needs it.
+            untar = subprocess.run(["tar", "-x", "-C", str(partial), "--no-same-owner", "--exclude=./dev",
+                                    "--exclude=dev"], stdin=export.stdout, capture_output=True, text=True)
+            export_err = export.stderr.read().decode(errors="replace") if export.stderr else ""
+        if export.returncode != 0 or untar.returncode != 0:
+            raise DockerUnavailable(f"extracting {image} failed: {last_line(export_err + untar.stderr)}")
+        (partial / ".complete").write_text(found + "\n")
+        try:
+            partial.rename(tree)  # another process may have won the race: its tree is as good
+        except OSError:
+            pass
+    finally:
+        _run(engine, "rm", "--force", "--volumes", container)
+        shutil.rmtree(partial, ignore_errors=True)
+    if not (tree / ".complete").exists():
+        raise DockerUnavailable(f"extracting {image} into {tree} failed")
+    return tree
+
+
+def container_name(*parts: str) -> str:
+    """An engine-safe container name from the attempt's identifiers."""
+    name = "-".join(_NAME_UNSAFE.sub("-", part).strip("-") for part in parts if part)
+    return name[:200]
+
+
+def image_missing_reason(image: str, engine: str) -> str:
+    return (f'CannotPullContainerError: image "{image}" is not present in the local container engine ({engine}) '
+            f"and local mode never pulls; load it with {engine} load or {engine} build")
 
 
 @dataclass(frozen=True)
-class DockerRunner:
-    # Image names as job definitions give them -> what to run locally ("demo" -> the local build).
-    images: dict[str, str] = field(default_factory=lambda: {DEMO_IMAGE: DEMO_TAG})
+class ContainerSpec:
+    """Everything one attempt's container needs; `create_argv` is the whole `docker create`."""
+    engine: str
+    name: str
+    image: str  # as the engine knows it
+    create_argv: list[str]
+    scratch: Path  # the attempt's own scratch directory (mounted at /scratch), removed after it
 
-    def argv(self, *, command: list[str], env: dict[str, str], image: str, vcpus: int, memory_mib: int,
-             scratch: Path, name: str) -> list[str]:
-        passed = sorted((k, v) for k, v in env.items() if k.startswith(PASSED_PREFIXES))
-        return [
-            "docker", "run", "--rm", "--name", name, "--network", "host",
-            "--cpus", str(vcpus), "--memory", f"{memory_mib}m",
-            "--volume", f"{scratch}:{scratch}",
-            *[arg for key, value in passed for arg in ("--env", f"{key}={value}")],
-            self.images.get(image, image),
+
+@dataclass(frozen=True)
+class ContainerRunner:
+    engine: str
+    runner_tree: Path
+    # Image names as job definitions give them -> what to run locally ("demo" -> the local build).
+    images: Mapping[str, str] = field(default_factory=lambda: {DEMO_IMAGE: DEMO_TAG})
+
+    def local_image(self, image: str) -> str:
+        return self.images.get(image, image)
+
+    def spec(self, *, command: Sequence[str], env: Mapping[str, str], image: str, vcpus: int, memory_mib: int,
+             scratch: Path, name: str, labels: Mapping[str, str] | None = None) -> ContainerSpec:
+        passed = dict(sorted((k, v) for k, v in env.items() if k.startswith(PASSED_PREFIXES)))
+        passed["LABBATCH_SCRATCH_DIR"] = SCRATCH_MOUNT
+        local_image = self.local_image(image)
+        # Which `labbatch local` made it: one that was killed outright leaves containers that the
+        # next start removes (remove_orphans).
+        labels = {**(labels or {}), OWNER_LABEL: str(os.getpid())}
+        argv = [
+            self.engine, "create", "--pull", "never", "--name", name, "--network", "host",
+            "--cpus", str(vcpus), "--memory", f"{memory_mib}m", "--memory-swap", f"{memory_mib}m",
+            "--volume", f"{self.runner_tree}:{RUNNER_MOUNT}:ro",
+            "--volume", f"{scratch}:{SCRATCH_MOUNT}",
+            *[arg for key, value in sorted(labels.items()) for arg in ("--label", f"{key}={value}")],
+            *[arg for key, value in passed.items() for arg in ("--env", f"{key}={value}")],
+            local_image,
             *command,
         ]
+        return ContainerSpec(engine=self.engine, name=name, image=local_image, create_argv=argv, scratch=scratch)
+
+
+def inspect_state(engine: str, name: str) -> dict | None:
+    try:
+        result = _run(engine, "inspect", "--format", "{{json .State}}", name)
+    except subprocess.TimeoutExpired:
+        return None
+    if result.returncode != 0:
+        return None
+    try:
+        return json.loads(result.stdout)
+    except json.JSONDecodeError:
+        return None
+
+
+def remove_container(engine: str, name: str) -> None:
+    try:
+        _run(engine, "rm", "--force", "--volumes", name)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans(engine: str) -> list[str]:
+    """Removes the containers (and their anonymous volumes) of `labbatch local` processes that no
+    longer exist; returns their names. Those of running ones are left alone."""
+    try:
+        listed = _run(engine, "ps", "--all", "--filter", f"label={OWNER_LABEL}",
+                      "--format", f'{{{{.Names}}}} {{{{.Label "{OWNER_LABEL}"}}}}')
+    except subprocess.TimeoutExpired:
+        return []
+    removed = []
+    for line in listed.stdout.splitlines():
+        name, _, owner = line.strip().partition(" ")
+        if name and owner.isdigit() and not _alive(int(owner)):
+            remove_container(engine, name)
+            removed.append(name)
+    return removed

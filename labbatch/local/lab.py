@@ -28,7 +28,8 @@ from labbatch.instance_types import USABLE_MEMORY_SHARE
 from labbatch.local.apigateway import LocalApiGateway, LocalLambdaContext
 from labbatch.local.batch_executor import LocalBatch, machine_memory_mib
 from labbatch.local.batch_registration import registration
-from labbatch.local.docker_runner import DockerRunner, DockerUnavailable, build_demo_image, engine_available
+from labbatch.local.docker_runner import (ENGINES, RUNNER_IMAGE, ContainerRunner, DockerUnavailable, find_engine,
+                                          image_id, remove_orphans, runner_tree)
 from labbatch.local.emulator import Emulator, EmulatedLab
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -69,12 +70,18 @@ class LocalLab:
     random_seed: int | None = None
     kill_grace_seconds: float = 10.0
     log: Any = None  # a text stream for the API's request log; default stderr
-    docker: bool = False  # run attempts in their pipelines' images (needs a Docker engine)
+    # Where attempts run: "auto" (a container engine when one answers and holds the runner image,
+    # else the host, saying why in `executor_note`), "container" (an engine or refuse to start),
+    # "docker" / "podman" (that engine or refuse), "host" (the host runner, no containers).
+    executor: str = "host"
+    executor_note: str | None = None
     _started: list = field(default_factory=list)
 
     def start(self) -> dict[str, Any]:
         """Bring everything up; return what `labbatch local` prints (and writes to its state file)."""
         began = time.perf_counter()
+        # First: an engine that was insisted on and is missing stops everything before it starts.
+        container_runner = self._container_runner()
         credentials = ("LBLOCAL" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30))
         self.emulator = Emulator()
         self.emulator.start()
@@ -126,13 +133,6 @@ class LocalLab:
                 memory_limit_in_mb=512, deadline=time.monotonic() + 10)
             status.lambda_handler(event, context)
 
-        container_runner = None
-        if self.docker:
-            if not engine_available():
-                raise DockerUnavailable("--docker needs a running Docker engine, and `docker info` found none")
-            if self.lab.uses_demo_image:
-                build_demo_image(ROOT / "containers")
-            container_runner = DockerRunner()
         self.batch = LocalBatch(
             container_runner=container_runner,
             **registration(layout(self.lab), self.lab.name),
@@ -170,6 +170,7 @@ class LocalLab:
             "log_group": emulated.log_group,
             "alert_topic": emulated.alert_topic_arn,
             "scratch": str(self.batch.scratch_root),
+            "executor": container_runner.engine if container_runner is not None else "host",
             "ready_seconds": round(time.perf_counter() - began, 3),
         }
         path = local_state_path(self.lab.name)
@@ -180,6 +181,35 @@ class LocalLab:
             json.dump(self.info, out)
         self._started.append(lambda: path.unlink(missing_ok=True))
         return self.info
+
+    def _container_runner(self) -> ContainerRunner | None:
+        """The engine every attempt runs in, or None for the host executor (see `executor`)."""
+        if self.executor == "host":
+            return None
+        if self.executor not in ("auto", "container", *ENGINES):
+            raise ValueError(f"executor is {self.executor!r} (allowed: auto, container, host, {', '.join(ENGINES)})")
+        candidates = ENGINES if self.executor in ("auto", "container") else (self.executor,)
+        engine = find_engine(candidates)
+        try:
+            if engine is None:
+                raise DockerUnavailable(f"no container engine answered ({' / '.join(f'{e} info' for e in candidates)})")
+            tree = runner_tree(engine, os.environ.get("LABBATCH_RUNNER_IMAGE") or RUNNER_IMAGE)
+        except DockerUnavailable as exc:
+            if self.executor != "auto":
+                raise
+            self.executor_note = f"jobs run on this machine, not in containers: {exc}"
+            return None
+        runner = ContainerRunner(engine, tree)
+        orphans = remove_orphans(engine)
+        if orphans:
+            print(f"labbatch local: removed {len(orphans)} container(s) left by a local mode that was killed: "
+                  f"{', '.join(orphans)}", file=sys.stderr)
+        missing = sorted({f"{name} ({runner.local_image(p.image)})" for name, p in self.lab.pipelines.items()
+                          if image_id(engine, runner.local_image(p.image)) is None})
+        if missing:
+            self.executor_note = (f"these pipelines' images are not in the local {engine} engine, so their jobs "
+                                  f"will fail (local mode never pulls): {', '.join(missing)}")
+        return runner
 
     def stop(self) -> None:
         """Stop every job (SIGTERM, then SIGKILL), the API and the emulator; remove local scratch."""

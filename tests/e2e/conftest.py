@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -90,12 +91,18 @@ def test_labs_dir(tmp_path: Path) -> Path:
     return labs
 
 
-def start_local(tmp_path: Path, *extra: str) -> RunningLab:
-    home = tmp_path / "home"
+def start_local(tmp_path: Path, *extra: str, labs_dir: Path | None = None, containers: bool = False,
+                home: Path | None = None) -> RunningLab:
+    """`labbatch local` on the test labs; on the host executor unless `containers` (these tests'
+    pipelines run the host's own Python)."""
+    home = home or tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["LABBATCH_HOME"] = str(home)
+    # The runner image's extracted tree is a cache keyed by the image id: one for the whole run.
+    env.setdefault("LABBATCH_RUNNER_TREES", str(Path(tempfile.gettempdir()) / "labbatch-test-runner-trees"))
     process = subprocess.Popen(
-        [LABBATCH, "local", "--labs-dir", str(test_labs_dir(tmp_path)), *extra],
+        [LABBATCH, "local", "--labs-dir", str(labs_dir or test_labs_dir(tmp_path)),
+         *(() if containers else ("--no-containers",)), *extra],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     line = process.stdout.readline()
     if not line:

@@ -35,7 +35,7 @@ def start(tmp_path: Path, labs: Path) -> RunningLab:
     home = tmp_path / "home"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(LABBATCH_HOME=str(home), LABBATCH_WAITING_AFTER_SECONDS=str(WAITING_AFTER_SECONDS))
-    process = subprocess.Popen([LABBATCH, "local", "--labs-dir", str(labs)], stdout=subprocess.PIPE,
+    process = subprocess.Popen([LABBATCH, "local", "--labs-dir", str(labs), "--no-containers"], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env)
     line = process.stdout.readline()
     if not line:

@@ -1,85 +1,92 @@
-"""--docker: attempts become `docker run ... IMAGE COMMAND`. No engine runs here, so the executor
-is driven against a stand-in `docker` that records its arguments and runs the command itself."""
+"""The container executor's shape, without an engine: what `docker create` gets, how the host
+executor reads the mounted runner's launch, and how `labbatch local` chooses. The same paths
+against a real engine: tests/e2e/test_local_containers.py."""
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
-import stat
 import sys
-from pathlib import Path
 
+from labbatch.batch_layout import RUNNER_LAUNCH, RUNNER_MOUNT
 from labbatch.local import command as local_command
-from labbatch.local.docker_runner import DEMO_TAG, DockerRunner
+from labbatch.batch_layout import on_host as host_command
+from labbatch.local.docker_runner import DEMO_TAG, ContainerRunner, container_name, image_missing_reason
 
 from test_batch_helpers import ON_DEMAND_QUEUE, local_batch, wait_for
 
-FAKE_DOCKER = f"""#!{sys.executable}
-import json, os, sys
-args = sys.argv[1:]
-with open(os.environ["FAKE_DOCKER_LOG"], "a") as log:
-    log.write(json.dumps(args) + "\\n")
-assert args[0] == "run"
-env, i = {{}}, 1
-takes_value = {{"--name", "--network", "--cpus", "--memory", "--volume", "--env"}}
-while args[i].startswith("--"):
-    if args[i] == "--env":
-        key, _, value = args[i + 1].partition("=")
-        env[key] = value
-    i += 2 if args[i] in takes_value else 1
-image, command = args[i], args[i + 1:]
-os.execvpe(command[0], command, {{"PATH": os.environ["PATH"], **env}})
-"""
 
-
-def test_argv_limits_resources_shares_scratch_and_passes_only_the_jobs_variables(tmp_path):
-    argv = DockerRunner().argv(
-        command=["labbatch-runner", "--", "fastq-stats", "{input}"],
+def test_create_argv_limits_resources_mounts_runner_and_scratch_and_passes_only_the_jobs_variables(tmp_path):
+    runner = ContainerRunner("docker", tmp_path / "tree")
+    spec = runner.spec(
+        command=[*RUNNER_LAUNCH, "fastq-stats", "{input}"],
         env={"LABBATCH_JOB_ID": "j-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_BATCH_JOB_ATTEMPT": "1",
-             "HOME": "/root", "PATH": "/usr/bin"},
-        image="demo", vcpus=2, memory_mib=4096, scratch=tmp_path, name="labbatch-abc")
-    assert argv == [
-        "docker", "run", "--rm", "--name", "labbatch-abc", "--network", "host", "--cpus", "2", "--memory", "4096m",
-        "--volume", f"{tmp_path}:{tmp_path}",
-        "--env", "AWS_BATCH_JOB_ATTEMPT=1", "--env", "AWS_ENDPOINT_URL=http://127.0.0.1:9", "--env", "LABBATCH_JOB_ID=j-1",
-        DEMO_TAG, "labbatch-runner", "--", "fastq-stats", "{input}"]
+             "LABBATCH_SCRATCH_DIR": "/host/scratch", "HOME": "/root", "PATH": "/usr/bin"},
+        image="demo", vcpus=2, memory_mib=4096, scratch=tmp_path / "attempt", name="labbatch-j-1-a1",
+        labels={"labbatch.attempt": "1"})
+    assert spec.image == DEMO_TAG and spec.name == "labbatch-j-1-a1" and spec.scratch == tmp_path / "attempt"
+    assert spec.create_argv == [
+        "docker", "create", "--pull", "never", "--name", "labbatch-j-1-a1", "--network", "host",
+        "--cpus", "2", "--memory", "4096m", "--memory-swap", "4096m",
+        "--volume", f"{tmp_path / 'tree'}:{RUNNER_MOUNT}:ro", "--volume", f"{tmp_path / 'attempt'}:/scratch",
+        "--label", "labbatch.attempt=1", "--label", f"labbatch.local-pid={os.getpid()}",
+        "--env", "AWS_BATCH_JOB_ATTEMPT=1", "--env", "AWS_ENDPOINT_URL=http://127.0.0.1:9",
+        "--env", "LABBATCH_JOB_ID=j-1", "--env", "LABBATCH_SCRATCH_DIR=/scratch",
+        DEMO_TAG, *RUNNER_LAUNCH, "fastq-stats", "{input}"]
+    assert "--entrypoint" not in spec.create_argv  # the image's own ENTRYPOINT, as Batch leaves it
 
 
-def test_registry_images_run_as_named(tmp_path):
-    argv = DockerRunner().argv(command=["bwa"], env={}, image="quay.io/biocontainers/bwa:0.7.18", vcpus=1,
-                               memory_mib=512, scratch=tmp_path, name="n")
-    assert argv[-2:] == ["quay.io/biocontainers/bwa:0.7.18", "bwa"]
+def test_registry_images_run_as_named_and_podman_is_the_same_commands(tmp_path):
+    spec = ContainerRunner("podman", tmp_path).spec(
+        command=["bwa"], env={}, image="quay.io/biocontainers/bwa:0.7.18", vcpus=1, memory_mib=512,
+        scratch=tmp_path, name="n")
+    assert spec.create_argv[:2] == ["podman", "create"] and spec.create_argv[-2:] == [
+        "quay.io/biocontainers/bwa:0.7.18", "bwa"]
 
 
-def test_executor_runs_each_attempt_through_docker_run(tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    fake = bin_dir / "docker"
-    fake.write_text(FAKE_DOCKER)
-    fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
-    log = tmp_path / "docker.log"
-    out = tmp_path / "out.txt"
-    env = {"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "FAKE_DOCKER_LOG": str(log)}
-    code = f"import os; open({str(out)!r}, 'w').write(os.environ['LABBATCH_MARK'] + ' ' + os.environ['AWS_BATCH_JOB_ATTEMPT'])"
-    definition = {"name": "in-image", "command": [sys.executable, "-c", code], "image": "demo", "vcpus": 1,
-                  "memory_mib": 300, "environment": {"LABBATCH_MARK": "inside"}}
-    with local_batch(tmp_path, [definition], extra_env=env, container_runner=DockerRunner()) as (_, client, _rec):
-        job_id = client.submit_job(jobName="d", jobQueue=ON_DEMAND_QUEUE, jobDefinition="in-image")["jobId"]
-        assert wait_for(client, job_id)["status"] == "SUCCEEDED"
-    assert out.read_text() == "inside 1"
-    [argv] = [json.loads(line) for line in log.read_text().splitlines()]
-    assert argv[:2] == ["run", "--rm"] and DEMO_TAG in argv
-    assert argv[argv.index("--cpus") + 1] == "1" and argv[argv.index("--memory") + 1] == "300m"
-    assert f"{tmp_path / 'scratch'}:{tmp_path / 'scratch'}" in argv
-    assert "FAKE_DOCKER_LOG=" not in " ".join(argv)  # only the job's own variables enter the container
+def test_host_executor_runs_the_host_runner_in_place_of_the_mounted_one():
+    assert host_command([*RUNNER_LAUNCH, "fastq-stats", "{input}"]) == ["labbatch-runner", "--", "fastq-stats",
+                                                                         "{input}"]
+    assert host_command(["python", "-c", "pass"]) == ["python", "-c", "pass"]
+    assert host_command(list(RUNNER_LAUNCH[:3])) == list(RUNNER_LAUNCH[:3])
 
 
-def test_local_docker_without_an_engine_is_a_clear_one_line_error(monkeypatch, capsys):
-    monkeypatch.setattr("labbatch.local.docker_runner.engine_available", lambda: False)
-    parser_args = ["--docker"]
-    import argparse
+def test_container_names_are_engine_safe_and_name_the_attempt():
+    assert container_name("labbatch", "j-01ABC", "3", "a2", "deadbeef") == "labbatch-j-01ABC-3-a2-deadbeef"
+    assert container_name("labbatch", "odd id:/x", "", "a1") == "labbatch-odd-id-x-a1"
+
+
+def test_a_missing_image_reason_names_it_and_says_nothing_is_pulled():
+    reason = image_missing_reason("quay.io/x:1", "docker")
+    assert reason.startswith('CannotPullContainerError: image "quay.io/x:1" is not present')
+    assert "never pulls" in reason
+
+
+def test_host_executor_translates_a_job_definitions_runner_launch(tmp_path):
+    """A definition shaped as in AWS (RUNNER_LAUNCH + tool) runs the host's runner on the host."""
+    definition = {"name": "shaped", "image": "demo", "vcpus": 1, "memory_mib": 300,
+                  "command": [*RUNNER_LAUNCH, sys.executable, "-c", "print('tool ran')"]}
+    with local_batch(tmp_path, [definition]) as (_, client, _rec):
+        job_id = client.submit_job(jobName="d", jobQueue=ON_DEMAND_QUEUE, jobDefinition="shaped")["jobId"]
+        job = wait_for(client, job_id)
+    # The runner itself ran (it refuses a job without its contract variables: exit 64), not the loader path.
+    assert job["status"] == "FAILED" and job["attempts"][0]["container"]["exitCode"] == 64, job
+
+
+def parse(*argv: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     local_command.local_arguments(parser)
-    assert local_command.run_local(parser.parse_args(parser_args)) == 1
+    return parser.parse_args(list(argv))
+
+
+def test_docker_and_no_containers_together_are_refused(capsys):
+    assert local_command.run_local(parse("--docker", "--no-containers")) == 1
+    assert "contradict" in capsys.readouterr().err
+
+
+def test_insisting_on_an_engine_without_one_is_a_clear_one_line_error(monkeypatch, capsys, tmp_path):
+    monkeypatch.setenv("LABBATCH_HOME", str(tmp_path))
+    monkeypatch.setattr("labbatch.local.lab.find_engine", lambda candidates: None)
+    assert local_command.run_local(parse("--docker")) == 1
     err = capsys.readouterr().err.strip()
-    assert err.startswith("labbatch: no_docker: --docker needs a running Docker engine") and "\n" not in err
+    assert err.startswith("labbatch: no_docker: no container engine answered") and "\n" not in err
