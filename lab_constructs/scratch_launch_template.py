@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from labbatch.batch_layout import SCRATCH_MOUNT
@@ -44,7 +45,7 @@ class ScratchLaunchTemplate(Construct):
     """Exposes `launch_template`; its `latest_version_number` is what compute environments pin."""
 
     def __init__(self, scope: Construct, construct_id: str, *, scratch: ScratchVolume,
-                 custom_ami: bool) -> None:
+                 custom_ami: bool, kms_key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
 
         script = ec2.UserData.for_linux()
@@ -58,7 +59,7 @@ class ScratchLaunchTemplate(Construct):
             device_name=SCRATCH_DEVICE,
             volume=ec2.BlockDeviceVolume.ebs(
                 scratch.size_gib, volume_type=ec2.EbsDeviceVolumeType.GP3, iops=scratch.iops,
-                throughput=scratch.throughput_mibps, encrypted=True, delete_on_termination=True),
+                throughput=scratch.throughput_mibps, encrypted=True, kms_key=kms_key, delete_on_termination=True),
         )]
         if not custom_ami:
             # A custom AMI may name its root device differently; only the known image gets its
@@ -66,7 +67,7 @@ class ScratchLaunchTemplate(Construct):
             block_devices.append(ec2.BlockDevice(
                 device_name=ROOT_DEVICE,
                 volume=ec2.BlockDeviceVolume.ebs(ROOT_GIB, volume_type=ec2.EbsDeviceVolumeType.GP3,
-                                                 encrypted=True, delete_on_termination=True)))
+                                                 encrypted=True, kms_key=kms_key, delete_on_termination=True)))
 
         self.launch_template = ec2.LaunchTemplate(
             self, "Resource",
