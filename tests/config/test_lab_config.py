@@ -251,3 +251,21 @@ def test_usable_memory_is_below_what_ecs_registers_for_every_type():
     for t in instance_types.INSTANCE_TYPES.values():
         registered = int(t.memory_mib * 7985 / 8192) - 32
         assert t.job_memory_mib <= registered, t.name
+
+
+def test_the_compliance_tier_is_opt_in_and_genomics_core_takes_it():
+    example = parse_lab(EXAMPLE, "labs/example.yaml")
+    assert (example.encryption, example.audit) == ("managed", False)
+    core = load_labs(LABS_DIR, only="genomics-core")[0]
+    assert (core.encryption, core.audit) == ("kms", True)
+    assert parse_lab(changed("encryption", "kms"), "labs/example.yaml").encryption == "kms"
+
+
+def test_unknown_encryption_is_refused_naming_what_is_allowed():
+    [problem] = problems_of(changed("encryption", "sse-c"))
+    assert problem.startswith("labs/bad.yaml: encryption: ") and "'managed' or 'kms'" in problem
+
+
+def test_audit_without_the_labs_key_is_refused():
+    [problem] = problems_of(changed("audit", True))
+    assert "audit: true needs encryption: kms" in problem and "(allowed:" in problem
