@@ -13,6 +13,7 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
@@ -66,10 +67,12 @@ def _code_with_contract(folder: Path) -> lambda_.Code:
 def _function(scope: Construct, construct_id: str, *, name: str, log_group_name: str, folder: str, handler: str,
               description: str,
               environment: dict[str, str], layer: lambda_.ILayerVersion, log_retention_days: int,
-              timeout: Duration, memory_mib: int, dead_letter_queue: sqs.IQueue | None = None) -> lambda_.Function:
+              timeout: Duration, memory_mib: int, dead_letter_queue: sqs.IQueue | None = None,
+              key: kms.IKey | None = None) -> lambda_.Function:
     log_group = logs.LogGroup(scope, f"{construct_id}Logs", log_group_name=log_group_name,
-                              retention=retention(log_retention_days))
-    acknowledge_log_group_encryption(log_group)
+                              retention=retention(log_retention_days), encryption_key=key)
+    if key is None:
+        acknowledge_log_group_encryption(log_group)
     function = lambda_.Function(
         scope, construct_id,
         function_name=name,
@@ -85,6 +88,9 @@ def _function(scope: Construct, construct_id: str, *, name: str, log_group_name:
         log_group=log_group,
         tracing=lambda_.Tracing.ACTIVE,
         dead_letter_queue=dead_letter_queue,
+        # The settings name the lab's buckets, table and queues; with the lab's key they are
+        # encrypted with it rather than Lambda's AWS managed key.
+        environment_encryption=key,
     )
     acknowledge(function, "HIPAA.Security-LambdaInsideVPC",
                 "The function calls only AWS APIs (Batch, DynamoDB, S3); inside a VPC it would need a NAT "
@@ -109,7 +115,7 @@ class JobApi(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, lab_name: str, api: Api,
                  settings_json: str, table_name: str, bucket_names: dict[str, str],
                  queue_names: list[str], job_definition_names: list[str], log_retention_days: int,
-                 alert_topic_arn: str | None = None) -> None:
+                 alert_topic_arn: str | None = None, key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
 
@@ -123,14 +129,15 @@ class JobApi(Construct):
             folder="api", handler="job_api.lambda_handler",
             description=f"LabBatch {lab_name}: job API", layer=layer,
             environment={**common_env, "POWERTOOLS_SERVICE_NAME": "labbatch-api"},
-            log_retention_days=log_retention_days, memory_mib=1024,
+            log_retention_days=log_retention_days, memory_mib=1024, key=key,
             timeout=Duration.seconds(28))  # under API Gateway's own 29 s integration limit
         acknowledge(self.handler, "HIPAA.Security-LambdaDLQ",
                     "API Gateway invokes the handler synchronously: a failure is answered to the caller and "
                     "recorded in the ledger; there is no event to park in a queue.")
         # Events the updater still cannot record after EventBridge's retries wait here for replay.
         self.failed_status_events = sqs.Queue(
-            self, "FailedStatusEvents", enforce_ssl=True, encryption=sqs.QueueEncryption.SQS_MANAGED,
+            self, "FailedStatusEvents", enforce_ssl=True,
+            encryption=sqs.QueueEncryption.KMS if key else sqs.QueueEncryption.SQS_MANAGED, encryption_master_key=key,
             retention_period=Duration.days(14))
         acknowledge(self.failed_status_events, "AwsSolutions-SQS3",
                     "This queue is itself the dead-letter queue of the status updater.")
@@ -142,7 +149,14 @@ class JobApi(Construct):
                          **({"LABBATCH_ALERT_TOPIC_ARN": alert_topic_arn} if alert_topic_arn else {})},
             # 30 s: a failure may read the runner's manifest and resubmit (lambda/status/recovery.py).
             log_retention_days=log_retention_days, timeout=Duration.seconds(30), memory_mib=512,
-            dead_letter_queue=self.failed_status_events)
+            dead_letter_queue=self.failed_status_events, key=key)
+        if key is not None:
+            # The ledger, the DLQ, the alert topic and SSE-KMS objects: the handler writes sample
+            # lists, the updater reads manifests, both read and write the ledger.
+            for function in (self.handler, self.status_updater):
+                function.add_to_role_policy(iam.PolicyStatement(
+                    actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                    resources=[key.key_arn]))
 
         table = dynamodb.Table.from_table_name(self, "Ledger", table_name)
         index = f"{table.table_arn}/index/{BY_CREATED_INDEX}"
@@ -175,8 +189,9 @@ class JobApi(Construct):
         )
 
         access_logs = logs.LogGroup(self, "AccessLogs", log_group_name=names.log_group(lab_name, "api-access"),
-                                    retention=retention(log_retention_days))
-        acknowledge_log_group_encryption(access_logs)
+                                    retention=retention(log_retention_days), encryption_key=key)
+        if key is None:
+            acknowledge_log_group_encryption(access_logs)
         self.rest_api = apigw.LambdaRestApi(
             self, "RestApi",
             rest_api_name=names.rest_api(lab_name),

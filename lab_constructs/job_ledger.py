@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from labbatch_contract import names
@@ -17,7 +18,7 @@ from lab_constructs.compliance import acknowledge
 class JobLedger(Construct):
     """Exposes `table`. The construct ID names a stateful resource: never change it."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, lab_name: str) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, lab_name: str, key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
         self.table = dynamodb.Table(
             self, "Table",
@@ -28,7 +29,9 @@ class JobLedger(Construct):
             point_in_time_recovery_specification=dynamodb.PointInTimeRecoverySpecification(
                 point_in_time_recovery_enabled=True),
             deletion_protection=True,
-            encryption=dynamodb.TableEncryption.AWS_MANAGED,
+            # Switching between the two is an in-place update of the table, never a replacement.
+            encryption=dynamodb.TableEncryption.CUSTOMER_MANAGED if key else dynamodb.TableEncryption.AWS_MANAGED,
+            encryption_key=key,
             # Idempotency records expire; job records carry no TTL and stay.
             time_to_live_attribute=TTL_ATTRIBUTE,
             removal_policy=RemovalPolicy.RETAIN,

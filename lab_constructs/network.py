@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aws_cdk import Annotations, CfnResource, Stack
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -23,8 +24,9 @@ class LabNetwork(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, lab_name: str, network: Network,
-                 log_retention_days: int) -> None:
+                 log_retention_days: int, key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
+        self._lab_name, self._key = lab_name, key
 
         if network.mode == "existing":
             self.vpc = ec2.Vpc.from_vpc_attributes(
@@ -59,8 +61,9 @@ class LabNetwork(Construct):
             self._bound_default_security_group_logs(log_retention_days)
             # Rejected connections only: what a reviewer needs to see probes, at no cost while idle.
             flow_logs = logs.LogGroup(self, "FlowLogs", log_group_name=names.log_group(lab_name, "vpc-flow-logs"),
-                                      retention=retention(log_retention_days))
-            acknowledge_log_group_encryption(flow_logs)
+                                      retention=retention(log_retention_days), encryption_key=key)
+            if key is None:
+                acknowledge_log_group_encryption(flow_logs)
             flow_log = self.vpc.add_flow_log(
                 "RejectedTraffic", traffic_type=ec2.FlowLogTrafficType.REJECT,
                 destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
@@ -83,8 +86,14 @@ class LabNetwork(Construct):
         if provider is None:
             return
         handler: CfnResource = provider.node.find_child("Handler")
-        log_group = logs.LogGroup(self, "DefaultSecurityGroupCleanerLogs", retention=retention(log_retention_days))
-        acknowledge_log_group_encryption(log_group)
+        # With the lab's key the group needs a name under /labbatch/<lab>/, the only log groups the
+        # key policy lets CloudWatch Logs encrypt; without it, it keeps the name CloudFormation gave it.
+        log_group = logs.LogGroup(
+            self, "DefaultSecurityGroupCleanerLogs", retention=retention(log_retention_days),
+            log_group_name=names.log_group(self._lab_name, "default-sg-cleaner") if self._key else None,
+            encryption_key=self._key)
+        if self._key is None:
+            acknowledge_log_group_encryption(log_group)
         # Escape hatch: the provider is CDK-internal and exposes no logging option.
         handler.add_property_override("LoggingConfig", {"LogGroup": log_group.log_group_name})
         handler.node.add_dependency(log_group)

@@ -6,6 +6,7 @@ from aws_cdk import Duration, Stack
 from aws_cdk import aws_budgets as budgets
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
@@ -15,17 +16,19 @@ from labbatch.config import Alerts, Budget
 
 from lab_constructs.compliance import acknowledge
 
-LAB_TAG = "labbatch:lab"
+LAB_TAG = names.LAB_TAG
 
 
 class LabAlerts(Construct):
     """Exposes `topic`: failed jobs and budget alerts, delivered to the lab's addresses."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, lab_name: str, alerts: Alerts) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, lab_name: str, alerts: Alerts,
+                 key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        # With the lab's key, whose policy lets AWS Budgets publish (the AWS managed key would not).
         self.topic = sns.Topic(self, "Topic", topic_name=names.alert_topic(lab_name),
-                               display_name=f"LabBatch {lab_name}", enforce_ssl=True)
+                               display_name=f"LabBatch {lab_name}", enforce_ssl=True, master_key=key)
         for email in alerts.emails:
             self.topic.add_subscription(subscriptions.EmailSubscription(email))
         # AWS Budgets publishes the budget's alerts here, for this account only.
@@ -33,12 +36,11 @@ class LabAlerts(Construct):
             actions=["sns:Publish"], resources=[self.topic.topic_arn],
             principals=[iam.ServicePrincipal("budgets.amazonaws.com")],
             conditions={"StringEquals": {"aws:SourceAccount": stack.account}}))
-        acknowledge(self.topic, "AwsSolutions-SNS2",
-                    "Messages carry job ids, status reasons and log locations, not data; AWS Budgets cannot "
-                    "publish to a topic encrypted with the AWS managed key, and a customer key costs $1/month.")
-        acknowledge(self.topic, "HIPAA.Security-SNSEncryptedKMS",
-                    "Messages carry job ids, status reasons and log locations, not data; AWS Budgets cannot "
-                    "publish to a topic encrypted with the AWS managed key, and a customer key costs $1/month.")
+        if key is None:
+            for rule in ("AwsSolutions-SNS2", "HIPAA.Security-SNSEncryptedKMS"):
+                acknowledge(self.topic, rule,
+                            "Messages carry job ids, status reasons and log locations, not data; AWS Budgets cannot "
+                            "publish to a topic encrypted with the AWS managed key, and a customer key costs $1/month.")
 
 
 class LabBudget(Construct):

@@ -10,6 +10,7 @@ from aws_cdk import aws_batch as batch
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
@@ -36,15 +37,17 @@ class PipelineJobDefinitions(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, lab_name: str,
                  job_definitions: tuple[JobDefinitionSpec, ...], bucket_names: dict[str, str],
-                 log_retention_days: int) -> None:
+                 log_retention_days: int, key: kms.IKey | None = None) -> None:
         super().__init__(scope, construct_id)
 
         self.log_group = logs.LogGroup(
             self, "JobLogGroup",
             log_group_name=names.job_log_group(lab_name),
             retention=retention(log_retention_days),
+            encryption_key=key,
         )
-        acknowledge_log_group_encryption(self.log_group)
+        if key is None:
+            acknowledge_log_group_encryption(self.log_group)
 
         inputs = s3.Bucket.from_bucket_name(self, "InputsBucket", bucket_names["inputs"])
         references = s3.Bucket.from_bucket_name(self, "ReferencesBucket", bucket_names["references"])
@@ -65,6 +68,10 @@ class PipelineJobDefinitions(Construct):
         writable_objects = [results.arn_for_objects("jobs/*")]
         self.job_role.add_to_policy(iam.PolicyStatement(
             actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=writable_objects))
+        if key is not None:
+            # SSE-KMS objects: Decrypt to read (and to finish a multipart upload), GenerateDataKey to write.
+            self.job_role.add_to_policy(iam.PolicyStatement(
+                actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]))
         acknowledge_wildcard_resources(
             self.job_role.node.find_child("DefaultPolicy"), readable_objects + writable_objects,
             "A job reads any object of its lab's inputs and references and writes only under jobs/ of its "

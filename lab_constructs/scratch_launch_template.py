@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from labbatch.batch_layout import SCRATCH_MOUNT
@@ -46,7 +47,7 @@ class ScratchLaunchTemplate(Construct):
     """Exposes `launch_template`; its `latest_version_number` is what compute environments pin."""
 
     def __init__(self, scope: Construct, construct_id: str, *, scratch: ScratchVolume,
-                 custom_ami: bool, boot_steps: Sequence[str] = ()) -> None:
+                 custom_ami: bool, kms_key: kms.IKey | None = None, boot_steps: Sequence[str] = ()) -> None:
         """`boot_steps`: shell run after the scratch volume is mounted, before the ECS agent starts."""
         super().__init__(scope, construct_id)
 
@@ -61,7 +62,7 @@ class ScratchLaunchTemplate(Construct):
             device_name=SCRATCH_DEVICE,
             volume=ec2.BlockDeviceVolume.ebs(
                 scratch.size_gib, volume_type=ec2.EbsDeviceVolumeType.GP3, iops=scratch.iops,
-                throughput=scratch.throughput_mibps, encrypted=True, delete_on_termination=True),
+                throughput=scratch.throughput_mibps, encrypted=True, kms_key=kms_key, delete_on_termination=True),
         )]
         if not custom_ami:
             # A custom AMI may name its root device differently; only the known image gets its
@@ -69,7 +70,7 @@ class ScratchLaunchTemplate(Construct):
             block_devices.append(ec2.BlockDevice(
                 device_name=ROOT_DEVICE,
                 volume=ec2.BlockDeviceVolume.ebs(ROOT_GIB, volume_type=ec2.EbsDeviceVolumeType.GP3,
-                                                 encrypted=True, delete_on_termination=True)))
+                                                 encrypted=True, kms_key=kms_key, delete_on_termination=True)))
 
         self.launch_template = ec2.LaunchTemplate(
             self, "Resource",

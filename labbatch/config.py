@@ -285,6 +285,14 @@ class Lab(_Strict):
     alerts: Alerts = Alerts()
     # A CloudWatch dashboard costs $3/month, so it is opt-in.
     dashboard: bool = Field(False, json_schema_extra=_allowed("true or false ($3/month when true)"))
+    # The compliance tier for regulated data. `managed` (SSE-S3, AWS-owned and AWS managed keys)
+    # costs nothing while idle; `kms` gives the lab one customer-managed key ($1/month) that
+    # encrypts every store, log group, topic, queue, Lambda environment and EBS volume.
+    encryption: Literal["managed", "kms"] = Field("managed", json_schema_extra=_allowed(
+        "managed (SSE-S3 and AWS managed keys, no fixed cost) or kms (one customer-managed key, $1/month)"))
+    # A CloudTrail trail of the data events on the lab's buckets and ledger (who read what).
+    audit: bool = Field(False, json_schema_extra=_allowed(
+        "true or false: a CloudTrail data-event trail of the lab's buckets and ledger (needs encryption: kms)"))
 
     @field_validator("name")
     @classmethod
@@ -345,6 +353,10 @@ class Lab(_Strict):
         if self.account and self.region and not self.availability_zones and self.network.mode != "existing":
             problems.append("account and region are given, so availability_zones must list the zones to use "
                             "(CDK would otherwise look them up at synth, which needs credentials)")
+        if self.audit and self.encryption != "kms":
+            # The trail records who read regulated data; its log files are encrypted with the
+            # lab's own key, which only `encryption: kms` creates.
+            problems.append("audit: true needs encryption: kms (allowed: audit false, or encryption kms)")
         if self.availability_zones and not self.region:
             problems.append("availability_zones needs region")
         wrong_zone = [z for z in self.availability_zones if self.region and not re.fullmatch(rf"{re.escape(self.region)}[a-z]", z)]

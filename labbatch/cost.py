@@ -111,6 +111,16 @@ def per_job_model(lab: Lab, region: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def compliance_model(lab: Lab, region: dict[str, Any]) -> dict[str, Any] | None:
+    """What the compliance tier adds by use. S3 Bucket Keys make SSE-KMS ask KMS for a bucket-level
+    key about once per bucket per job rather than once per object."""
+    if lab.encryption != "kms":
+        return None
+    usage = region["usage"]
+    return {"kms_requests_per_10000": usage["kms_requests_per_10000"],
+            "cloudtrail_data_events_per_100000": usage["cloudtrail_data_events_per_100000"] if lab.audit else None}
+
+
 def report(lab: Lab, cdk_out: Path) -> dict[str, Any]:
     prices = load_prices()
     region_name = lab.region or DEFAULT_REGION
@@ -124,6 +134,7 @@ def report(lab: Lab, cdk_out: Path) -> dict[str, Any]:
         "fixed_monthly": [dict(asdict(i), monthly_usd=i.monthly_usd) for i in items],
         "fixed_monthly_total_usd": round(sum(i.monthly_usd for i in items), 2),
         "per_job": per_job_model(lab, region),
+        "compliance": compliance_model(lab, region),
     }
 
 
@@ -184,3 +195,11 @@ def _print(result: dict[str, Any]) -> None:
                   f"(${scratch['per_instance_hour']:.5f} per instance-hour)")
     console.print(f"S3 Standard: ${job['s3_standard_gb_month']}/GB-month; logs: ${job['logs_ingest_gb']}/GB ingested, "
                   f"${job['logs_store_gb_month']}/GB-month stored")
+    compliance = result.get("compliance")
+    if compliance:
+        console.print(f"Lab key (encryption: kms): ${compliance['kms_requests_per_10000']:.2f} per 10,000 KMS requests "
+                      "(S3 Bucket Keys: about one per bucket per job, not one per object)")
+        if compliance["cloudtrail_data_events_per_100000"] is not None:
+            console.print(f"Audit trail (audit: true): ${compliance['cloudtrail_data_events_per_100000']:.2f} per 100,000 "
+                          "data events (each object read or written, each ledger read or write), stored in the "
+                          "access-log bucket at the S3 Standard price")

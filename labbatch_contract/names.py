@@ -80,3 +80,17 @@ def log_group(lab: str, part: str) -> str:
 
 def rest_api(lab: str) -> str:
     return f"{PREFIX}-{lab}"
+
+
+def kms_alias(lab: str) -> str:
+    return f"alias/{PREFIX}-{lab}"
+
+
+def kms_key_parameter(lab: str) -> str:
+    """The SSM parameter holding the lab key's ARN: the other stacks read it at deploy, so the
+    stateful stack never exports anything they could lock."""
+    return f"/{PREFIX}/{lab}/kms-key-arn"
+
+
+def audit_trail(lab: str) -> str:
+    return f"{PREFIX}-{lab}-data-events"

@@ -9,6 +9,7 @@ from labbatch_contract import names
 from labbatch.api_settings import lab_settings
 from labbatch.config import Lab
 from lab_constructs.job_api import JobApi
+from lab_constructs.lab_key import lab_key
 from stacks.lab_stack import LabStack
 
 ENDPOINT_OUTPUT = names.API_ENDPOINT_OUTPUT
@@ -32,6 +33,7 @@ class ApiStack(LabStack):
             log_retention_days=lab.log_retention_days,
             alert_topic_arn=(self.format_arn(service="sns", resource=names.alert_topic(lab.name))
                              if lab.alerts.failed_jobs else None),
+            key=lab_key(self, lab.name, lab.encryption),
         )
         # `labbatch` finds a deployed lab's endpoint through this output.
         CfnOutput(self, ENDPOINT_OUTPUT, value=self.api.url, description="Job API endpoint (SigV4, execute-api)")

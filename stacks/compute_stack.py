@@ -8,6 +8,7 @@ from labbatch_contract import names
 from labbatch.batch_layout import layout
 from labbatch.config import Lab
 from lab_constructs.batch_compute import BatchCompute
+from lab_constructs.lab_key import lab_key
 from lab_constructs.network import LabNetwork
 from lab_constructs.pipelines import PipelineJobDefinitions
 from lab_constructs.runner_image import RunnerImage
@@ -20,11 +21,12 @@ class ComputeStack(LabStack):
     def __init__(self, scope: Construct, construct_id: str, *, lab: Lab) -> None:
         super().__init__(scope, construct_id, lab=lab,
                          description=f"LabBatch {lab.name}: network, Batch compute, queues and pipelines")
+        key = lab_key(self, lab.name, lab.encryption)
         network = LabNetwork(self, "Network", lab_name=lab.name, network=lab.network,
-                             log_retention_days=lab.log_retention_days)
+                             log_retention_days=lab.log_retention_days, key=key)
         runner = RunnerImage(self, "RunnerImage", architecture=lab.compute.architecture)
         scratch = ScratchLaunchTemplate(self, "ScratchLaunchTemplate", scratch=lab.compute.scratch,
-                                        custom_ami=lab.compute.ami_id is not None,
+                                        custom_ami=lab.compute.ami_id is not None, kms_key=key,
                                         boot_steps=[runner.install_script])
         self.compute = BatchCompute(self, "BatchCompute", lab=lab, network=network,
                                     launch_template=scratch.launch_template)
@@ -33,4 +35,4 @@ class ComputeStack(LabStack):
         bucket_names = {kind: names.bucket(lab.name, kind, self.account, self.region) for kind in DATA_BUCKETS}
         self.pipelines = PipelineJobDefinitions(
             self, "Pipelines", lab_name=lab.name, job_definitions=layout(lab).job_definitions,
-            bucket_names=bucket_names, log_retention_days=lab.log_retention_days)
+            bucket_names=bucket_names, log_retention_days=lab.log_retention_days, key=key)

@@ -27,6 +27,9 @@ def build_lab(scope: Construct, lab: Lab) -> LabStacks:
     compute = ComputeStack(scope, names.stack(lab.name, "Compute"), lab=lab)
     compute.add_stack_dependency(storage)
     operations = OperationsStack(scope, names.stack(lab.name, "Operations"), lab=lab)
+    if lab.encryption == "kms":
+        # The alert topic is encrypted with the key the storage stack creates.
+        operations.add_stack_dependency(storage)
     api = ApiStack(scope, names.stack(lab.name, "Api"), lab=lab)
     # The API submits to the compute stack's queues, writes the storage stack's ledger and
     # publishes failures to the operations stack's topic.

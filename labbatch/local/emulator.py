@@ -31,6 +31,7 @@ class EmulatedLab:
     table: str
     log_group: str
     alert_topic_arn: str
+    key_arn: str | None = None  # the lab's customer-managed key, for `encryption: kms`
 
 
 class Emulator:
@@ -58,6 +59,7 @@ class Emulator:
 
     def create_lab(self, lab: Lab, *, credentials: tuple[str, str]) -> EmulatedLab:
         region = lab.region or DEFAULT_REGION
+        key_arn = self._create_key(lab, region, credentials) if lab.encryption == "kms" else None
         buckets = {kind: names.bucket(lab.name, kind, LOCAL_ACCOUNT, region) for kind in DATA_BUCKETS}
         s3 = self.client("s3", region, credentials)
         for bucket in buckets.values():
@@ -66,6 +68,11 @@ class Emulator:
             else:
                 s3.create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": region})
             s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+            if key_arn:
+                # As the storage construct does: SSE-KMS with the lab's key and an S3 Bucket Key.
+                s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": [{
+                    "ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_arn},
+                    "BucketKeyEnabled": True}]})
 
         table = names.ledger_table(lab.name)
         dynamodb = self.client("dynamodb", region, credentials)
@@ -84,14 +91,27 @@ class Emulator:
                               {"AttributeName": ledger_schema.BY_CREATED_SORT, "KeyType": "RANGE"}],
                 "Projection": {"ProjectionType": "ALL"},
             }],
+            **({"SSESpecification": {"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_arn}} if key_arn else {}),
         )
         dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification={
             "Enabled": True, "AttributeName": ledger_schema.TTL_ATTRIBUTE})
 
         log_group = names.job_log_group(lab.name)
         logs = self.client("logs", region, credentials)
-        logs.create_log_group(logGroupName=log_group)
+        logs.create_log_group(logGroupName=log_group, **({"kmsKeyId": key_arn} if key_arn else {}))
         logs.put_retention_policy(logGroupName=log_group, retentionInDays=lab.log_retention_days)
-        topic = self.client("sns", region, credentials).create_topic(Name=names.alert_topic(lab.name))
+        topic = self.client("sns", region, credentials).create_topic(
+            Name=names.alert_topic(lab.name), Attributes={"KmsMasterKeyId": key_arn} if key_arn else {})
         return EmulatedLab(endpoint=self.endpoint, region=region, account=LOCAL_ACCOUNT, buckets=buckets,
-                           table=table, log_group=log_group, alert_topic_arn=topic["TopicArn"])
+                           table=table, log_group=log_group, alert_topic_arn=topic["TopicArn"], key_arn=key_arn)
+
+    def _create_key(self, lab: Lab, region: str, credentials: tuple[str, str]) -> str:
+        """The lab's key, as the lab-key construct makes it: symmetric, rotated, under the lab's alias.
+        moto does not evaluate key policies, so local mode cannot show who may use the key."""
+        kms = self.client("kms", region, credentials)
+        key = kms.create_key(Description=f"LabBatch {lab.name} (local)", KeyUsage="ENCRYPT_DECRYPT",
+                             KeySpec="SYMMETRIC_DEFAULT", Tags=[{"TagKey": names.LAB_TAG, "TagValue": lab.name}])
+        key_id = key["KeyMetadata"]["KeyId"]
+        kms.enable_key_rotation(KeyId=key_id)
+        kms.create_alias(AliasName=names.kms_alias(lab.name), TargetKeyId=key_id)
+        return key["KeyMetadata"]["Arn"]

@@ -169,6 +169,7 @@ class LocalLab:
             "credentials": {"access_key_id": credentials[0], "secret_access_key": credentials[1]},
             "log_group": emulated.log_group,
             "alert_topic": emulated.alert_topic_arn,
+            "kms_key": emulated.key_arn,  # null unless the lab says `encryption: kms`
             "scratch": str(self.batch.scratch_root),
             "executor": container_runner.engine if container_runner is not None else "host",
             "ready_seconds": round(time.perf_counter() - began, 3),

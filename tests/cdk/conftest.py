@@ -52,6 +52,15 @@ def bigger_scratch_data() -> dict:
     return data
 
 
+def kms_data(name: str = "vault") -> dict:
+    """The compliance tier on LabBatch's own AMI and public network (so the root volume and every
+    log group are there), with listed API principals; `vault-b` is a second KMS lab beside it."""
+    data = copy.deepcopy(example_data())
+    data.update(name=name, encryption="kms", audit=name == "vault")
+    data["api"] = {"principals": ["arn:aws:iam::111122223333:role/VaultScientist", "arn:aws:iam::444455556666:root"]}
+    return data
+
+
 def _synth(context: dict, labs) -> dict[str, SynthesizedLab]:
     app = cdk.App(context=context)
     built = {lab.name: build_lab(app, lab) for lab in labs}
@@ -74,6 +83,11 @@ def _synth(context: dict, labs) -> dict[str, SynthesizedLab]:
 def synthesized(cdk_context) -> dict[str, SynthesizedLab]:
     labs = load_labs(LABS_DIR) + [parse_lab(variant_data(), "variant.yaml")]
     return _synth(cdk_context, labs)
+
+
+@pytest.fixture(scope="session")
+def synthesized_kms(cdk_context) -> dict[str, SynthesizedLab]:
+    return _synth(cdk_context, [parse_lab(kms_data("vault"), "vault.yaml"), parse_lab(kms_data("vault-b"), "vault-b.yaml")])
 
 
 @pytest.fixture(scope="session")

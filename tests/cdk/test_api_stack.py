@@ -102,6 +102,11 @@ def test_handler_can_submit_only_to_its_own_queues_and_job_definitions(synthesiz
             assert sorted(actions) == ["batch:DescribeComputeEnvironments", "batch:DescribeJobDefinitions",
                                        "batch:DescribeJobQueues", "batch:DescribeJobs", "batch:ListJobs",
                                        "xray:PutTelemetryRecords", "xray:PutTraceSegments"]
+        elif all(a.startswith("kms:") for a in actions):
+            # genomics-core uses its own key (encryption: kms), named by the parameter its storage stack fills.
+            [key] = as_list(stmt["Resource"])
+            assert synthesized["genomics-core"].api_json["Parameters"][key["Ref"]]["Default"] == \
+                "/labbatch/genomics-core/kms-key-arn"
         else:
             for arn in as_list(stmt["Resource"]):
                 assert "genomics-core" in render(arn), stmt

@@ -11,7 +11,7 @@ from cfnlint.api import ManualArgs, lint
 
 from labbatch.loader import load_labs, parse_lab
 from stacks.lab import build_lab
-from tests.cdk.conftest import variant_data
+from tests.cdk.conftest import kms_data, variant_data
 from tests.conftest import LABS_DIR
 
 NAG_PACKS = {"AwsSolutions", "HIPAA.Security"}
@@ -23,7 +23,7 @@ EMPTY_REASONS = ("not needed", "not required", "n/a", "todo", "ignore")
 def nag_report(cdk_context, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("nag")
     app = cdk.App(context=cdk_context, outdir=str(out))
-    for lab in load_labs(LABS_DIR) + [parse_lab(variant_data(), "variant.yaml")]:
+    for lab in load_labs(LABS_DIR) + [parse_lab(variant_data(), "variant.yaml"), parse_lab(kms_data(), "vault.yaml")]:
         build_lab(app, lab)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
     try:
@@ -77,3 +77,19 @@ def test_cfn_lint_finds_no_errors_in_any_template(synthesized):
         matches = lint(json.dumps(template), config=ManualArgs(regions=["us-east-1", "eu-west-1"]))
         problems += [f"{name}: {m.rule.id} {m.message} ({m.path})" for m in matches if m.rule.severity == "error"]
     assert problems == []
+
+
+# Acknowledgements whose only reason is that the lab has no customer-managed key.
+NO_KEY_ONLY = ("HIPAA.Security-S3DefaultEncryptionKMS", "HIPAA.Security-CloudWatchLogGroupEncrypted",
+               "AwsSolutions-SNS2", "HIPAA.Security-SNSEncryptedKMS")
+
+
+def test_a_kms_lab_keeps_none_of_the_no_customer_key_acknowledgements(nag_report):
+    acknowledged = [(v["ruleName"], c["constructPath"]) for p in nag_plugins(nag_report)
+                    for v in p["suppressedViolations"] for c in v["violatingConstructs"]]
+    for lab in ("vault", "genomics-core"):
+        assert [a for a in acknowledged if a[0] in NO_KEY_ONLY and a[1].startswith(f"LabBatch-{lab}-")] == []
+    # The default lab still has them, with their reasons: the test looks where they would be.
+    assert {rule for rule, path in acknowledged if path.startswith("LabBatch-example-")} >= {
+        "HIPAA.Security-S3DefaultEncryptionKMS", "HIPAA.Security-CloudWatchLogGroupEncrypted",
+        "HIPAA.Security-SNSEncryptedKMS"}

@@ -82,7 +82,11 @@ def launch_template_data(template: dict) -> dict:
 
 def test_scratch_volume_is_encrypted_gp3_sized_from_config(synthesized):
     data = launch_template_data(synthesized["genomics-core"].compute_json)
-    scratch = next(d for d in data["BlockDeviceMappings"] if d["DeviceName"] == "/dev/xvdb")["Ebs"]
+    scratch = dict(next(d for d in data["BlockDeviceMappings"] if d["DeviceName"] == "/dev/xvdb")["Ebs"])
+    # genomics-core encrypts with its own key (encryption: kms): the parameter its storage stack fills.
+    key = scratch.pop("KmsKeyId")
+    assert synthesized["genomics-core"].compute_json["Parameters"][key["Ref"]]["Default"] == \
+        "/labbatch/genomics-core/kms-key-arn"
     assert scratch == {"DeleteOnTermination": True, "Encrypted": True, "Iops": 16000,
                        "Throughput": 1000, "VolumeSize": 1000, "VolumeType": "gp3"}
 

@@ -26,6 +26,7 @@ PAY_PER_USE = {
     "AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage", "AWS::Events::Rule", "AWS::SQS::Queue",
     "AWS::SNS::Topic", "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription", "AWS::CDK::Metadata",
     "Custom::VpcRestrictDefaultSG", "AWS::EC2::VPCEndpoint:Gateway",
+    "AWS::KMS::Alias", "AWS::SSM::Parameter",  # aliases are free; a standard parameter is free
 }
 
 
@@ -67,6 +68,23 @@ def test_labbatch_cost_prints_the_breakdown_from_the_templates(synthesized, tmp_
     assert by_type["r6i.xlarge"]["spot_hour_typical"] < by_type["r6i.xlarge"]["on_demand_hour"]
     scratch = report["per_job"]["scratch_volume"]  # 1000 GiB, 16,000 IOPS, 1,000 MiB/s in eu-west-1
     assert scratch["per_instance_month"] == pytest.approx(1000 * 0.088 + 13000 * 0.0055 + 875 * 0.044)
+
+
+def test_the_compliance_tier_is_priced_and_the_default_lab_still_idles_at_its_budget(synthesized, tmp_path, capsys):
+    region = cost.region_prices(cost.load_prices(), "eu-west-1")
+    items = {i.resource: i for i in cost.fixed_costs(synthesized["genomics-core"].templates(), region)}
+    assert items["AWS::KMS::Key"].count == 1 and items["AWS::KMS::Key"].monthly_usd == pytest.approx(1.00)
+    # The trail has no monthly fee, but it is listed, with what it costs per event.
+    assert items["AWS::CloudTrail::Trail"].count == 1 and items["AWS::CloudTrail::Trail"].monthly_usd == 0
+    assert "per 100,000 data events" in items["AWS::CloudTrail::Trail"].unit
+    for part, template in synthesized["genomics-core"].templates().items():
+        (tmp_path / f"LabBatch-genomics-core-{part}.template.json").write_text(json.dumps(template))
+    assert main(["cost", "--lab", "genomics-core", "--cdk-out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "AWS::KMS::Key" in out and "AWS::CloudTrail::Trail" in out
+    assert "per 10,000 KMS requests" in out and "per 100,000 data events" in out
+    example = cost.fixed_costs(synthesized["example"].templates(), cost.region_prices(cost.load_prices(), "us-east-1"))
+    assert [i.resource for i in example] == ["AWS::Budgets::Budget"]
 
 
 def test_labbatch_cost_without_templates_says_how_to_make_them(tmp_path, capsys):

@@ -268,3 +268,21 @@ def test_the_handler_learns_how_a_pipeline_uses_shared_inputs(command, use):
     assert lab.pipelines["fastq-stats"].shared_inputs == use
     # "none" stays out of Lambda's 4 KB environment; the handler defaults to it.
     assert rendered.get("shared_inputs", "none") == use and ("shared_inputs" in rendered) == (use != "none")
+
+
+def test_the_compliance_tier_is_opt_in_and_genomics_core_takes_it():
+    example = parse_lab(EXAMPLE, "labs/example.yaml")
+    assert (example.encryption, example.audit) == ("managed", False)
+    core = load_labs(LABS_DIR, only="genomics-core")[0]
+    assert (core.encryption, core.audit) == ("kms", True)
+    assert parse_lab(changed("encryption", "kms"), "labs/example.yaml").encryption == "kms"
+
+
+def test_unknown_encryption_is_refused_naming_what_is_allowed():
+    [problem] = problems_of(changed("encryption", "sse-c"))
+    assert problem.startswith("labs/bad.yaml: encryption: ") and "'managed' or 'kms'" in problem
+
+
+def test_audit_without_the_labs_key_is_refused():
+    [problem] = problems_of(changed("audit", True))
+    assert "audit: true needs encryption: kms" in problem and "(allowed:" in problem
