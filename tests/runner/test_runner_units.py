@@ -208,3 +208,16 @@ def test_runner_imports_no_cdk_lambda_or_app_code():
         "print(bad)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+
+
+def test_s5cmd_trusts_the_runner_trees_certificates_when_the_runner_runs_from_its_tree(tmp_path):
+    from labbatch_runner.transfer import s5cmd_environment
+
+    tree = tmp_path / "opt" / "labbatch" / "runner"
+    (tree / "etc" / "ssl" / "certs").mkdir(parents=True)
+    (tree / "etc" / "ssl" / "certs" / "ca-certificates.crt").write_text("bundle")
+    prefix = str(tree / "usr")
+    assert s5cmd_environment({"PATH": "/bin"}, prefix)["SSL_CERT_FILE"] == str(tree / "etc/ssl/certs/ca-certificates.crt")
+    # A bundle the job chose wins; a host install (no tree) changes nothing.
+    assert s5cmd_environment({"SSL_CERT_FILE": "/mine.pem"}, prefix)["SSL_CERT_FILE"] == "/mine.pem"
+    assert "SSL_CERT_FILE" not in s5cmd_environment({}, str(tmp_path / "venv"))

@@ -8,12 +8,14 @@ that did not make it. `bench/staging.py` measures them against `aws s3 cp`; the 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Mapping, Protocol
 
 from .s3uri import S3Uri
 
@@ -106,6 +108,7 @@ class S5cmdEngine:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
+            env=s5cmd_environment(os.environ),
         )
         try:
             _, errors = process.communicate(commands)
@@ -116,6 +119,17 @@ class S5cmdEngine:
             raise
         if process.returncode != 0:
             raise TransferFailed(_attribute_errors(transfers, errors, process.returncode))
+
+
+def s5cmd_environment(environ: Mapping[str, str], prefix: str = sys.prefix) -> dict[str, str]:
+    """s5cmd (Go) trusts the system's CA certificates, and mounted into a tool image the system is
+    the tool image's, which often has none: give it the runner tree's own bundle. boto3 carries
+    its own, so only s5cmd needs this, and only when the runner runs from its tree."""
+    env = dict(environ)
+    bundle = Path(prefix).parent / "etc" / "ssl" / "certs" / "ca-certificates.crt"
+    if "SSL_CERT_FILE" not in env and bundle.is_file():
+        env["SSL_CERT_FILE"] = str(bundle)
+    return env
 
 
 def _attribute_errors(transfers: list[Transfer], stderr: str, returncode: int) -> dict[Transfer, str]:
