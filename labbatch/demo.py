@@ -60,6 +60,20 @@ def make_data(workdir: Path, samples: int, reads: int, seed: int) -> tuple[Path,
     return reference, fastqs
 
 
+def demo_executor() -> tuple[str, str | None]:
+    """Containers when an engine answers and holds the runner and demo images (`make images`),
+    the host otherwise; with the reason when it is the host."""
+    from labbatch.local.docker_runner import DEMO_TAG, RUNNER_IMAGE, find_engine, image_id
+
+    engine = find_engine()
+    if engine is None:
+        return "host", "no container engine answers"
+    missing = [image for image in (RUNNER_IMAGE, DEMO_TAG) if image_id(engine, image) is None]
+    if missing:
+        return "host", f"{' and '.join(missing)} not built yet: make images"
+    return engine, None
+
+
 def read_json(s3, uri: str) -> dict[str, Any]:
     bucket, key = uri.removeprefix("s3://").split("/", 1)
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -85,11 +99,15 @@ def run_demo(args: argparse.Namespace) -> int:
         return EXIT_FAILED
 
     began = time.perf_counter()
+    executor, why = demo_executor()
     # The tour shows its own steps; the API's per-request log would only interleave with them.
-    with LocalLab(lab, log=io.StringIO()) as local, tempfile.TemporaryDirectory(prefix="labbatch-demo-") as tmp:
+    with LocalLab(lab, log=io.StringIO(), executor=executor) as local, \
+            tempfile.TemporaryDirectory(prefix="labbatch-demo-") as tmp:
         info = local.info
+        where = "on this machine" if info["executor"] == "host" else f"in {info['executor']} containers"
         console.print(f"[bold]1. Local lab[/] {info['lab']} ready in {info['ready_seconds']:.2f} s: "
-                      f"API {info['api']}, AWS emulator {info['aws_endpoint']}")
+                      f"API {info['api']}, AWS emulator {info['aws_endpoint']}; jobs run {where}"
+                      + (f" ({why})" if why else ""))
         credentials = (info["credentials"]["access_key_id"], info["credentials"]["secret_access_key"])
         s3 = boto3.client("s3", endpoint_url=info["aws_endpoint"], region_name=info["region"],
                           aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1])

@@ -90,3 +90,16 @@ def test_insisting_on_an_engine_without_one_is_a_clear_one_line_error(monkeypatc
     assert local_command.run_local(parse("--docker")) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("labbatch: no_docker: no container engine answered") and "\n" not in err
+
+
+def test_the_demo_runs_in_containers_only_when_the_engine_holds_its_images(monkeypatch):
+    import labbatch.local.docker_runner as docker_runner
+    from labbatch.demo import demo_executor
+
+    monkeypatch.setattr(docker_runner, "find_engine", lambda candidates=docker_runner.ENGINES: None)
+    assert demo_executor() == ("host", "no container engine answers")
+    monkeypatch.setattr(docker_runner, "find_engine", lambda candidates=docker_runner.ENGINES: "docker")
+    monkeypatch.setattr(docker_runner, "image_id", lambda engine, ref: None if ref == DEMO_TAG else "sha256:1")
+    assert demo_executor() == ("host", f"{DEMO_TAG} not built yet: make images")
+    monkeypatch.setattr(docker_runner, "image_id", lambda engine, ref: "sha256:1")
+    assert demo_executor() == ("docker", None)
