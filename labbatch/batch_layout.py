@@ -103,8 +103,6 @@ class JobDefinitionSpec:
     log_group: str
     retry_rules: tuple[dict[str, str], ...] = RETRY_RULES
     mounts: tuple[HostMount, ...] = JOB_MOUNTS
-    # The pipeline's own argv, before the runner's launch prefix.
-    tool_command: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -136,7 +134,6 @@ def layout(lab: Lab) -> BatchLayout:
             name=names.job_definition(lab.name, name),
             image=p.image,
             command=(*runner_launch(compute.architecture), *p.command),
-            tool_command=tuple(p.command),
             environment={runner_env.SCRATCH_DIR: SCRATCH_MOUNT, runner_env.LAB: lab.name,
                          runner_env.PIPELINE: name},
             vcpus=p.vcpus,

@@ -392,9 +392,3 @@ class Lab(_Strict):
         return {"max_vcpus": max_vcpus, "max_memory_mib": max_mem,
                 "scratch_gib": self.compute.scratch.size_gib}
 
-    def bucket_name(self, kind: str, account: str, region: str) -> str:
-        return names.bucket(self.name, kind, account, region)
-
-    @property
-    def uses_demo_image(self) -> bool:
-        return any(p.image == DEMO_IMAGE for p in self.pipelines.values())

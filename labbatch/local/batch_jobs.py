@@ -91,10 +91,6 @@ class Job:
     def is_array_parent(self) -> bool:
         return self.array_size is not None
 
-    @property
-    def is_finished(self) -> bool:
-        return self.status in TERMINAL
-
     def detail(self, arns: Arns) -> dict[str, Any]:
         """DescribeJobs' JobDetail."""
         shape: dict[str, Any] = {
