@@ -171,9 +171,9 @@ class LabBatchClient:
         """Polls until every job is SUCCEEDED or FAILED; returns the last record of each.
 
         A job LabBatch resubmitted (`recovered_by`) is followed to its recovery, whose record
-        is returned under the original id. A recoverable failure without a decision yet (the
-        status updater writes FAILED first, then recovers or records why not) is polled for up
-        to `decision_grace` seconds before it counts as final.
+        is returned under the original id. The status updater writes FAILED together with its
+        class and recovery decision; a recoverable failure without a decision (a lab deployed
+        before it did so) is polled for up to `decision_grace` seconds before it counts as final.
         Raises LabBatchError("timeout", ...) when `timeout` seconds pass first. Throttling and
         brief unavailability are polled through, since the jobs run on regardless.
         """

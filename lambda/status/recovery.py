@@ -13,11 +13,14 @@ Bounds: each kind at most once per original job, along a whole chain (a job reco
 spot reclaim that then runs out of memory may still get more memory, once; never a second
 on-demand retry). Array jobs are not recovered (each child's class is recorded instead).
 
-Ledger: the old record is claimed first (`recovered_by`, conditional, so a redelivered event
-cannot recover twice), then the new record is written (`recovered_from`, `recovery`:
-{kind, reason, original_job_id, kinds_used}), then Batch is called, then the new record is
-completed, the same order lambda/api/submission.py keeps. A recovery that is not made says
-why on the old record (`recovery_refused`: {kind, reason}).
+Ledger: the decision is made before the failure is recorded, so that no reader ever sees a
+FAILED job without its class and what LabBatch does about it. The new record is written first
+(`recovered_from`, `recovery`: {kind, reason, original_job_id, kinds_used}) under an id derived
+from the failed job (`recovery_job_id`: a redelivered event finds the same one); then the old
+record becomes FAILED with `failure` and `recovered_by` in one conditional write, which only one
+delivery can make, so a job is recovered at most once; then Batch is called and the new record
+completed, the order lambda/api/submission.py keeps. A recovery that is not made says why on
+the old record, in that same write (`recovery_refused`: {kind, reason}).
 
 The SubmitJob request is built as lambda/api/batch_requests.submit_job_request builds it (the
 two Lambdas are deployed apart, so this keeps its own small copy): the LABBATCH_* environment
@@ -27,10 +30,9 @@ of the job that failed, with a new LABBATCH_JOB_ID and output prefix
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-import os
-import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Mapping
@@ -50,9 +52,12 @@ PASSED_ON = ("LABBATCH_INPUTS", "LABBATCH_PARAMETERS")
 _CROCKFORD = "0123456789abcdefghjkmnpqrstvwxyz"
 
 
-def new_job_id() -> str:
-    """As lambda/api/job_ids.py: `j-` + a lower-case ULID (time-sortable, 26 characters)."""
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+def recovery_job_id(job_id: str, batch_job_id: str, at_millis: int) -> str:
+    """The id of the job that recovers `job_id`, as lambda/api/job_ids.py makes ids (`j-` + a
+    lower-case ULID), its time `at_millis` (when the job stopped) and its randomness a hash of
+    the failed job: every delivery of the same event names the same recovery."""
+    digest = hashlib.sha256(f"labbatch-recovery/{job_id}/{batch_job_id}".encode()).digest()[:10]
+    value = (at_millis << 80) | int.from_bytes(digest, "big")
     chars = []
     for _ in range(26):
         value, digit = divmod(value, 32)
