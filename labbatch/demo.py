@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED = 0, 1
+# The demo's lab runs under a name of its own, beside any `labbatch local` of the same lab.
+DEMO_NAME = "demo"
 REFERENCE_KEY = "demo/reference.fa"
 READS_PREFIX = "demo/reads/"
 
@@ -74,6 +76,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from labbatch.client import LabBatchClient
     from labbatch.local.command import DEFAULT_LABS_DIR, load_one_lab
     from labbatch.local.lab import LocalLab
+    from labbatch.local.state import LabAlreadyRunning
 
     console = Console(highlight=False)
     lab, problem = load_one_lab(DEFAULT_LABS_DIR, "example")
@@ -86,7 +89,17 @@ def run_demo(args: argparse.Namespace) -> int:
 
     began = time.perf_counter()
     # The tour shows its own steps; the API's per-request log would only interleave with them.
-    with LocalLab(lab, log=io.StringIO()) as local, tempfile.TemporaryDirectory(prefix="labbatch-demo-") as tmp:
+    local = LocalLab(lab, log=io.StringIO(), name=DEMO_NAME)
+    try:
+        local.start()
+    except LabAlreadyRunning as exc:
+        local.stop()
+        print(f"labbatch: lab_running: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except BaseException:
+        local.stop()
+        raise
+    with local, tempfile.TemporaryDirectory(prefix="labbatch-demo-") as tmp:
         info = local.info
         console.print(f"[bold]1. Local lab[/] {info['lab']} ready in {info['ready_seconds']:.2f} s: "
                       f"API {info['api']}, AWS emulator {info['aws_endpoint']}")

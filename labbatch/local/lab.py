@@ -22,7 +22,6 @@ from typing import Any
 
 from labbatch.api_settings import SETTINGS_VARIABLE, handler_settings
 from labbatch.batch_layout import layout
-from labbatch.client import local_state_path
 from labbatch.config import Lab
 from labbatch.instance_types import USABLE_MEMORY_SHARE
 from labbatch.local.apigateway import LocalApiGateway, LocalLambdaContext
@@ -30,6 +29,7 @@ from labbatch.local.batch_executor import LocalBatch, machine_memory_mib
 from labbatch.local.batch_registration import registration
 from labbatch.local.docker_runner import DockerRunner, DockerUnavailable, build_demo_image, engine_available
 from labbatch.local.emulator import Emulator, EmulatedLab
+from labbatch.local.state import StateFile
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_DIR = ROOT / "lambda"
@@ -70,11 +70,17 @@ class LocalLab:
     kill_grace_seconds: float = 10.0
     log: Any = None  # a text stream for the API's request log; default stderr
     docker: bool = False  # run attempts in their pipelines' images (needs a Docker engine)
+    # The name its state file goes by (labbatch/local/state.py); the lab's name by default.
+    name: str | None = None
     _started: list = field(default_factory=list)
 
     def start(self) -> dict[str, Any]:
-        """Bring everything up; return what `labbatch local` prints (and writes to its state file)."""
+        """Bring everything up; return what `labbatch local` prints (and writes to its state file).
+        Raises LabAlreadyRunning, before starting anything, when a live lab has the same name."""
         began = time.perf_counter()
+        state = StateFile(self.name or self.lab.name)
+        state.claim()
+        self._started.append(state.release)
         credentials = ("LBLOCAL" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30))
         self.emulator = Emulator()
         self.emulator.start()
@@ -171,14 +177,10 @@ class LocalLab:
             "alert_topic": emulated.alert_topic_arn,
             "scratch": str(self.batch.scratch_root),
             "ready_seconds": round(time.perf_counter() - began, 3),
+            "name": state.name,
+            "pid": state.pid,
         }
-        path = local_state_path(self.lab.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # The file holds the local credentials: readable by this user only.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(self.info, out)
-        self._started.append(lambda: path.unlink(missing_ok=True))
+        state.publish(self.info)  # mode 600: it holds the local credentials
         return self.info
 
     def stop(self) -> None:
@@ -191,7 +193,13 @@ class LocalLab:
                 print(f"labbatch local: while stopping: {exc}", file=sys.stderr)
 
     def __enter__(self) -> LocalLab:
-        self.start()
+        if getattr(self, "info", None):
+            return self  # started already
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # what did start, and the state file's claim
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
