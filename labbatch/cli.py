@@ -161,7 +161,7 @@ def run_status(args: argparse.Namespace) -> int:
         job = client.get(args.job_id)
     if args.json:
         return _print_json(job)
-    _console().print(_job_table(job))
+    _print_table(_job_table(job))
     return EXIT_OK
 
 
@@ -181,7 +181,7 @@ def run_list(args: argparse.Namespace) -> int:
             page = client.list(status=args.status, pipeline=args.pipeline, limit=args.limit)
     if args.json:
         return _print_json(page)
-    _console().print(_jobs_table(page["jobs"]))
+    _print_table(_jobs_table(page["jobs"]))
     if page["next_token"]:
         print("labbatch: older jobs not shown: add --all", file=sys.stderr)
     return EXIT_OK
@@ -201,7 +201,7 @@ def run_pipelines(args: argparse.Namespace) -> int:
         pipelines = client.pipelines()
     if args.json:
         return _print_json({"pipelines": pipelines})
-    _console().print(_pipelines_table(pipelines))
+    _print_table(_pipelines_table(pipelines))
     return EXIT_OK
 
 
@@ -282,7 +282,7 @@ def run_wait(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"jobs": jobs})
     else:
-        _console().print(_jobs_table(jobs))
+        _print_table(_jobs_table(jobs))
     return EXIT_OK if all(job.get("status") == "SUCCEEDED" for job in jobs) else EXIT_FAILED
 
 
@@ -339,9 +339,23 @@ def _print_json(value: Any) -> int:
 
 
 def _table(*columns: str, title: str | None = None) -> Any:
+    """A table that breaks text only between words: no column gets narrower than its longest
+    word, so a job id, a URI or a log stream is never cut, folded or ellipsized. A table wider
+    than the terminal runs past it (print it with crop=False) instead."""
     from rich.table import Table
 
-    return Table(*columns, title=title, title_justify="left")
+    class WholeWords(Table):
+        def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+            super().add_row(*renderables, **kwargs)
+            for column, cell in zip(self.columns, renderables):
+                longest = max((len(word) for word in f"{column.header} {cell or ''}".split()), default=1)
+                column.min_width = max(column.min_width or 1, longest)
+
+    return WholeWords(*columns, title=title, title_justify="left")
+
+
+def _print_table(table: Any, console: Any = None) -> None:
+    (console or _console()).print(table, crop=False)
 
 
 def _job_table(job: Mapping[str, Any]) -> Any:

@@ -72,7 +72,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from labbatch.cli import _WaitProgress, _jobs_table
+    from labbatch.cli import _WaitProgress, _jobs_table, _print_table
     from labbatch.client import LabBatchClient
     from labbatch.local.command import DEFAULT_LABS_DIR, load_one_lab
     from labbatch.local.lab import LocalLab
@@ -156,7 +156,7 @@ def run_demo(args: argparse.Namespace) -> int:
         console.print(f"[bold]5. align[/] {first}: {aligned.get('mapped', 0):,} of {aligned.get('reads', 0):,} reads "
                       f"mapped ({mapped_share:.1%}); sorted, indexed BAM at {align['output_prefix']}aligned.bam")
 
-        console.print(_jobs_table(client.list()["jobs"]))
+        _print_table(_jobs_table(client.list()["jobs"]), console)
     console.print(f"[bold]6. Stopped[/] the lab: jobs, emulator and local scratch are gone "
                   f"({time.perf_counter() - began:.1f} s in all). " + ("[green]All results are right.[/]" if ok else
                                                                      "[red]Some results are wrong or missing.[/]"))

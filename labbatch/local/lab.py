@@ -39,11 +39,18 @@ RESERVED_MEMORY_MIB = 512
 
 
 def local_limits(lab: Lab) -> dict[str, int]:
-    """What a local job can get: the lab's limits, capped by this machine (same memory rule as ECS)."""
+    """What a local job can get: the lab's limits, capped by this machine (same memory rule as ECS).
+    Where the machine is the smaller, the lab's own limit goes along (`lab_max_*`), so that a
+    refusal says it is this machine's limit, not the lab's."""
     cores = os.cpu_count() or 1
     memory = int((machine_memory_mib() - RESERVED_MEMORY_MIB) * USABLE_MEMORY_SHARE)
-    return {"max_vcpus": min(lab.job_limits["max_vcpus"], cores),
-            "max_memory_mib": min(lab.job_limits["max_memory_mib"], memory)}
+    lab_vcpus, lab_memory = lab.job_limits["max_vcpus"], lab.job_limits["max_memory_mib"]
+    limits = {"max_vcpus": min(lab_vcpus, cores), "max_memory_mib": min(lab_memory, memory)}
+    if cores < lab_vcpus:
+        limits["lab_max_vcpus"] = lab_vcpus
+    if memory < lab_memory:
+        limits["lab_max_memory_mib"] = lab_memory
+    return limits
 
 
 def local_settings(lab: Lab, emulated: EmulatedLab) -> dict[str, Any]:

@@ -34,6 +34,10 @@ class Buckets(_Strict):
 class Limits(_Strict):
     max_vcpus: int = Field(ge=1)
     max_memory_mib: int = Field(ge=4)
+    # Local mode only, when this machine allows less than the lab's instances would: what the
+    # instances give, so that a refusal says whose limit it is.
+    lab_max_vcpus: int | None = None
+    lab_max_memory_mib: int | None = None
 
 
 class RecoverySettings(_Strict):
