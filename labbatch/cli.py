@@ -72,13 +72,16 @@ def _submit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_submit(args: argparse.Namespace) -> int:
     parameters = parse_parameters(args.param)
-    samples = load_samples(args.samples) if args.samples else None
+    samples, places = load_samples(args.samples) if args.samples else (None, [])
     if not args.inputs and not samples:
         raise UsageError("give at least one INPUT, or --samples FILE")
     with _client(args) as client:
-        job = client.submit(args.pipeline, args.inputs, parameters=parameters, queue=args.queue, vcpus=args.vcpus,
-                            memory_mib=args.memory_mib, name=args.name, samples=samples,
-                            idempotency_key=args.idempotency_key)
+        try:
+            job = client.submit(args.pipeline, args.inputs, parameters=parameters, queue=args.queue,
+                                vcpus=args.vcpus, memory_mib=args.memory_mib, name=args.name, samples=samples,
+                                idempotency_key=args.idempotency_key)
+        except LabBatchError as error:
+            raise _in_sample_sheet_terms(error, places) from None
     if args.json:
         return _print_json(job)
     children = f" over {job['array_size']} samples" if job.get("array_size") else ""
@@ -97,8 +100,28 @@ def parse_parameters(pairs: Iterable[str]) -> dict[str, str]:
     return parameters
 
 
-def load_samples(path: Path) -> list[dict[str, Any]]:
-    """A sample sheet as the API's `samples`; only its shape is checked here, the API checks the rest."""
+_SAMPLE_INDEX = re.compile(r"samples\[(\d+)\]")
+
+
+def _in_sample_sheet_terms(error: LabBatchError, places: Sequence[str]) -> LabBatchError:
+    """The API names samples by their 0-based place in the list it got (`samples[3].inputs[0]`);
+    say instead where they are in the user's sheet: `row 5 of s.csv (sample S4).inputs[0]`."""
+    if not places:
+        return error
+
+    def where(match: re.Match) -> str:
+        index = int(match.group(1))
+        return places[index] if index < len(places) else match.group(0)
+
+    error.message = _SAMPLE_INDEX.sub(where, error.message)
+    error.details = {key: _SAMPLE_INDEX.sub(where, value) if isinstance(value, str) else value
+                     for key, value in error.details.items()}
+    return error
+
+
+def load_samples(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """A sample sheet as the API's `samples`, and where each one is in the sheet (for messages);
+    only its shape is checked here, the API checks the rest."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # spreadsheets like to start CSVs with a BOM
     except OSError as error:
@@ -111,7 +134,7 @@ def load_samples(path: Path) -> list[dict[str, Any]]:
     raise UsageError(f"--samples {path}: use a .json or .csv file")
 
 
-def _samples_from_json(path: Path, text: str) -> list[dict[str, Any]]:
+def _samples_from_json(path: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
     try:
         data = json.loads(text)
     except ValueError as error:
@@ -120,13 +143,15 @@ def _samples_from_json(path: Path, text: str) -> list[dict[str, Any]]:
     if not isinstance(samples, list) or not samples or not all(isinstance(s, dict) for s in samples):
         raise UsageError(f"--samples {path} must hold a non-empty list of objects "
                          '({"name": ..., "inputs": [...], "parameters": {...}})')
-    return samples
+    return samples, [f"sample {i + 1} of {path.name}" + (f" ({s['name']})" if isinstance(s.get("name"), str) else "")
+                     for i, s in enumerate(samples)]
 
 
 _URI_SEPARATOR = re.compile(r"[;\s]+")
 
 
-def _samples_from_csv(path: Path, text: str) -> list[dict[str, Any]]:
+def _samples_from_csv(path: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows are numbered as in the file (the header is row 1), as a spreadsheet shows them."""
     reader = csv.DictReader(text.splitlines())
     columns = [c.strip() for c in reader.fieldnames or []]
     if "name" not in columns:
@@ -134,19 +159,23 @@ def _samples_from_csv(path: Path, text: str) -> list[dict[str, Any]]:
     input_columns = [c for c in columns if c.lower().startswith("input")]
     if not input_columns:
         raise UsageError(f"--samples {path} needs an 'inputs' column (or input1, input2, ...)")
-    samples = []
-    for line, row in enumerate(reader, start=2):
+    samples, places = [], []
+    for row in reader:
+        number = reader.line_num  # blank lines count, as they do in the file
         row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
         if not any(row.values()):
             continue
         inputs = [uri for c in input_columns for uri in _URI_SEPARATOR.split(row.get(c, "")) if uri]
-        if not row.get("name") or not inputs:
-            raise UsageError(f"--samples {path} line {line}: every sample needs a name and at least one input")
+        if not row.get("name"):
+            raise UsageError(f"--samples {path} row {number}: the sample has no name")
+        if not inputs:
+            raise UsageError(f"--samples {path} row {number} (sample {row['name']}): no input")
         parameters = {c: row[c] for c in columns if c != "name" and c not in input_columns and row.get(c)}
         samples.append({"name": row["name"], "inputs": inputs, **({"parameters": parameters} if parameters else {})})
+        places.append(f"row {number} of {path.name} (sample {row['name']})")
     if not samples:
         raise UsageError(f"--samples {path} lists no samples")
-    return samples
+    return samples, places
 
 
 # -- status, list, cancel, pipelines ------------------------------------------------------------
@@ -439,7 +468,8 @@ def _children_summary(children: Mapping[str, int] | None) -> str:
 def report_error(error: LabBatchError, *, as_json: bool) -> int:
     if as_json:
         _print_json({"error": {"code": error.code, "message": error.message, "details": error.details}})
-    print(f"labbatch: {error.code}: {_one_line(error.message)}{_details_suffix(error.details)}", file=sys.stderr)
+    message = _one_line(error.message)
+    print(f"labbatch: {error.code}: {message}{_details_suffix(error.details, message)}", file=sys.stderr)
     if isinstance(error, UsageError):
         return EXIT_USAGE
     return EXIT_TIMEOUT if error.code == "timeout" else EXIT_FAILED
@@ -449,11 +479,19 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _details_suffix(details: Mapping[str, Any], limit: int = 400) -> str:
-    if not details:
-        return ""
+def _details_suffix(details: Mapping[str, Any], message: str = "", limit: int = 400) -> str:
+    """The details the message does not already say (a value, or every item of a list, found
+    in it as a whole word), so that an error never repeats itself in a trailing block."""
+    def said(value: Any) -> bool:
+        if isinstance(value, list | tuple):
+            return bool(value) and all(said(v) for v in value)
+        text = str(value)
+        return bool(text) and re.search(rf"(?<![\w.-]){re.escape(text)}(?![\w-])", message, re.IGNORECASE) is not None
+
     parts = [f"{key}={value if isinstance(value, str | int | float) else json.dumps(value)}"
-             for key, value in details.items()]
+             for key, value in (details or {}).items() if not said(value)]
+    if not parts:
+        return ""
     text = _one_line("; ".join(parts))
     return f" ({text if len(text) <= limit else text[:limit] + '…'})"
 
