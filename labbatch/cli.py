@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labbatch.client import FINAL_STATUSES, LabBatchClient, LabBatchError, resolve_connection
+from labbatch.client import FINAL_STATUSES, LabBatchClient, LabBatchError, is_doctor_canary, resolve_connection
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -198,7 +198,8 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", metavar="STATUS", help="only jobs in this status (e.g. RUNNING, FAILED)")
     parser.add_argument("--pipeline", metavar="PIPELINE", help="only jobs of this pipeline")
     parser.add_argument("--limit", type=int, metavar="N", help="jobs per page")
-    parser.add_argument("--all", action="store_true", help="every page, not only the newest")
+    parser.add_argument("--all", action="store_true",
+                        help="every job: every page, not only the newest, and `labbatch doctor`'s canary jobs")
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -208,6 +209,10 @@ def run_list(args: argparse.Namespace) -> int:
                     "next_token": None}
         else:
             page = client.list(status=args.status, pipeline=args.pipeline, limit=args.limit)
+    canaries = 0 if args.all else sum(1 for job in page["jobs"] if is_doctor_canary(job))
+    if canaries:
+        page = {**page, "jobs": [job for job in page["jobs"] if not is_doctor_canary(job)]}
+        print(f"labbatch: {canaries} canary job(s) of `labbatch doctor` not shown: add --all", file=sys.stderr)
     if args.json:
         return _print_json(page)
     _print_table(_jobs_table(page["jobs"]))

@@ -333,6 +333,14 @@ class Connection:
                               session=session, **kwargs)
 
 
+# The name `labbatch doctor` gives its canary jobs; `labbatch list` hides them unless --all.
+DOCTOR_CANARY_PREFIX = "labbatch-doctor-canary-"
+
+
+def is_doctor_canary(job: Mapping[str, Any]) -> bool:
+    return str(job.get("name") or "").startswith(DOCTOR_CANARY_PREFIX)
+
+
 def labbatch_home(environ: Mapping[str, str] = os.environ) -> Path:
     return Path(environ.get(HOME_ENV) or Path.home() / ".labbatch")
 
