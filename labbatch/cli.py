@@ -364,7 +364,8 @@ def progress_counts(job: Mapping[str, Any]) -> tuple[int, int, int]:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console  # rich costs start-up time that --help and errors need not pay
 
-    return Console(stderr=stderr, highlight=False)
+    # soft_wrap: lines are left to the terminal to wrap, so a URI or job id is never folded.
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _print_json(value: Any) -> int:

@@ -11,6 +11,7 @@ import argparse
 import gzip
 import io
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -62,6 +63,19 @@ def make_data(workdir: Path, samples: int, reads: int, seed: int) -> tuple[Path,
     return reference, fastqs
 
 
+def logs_to_file(path: Path):
+    """Send the in-process Lambdas' JSON log lines (Powertools writes them to stdout) to `path`,
+    so that they do not run through the tour's progress bars; returns the open file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = path.open("w", encoding="utf-8")
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
+                handler.setStream(out)
+    return out
+
+
 def read_json(s3, uri: str) -> dict[str, Any]:
     bucket, key = uri.removeprefix("s3://").split("/", 1)
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -73,12 +87,12 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from labbatch.cli import _WaitProgress, _jobs_table, _print_table
-    from labbatch.client import LabBatchClient
+    from labbatch.client import LabBatchClient, labbatch_home
     from labbatch.local.command import DEFAULT_LABS_DIR, load_one_lab
     from labbatch.local.lab import LocalLab
     from labbatch.local.state import LabAlreadyRunning
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # never fold a URI or an id: the terminal wraps
     lab, problem = load_one_lab(DEFAULT_LABS_DIR, "example")
     if lab is None:
         print(f"labbatch: bad_lab: {problem}", file=sys.stderr)
@@ -99,10 +113,11 @@ def run_demo(args: argparse.Namespace) -> int:
     except BaseException:
         local.stop()
         raise
-    with local, tempfile.TemporaryDirectory(prefix="labbatch-demo-") as tmp:
+    log_path = labbatch_home() / "logs" / "demo.log"
+    with local, tempfile.TemporaryDirectory(prefix="labbatch-demo-") as tmp, logs_to_file(log_path):
         info = local.info
         console.print(f"[bold]1. Local lab[/] {info['lab']} ready in {info['ready_seconds']:.2f} s: "
-                      f"API {info['api']}, AWS emulator {info['aws_endpoint']}")
+                      f"API {info['api']}, AWS emulator {info['aws_endpoint']}; the Lambdas' logs go to {log_path}")
         credentials = (info["credentials"]["access_key_id"], info["credentials"]["secret_access_key"])
         s3 = boto3.client("s3", endpoint_url=info["aws_endpoint"], region_name=info["region"],
                           aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1])
