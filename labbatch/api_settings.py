@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from labbatch import names
+from labbatch.api_limits import MAX_BODY_BYTES
 from labbatch.config import Lab, Recovery
 
 # Lambda allows 4 KB for all of a function's environment variables together.
@@ -30,6 +31,7 @@ def handler_settings(lab: Lab, account: str, region: str) -> dict:
         "queues": queues,
         "queue_max_vcpus": {q: lab.queue_max_vcpus[q] for q in queues},
         "scratch_gib": lab.compute.scratch.size_gib,
+        "max_body_bytes": MAX_BODY_BYTES,
         "limits": {k: v for k, v in lab.job_limits.items() if k != "scratch_gib"},
         "pipelines": {
             name: {

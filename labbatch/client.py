@@ -27,11 +27,11 @@ from botocore.httpsession import URLLib3Session
 from botocore.utils import get_environ_proxies
 
 from labbatch import names
+# The API refuses bodies over MAX_BODY_BYTES (5 MiB); saying so before sending beats a 413.
+from labbatch.api_limits import MAX_BODY_BYTES
 
 SERVICE = "execute-api"
 DEFAULT_TIMEOUT_SECONDS = 30.0
-# API Gateway refuses bodies over 10 MB; saying so before sending beats a reset connection.
-MAX_BODY_BYTES = 10 * 1024 * 1024
 FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
 # Answers worth polling through: the API is throttled or briefly unavailable.
 _TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
@@ -223,8 +223,8 @@ class LabBatchClient:
             url += "?" + query_string
         data = b"" if body is None else json.dumps(body).encode("utf-8")
         if len(data) > MAX_BODY_BYTES:
-            raise LabBatchError("payload_too_large", f"the request is {len(data)} bytes; the API accepts at most "
-                                f"{MAX_BODY_BYTES} (split the samples over several jobs)")
+            raise LabBatchError("payload_too_large", f"the request is {len(data):,} bytes; the API accepts at most "
+                                f"{MAX_BODY_BYTES:,} (5 MiB): split the samples over several jobs")
         all_headers = {"Accept": "application/json", **(headers or {})}
         if body is not None:
             all_headers["Content-Type"] = "application/json"

@@ -68,6 +68,8 @@ class LabSettings(_Strict):
     queues: dict[QueueName, str]
     queue_max_vcpus: dict[QueueName, int]
     scratch_gib: int = Field(ge=1)
+    # The largest request body (labbatch/api_limits.py, the one place it is stated).
+    max_body_bytes: int = Field(ge=1)
     limits: Limits
     pipelines: dict[str, PipelineSettings]
 

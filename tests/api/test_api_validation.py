@@ -237,8 +237,23 @@ def test_body_that_is_not_json(lab):
     lab.assert_nothing_created()
 
 
+def test_one_body_limit_for_the_handler_the_local_front_the_client_and_the_readme():
+    from pathlib import Path
+
+    from labbatch import client
+    from labbatch.api_limits import MAX_BODY_BYTES
+    from labbatch.local import apigateway
+
+    assert SETTINGS["max_body_bytes"] == apigateway.MAX_PAYLOAD_BYTES == client.MAX_BODY_BYTES == MAX_BODY_BYTES
+    assert MAX_BODY_BYTES == 5 * 1024 * 1024
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "bodies over 5 MiB get 413" in readme and "10 MB" not in readme
+
+
 def test_body_too_large(lab):
-    answer = lab.call("POST", "/jobs", raw_body=" " * (5 * 1024 * 1024 + 1))
+    from labbatch.api_limits import MAX_BODY_BYTES
+
+    answer = lab.call("POST", "/jobs", raw_body=" " * (MAX_BODY_BYTES + 1))
 
     assert answer.status == 413
     assert answer.error["code"] == "body_too_large"
