@@ -65,6 +65,7 @@ class Buckets(_Settings):
 
 class Limits(_Settings):
     max_memory_mib: int = Field(ge=4)
+    lab_max_memory_mib: int | None = None  # local mode, when the machine gives less than the lab
 
 
 class StatusSettings(_Settings):
@@ -226,7 +227,8 @@ def prepare_recovery(settings: StatusSettings, ledger: StatusLedger, update: Sta
     decision = recovery.plan(
         record, failure, enabled=pipeline.recovery.model_dump(), queues=settings.queues,
         queue_max_vcpus=settings.queue_max_vcpus, max_memory_mib=settings.limits.max_memory_mib,
-        status_reason=_reason(update), attempts=len(update.evidence))
+        status_reason=_reason(update), attempts=len(update.evidence),
+        lab_max_memory_mib=settings.limits.lab_max_memory_mib)
     if decision is None or isinstance(decision, recovery.Refusal):
         return decision
     new_job_id = recovery.recovery_job_id(record["job_id"], update.batch_job_id, _stopped_millis(update, record))

@@ -110,6 +110,7 @@ def plan(
     max_memory_mib: int,
     status_reason: str | None,
     attempts: int,
+    lab_max_memory_mib: int | None = None,
 ) -> Plan | Refusal | None:
     """What to do about a failed job: a Plan, a Refusal worth recording, or None (nothing to say)."""
     kind = KIND_FOR_FAILURE.get(failure)
@@ -136,6 +137,12 @@ def plan(
                     "on-demand", memory)
     if kind == "more_memory":
         wanted = more_memory(memory)
+        if wanted > max_memory_mib and lab_max_memory_mib:
+            # Local mode, whose machine gives less than the lab's instances would.
+            return Refusal(kind, f"killed for memory at {memory:,} MiB; {MEMORY_FACTOR}x that is {wanted:,} MiB, "
+                                 f"over the {max_memory_mib:,} MiB this local machine can give a job (the lab's "
+                                 f"instances give {lab_max_memory_mib:,} MiB): run it on a larger machine or in AWS, "
+                                 "or make the tool use less")
         if wanted > max_memory_mib:
             return Refusal(kind, f"killed for memory at {memory:,} MiB; {MEMORY_FACTOR}x that is {wanted:,} MiB, "
                                  f"over this lab's {max_memory_mib:,} MiB limit (limits.max_memory_mib): "

@@ -262,6 +262,18 @@ def test_more_memory_above_the_labs_limit_is_refused_and_recorded(lab):
     assert record["recovered_by"] is None and len(lab.job_records()) == 1 and len(lab.batch_jobs()) == 1
 
 
+def test_more_memory_refused_at_a_local_machines_limit_says_it_is_the_machines():
+    import recovery
+
+    refusal = recovery.plan({"vcpus": 1, "memory_mib": 2048, "queue": "on-demand", "pipeline": "hog"},
+                            "out_of_memory", enabled={}, queues={"on-demand": "q"}, queue_max_vcpus={"on-demand": 2},
+                            max_memory_mib=2500, status_reason=None, attempts=1, lab_max_memory_mib=30_000)
+
+    assert isinstance(refusal, recovery.Refusal)
+    assert "this local machine can give a job" in refusal.reason and "30,000 MiB" in refusal.reason
+    assert "this lab's" not in refusal.reason
+
+
 def test_more_memory_exactly_at_the_limit_is_resubmitted(lab):
     limit = SETTINGS["limits"]["max_memory_mib"]
     from recovery import more_memory
