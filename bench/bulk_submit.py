@@ -29,6 +29,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from labbatch.api_limits import MAX_BODY_BYTES  # noqa: E402
 from benchlib import Summary, machine_line, median, spread, verdict  # noqa: E402
 from request_overhead import CallTimer, setup_environment, stdout_silenced  # noqa: E402
 
@@ -90,7 +91,7 @@ def main() -> None:
     body = {"pipeline": "fastq-stats", "inputs": [], "samples": samples}
     body_bytes = len(json.dumps(body).encode())
     print(f"bulk submission: {machine_line()}; {args.samples:,} samples, body {body_bytes:,} bytes "
-          f"(handler limit {job_api.MAX_BODY_BYTES:,})", flush=True)
+          f"(handler limit {MAX_BODY_BYTES:,})", flush=True)
 
     with mock_aws(config={"batch": {"use_docker": False}}):
         boto3.DEFAULT_SESSION = api_lab.SESSION

@@ -7,6 +7,7 @@ local mode with its own values.
 
 from __future__ import annotations
 
+from labbatch.api_limits import MAX_BODY_BYTES
 from labbatch.config import Lab
 from labbatch_contract import names
 from labbatch_contract.settings import SETTINGS_ENV_VAR, Buckets, LabSettings
@@ -31,6 +32,7 @@ def _document(lab: Lab, account: str, region: str) -> dict:
         "queues": queues,
         "queue_max_vcpus": {q: lab.queue_max_vcpus[q] for q in queues},
         "scratch_gib": lab.compute.scratch.size_gib,
+        "max_body_bytes": MAX_BODY_BYTES,
         "limits": {k: v for k, v in lab.job_limits.items() if k != "scratch_gib"},
         "pipelines": {
             name: {

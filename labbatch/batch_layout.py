@@ -63,6 +63,8 @@ class ComputeEnvironmentSpec:
     kind: str  # "spot" | "on-demand"
     max_vcpus: int
     instance_types: tuple[str, ...]
+    # The lab's spot strategy for spot; on-demand's is the one Batch updates in place.
+    allocation_strategy: str = "BEST_FIT_PROGRESSIVE"
 
 
 @dataclass(frozen=True)
@@ -115,7 +117,8 @@ class BatchLayout:
 def layout(lab: Lab) -> BatchLayout:
     compute = lab.compute
     environments = tuple(
-        ComputeEnvironmentSpec(kind, max_vcpus, tuple(compute.instance_types))
+        ComputeEnvironmentSpec(kind, max_vcpus, tuple(compute.instance_types),
+                               compute.spot_allocation_strategy if kind == "spot" else "BEST_FIT_PROGRESSIVE")
         for kind, max_vcpus in (("on-demand", compute.on_demand_max_vcpus), ("spot", compute.spot_max_vcpus))
         if max_vcpus > 0)
     present = {e.kind for e in environments}

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from labbatch.client import FINAL_STATUSES, LabBatchClient, LabBatchError, resolve_connection
+from labbatch.client import FINAL_STATUSES, LabBatchClient, LabBatchError, is_doctor_canary, resolve_connection
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -74,13 +74,16 @@ def _submit_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_submit(args: argparse.Namespace) -> int:
     parameters = parse_parameters(args.param)
-    samples = load_samples(args.samples) if args.samples else None
+    samples, places = load_samples(args.samples) if args.samples else (None, [])
     if not args.inputs and not samples:
         raise UsageError("give at least one INPUT, or --samples FILE")
     with _client(args) as client:
-        job = client.submit(args.pipeline, args.inputs, parameters=parameters, queue=args.queue, vcpus=args.vcpus,
-                            memory_mib=args.memory_mib, name=args.name, samples=samples,
-                            idempotency_key=args.idempotency_key)
+        try:
+            job = client.submit(args.pipeline, args.inputs, parameters=parameters, queue=args.queue,
+                                vcpus=args.vcpus, memory_mib=args.memory_mib, name=args.name, samples=samples,
+                                idempotency_key=args.idempotency_key)
+        except LabBatchError as error:
+            raise _in_sample_sheet_terms(error, places) from None
     if args.json:
         return _print_json(job)
     children = f" over {job['array_size']} samples" if job.get("array_size") else ""
@@ -99,8 +102,28 @@ def parse_parameters(pairs: Iterable[str]) -> dict[str, str]:
     return parameters
 
 
-def load_samples(path: Path) -> list[dict[str, Any]]:
-    """A sample sheet as the API's `samples`; only its shape is checked here, the API checks the rest."""
+_SAMPLE_INDEX = re.compile(r"samples\[(\d+)\]")
+
+
+def _in_sample_sheet_terms(error: LabBatchError, places: Sequence[str]) -> LabBatchError:
+    """The API names samples by their 0-based place in the list it got (`samples[3].inputs[0]`);
+    say instead where they are in the user's sheet: `row 5 of s.csv (sample S4).inputs[0]`."""
+    if not places:
+        return error
+
+    def where(match: re.Match) -> str:
+        index = int(match.group(1))
+        return places[index] if index < len(places) else match.group(0)
+
+    error.message = _SAMPLE_INDEX.sub(where, error.message)
+    error.details = {key: _SAMPLE_INDEX.sub(where, value) if isinstance(value, str) else value
+                     for key, value in error.details.items()}
+    return error
+
+
+def load_samples(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
+    """A sample sheet as the API's `samples`, and where each one is in the sheet (for messages);
+    only its shape is checked here, the API checks the rest."""
     try:
         text = path.read_text(encoding="utf-8-sig")  # spreadsheets like to start CSVs with a BOM
     except OSError as error:
@@ -113,7 +136,7 @@ def load_samples(path: Path) -> list[dict[str, Any]]:
     raise UsageError(f"--samples {path}: use a .json or .csv file")
 
 
-def _samples_from_json(path: Path, text: str) -> list[dict[str, Any]]:
+def _samples_from_json(path: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
     try:
         data = json.loads(text)
     except ValueError as error:
@@ -122,13 +145,15 @@ def _samples_from_json(path: Path, text: str) -> list[dict[str, Any]]:
     if not isinstance(samples, list) or not samples or not all(isinstance(s, dict) for s in samples):
         raise UsageError(f"--samples {path} must hold a non-empty list of objects "
                          '({"name": ..., "inputs": [...], "parameters": {...}})')
-    return samples
+    return samples, [f"sample {i + 1} of {path.name}" + (f" ({s['name']})" if isinstance(s.get("name"), str) else "")
+                     for i, s in enumerate(samples)]
 
 
 _URI_SEPARATOR = re.compile(r"[;\s]+")
 
 
-def _samples_from_csv(path: Path, text: str) -> list[dict[str, Any]]:
+def _samples_from_csv(path: Path, text: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows are numbered as in the file (the header is row 1), as a spreadsheet shows them."""
     reader = csv.DictReader(text.splitlines())
     columns = [c.strip() for c in reader.fieldnames or []]
     if "name" not in columns:
@@ -136,19 +161,23 @@ def _samples_from_csv(path: Path, text: str) -> list[dict[str, Any]]:
     input_columns = [c for c in columns if c.lower().startswith("input")]
     if not input_columns:
         raise UsageError(f"--samples {path} needs an 'inputs' column (or input1, input2, ...)")
-    samples = []
-    for line, row in enumerate(reader, start=2):
+    samples, places = [], []
+    for row in reader:
+        number = reader.line_num  # blank lines count, as they do in the file
         row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
         if not any(row.values()):
             continue
         inputs = [uri for c in input_columns for uri in _URI_SEPARATOR.split(row.get(c, "")) if uri]
-        if not row.get("name") or not inputs:
-            raise UsageError(f"--samples {path} line {line}: every sample needs a name and at least one input")
+        if not row.get("name"):
+            raise UsageError(f"--samples {path} row {number}: the sample has no name")
+        if not inputs:
+            raise UsageError(f"--samples {path} row {number} (sample {row['name']}): no input")
         parameters = {c: row[c] for c in columns if c != "name" and c not in input_columns and row.get(c)}
         samples.append({"name": row["name"], "inputs": inputs, **({"parameters": parameters} if parameters else {})})
+        places.append(f"row {number} of {path.name} (sample {row['name']})")
     if not samples:
         raise UsageError(f"--samples {path} lists no samples")
-    return samples
+    return samples, places
 
 
 # -- status, list, cancel, pipelines ------------------------------------------------------------
@@ -163,7 +192,7 @@ def run_status(args: argparse.Namespace) -> int:
         job = client.get(args.job_id)
     if args.json:
         return _print_json(job)
-    _console().print(_job_table(job))
+    _print_table(_job_table(job))
     return EXIT_OK
 
 
@@ -171,7 +200,8 @@ def _list_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--status", metavar="STATUS", help="only jobs in this status (e.g. RUNNING, FAILED)")
     parser.add_argument("--pipeline", metavar="PIPELINE", help="only jobs of this pipeline")
     parser.add_argument("--limit", type=int, metavar="N", help="jobs per page")
-    parser.add_argument("--all", action="store_true", help="every page, not only the newest")
+    parser.add_argument("--all", action="store_true",
+                        help="every job: every page, not only the newest, and `labbatch doctor`'s canary jobs")
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -181,9 +211,13 @@ def run_list(args: argparse.Namespace) -> int:
                     "next_token": None}
         else:
             page = client.list(status=args.status, pipeline=args.pipeline, limit=args.limit)
+    canaries = 0 if args.all else sum(1 for job in page["jobs"] if is_doctor_canary(job))
+    if canaries:
+        page = {**page, "jobs": [job for job in page["jobs"] if not is_doctor_canary(job)]}
+        print(f"labbatch: {canaries} canary job(s) of `labbatch doctor` not shown: add --all", file=sys.stderr)
     if args.json:
         return _print_json(page)
-    _console().print(_jobs_table(page["jobs"]))
+    _print_table(_jobs_table(page["jobs"]))
     if page["next_token"]:
         print("labbatch: older jobs not shown: add --all", file=sys.stderr)
     return EXIT_OK
@@ -203,7 +237,7 @@ def run_pipelines(args: argparse.Namespace) -> int:
         pipelines = client.pipelines()
     if args.json:
         return _print_json({"pipelines": pipelines})
-    _console().print(_pipelines_table(pipelines))
+    _print_table(_pipelines_table(pipelines))
     return EXIT_OK
 
 
@@ -284,7 +318,7 @@ def run_wait(args: argparse.Namespace) -> int:
     if args.json:
         _print_json({"jobs": jobs})
     else:
-        _console().print(_jobs_table(jobs))
+        _print_table(_jobs_table(jobs))
     return EXIT_OK if all(job.get("status") == "SUCCEEDED" for job in jobs) else EXIT_FAILED
 
 
@@ -332,7 +366,8 @@ def progress_counts(job: Mapping[str, Any]) -> tuple[int, int, int]:
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console  # rich costs start-up time that --help and errors need not pay
 
-    return Console(stderr=stderr, highlight=False)
+    # soft_wrap: lines are left to the terminal to wrap, so a URI or job id is never folded.
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
 
 
 def _print_json(value: Any) -> int:
@@ -341,9 +376,23 @@ def _print_json(value: Any) -> int:
 
 
 def _table(*columns: str, title: str | None = None) -> Any:
+    """A table that breaks text only between words: no column gets narrower than its longest
+    word, so a job id, a URI or a log stream is never cut, folded or ellipsized. A table wider
+    than the terminal runs past it (print it with crop=False) instead."""
     from rich.table import Table
 
-    return Table(*columns, title=title, title_justify="left")
+    class WholeWords(Table):
+        def add_row(self, *renderables: Any, **kwargs: Any) -> None:
+            super().add_row(*renderables, **kwargs)
+            for column, cell in zip(self.columns, renderables):
+                longest = max((len(word) for word in f"{column.header} {cell or ''}".split()), default=1)
+                column.min_width = max(column.min_width or 1, longest)
+
+    return WholeWords(*columns, title=title, title_justify="left")
+
+
+def _print_table(table: Any, console: Any = None) -> None:
+    (console or _console()).print(table, crop=False)
 
 
 def _job_table(job: Mapping[str, Any]) -> Any:
@@ -427,7 +476,8 @@ def _children_summary(children: Mapping[str, int] | None) -> str:
 def report_error(error: LabBatchError, *, as_json: bool) -> int:
     if as_json:
         _print_json({"error": {"code": error.code, "message": error.message, "details": error.details}})
-    print(f"labbatch: {error.code}: {_one_line(error.message)}{_details_suffix(error.details)}", file=sys.stderr)
+    message = _one_line(error.message)
+    print(f"labbatch: {error.code}: {message}{_details_suffix(error.details, message)}", file=sys.stderr)
     if isinstance(error, UsageError):
         return EXIT_USAGE
     return EXIT_TIMEOUT if error.code == "timeout" else EXIT_FAILED
@@ -437,11 +487,19 @@ def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
 
-def _details_suffix(details: Mapping[str, Any], limit: int = 400) -> str:
-    if not details:
-        return ""
+def _details_suffix(details: Mapping[str, Any], message: str = "", limit: int = 400) -> str:
+    """The details the message does not already say (a value, or every item of a list, found
+    in it as a whole word), so that an error never repeats itself in a trailing block."""
+    def said(value: Any) -> bool:
+        if isinstance(value, list | tuple):
+            return bool(value) and all(said(v) for v in value)
+        text = str(value)
+        return bool(text) and re.search(rf"(?<![\w.-]){re.escape(text)}(?![\w-])", message, re.IGNORECASE) is not None
+
     parts = [f"{key}={value if isinstance(value, str | int | float) else json.dumps(value)}"
-             for key, value in details.items()]
+             for key, value in (details or {}).items() if not said(value)]
+    if not parts:
+        return ""
     text = _one_line("; ".join(parts))
     return f" ({text if len(text) <= limit else text[:limit] + '…'})"
 

@@ -28,11 +28,11 @@ from botocore.utils import get_environ_proxies
 
 from labbatch_contract import names
 from labbatch_contract.failures import RECOVERABLE_FAILURES
+# The API refuses bodies over MAX_BODY_BYTES (5 MiB); saying so before sending beats a 413.
+from labbatch.api_limits import MAX_BODY_BYTES
 
 SERVICE = "execute-api"
 DEFAULT_TIMEOUT_SECONDS = 30.0
-# API Gateway refuses bodies over 10 MB; saying so before sending beats a reset connection.
-MAX_BODY_BYTES = 10 * 1024 * 1024
 FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
 # Answers worth polling through: the API is throttled or briefly unavailable.
 _TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
@@ -172,9 +172,9 @@ class LabBatchClient:
         """Polls until every job is SUCCEEDED or FAILED; returns the last record of each.
 
         A job LabBatch resubmitted (`recovered_by`) is followed to its recovery, whose record
-        is returned under the original id. A recoverable failure without a decision yet (the
-        status updater writes FAILED first, then recovers or records why not) is polled for up
-        to `decision_grace` seconds before it counts as final.
+        is returned under the original id. The status updater writes FAILED together with its
+        class and recovery decision; a recoverable failure without a decision (a lab deployed
+        before it did so) is polled for up to `decision_grace` seconds before it counts as final.
         Raises LabBatchError("timeout", ...) when `timeout` seconds pass first. Throttling and
         brief unavailability are polled through, since the jobs run on regardless.
         """
@@ -224,8 +224,8 @@ class LabBatchClient:
             url += "?" + query_string
         data = b"" if body is None else json.dumps(body).encode("utf-8")
         if len(data) > MAX_BODY_BYTES:
-            raise LabBatchError("payload_too_large", f"the request is {len(data)} bytes; the API accepts at most "
-                                f"{MAX_BODY_BYTES} (split the samples over several jobs)")
+            raise LabBatchError("payload_too_large", f"the request is {len(data):,} bytes; the API accepts at most "
+                                f"{MAX_BODY_BYTES:,} (5 MiB): split the samples over several jobs")
         all_headers = {"Accept": "application/json", **(headers or {})}
         if body is not None:
             all_headers["Content-Type"] = "application/json"
@@ -332,6 +332,14 @@ class Connection:
         session = None if self.credentials is not None else _session(self.profile)
         return LabBatchClient(self.endpoint, region=self.region, credentials=self.credentials,
                               session=session, **kwargs)
+
+
+# The name `labbatch doctor` gives its canary jobs; `labbatch list` hides them unless --all.
+DOCTOR_CANARY_PREFIX = "labbatch-doctor-canary-"
+
+
+def is_doctor_canary(job: Mapping[str, Any]) -> bool:
+    return str(job.get("name") or "").startswith(DOCTOR_CANARY_PREFIX)
 
 
 def labbatch_home(environ: Mapping[str, str] = os.environ) -> Path:

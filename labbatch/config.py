@@ -1,7 +1,8 @@
 """The lab configuration model: one YAML file per lab, validated before anything is built.
 
-Limits are today's AWS figures (see ../shared/design.md, "Facts checked"), not the older ones
-many docs still quote. Every field error names what is allowed, so a platform engineer can fix
+Limits are today's AWS figures (gp3 up to 65,536 GiB, 80,000 IOPS and 2,000 MiB/s; Batch
+arrays of 2-10,000 jobs; 50 compute environments and 50 job queues per account and Region),
+not the older ones many docs still quote. Every field error names what is allowed, so a platform engineer can fix
 a file from the message alone.
 """
 

@@ -11,6 +11,7 @@ import argparse
 import gzip
 import io
 import json
+import logging
 import sys
 import tempfile
 import time
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_FAILED = 0, 1
+# The demo's lab runs under a name of its own, beside any `labbatch local` of the same lab.
+DEMO_NAME = "demo"
 REFERENCE_KEY = "demo/reference.fa"
 READS_PREFIX = "demo/reads/"
 
@@ -74,6 +77,19 @@ def demo_executor() -> tuple[str, str | None]:
     return engine, None
 
 
+def logs_to_file(path: Path):
+    """Send the in-process Lambdas' JSON log lines (Powertools writes them to stdout) to `path`,
+    so that they do not run through the tour's progress bars; returns the open file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = path.open("w", encoding="utf-8")
+    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    for logger in loggers:
+        for handler in logger.handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
+                handler.setStream(out)
+    return out
+
+
 def read_json(s3, uri: str) -> dict[str, Any]:
     bucket, key = uri.removeprefix("s3://").split("/", 1)
     return json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
@@ -84,12 +100,13 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from labbatch.cli import _WaitProgress, _jobs_table
-    from labbatch.client import LabBatchClient
+    from labbatch.cli import _WaitProgress, _jobs_table, _print_table
+    from labbatch.client import LabBatchClient, labbatch_home
     from labbatch.local.command import DEFAULT_LABS_DIR, load_one_lab
     from labbatch.local.lab import LocalLab
+    from labbatch.local.state import LabAlreadyRunning
 
-    console = Console(highlight=False)
+    console = Console(highlight=False, soft_wrap=True)  # never fold a URI or an id: the terminal wraps
     lab, problem = load_one_lab(DEFAULT_LABS_DIR, "example")
     if lab is None:
         print(f"labbatch: bad_lab: {problem}", file=sys.stderr)
@@ -101,13 +118,23 @@ def run_demo(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     executor, why = demo_executor()
     # The tour shows its own steps; the API's per-request log would only interleave with them.
-    with LocalLab(lab, log=io.StringIO(), executor=executor) as local, \
-            tempfile.TemporaryDirectory(prefix="labbatch-demo-") as tmp:
+    local = LocalLab(lab, log=io.StringIO(), name=DEMO_NAME, executor=executor)
+    try:
+        local.start()
+    except LabAlreadyRunning as exc:
+        local.stop()
+        print(f"labbatch: lab_running: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except BaseException:
+        local.stop()
+        raise
+    log_path = labbatch_home() / "logs" / "demo.log"
+    with local, tempfile.TemporaryDirectory(prefix="labbatch-demo-") as tmp, logs_to_file(log_path):
         info = local.info
         where = "on this machine" if info["executor"] == "host" else f"in {info['executor']} containers"
         console.print(f"[bold]1. Local lab[/] {info['lab']} ready in {info['ready_seconds']:.2f} s: "
                       f"API {info['api']}, AWS emulator {info['aws_endpoint']}; jobs run {where}"
-                      + (f" ({why})" if why else ""))
+                      + (f" ({why})" if why else "") + f"; the Lambdas' logs go to {log_path}")
         credentials = (info["credentials"]["access_key_id"], info["credentials"]["secret_access_key"])
         s3 = boto3.client("s3", endpoint_url=info["aws_endpoint"], region_name=info["region"],
                           aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1])
@@ -161,7 +188,7 @@ def run_demo(args: argparse.Namespace) -> int:
         console.print(f"[bold]5. align[/] {first}: {aligned.get('mapped', 0):,} of {aligned.get('reads', 0):,} reads "
                       f"mapped ({mapped_share:.1%}); sorted, indexed BAM at {align['output_prefix']}aligned.bam")
 
-        console.print(_jobs_table(client.list()["jobs"]))
+        _print_table(_jobs_table(client.list()["jobs"]), console)
     console.print(f"[bold]6. Stopped[/] the lab: jobs, emulator and local scratch are gone "
                   f"({time.perf_counter() - began:.1f} s in all). " + ("[green]All results are right.[/]" if ok else
                                                                      "[red]Some results are wrong or missing.[/]"))

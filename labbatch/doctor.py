@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from labbatch.batch_layout import on_host
-from labbatch.client import (Connection, LabBatchApiError, LabBatchClient, LabBatchConnectionError, LabBatchError,
-                             _local_lab_states, resolve_connection)
+from labbatch.client import (DOCTOR_CANARY_PREFIX, Connection, LabBatchApiError, LabBatchClient,
+                             LabBatchConnectionError, LabBatchError, _local_lab_states, resolve_connection)
 
 EXIT_OK, EXIT_FAILED = 0, 1
 CANARY_PIPELINE = "fastq-stats"
@@ -311,7 +311,7 @@ def _canary_checks(target: Target, view: dict[str, Any], args: argparse.Namespac
         for queue in queues:
             try:
                 submitted[queue["queue"]] = client.submit(pipeline, [uri], queue=queue["queue"],
-                                                          name=f"doctor-canary-{queue['queue']}")
+                                                          name=f"{DOCTOR_CANARY_PREFIX}{queue['queue']}")
             except LabBatchError as error:
                 passed = False
                 add(Check(f"canary on {queue['queue']}", False, f"not submitted: {error.code}: {error.message}",

@@ -15,7 +15,15 @@ def new_job_id() -> str:
 
     Lower case because the id is a path segment of the job's S3 output prefix.
     """
-    value = (int(time.time() * 1000) << 80) | int.from_bytes(os.urandom(10), "big")
+    return job_id_from(int(time.time() * 1000), os.urandom(10))
+
+
+def job_id_from(at_millis: int, entropy: bytes) -> str:
+    """A job id for a given moment and 10 bytes of entropy (random, or a hash when every
+    delivery of the same event must name the same job)."""
+    if len(entropy) != 10:
+        raise ValueError(f"a job id takes 10 bytes of entropy, got {len(entropy)}")
+    value = (at_millis << 80) | int.from_bytes(entropy, "big")
     chars = []
     for _ in range(26):
         value, digit = divmod(value, 32)

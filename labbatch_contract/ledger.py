@@ -93,6 +93,16 @@ class LedgerWrites:
         self._db.put_item(TableName=self._table, Item=to_item(record),
                           ConditionExpression="attribute_not_exists(job_id)")
 
+    def create_pending_once(self, record: dict[str, Any]) -> bool:
+        """As create_pending; False when a record with its id exists (a redelivered event's)."""
+        try:
+            self.create_pending(record)
+        except ClientError as exc:
+            if is_condition_failure(exc):
+                return False
+            raise
+        return True
+
     def mark_submitted(self, job_id: str, batch_job_id: str, submitted_at: str | None = None) -> None:
         """Store the Batch job id; move to SUBMITTED unless an event already moved it further."""
         at = submitted_at or utc_timestamp()

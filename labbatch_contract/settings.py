@@ -39,6 +39,14 @@ class Buckets(_Strict):
 class Limits(_Strict):
     max_vcpus: int = Field(ge=1)
     max_memory_mib: int = Field(ge=4)
+    # Local mode only, when this machine allows less than the lab's instances would: what the
+    # instances give, so that a refusal says whose limit it is.
+    lab_max_vcpus: int | None = None
+    lab_max_memory_mib: int | None = None
+    # Local mode only, when this machine allows less than the lab's instances would: what the
+    # instances give, so that a refusal says whose limit it is.
+    lab_max_vcpus: int | None = None
+    lab_max_memory_mib: int | None = None
 
 
 class RecoverySettings(_Strict):
@@ -77,6 +85,8 @@ class LabSettings(_Strict):
     queues: dict[QueueName, str]
     queue_max_vcpus: dict[QueueName, int]
     scratch_gib: int = Field(ge=1)
+    # The largest request body (labbatch/api_limits.py, the one place it is stated).
+    max_body_bytes: int = Field(ge=1)
     limits: Limits
     pipelines: dict[str, PipelineSettings]
 

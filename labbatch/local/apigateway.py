@@ -1,8 +1,8 @@
 """API Gateway's REST API in front of a Lambda handler, on loopback, for local mode.
 
 Each request goes through what API Gateway does before and after a Lambda proxy
-integration: IAM (SigV4) authorization against the local credentials, the 10 MB payload
-quota, the version 1.0 proxy event with the caller's identity in `requestContext.identity`,
+integration: IAM (SigV4) authorization against the local credentials, a payload limit
+(the API's own, labbatch/api_limits.py), the version 1.0 proxy event with the caller's identity in `requestContext.identity`,
 and the proxy response turned back into HTTP (502 when the handler fails). The handler
 cannot tell it from the real thing, which is the point: local mode runs the deployed code.
 """
@@ -27,10 +27,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
+from labbatch.api_limits import MAX_BODY_BYTES
 from labbatch.local.signing import ReceivedRequest, SignatureRejected, SigV4Verifier
 
-# API Gateway's REST API payload quota; larger requests never reach the integration.
-MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
+# What the API takes (labbatch/api_limits.py): the front refuses a larger body before reading
+# it, with 413 as API Gateway does over its own (larger) quota.
+MAX_PAYLOAD_BYTES = MAX_BODY_BYTES
 # API Gateway gives a Lambda integration at most 29 s by default; the handler sees it as its
 # remaining time, as the deployed one does through its own timeout.
 INTEGRATION_TIMEOUT_SECONDS = 29

@@ -635,7 +635,8 @@ class LocalBatch:
             "statusReason": "ComputeEnvironment Healthy",
             "computeResources": {
                 "type": "SPOT" if spot else "EC2",
-                "allocationStrategy": "SPOT_PRICE_CAPACITY_OPTIMIZED" if spot else "BEST_FIT_PROGRESSIVE",
+                "allocationStrategy": environment.allocation_strategy
+                or ("SPOT_PRICE_CAPACITY_OPTIMIZED" if spot else "BEST_FIT_PROGRESSIVE"),
                 "minvCpus": 0,
                 # Every environment is this machine here: it can never run more than the machine has.
                 "maxvCpus": min(environment.max_vcpus, self._capacity.machine_vcpus)

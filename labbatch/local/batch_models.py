@@ -37,6 +37,8 @@ class ComputeEnvironment:
     max_vcpus: int | None = None
     instance_types: tuple[str, ...] = ("optimal",)
     enabled: bool = True
+    # What DescribeComputeEnvironments reports; None: Batch's default for the kind.
+    allocation_strategy: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in ("spot", "on-demand"):

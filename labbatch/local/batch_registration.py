@@ -18,7 +18,8 @@ def compute_environment_name(lab: str, kind: str) -> str:
 def registration(layout: BatchLayout, lab: str) -> dict[str, Any]:
     """Keyword arguments for `LocalBatch(**registration(layout, lab), ...)`."""
     environments = [ComputeEnvironment(name=compute_environment_name(lab, spec.kind), kind=spec.kind,  # type: ignore[arg-type]
-                                       max_vcpus=spec.max_vcpus, instance_types=spec.instance_types)
+                                       max_vcpus=spec.max_vcpus, instance_types=spec.instance_types,
+                                       allocation_strategy=spec.allocation_strategy)
                     for spec in layout.environments]
     queues = [JobQueue(name=spec.name, priority=spec.priority,
                        compute_environments=tuple(compute_environment_name(lab, kind) for kind in spec.environments),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import sys
@@ -14,12 +15,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_LABS_DIR = ROOT / "labs"
 EXIT_OK, EXIT_FAILED = 0, 1
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
 
 def local_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lab", default="example", metavar="NAME", help="the lab to run (default: example)")
     parser.add_argument("--labs-dir", type=Path, default=DEFAULT_LABS_DIR, metavar="DIR",
                         help="folder of lab files (default: the project's labs/)")
+    parser.add_argument("--name", default=None, metavar="NAME",
+                        help="what the client finds it by (--lab NAME; default: the lab's name); "
+                        "one running lab per name")
     parser.add_argument("--port", type=int, default=0, metavar="PORT", help="the API's port (default: any free one)")
     parser.add_argument("--spot-interruptions", type=float, default=0.0, metavar="RATE",
                         help="share (0-1) of spot attempts to reclaim while they run (default: 0)")
@@ -61,6 +66,8 @@ def load_one_lab(labs_dir: Path, name: str):
 def run_local(args: argparse.Namespace) -> int:
     if not 0.0 <= args.spot_interruptions <= 1.0:
         return fail("bad_argument", f"--spot-interruptions is {args.spot_interruptions} (allowed: 0-1)")
+    if args.name is not None and not NAME.fullmatch(args.name):
+        return fail("bad_argument", f"--name is {args.name!r} (allowed: letters, digits, '-', '_', up to 64)")
     if not 0 <= args.port <= 65535:
         return fail("bad_argument", f"--port is {args.port} (allowed: 0-65535)")
     lab, problem = load_one_lab(args.labs_dir, args.lab)
@@ -74,14 +81,18 @@ def run_local(args: argparse.Namespace) -> int:
 
     from labbatch.local.docker_runner import DockerUnavailable
     from labbatch.local.lab import LocalLab
+    from labbatch.local.state import LabAlreadyRunning
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     local = LocalLab(lab, port=args.port, spot_interruption_rate=args.spot_interruptions,
-                     random_seed=args.seed, executor=executor)
+                     random_seed=args.seed, executor=executor, name=args.name)
     try:
         info = local.start()
+    except LabAlreadyRunning as exc:
+        local.stop()
+        return fail("lab_running", str(exc))
     except DockerUnavailable as exc:
         local.stop()
         return fail("no_docker", str(exc))

@@ -2,15 +2,25 @@
 
 Buckets, the ledger table and the job log group get exactly the names the constructs give them
 (labbatch_contract.names), so the handler and the runner cannot tell this lab from a deployed one.
+
+DynamoDB requests are served one at a time. moto applies an UpdateItem to the stored item in
+place, one attribute after another, and its server answers each request on its own thread: a
+GetItem landing half-way through saw a job `FAILED` whose `failure` was not written yet, and two
+conditional writes could both pass their condition. DynamoDB makes each item write atomic, and
+the ledger's monotonic updates rely on it; the lock gives local mode the same guarantee.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 import boto3
-from moto.server import ThreadedMotoServer
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+from werkzeug.serving import make_server
 
 from labbatch_contract import ledger as ledger_schema
 from labbatch_contract import names
@@ -34,11 +44,40 @@ class EmulatedLab:
     key_arn: str | None = None  # the lab's customer-managed key, for `encryption: kms`
 
 
+class SerialDynamoDB:
+    """WSGI middleware: DynamoDB requests (X-Amz-Target `DynamoDB_...`) run one at a time, body
+    and all; every other service's requests run concurrently as before."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return self._app(environ, start_response)
+        with self._lock:
+            answer = self._app(environ, start_response)
+            try:
+                return [b"".join(answer)]
+            finally:
+                close = getattr(answer, "close", None)
+                if close is not None:
+                    close()
+
+
+class _SerialDynamoDBServer(ThreadedMotoServer):
+    def _server_entry(self) -> None:  # as moto's, with the middleware around its app
+        app = SerialDynamoDB(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+
 class Emulator:
     """Starts moto in-process and creates the lab's stateful resources in it."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        self._server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
+        self._server = _SerialDynamoDBServer(ip_address=host, port=port, verbose=False)
         self._host = host
         self.endpoint = ""
 

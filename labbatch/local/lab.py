@@ -22,7 +22,6 @@ from typing import Any
 
 from labbatch.api_settings import SETTINGS_VARIABLE, handler_settings
 from labbatch.batch_layout import layout
-from labbatch.client import local_state_path
 from labbatch.config import Lab
 from labbatch.instance_types import USABLE_MEMORY_SHARE
 from labbatch.local.apigateway import LocalApiGateway, LocalLambdaContext
@@ -31,6 +30,7 @@ from labbatch.local.batch_registration import registration
 from labbatch.local.docker_runner import (ENGINES, RUNNER_IMAGE, ContainerRunner, DockerUnavailable, find_engine,
                                           image_id, remove_orphans, runner_tree)
 from labbatch.local.emulator import Emulator, EmulatedLab
+from labbatch.local.state import StateFile
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_DIR = ROOT / "lambda"
@@ -40,11 +40,18 @@ RESERVED_MEMORY_MIB = 512
 
 
 def local_limits(lab: Lab) -> dict[str, int]:
-    """What a local job can get: the lab's limits, capped by this machine (same memory rule as ECS)."""
+    """What a local job can get: the lab's limits, capped by this machine (same memory rule as ECS).
+    Where the machine is the smaller, the lab's own limit goes along (`lab_max_*`), so that a
+    refusal says it is this machine's limit, not the lab's."""
     cores = os.cpu_count() or 1
     memory = int((machine_memory_mib() - RESERVED_MEMORY_MIB) * USABLE_MEMORY_SHARE)
-    return {"max_vcpus": min(lab.job_limits["max_vcpus"], cores),
-            "max_memory_mib": min(lab.job_limits["max_memory_mib"], memory)}
+    lab_vcpus, lab_memory = lab.job_limits["max_vcpus"], lab.job_limits["max_memory_mib"]
+    limits = {"max_vcpus": min(lab_vcpus, cores), "max_memory_mib": min(lab_memory, memory)}
+    if cores < lab_vcpus:
+        limits["lab_max_vcpus"] = lab_vcpus
+    if memory < lab_memory:
+        limits["lab_max_memory_mib"] = lab_memory
+    return limits
 
 
 def local_settings(lab: Lab, emulated: EmulatedLab) -> dict[str, Any]:
@@ -75,11 +82,17 @@ class LocalLab:
     # "docker" / "podman" (that engine or refuse), "host" (the host runner, no containers).
     executor: str = "host"
     executor_note: str | None = None
+    # The name its state file goes by (labbatch/local/state.py); the lab's name by default.
+    name: str | None = None
     _started: list = field(default_factory=list)
 
     def start(self) -> dict[str, Any]:
-        """Bring everything up; return what `labbatch local` prints (and writes to its state file)."""
+        """Bring everything up; return what `labbatch local` prints (and writes to its state file).
+        Raises LabAlreadyRunning, before starting anything, when a live lab has the same name."""
         began = time.perf_counter()
+        state = StateFile(self.name or self.lab.name)
+        state.claim()
+        self._started.append(state.release)
         # First: an engine that was insisted on and is missing stops everything before it starts.
         container_runner = self._container_runner()
         credentials = ("LBLOCAL" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30))
@@ -173,14 +186,10 @@ class LocalLab:
             "scratch": str(self.batch.scratch_root),
             "executor": container_runner.engine if container_runner is not None else "host",
             "ready_seconds": round(time.perf_counter() - began, 3),
+            "name": state.name,
+            "pid": state.pid,
         }
-        path = local_state_path(self.lab.name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # The file holds the local credentials: readable by this user only.
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(self.info, out)
-        self._started.append(lambda: path.unlink(missing_ok=True))
+        state.publish(self.info)  # mode 600: it holds the local credentials
         return self.info
 
     def _container_runner(self) -> ContainerRunner | None:
@@ -222,7 +231,13 @@ class LocalLab:
                 print(f"labbatch local: while stopping: {exc}", file=sys.stderr)
 
     def __enter__(self) -> LocalLab:
-        self.start()
+        if getattr(self, "info", None):
+            return self  # started already
+        try:
+            self.start()
+        except BaseException:
+            self.stop()  # what did start, and the state file's claim
+            raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -169,11 +169,14 @@ def _resources(request: SubmitJobRequest, pipeline: PipelineSettings, settings: 
     vcpus = request.vcpus if request.vcpus is not None else pipeline.vcpus
     memory_mib = request.memory_mib if request.memory_mib is not None else pipeline.memory_mib
     origin = "" if request.vcpus is not None else f" (the {request.pipeline} default)"
-    if vcpus > settings.limits.max_vcpus:
+    limits = settings.limits
+    if vcpus > limits.max_vcpus:
+        where = (f"this local machine ({limits.max_vcpus}; the lab's instances give {limits.lab_max_vcpus})"
+                 if limits.lab_max_vcpus else f"this lab's instances ({limits.max_vcpus})")
         raise refused(
             "vcpus_too_many",
-            f"vcpus: {vcpus}{origin} is more than a job can get on this lab's instances "
-            f"({settings.limits.max_vcpus}); ask for {settings.limits.max_vcpus} or fewer",
+            f"vcpus: {vcpus}{origin} is more than a job can get on {where}; "
+            f"ask for {limits.max_vcpus} or fewer",
             field="vcpus",
             asked=vcpus,
             available=settings.limits.max_vcpus,
@@ -190,11 +193,13 @@ def _resources(request: SubmitJobRequest, pipeline: PipelineSettings, settings: 
         )
     if memory_mib > settings.limits.max_memory_mib:
         origin = "" if request.memory_mib is not None else f" (the {request.pipeline} default)"
+        where = (f"this local machine can give a job ({limits.max_memory_mib} MiB; the lab's instances give "
+                 f"{limits.lab_max_memory_mib} MiB)" if limits.lab_max_memory_mib else
+                 f"ECS can give a job on this lab's instances ({limits.max_memory_mib} MiB, after the agent's "
+                 "reserved memory)")
         raise refused(
             "memory_too_large",
-            f"memory_mib: {memory_mib}{origin} is more than ECS can give a job on this lab's instances "
-            f"({settings.limits.max_memory_mib} MiB, after the agent's reserved memory); "
-            f"ask for {settings.limits.max_memory_mib} or less",
+            f"memory_mib: {memory_mib}{origin} is more than {where}; ask for {limits.max_memory_mib} or less",
             field="memory_mib",
             asked=memory_mib,
             available=settings.limits.max_memory_mib,

@@ -63,8 +63,6 @@ from ledger import JobLedger
 from submission import submit
 from waiting import explain as explain_waiting
 
-# API Gateway takes 10 MB and Lambda 6 MB; 10,000 samples with two inputs each is ~2 MB.
-MAX_BODY_BYTES = 5 * 1024 * 1024
 # A retried POST with the same key within this window returns the first answer.
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 IDEMPOTENCY_KEY_PREFIX = "labbatch-idempotency"
@@ -497,18 +495,19 @@ def _direct_error(error: ApiError) -> dict:
     }
 
 
-def _body_too_large(event: dict) -> ApiError | None:
+def _body_too_large(event: dict, limit: int) -> ApiError | None:
+    """`limit` is the settings' max_body_bytes (labbatch/api_limits.py)."""
     body = event.get("body") or ""
     # base64 bodies are a third larger than what they carry.
     size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())
-    if size <= MAX_BODY_BYTES:
+    if size <= limit:
         return None
     return ApiError(
         HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
         "body_too_large",
-        f"body: {size:,} bytes; at most {MAX_BODY_BYTES:,}. Split the samples over several jobs.",
+        f"body: {size:,} bytes; at most {limit:,}. Split the samples over several jobs.",
         field="body",
-        details={"size_bytes": size, "limit_bytes": MAX_BODY_BYTES},
+        details={"size_bytes": size, "limit_bytes": limit},
     )
 
 
@@ -533,14 +532,14 @@ def _body_not_json_text(event: dict) -> ApiError | None:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 def lambda_handler(event: dict, context: Any) -> dict:
-    unreadable = _body_too_large(event) or _body_not_json_text(event)
-    if unreadable is not None:
-        return _direct_error(unreadable)
     try:
         rt = runtime()
     except SettingsError:
         logger.exception("The deployment is misconfigured")
         return _direct_error(ApiError(HTTPStatus.INTERNAL_SERVER_ERROR, "misconfigured", "The API is misconfigured"))
+    unreadable = _body_too_large(event, rt.settings.max_body_bytes) or _body_not_json_text(event)
+    if unreadable is not None:
+        return _direct_error(unreadable)
     # The in-progress marker of an Idempotency-Key expires when this invocation would time out.
     rt.idempotency_config.register_lambda_context(context)
     return app.resolve(event, context)

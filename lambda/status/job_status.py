@@ -1,7 +1,10 @@
 """LabBatch status updater: AWS Batch "Job State Change" events (EventBridge) -> job ledger.
 
 A FAILED job is also classified (`failure`, see failure_classes.py) and, when its pipeline
-allows, recovered: resubmitted once with what should make it succeed (recovery.py).
+allows, recovered: resubmitted once with what should make it succeed (recovery.py). Both are
+decided before the ledger is written, and the class and the decision (`recovered_by` or
+`recovery_refused`) land in the same write as FAILED: a client never sees a FAILED job whose
+class or recovery is still to come.
 
 Environment: LABBATCH_SETTINGS (the API's settings document; read here: `lab`, `table`, and
 for recovery `buckets.results`, `queues`, `queue_max_vcpus`, `limits.max_memory_mib`,
@@ -20,6 +23,7 @@ import dataclasses
 import functools
 import json
 import os
+from datetime import datetime, timezone
 from typing import Any
 
 import boto3
@@ -34,7 +38,6 @@ from batch_events import NotALabBatchJob, StatusUpdate, parse_state_change
 from failure_classes import classify, classify_array_parent, manifest_wanted
 from labbatch_contract import runner_env
 from labbatch_contract.failures import RECOVERABLE_FAILURES
-from labbatch_contract.ids import new_job_id
 from labbatch_contract.names import output_prefix
 from labbatch_contract.settings import LabSettings, load_settings
 from status_ledger import StatusLedger
@@ -84,10 +87,17 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     logger.append_keys(job_id=update.ledger_job_id, batch_job_id=update.batch_job_id)
     record = None
+    prepared = None
     if update.status == "FAILED":
         record = ledger.get(update.ledger_job_id)
         update = dataclasses.replace(update, failure=classify_failure(update, record))
-    applied = ledger.apply(update)
+        if update.child_index is None and record is not None:
+            prepared = prepare_recovery(settings, ledger, update, record)
+    applied = ledger.apply(
+        update,
+        recovered_by=prepared.new["job_id"] if isinstance(prepared, PreparedRecovery) else None,
+        recovery_refused=prepared.as_record() if isinstance(prepared, recovery.Refusal) else None,
+    )
     logger.info(
         "Ledger updated" if applied else "Event older than the ledger; ignored",
         extra={"status": update.status, "child_index": update.child_index, "progress": update.progress,
@@ -97,8 +107,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if update.failure is not None:
         answer["failure"] = update.failure
     outcome = None
-    if update.status == "FAILED" and update.child_index is None and record is not None:
-        outcome = recover(settings, ledger, update, record, applied=applied)
+    if prepared is not None:
+        outcome = finish_recovery(settings, ledger, update, prepared, applied=applied)
         if outcome is not None:
             answer["recovery"] = outcome
     if record is not None and failure_notice.should_notify(status=update.status, child_index=update.child_index,
@@ -157,57 +167,86 @@ def read_manifest(prefix: str | None) -> dict[str, Any] | None:
     return manifest if isinstance(manifest, dict) else None
 
 
-def recover(settings: LabSettings, ledger: StatusLedger, update: StatusUpdate, record: dict[str, Any],
-            *, applied: bool) -> dict[str, Any] | None:
-    """Resubmit a failed job once if its failure class and pipeline allow; say what was done."""
-    if not applied:
-        # A redelivered event: carry on only where a first delivery stopped half-way.
-        if record.get("batch_job_id") != update.batch_job_id or record.get("recovery_refused"):
-            return None
-        pending = record.get("recovered_by")
-        if pending and ledger.get(pending) is not None:
-            return None
-    failure = update.failure or record.get("failure")
+@dataclasses.dataclass(frozen=True)
+class PreparedRecovery:
+    plan: recovery.Plan
+    new: dict[str, Any]  # the new job's PENDING_SUBMIT record, already in the ledger
+    request: dict[str, Any]  # its SubmitJob request
+    created: bool  # written by this delivery (not found from an earlier one)
+
+
+def prepare_recovery(settings: LabSettings, ledger: StatusLedger, update: StatusUpdate,
+                     record: dict[str, Any]) -> PreparedRecovery | recovery.Refusal | None:
+    """Decide what to do about a failed job before its failure is recorded. A resubmission's
+    record is written now (so the FAILED record can name it); None: nothing to do or say."""
+    if record.get("status") == "FAILED" and (record.get("recovered_by") or record.get("recovery_refused")):
+        return None  # decided by an earlier delivery of this event
+    failure = update.failure
     pipeline = settings.pipelines.get(record.get("pipeline", ""))
     if failure not in RECOVERABLE_FAILURES:
         return None
     if pipeline is None:
-        logger.warning("Settings lack what recovery needs; not recovered", extra={"failure": failure})
+        logger.warning("A job of a pipeline this lab does not have; not recovered", extra={"failure": failure})
         return None
     decision = recovery.plan(
         record, failure, enabled=pipeline.recovery.model_dump(), queues=settings.queues,
         queue_max_vcpus=settings.queue_max_vcpus, max_memory_mib=settings.limits.max_memory_mib,
-        status_reason=_reason(update), attempts=len(update.evidence))
-    if decision is None:
-        return None
-    if isinstance(decision, recovery.Refusal):
-        if ledger.refuse_recovery(record["job_id"], decision.as_record()):
-            logger.info("Not recovered", extra={"kind": decision.kind, "reason": decision.reason})
-        return {"refused": decision.as_record()}
-
-    recovery_job_id = record.get("recovered_by") or new_job_id()
-    if not record.get("recovered_by") and not ledger.claim_recovery(record["job_id"], recovery_job_id):
-        return None  # another delivery of this event is recovering it
+        status_reason=_reason(update), attempts=len(update.evidence),
+        lab_max_memory_mib=settings.limits.lab_max_memory_mib)
+    if decision is None or isinstance(decision, recovery.Refusal):
+        return decision
+    new_job_id = recovery.recovery_job_id(record["job_id"], update.batch_job_id, _stopped_millis(update, record))
     new = recovery.new_record(
-        record, decision, job_id=recovery_job_id, prefix=output_prefix(settings.buckets.results, recovery_job_id),
+        record, decision, job_id=new_job_id, prefix=output_prefix(settings.buckets.results, new_job_id),
         job_queue=settings.queues[decision.queue], job_definition=pipeline.job_definition, lab=settings.lab)
-    ledger.create_pending(new)
+    created = ledger.create_pending_once(new)
     request = recovery.submit_job_request(record, new, update.environment, job_name=update.job_name,
                                           lab=settings.lab)
+    return PreparedRecovery(decision, new, request, created)
+
+
+def finish_recovery(settings: LabSettings, ledger: StatusLedger, update: StatusUpdate,
+                    prepared: PreparedRecovery | recovery.Refusal, *, applied: bool) -> dict[str, Any] | None:
+    """After the FAILED write: submit the resubmission it named; say what was done."""
+    if isinstance(prepared, recovery.Refusal):
+        if not applied:
+            return None
+        logger.info("Not recovered", extra={"kind": prepared.kind, "reason": prepared.reason})
+        return {"refused": prepared.as_record()}
+    new_job_id = prepared.new["job_id"]
+    if not applied:
+        # Another delivery made the FAILED write, and submits what it names. A record this
+        # delivery wrote that no failed job names (a stale event) is removed again.
+        current = ledger.get(update.ledger_job_id) or {}
+        if prepared.created and current.get("recovered_by") != new_job_id:
+            ledger.discard_pending(new_job_id)
+        return None
+    kind = prepared.plan.kind
     _, batch = other_clients()
     try:
-        answer = batch.submit_job(**request)
+        answer = batch.submit_job(**prepared.request)
     except (ClientError, BotoCoreError) as exc:
         code = exc.response.get("Error", {}).get("Code", "Error") if isinstance(exc, ClientError) else type(exc).__name__
-        logger.error("Recovery could not be submitted", extra={"new_job_id": recovery_job_id, "error_code": code})
-        ledger.mark_submit_failed(recovery_job_id, f"Not submitted: AWS Batch SubmitJob failed with {code}",
+        logger.error("Recovery could not be submitted", extra={"new_job_id": new_job_id, "error_code": code})
+        ledger.mark_submit_failed(new_job_id, f"Not submitted: AWS Batch SubmitJob failed with {code}",
                                   {"code": code, "message": str(exc)[:1000], "outcome": "not_submitted"})
-        return {"kind": decision.kind, "job_id": recovery_job_id, "submitted": False}
-    ledger.mark_submitted(recovery_job_id, answer["jobId"])
-    logger.info("Recovered", extra={"kind": decision.kind, "new_job_id": recovery_job_id,
-                                    "new_batch_job_id": answer["jobId"], "memory_mib": decision.memory_mib,
-                                    "queue": decision.queue})
-    return {"kind": decision.kind, "job_id": recovery_job_id, "submitted": True}
+        return {"kind": kind, "job_id": new_job_id, "submitted": False}
+    ledger.mark_submitted(new_job_id, answer["jobId"])
+    logger.info("Recovered", extra={"kind": kind, "new_job_id": new_job_id, "new_batch_job_id": answer["jobId"],
+                                    "memory_mib": prepared.plan.memory_mib, "queue": prepared.plan.queue})
+    return {"kind": kind, "job_id": new_job_id, "submitted": True}
+
+
+def _stopped_millis(update: StatusUpdate, record: dict[str, Any]) -> int:
+    """When the job stopped (the event says so on every delivery alike), else when it was created."""
+    for moment in (update.stopped_at, record.get("created_at")):
+        if moment:
+            try:
+                return int(datetime.strptime(moment, "%Y-%m-%dT%H:%M:%S.%fZ")
+                           .replace(tzinfo=timezone.utc).timestamp() * 1000)
+            except ValueError:
+                continue
+    return 0
 
 
 def _reason(update: StatusUpdate) -> str | None:

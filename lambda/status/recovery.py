@@ -13,11 +13,14 @@ Bounds: each kind at most once per original job, along a whole chain (a job reco
 spot reclaim that then runs out of memory may still get more memory, once; never a second
 on-demand retry). Array jobs are not recovered (each child's class is recorded instead).
 
-Ledger: the old record is claimed first (`recovered_by`, conditional, so a redelivered event
-cannot recover twice), then the new record is written (`recovered_from`, `recovery`:
-{kind, reason, original_job_id, kinds_used}), then Batch is called, then the new record is
-completed, the same order lambda/api/submission.py keeps. A recovery that is not made says
-why on the old record (`recovery_refused`: {kind, reason}).
+Ledger: the decision is made before the failure is recorded, so that no reader ever sees a
+FAILED job without its class and what LabBatch does about it. The new record is written first
+(`recovered_from`, `recovery`: {kind, reason, original_job_id, kinds_used}) under an id derived
+from the failed job (`recovery_job_id`: a redelivered event finds the same one); then the old
+record becomes FAILED with `failure` and `recovered_by` in one conditional write, which only one
+delivery can make, so a job is recovered at most once; then Batch is called and the new record
+completed, the order lambda/api/submission.py keeps. A recovery that is not made says why on
+the old record, in that same write (`recovery_refused`: {kind, reason}).
 
 The SubmitJob request is the API's own (labbatch_contract.batch_submit): the LABBATCH_*
 environment of the job that failed, with a new LABBATCH_JOB_ID and output prefix
@@ -26,6 +29,7 @@ environment of the job that failed, with a new LABBATCH_JOB_ID and output prefix
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
@@ -33,10 +37,18 @@ from typing import Any, Mapping
 
 from labbatch_contract import batch_submit, runner_env
 from labbatch_contract.failures import RECOVERY_FOR
-from labbatch_contract.ids import utc_timestamp
+from labbatch_contract.ids import job_id_from, utc_timestamp
 
 MEMORY_FACTOR = 1.5
 MEMORY_STEP_MIB = 256
+
+
+def recovery_job_id(job_id: str, batch_job_id: str, at_millis: int) -> str:
+    """The id of the job that recovers `job_id`, a job id like any other, its time `at_millis`
+    (when the job stopped) and its entropy a hash of the failed job: every delivery of the same
+    event names the same recovery."""
+    digest = hashlib.sha256(f"labbatch-recovery/{job_id}/{batch_job_id}".encode()).digest()[:10]
+    return job_id_from(at_millis, digest)
 
 
 def more_memory(memory_mib: int) -> int:
@@ -76,6 +88,7 @@ def plan(
     max_memory_mib: int,
     status_reason: str | None,
     attempts: int,
+    lab_max_memory_mib: int | None = None,
 ) -> Plan | Refusal | None:
     """What to do about a failed job: a Plan, a Refusal worth recording, or None (nothing to say)."""
     kind = RECOVERY_FOR.get(failure)
@@ -102,6 +115,12 @@ def plan(
                     "on-demand", memory)
     if kind == "more_memory":
         wanted = more_memory(memory)
+        if wanted > max_memory_mib and lab_max_memory_mib:
+            # Local mode, whose machine gives less than the lab's instances would.
+            return Refusal(kind, f"killed for memory at {memory:,} MiB; {MEMORY_FACTOR}x that is {wanted:,} MiB, "
+                                 f"over the {max_memory_mib:,} MiB this local machine can give a job (the lab's "
+                                 f"instances give {lab_max_memory_mib:,} MiB): run it on a larger machine or in AWS, "
+                                 "or make the tool use less")
         if wanted > max_memory_mib:
             return Refusal(kind, f"killed for memory at {memory:,} MiB; {MEMORY_FACTOR}x that is {wanted:,} MiB, "
                                  f"over this lab's {max_memory_mib:,} MiB limit (limits.max_memory_mib): "

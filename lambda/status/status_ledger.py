@@ -12,10 +12,11 @@ yet count as SUBMITTED (the API starts the parent with {"SUBMITTED": size}). The
 final event carries Batch's own `statusSummary`, which then replaces the counts for good
 (`children_final`), so the final figures are exact even if a child update was lost.
 
-Failures: a FAILED job's record gets `failure` (failure_classes.py) with its status; a failed
-child's item gets its own, and the parent counts them in `child_failures` (class -> n), from
-which the parent's class is drawn. Recovery (recovery.py) adds a new job record with
-`recovered_from` and `recovery`, and marks the old one `recovered_by` (or `recovery_refused`).
+Failures: a FAILED job's record gets `failure` (failure_classes.py) and the recovery decision
+(`recovered_by` or `recovery_refused`, recovery.py) in the same write as its status, so no reader
+sees one without the others; the new job's record (`recovered_from`, `recovery`) is written
+before it. A failed child's item gets its own class, and the parent counts them in
+`child_failures` (class -> n), from which the parent's class is drawn.
 """
 
 from __future__ import annotations
@@ -32,13 +33,16 @@ from labbatch_contract.ledger import (CHILD_ITEM_TTL_SECONDS, LedgerWrites, expr
 
 
 class StatusLedger(LedgerWrites):
-    def apply(self, update: StatusUpdate) -> bool:
-        """True if the ledger changed; False if the event was stale, a duplicate, or foreign."""
+    def apply(self, update: StatusUpdate, *, recovered_by: str | None = None,
+              recovery_refused: dict[str, str] | None = None) -> bool:
+        """True if the ledger changed; False if the event was stale, a duplicate, or foreign.
+        A FAILED job's recovery decision, if any, is written with its status and class."""
         if update.child_index is not None:
             return self._apply_child(update)
-        return self._apply_job(update)
+        return self._apply_job(update, recovered_by=recovered_by, recovery_refused=recovery_refused)
 
-    def _apply_job(self, update: StatusUpdate) -> bool:
+    def _apply_job(self, update: StatusUpdate, *, recovered_by: str | None,
+                   recovery_refused: dict[str, str] | None) -> bool:
         now = utc_timestamp()
         sets = [
             "#status = :status",
@@ -63,6 +67,8 @@ class StatusLedger(LedgerWrites):
             "log": update.log,
             "last_event_at": update.event_time,
             "failure": update.failure if update.status == "FAILED" else None,
+            "recovered_by": recovered_by if update.status == "FAILED" else None,
+            "recovery_refused": recovery_refused if update.status == "FAILED" else None,
         }
         names = {"#status": "status"}
         for name, value in optional.items():
@@ -172,38 +178,15 @@ class StatusLedger(LedgerWrites):
             return None
         return from_item(item)
 
-    def claim_recovery(self, job_id: str, new_job_id: str) -> bool:
-        """Link the failed job to its recovery before anything is submitted; False when another
-        delivery of the same event got there first (so a job is recovered at most once)."""
+    def discard_pending(self, job_id: str) -> None:
+        """Remove a recovery's record that no failed job names (its event was stale)."""
         try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"job_id": {"S": job_id}},
-                UpdateExpression="SET recovered_by = :new, updated_at = :now",
-                ConditionExpression="#status = :failed AND attribute_not_exists(recovered_by) "
-                "AND attribute_not_exists(recovery_refused)",
+            self._db.delete_item(
+                TableName=self._table, Key={"job_id": {"S": job_id}},
+                ConditionExpression="#status = :pending AND attribute_not_exists(batch_job_id)",
                 ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=expression_values({":new": new_job_id, ":now": utc_timestamp(), ":failed": "FAILED"}),
+                ExpressionAttributeValues=expression_values({":pending": "PENDING_SUBMIT"}),
             )
         except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
-
-    def refuse_recovery(self, job_id: str, refusal: dict[str, str]) -> bool:
-        """Say on the failed job why it was not recovered (once; a recovery already made stays)."""
-        try:
-            self._db.update_item(
-                TableName=self._table,
-                Key={"job_id": {"S": job_id}},
-                UpdateExpression="SET recovery_refused = :refusal, updated_at = :now",
-                ConditionExpression="attribute_exists(job_id) AND attribute_not_exists(recovered_by) "
-                "AND attribute_not_exists(recovery_refused)",
-                ExpressionAttributeValues=expression_values({":refusal": refusal, ":now": utc_timestamp()}),
-            )
-        except ClientError as exc:
-            if is_condition_failure(exc):
-                return False
-            raise
-        return True
+            if not is_condition_failure(exc):
+                raise

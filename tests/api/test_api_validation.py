@@ -131,6 +131,43 @@ def test_vcpus_above_what_the_queue_may_run(lab, monkeypatch):
     lab.assert_nothing_created()
 
 
+@pytest.mark.parametrize("field, asked, machine, code, words", [
+    ("vcpus", 3, 2, "vcpus_too_many", "this local machine (2; the lab's instances give 8)"),
+    ("memory_mib", 3000, 2500, "memory_too_large", "this local machine can give a job (2500 MiB; the lab's instances give"),
+])
+def test_a_local_machines_limit_is_called_the_machines_not_the_labs(lab, monkeypatch, field, asked, machine, code,
+                                                                   words):
+    import job_api
+
+    settings = json.loads(json.dumps(SETTINGS))
+    key = "max_vcpus" if field == "vcpus" else "max_memory_mib"
+    settings["limits"][f"lab_{key}"] = settings["limits"][key]  # what local mode sets when the machine is smaller
+    settings["limits"][key] = machine
+    monkeypatch.setenv("LABBATCH_SETTINGS", json.dumps(settings))
+    job_api.runtime.cache_clear()
+
+    answer = lab.submit(with_(FASTQ, **{field: asked}))
+
+    assert answer.status == 422 and answer.error["code"] == code
+    assert words in answer.error["message"] and "this lab's instances" not in answer.error["message"]
+    assert answer.error["details"]["available"] == machine
+
+
+def test_local_limits_name_the_labs_own_where_the_machine_is_smaller(monkeypatch):
+    from pathlib import Path
+
+    from labbatch.loader import load_lab
+    from labbatch.local import lab as local_lab
+
+    lab = load_lab(Path(__file__).resolve().parents[2] / "labs" / "example.yaml")
+    monkeypatch.setattr(local_lab.os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(local_lab, "machine_memory_mib", lambda: 10**7)
+    limits = local_lab.local_limits(lab)
+
+    assert (limits["max_vcpus"], limits["lab_max_vcpus"]) == (1, lab.job_limits["max_vcpus"])
+    assert limits["max_memory_mib"] == lab.job_limits["max_memory_mib"] and "lab_max_memory_mib" not in limits
+
+
 def test_scratch_too_small_says_needed_available_and_what_to_change(lab):
     # HEAD answers that the reads are 40 GiB: x3 is 120 GiB, the lab has 100.
     from botocore.awsrequest import AWSResponse
@@ -200,8 +237,23 @@ def test_body_that_is_not_json(lab):
     lab.assert_nothing_created()
 
 
+def test_one_body_limit_for_the_handler_the_local_front_the_client_and_the_readme():
+    from pathlib import Path
+
+    from labbatch import client
+    from labbatch.api_limits import MAX_BODY_BYTES
+    from labbatch.local import apigateway
+
+    assert SETTINGS["max_body_bytes"] == apigateway.MAX_PAYLOAD_BYTES == client.MAX_BODY_BYTES == MAX_BODY_BYTES
+    assert MAX_BODY_BYTES == 5 * 1024 * 1024
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert "bodies over 5 MiB get 413" in readme and "10 MB" not in readme
+
+
 def test_body_too_large(lab):
-    answer = lab.call("POST", "/jobs", raw_body=" " * (5 * 1024 * 1024 + 1))
+    from labbatch.api_limits import MAX_BODY_BYTES
+
+    answer = lab.call("POST", "/jobs", raw_body=" " * (MAX_BODY_BYTES + 1))
 
     assert answer.status == 413
     assert answer.error["code"] == "body_too_large"

@@ -262,6 +262,18 @@ def test_more_memory_above_the_labs_limit_is_refused_and_recorded(lab):
     assert record["recovered_by"] is None and len(lab.job_records()) == 1 and len(lab.batch_jobs()) == 1
 
 
+def test_more_memory_refused_at_a_local_machines_limit_says_it_is_the_machines():
+    import recovery
+
+    refusal = recovery.plan({"vcpus": 1, "memory_mib": 2048, "queue": "on-demand", "pipeline": "hog"},
+                            "out_of_memory", enabled={}, queues={"on-demand": "q"}, queue_max_vcpus={"on-demand": 2},
+                            max_memory_mib=2500, status_reason=None, attempts=1, lab_max_memory_mib=30_000)
+
+    assert isinstance(refusal, recovery.Refusal)
+    assert "this local machine can give a job" in refusal.reason and "30,000 MiB" in refusal.reason
+    assert "this lab's" not in refusal.reason
+
+
 def test_more_memory_exactly_at_the_limit_is_resubmitted(lab):
     limit = SETTINGS["limits"]["max_memory_mib"]
     from recovery import more_memory
@@ -353,28 +365,83 @@ def test_a_refused_submission_is_recorded_on_the_new_job(lab):
     assert view(lab, job["job_id"])["recovered_by"] == new["job_id"]
 
 
+@pytest.mark.parametrize("case, memory_below_limit, decision", [
+    ("cannot_pull_container", None, "recovered_by"),
+    ("out_of_memory", 100, "recovery_refused"),  # 1.5x is over the lab's limit
+])
+def test_failed_is_never_seen_without_its_class_and_recovery_decision(lab, case, memory_below_limit, decision):
+    """The FAILED write carries the class and the decision; the job it names already exists."""
+    import job_status
+
+    body = {} if memory_below_limit is None else {"memory_mib": SETTINGS["limits"]["max_memory_mib"] - memory_below_limit}
+    job = submitted(lab, **body)
+    ledger = job_status.status_ledger()[1]
+    original_apply = ledger.apply
+    seen = []
+
+    def watched(update, **kwargs):
+        seen.append(view(lab, job["job_id"]))
+        applied = original_apply(update, **kwargs)
+        seen.append(view(lab, job["job_id"]))
+        return applied
+
+    ledger.apply = watched
+    try:
+        fail(lab, job, case)
+    finally:
+        ledger.apply = original_apply
+
+    before, after = seen
+    assert before["status"] != "FAILED"
+    assert after["status"] == "FAILED" and after["failure"] == CASES[case]["expected"]
+    assert after[decision]
+    if decision == "recovered_by":
+        assert view(lab, after["recovered_by"])["recovered_from"] == job["job_id"]
+
+
 def test_recovery_resumes_where_a_crashed_delivery_stopped(lab):
-    """The first delivery claimed the old record and then died before the new one was written:
-    EventBridge's redelivery finishes the recovery under the claimed id."""
+    """The first delivery wrote the new record and then died before the FAILED write: nobody saw
+    the job FAILED yet, and EventBridge's redelivery finishes the recovery under the same id."""
     import job_status
 
     job = submitted(lab)
     ledger = job_status.status_ledger()[1]
-    original_create = ledger.create_pending
+    original_apply = ledger.apply
 
-    def crash(record):
+    def crash(update, **kwargs):
         raise RuntimeError("Lambda ran out of time")
 
-    ledger.create_pending = crash
-    with pytest.raises(RuntimeError):
-        fail(lab, job, "cannot_pull_container")
-    claimed = view(lab, job["job_id"])["recovered_by"]
-    ledger.create_pending = original_create
+    ledger.apply = crash
+    try:
+        with pytest.raises(RuntimeError):
+            fail(lab, job, "cannot_pull_container")
+    finally:
+        ledger.apply = original_apply
+    assert view(lab, job["job_id"])["status"] != "FAILED"
+    [written] = [r for r in lab.job_records() if r.get("recovered_from") == job["job_id"]]
 
     answer = lab.deliver(final_event(lab, "cannot_pull_container", job))
 
-    assert answer["recovery"] == {"kind": "infrastructure_retry", "job_id": claimed, "submitted": True}
-    assert view(lab, claimed)["status"] == "SUBMITTED"
+    assert answer["recovery"] == {"kind": "infrastructure_retry", "job_id": written["job_id"], "submitted": True}
+    assert view(lab, job["job_id"])["recovered_by"] == written["job_id"]
+    assert view(lab, written["job_id"])["status"] == "SUBMITTED"
+    assert len(lab.job_records()) == 2
+
+
+def test_a_stale_failure_leaves_no_recovery_record_behind(lab):
+    import job_status
+
+    job = submitted(lab)
+    ledger = job_status.status_ledger()[1]
+    original_apply = ledger.apply
+    ledger.apply = lambda update, **kwargs: False  # another event got there first, deciding nothing
+    try:
+        answer = fail(lab, job, "cannot_pull_container")
+    finally:
+        ledger.apply = original_apply
+
+    assert not answer["applied"] and "recovery" not in answer
+    assert [r["job_id"] for r in lab.job_records()] == [job["job_id"]]
 
 
 def test_submit_request_is_what_the_api_sends(lab):

@@ -79,6 +79,12 @@ class FakeJobApi:
         if request.get("vcpus", 1) > 8:
             return _error(422, "does_not_fit", f"{request['vcpus']} vCPUs do not fit this lab's instance types",
                           field="vcpus", asked=request["vcpus"], available=8)
+        for i, sample in enumerate(request.get("samples") or []):
+            for j, uri in enumerate(sample.get("inputs") or []):
+                if not uri.startswith("s3://in/"):
+                    # As lambda/api/admission.py names a sample: by its place in the list.
+                    return _error(422, "input_outside_lab", f"samples[{i}].inputs[{j}]: {uri} is not in this "
+                                  "lab's buckets", field=f"samples[{i}].inputs[{j}]", asked=uri)
         job_id = f"j-{next(self._ids):026d}"
         samples = request.get("samples")
         job = {"job_id": job_id, "pipeline": request["pipeline"], "queue": request.get("queue", "spot"),

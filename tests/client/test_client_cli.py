@@ -83,13 +83,28 @@ def test_bad_command_lines_exit_2_with_one_line(local_lab, api, capsys, argv, wo
     assert api.requests == []
 
 
-def test_bad_sample_sheet_names_the_line(local_lab, capsys, tmp_path):
+def test_bad_sample_sheet_names_the_row_as_in_the_file(local_lab, capsys, tmp_path):
     sheet = tmp_path / "s.csv"
-    sheet.write_text("name,inputs\nS1,s3://in/1.fq\n,s3://in/2.fq\n")
+    sheet.write_text("name,inputs\nS1,s3://in/1.fq\n\n,s3://in/2.fq\nS4,\n")
 
     code, _, err = run(capsys, "submit", "fastq-stats", "--samples", str(sheet))
+    assert code == 2 and "row 4: the sample has no name" in err  # the blank row 3 counts
 
-    assert code == 2 and "line 3" in err
+    sheet.write_text("name,inputs\nS1,s3://in/1.fq\nS4,\n")
+    code, _, err = run(capsys, "submit", "fastq-stats", "--samples", str(sheet))
+    assert code == 2 and "row 3 (sample S4): no input" in err
+
+
+def test_an_api_refusal_of_a_sample_names_its_row_and_name_not_an_index(local_lab, api, capsys, tmp_path):
+    sheet = tmp_path / "plate.csv"
+    sheet.write_text("name,inputs\nS1,s3://in/1.fq\n\nS2,s3://in/2.fq;s3://elsewhere/2b.fq\n")
+
+    code, out, err = run(capsys, "submit", "fastq-stats", "--samples", str(sheet))
+
+    assert code == 1 and out == ""
+    assert err == ("labbatch: input_outside_lab: row 4 of plate.csv (sample S2).inputs[1]: s3://elsewhere/2b.fq "
+                   "is not in this lab's buckets\n")
+    assert "samples[" not in err
 
 
 def test_argparse_errors_return_2_instead_of_exiting(capsys):
@@ -102,8 +117,8 @@ def test_api_refusal_exits_1_with_code_message_and_details_on_one_line(local_lab
     code, out, err = run(capsys, "submit", "fastq-stats", "s3://in/a.fq", "--vcpus", "64")
 
     assert code == 1 and out == ""
-    assert err == ("labbatch: does_not_fit: 64 vCPUs do not fit this lab's instance types "
-                   "(field=vcpus; asked=64; available=8)\n")
+    # Details the message says already (vcpus, 64) are not repeated after it.
+    assert err == "labbatch: does_not_fit: 64 vCPUs do not fit this lab's instance types (available=8)\n"
     assert api.jobs == {}
 
 
@@ -112,7 +127,7 @@ def test_api_refusal_with_json_also_prints_the_error_body(local_lab, capsys):
 
     assert code == 1
     assert json.loads(out)["error"]["code"] == "unknown_pipeline"
-    assert err.startswith("labbatch: unknown_pipeline: no pipeline 'nope' (field=pipeline; allowed=")
+    assert err == "labbatch: unknown_pipeline: no pipeline 'nope' (allowed=[\"fastq-stats\", \"align\"])\n"
 
 
 def test_status_prints_the_record(local_lab, capsys):
@@ -234,3 +249,18 @@ def test_every_sub_command_is_registered_once_in_the_table():
     assert names == ["submit", "status", "list", "cancel", "wait", "pipelines", "why", "doctor", "local", "demo",
                      "cost"]
     assert len(set(names)) == len(names)
+
+
+def test_a_narrow_terminal_never_cuts_or_folds_ids_and_uris(local_lab, api, capsys, monkeypatch):
+    job_id = submit(capsys, "fastq-stats", "s3://in/a.fq", "--name", "a rather long job name")["job_id"]
+    api.jobs[job_id].update(status="FAILED", failure="out_of_memory", output_prefix=(
+        f"s3://labbatch-example-results-123456789012-us-east-1/jobs/{job_id}/"))
+    monkeypatch.setenv("COLUMNS", "40")
+
+    for command in (["status", job_id], ["list"]):
+        code, out, _ = run(capsys, *command)
+        assert code == 0
+        assert "…" not in out
+        assert any(job_id in line for line in out.splitlines()), out
+        if command[0] == "status":
+            assert any(api.jobs[job_id]["output_prefix"] in line for line in out.splitlines()), out

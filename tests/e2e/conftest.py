@@ -81,7 +81,7 @@ class RunningLab:
 def test_labs_dir(tmp_path: Path) -> Path:
     """The example lab plus the test pipelines above."""
     labs = tmp_path / "labs"
-    labs.mkdir()
+    labs.mkdir(exist_ok=True)
     data = yaml.safe_load((ROOT / "labs" / "example.yaml").read_text())
     data["pipelines"]["slow"] = SLOW
     data["pipelines"]["brief-stats"] = BRIEF_STATS

@@ -260,6 +260,59 @@ def test_busy_port_and_bad_lab_give_one_line_errors(tmp_path, local_lab):
     assert "bad_lab" in bad.stderr and "pipelines" in bad.stderr
 
 
+def test_a_second_local_lab_under_a_running_name_is_refused_and_the_first_keeps_working(tmp_path):
+    import os
+    import subprocess
+
+    from tests.e2e.conftest import LABBATCH, test_labs_dir
+
+    first = start_local(tmp_path)
+    state_file = first.home / "local" / "example.json"
+    try:
+        before = state_file.read_text()
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "LABBATCH_HOME": str(first.home)}
+        second = subprocess.run([LABBATCH, "local", "--labs-dir", str(test_labs_dir(tmp_path))],
+                                capture_output=True, text=True, timeout=60, env=env)
+        assert second.returncode == 1 and second.stdout == ""
+        assert second.stderr.strip().count("\n") == 0, second.stderr
+        assert second.stderr.startswith("labbatch: lab_running: local lab example is already running")
+        assert f"PID {first.process.pid}" in second.stderr and first.info["api"] in second.stderr
+        assert state_file.read_text() == before
+
+        # The first lab works on, and the client still finds it by its state file alone.
+        listed = subprocess.run([LABBATCH, "list", "--json"], capture_output=True, text=True, timeout=60, env=env)
+        assert listed.returncode == 0, listed.stderr
+        client = first.client()
+        job = client.submit("fastq-stats", [first.put("inputs", "second/a.fastq", fastq(READS_A))])
+        assert wait(client, job["job_id"])["status"] == "SUCCEEDED"
+
+        # Under a name of its own, the same lab runs beside it; stopping it leaves the first alone.
+        other = start_local(tmp_path, "--name", "other")
+        assert other.info["name"] == "other" and (first.home / "local" / "other.json").exists()
+        assert other.stop() == 0
+        assert not (first.home / "local" / "other.json").exists() and state_file.read_text() == before
+    finally:
+        assert first.stop() == 0
+    assert not state_file.exists()
+
+
+def test_a_state_file_left_by_a_dead_lab_is_taken_over(tmp_path):
+    import subprocess
+
+    dead = subprocess.Popen(["true"])  # once reaped, its PID names no process
+    dead.wait()
+    state_file = tmp_path / "home" / "local" / "example.json"
+    state_file.parent.mkdir(parents=True)
+    state_file.write_text(json.dumps({"api": "http://127.0.0.1:9", "pid": dead.pid, "lab": "example",
+                                      "credentials": {"access_key_id": "x", "secret_access_key": "y"}}))
+    lab = start_local(tmp_path)
+    try:
+        state = json.loads(state_file.read_text())
+        assert state["pid"] == lab.process.pid and state["api"] == lab.info["api"]
+    finally:
+        assert lab.stop() == 0
+
+
 def test_sigterm_stops_jobs_cleans_scratch_and_exits_zero(tmp_path):
     lab = start_local(tmp_path)
     client = lab.client()

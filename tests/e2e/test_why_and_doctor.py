@@ -166,6 +166,15 @@ def test_doctor_is_all_green_on_a_healthy_local_lab(lab):
     canary = next(line for line in lines if line.startswith("ok    canary on spot"))
     assert "read the inputs bucket, wrote s3://" in canary and "manifest.json, logged to" in canary
 
+    # A scientist's list does not show the canaries; --all does.
+    canary_ids = {line.split()[4] for line in lines if line.startswith("ok    canary on ")}
+    assert len(canary_ids) == 2 and all(i.startswith("j-") for i in canary_ids), lines
+    listed = labbatch(lab, "list", "--json")
+    assert listed.returncode == 0 and "canary job(s) of `labbatch doctor` not shown: add --all" in listed.stderr
+    assert not canary_ids & {job["job_id"] for job in json.loads(listed.stdout)["jobs"]}
+    everything = labbatch(lab, "list", "--all", "--json")
+    assert canary_ids <= {job["job_id"] for job in json.loads(everything.stdout)["jobs"]}
+
 
 def test_doctor_json_lists_every_check(lab):
     result = labbatch(lab, "doctor", "--no-canary", "--json")

@@ -41,3 +41,17 @@ def test_the_host_executor_runs_the_installed_runner_in_place_of_the_mounted_one
         assert on_host([*runner_launch(architecture), "bwa", "mem", "{input}"]) == [
             "labbatch-runner", "--", "bwa", "mem", "{input}"]
     assert on_host(["python", "-c", "print(1)"]) == ["python", "-c", "print(1)"]
+
+
+def test_the_labs_spot_allocation_strategy_is_what_local_batch_reports(tmp_path):
+    lab = load_lab(ROOT / "labs" / "example.yaml")
+    lab = lab.model_copy(update={"compute": lab.compute.model_copy(
+        update={"spot_allocation_strategy": "SPOT_CAPACITY_OPTIMIZED"})})
+    with LocalBatch(**registration(layout(lab), lab.name), scratch_root=tmp_path / "scratch") as batch:
+        client = boto3.client("batch", endpoint_url=batch.endpoint_url, region_name="us-east-1",
+                              aws_access_key_id="testing", aws_secret_access_key="testing")
+        environments = client.describe_compute_environments()["computeEnvironments"]
+
+    strategies = {e["computeEnvironmentName"]: e["computeResources"]["allocationStrategy"] for e in environments}
+    assert strategies == {"labbatch-example-spot": "SPOT_CAPACITY_OPTIMIZED",
+                          "labbatch-example-on-demand": "BEST_FIT_PROGRESSIVE"}
