@@ -26,6 +26,9 @@ def local_arguments(parser: argparse.ArgumentParser) -> None:
                         help="what the client finds it by (--lab NAME; default: the lab's name); "
                         "one running lab per name")
     parser.add_argument("--port", type=int, default=0, metavar="PORT", help="the API's port (default: any free one)")
+    parser.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                        help="keep the lab's buckets, ledger and job logs in DIR across restarts (restored at "
+                             "start, saved as they change and at stop); without it the lab is ephemeral")
     parser.add_argument("--spot-interruptions", type=float, default=0.0, metavar="RATE",
                         help="share (0-1) of spot attempts to reclaim while they run (default: 0)")
     parser.add_argument("--seed", type=int, default=None, help=argparse.SUPPRESS)
@@ -81,13 +84,15 @@ def run_local(args: argparse.Namespace) -> int:
 
     from labbatch.local.docker_runner import DockerUnavailable
     from labbatch.local.lab import LocalLab
+    from labbatch.local.persistence import DataDirError
     from labbatch.local.state import LabAlreadyRunning
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     local = LocalLab(lab, port=args.port, spot_interruption_rate=args.spot_interruptions,
-                     random_seed=args.seed, executor=executor, name=args.name)
+                     random_seed=args.seed, executor=executor, name=args.name,
+                     data_dir=args.data_dir.resolve() if args.data_dir is not None else None)
     try:
         info = local.start()
     except LabAlreadyRunning as exc:
@@ -96,6 +101,9 @@ def run_local(args: argparse.Namespace) -> int:
     except DockerUnavailable as exc:
         local.stop()
         return fail("no_docker", str(exc))
+    except DataDirError as exc:
+        local.stop()
+        return fail("bad_data_dir", str(exc))
     except OSError as exc:
         local.stop()
         return fail("start_failed", str(exc))
@@ -108,6 +116,15 @@ def run_local(args: argparse.Namespace) -> int:
     print(f"labbatch local: lab {lab.name} ready in {info['ready_seconds']:.2f} s at {info['api']}, "
           f"jobs run {'on this machine' if info['executor'] == 'host' else 'in ' + info['executor'] + ' containers'} "
           "(Ctrl-C to stop)", file=sys.stderr, flush=True)
+    if info["ephemeral"]:
+        print("labbatch local: the lab is ephemeral: its buckets, ledger and logs are gone when it stops "
+              "(keep them with --data-dir DIR)", file=sys.stderr, flush=True)
+    elif info.get("restored"):
+        restored = info["restored"]
+        print(f"labbatch local: restored from {info['data_dir']}: {restored['objects']} objects, "
+              f"{restored['ledger_items']} ledger items, {restored['log_events']} log events"
+              + (f"; {restored['stopped_jobs']} unfinished job(s) marked FAILED (they stopped with the lab)"
+                 if restored["stopped_jobs"] else ""), file=sys.stderr, flush=True)
     try:
         stop.wait()
     finally:

@@ -7,6 +7,7 @@ they run locally.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -30,6 +31,7 @@ from labbatch.local.batch_registration import registration
 from labbatch.local.docker_runner import (ENGINES, RUNNER_IMAGE, ContainerRunner, DockerUnavailable, find_engine,
                                           image_id, remove_orphans, runner_tree)
 from labbatch.local.emulator import Emulator, EmulatedLab
+from labbatch.local.persistence import LabData, Restored
 from labbatch.local.state import StateFile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -84,6 +86,8 @@ class LocalLab:
     executor_note: str | None = None
     # The name its state file goes by (labbatch/local/state.py); the lab's name by default.
     name: str | None = None
+    # Where the lab's buckets, ledger and logs are kept across restarts; None: gone at stop.
+    data_dir: Path | None = None
     _started: list = field(default_factory=list)
 
     def start(self) -> dict[str, Any]:
@@ -100,6 +104,7 @@ class LocalLab:
         self.emulator.start()
         self._started.append(self.emulator.stop)
         emulated = self.emulator.create_lab(self.lab, credentials=credentials)
+        restored = self._restore(emulated, credentials)
 
         # The handlers, boto3 in this process and every job's runner reach AWS through these.
         aws_env = {
@@ -185,12 +190,29 @@ class LocalLab:
             "kms_key": emulated.key_arn,  # null unless the lab says `encryption: kms`
             "scratch": str(self.batch.scratch_root),
             "executor": container_runner.engine if container_runner is not None else "host",
+            # Kept across restarts only with --data-dir; otherwise everything goes at stop.
+            "data_dir": str(self.data_dir) if self.data_dir is not None else None,
+            "ephemeral": self.data_dir is None,
+            **({"restored": dataclasses.asdict(restored)} if restored is not None else {}),
             "ready_seconds": round(time.perf_counter() - began, 3),
             "name": state.name,
             "pid": state.pid,
         }
         state.publish(self.info)  # mode 600: it holds the local credentials
         return self.info
+
+    def _restore(self, emulated: EmulatedLab, credentials: tuple[str, str]) -> Restored | None:
+        """With a data dir: its data into the new emulator, saving from now on; its final save
+        comes at stop after the jobs have stopped (this stop runs after theirs)."""
+        if self.data_dir is None:
+            return None
+        data = LabData(self.data_dir, lab=self.lab.name, buckets=emulated.buckets, table=emulated.table,
+                       log_group=emulated.log_group,
+                       client=lambda service: self.emulator.client(service, emulated.region, credentials))
+        restored = data.restore() if data.claim() else None
+        data.start_autosave()
+        self._started.append(data.stop)
+        return restored
 
     def _container_runner(self) -> ContainerRunner | None:
         """The engine every attempt runs in, or None for the host executor (see `executor`)."""

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,19 @@ class RunningLab:
     process: subprocess.Popen
     info: dict
     home: Path
+
+    def __post_init__(self) -> None:
+        # Drained all along: a lab whose stderr pipe fills up blocks on its next log line.
+        self._stderr: list[str] = []
+        self._drain = threading.Thread(target=lambda: self._stderr.extend(iter(self.process.stderr.readline, "")),
+                                       daemon=True)
+        self._drain.start()
+
+    def stderr_text(self) -> str:
+        """Everything the lab wrote to stderr; whole once it has stopped."""
+        if self.process.poll() is not None:
+            self._drain.join(timeout=10)
+        return "".join(self._stderr)
 
     def client(self, secret: str | None = None) -> LabBatchClient:
         creds = self.info["credentials"]

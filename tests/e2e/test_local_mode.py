@@ -358,4 +358,4 @@ def test_stdout_carries_only_the_ready_line(tmp_path):
     client.list()
     assert lab.stop() == 0
     assert lab.process.stdout.read() == ""  # handler logs went to stderr
-    assert "Ledger updated" in lab.process.stderr.read()
+    assert "Ledger updated" in lab.stderr_text()

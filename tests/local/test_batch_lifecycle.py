@@ -216,3 +216,37 @@ def test_close_stops_every_process_and_removes_the_scratch_root(tmp_path):
     assert time.monotonic() - started < 10
     assert all(process_gone(pid) for pid in pids) or wait_gone(pids, 2)
     assert not Path(tmp_path / "scratch").exists()
+
+
+def test_jobs_a_saved_ledger_shows_unfinished_are_marked_stopped_when_restored(tmp_path):
+    """A lab killed outright (SIGKILL: no last save after its jobs stopped) leaves RUNNING records
+    in its data dir; a restore says they stopped with the lab instead of showing them running."""
+    import json
+
+    import boto3
+    from moto import mock_aws
+
+    from labbatch.local.persistence import LabData
+
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        dynamodb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                              AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+                              KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}])
+        boto3.client("logs", region_name="us-east-1").create_log_group(logGroupName="/g")
+        data_dir = tmp_path / "data"
+        data_dir.mkdir()
+        (data_dir / "lab.json").write_text(json.dumps({"lab": "example", "format": 1}))
+        items = [{"job_id": {"S": "j-running"}, "record_type": {"S": "job"}, "status": {"S": "RUNNING"}},
+                 {"job_id": {"S": "j-done"}, "record_type": {"S": "job"}, "status": {"S": "SUCCEEDED"}},
+                 {"job_id": {"S": "j-done/0"}, "status": {"S": "RUNNING"}}]  # a child item: not a job record
+        (data_dir / "ledger.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+        data = LabData(data_dir, lab="example", buckets={}, table="t", log_group="/g",
+                       client=lambda service: boto3.client(service, region_name="us-east-1"))
+        assert data.claim() is True
+        restored = data.restore()
+        assert (restored.ledger_items, restored.stopped_jobs) == (3, 1)
+        running = dynamodb.get_item(TableName="t", Key={"job_id": {"S": "j-running"}})["Item"]
+        assert running["status"]["S"] == "FAILED" and running["failure"]["S"] == "infrastructure"
+        assert "stopped while this job was RUNNING" in running["status_reason"]["S"]
+        assert dynamodb.get_item(TableName="t", Key={"job_id": {"S": "j-done"}})["Item"]["status"]["S"] == "SUCCEEDED"

@@ -1,0 +1,243 @@
+"""A local lab's data kept on disk across restarts (`labbatch local --data-dir DIR`).
+
+The emulator holds everything in memory; this saves what a scientist would miss after a restart:
+the objects of the lab's buckets (latest versions), the job ledger's items, and the job log
+group's events. Restored into a fresh emulator at start, before the API answers; saved every
+few seconds while the lab runs (only what changed) and once more when it stops, after its jobs
+have stopped, so a SIGTERM loses nothing. Every file is written beside its final name and
+renamed into place, so a lab killed mid-save leaves the previous save whole.
+
+Layout of DIR:
+    lab.json                     {"lab": name, "format": 1}: a folder holds one lab's data
+    s3/<kind>/index.json         key -> {file, etag, size, content_type}
+    s3/<kind>/objects/<sha256>   the object's bytes (keys are hashed: any key is a safe name)
+    ledger.jsonl                 one DynamoDB item (its typed JSON) a line
+    logs.jsonl                   {"stream", "timestamp", "message"} a line
+
+Jobs that were not finished when the lab stopped stopped with it: after a restore their records
+say so (FAILED, class `infrastructure`), instead of showing RUNNING for ever.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from labbatch_contract.ids import utc_timestamp
+from labbatch_contract.ledger import FINAL_STATUSES, PROGRESS_FINAL, RECORD_TYPE_JOB, expression_values
+
+FORMAT = 1
+AUTOSAVE_SECONDS = 5.0
+STOPPED_REASON = "The local lab stopped while this job was {status}; jobs do not survive a restart of local mode"
+
+
+class DataDirError(ValueError):
+    """The folder cannot hold this lab's data (another lab's, or not a LabBatch data folder)."""
+
+
+@dataclass(frozen=True)
+class Restored:
+    objects: int
+    ledger_items: int
+    log_events: int
+    stopped_jobs: int
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, path)
+
+
+class LabData:
+    def __init__(self, directory: Path, *, lab: str, buckets: dict[str, str], table: str, log_group: str,
+                 client: Callable[[str], Any]) -> None:
+        self.directory = directory
+        self._lab, self._buckets, self._table, self._log_group = lab, buckets, table, log_group
+        self._client = client
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- the folder --------------------------------------------------------------------------
+
+    def claim(self) -> bool:
+        """Make the folder this lab's; True when it already held this lab's data."""
+        marker = self.directory / "lab.json"
+        if marker.is_file():
+            try:
+                owner = json.loads(marker.read_text())
+            except ValueError:
+                raise DataDirError(f"{self.directory}: lab.json is not valid JSON; not a LabBatch data folder") from None
+            if owner.get("lab") != self._lab:
+                raise DataDirError(f"{self.directory} holds the data of lab {owner.get('lab')!r}, not {self._lab!r}; "
+                                   "give each lab its own --data-dir")
+            return True
+        if self.directory.exists() and any(self.directory.iterdir()):
+            raise DataDirError(f"{self.directory} is not empty and holds no LabBatch lab data; "
+                               "give an empty or new folder")
+        _write_atomically(marker, json.dumps({"lab": self._lab, "format": FORMAT}).encode())
+        return False
+
+    # --- restore -----------------------------------------------------------------------------
+
+    def restore(self) -> Restored:
+        objects = sum(self._restore_bucket(kind, bucket) for kind, bucket in self._buckets.items())
+        items = self._restore_ledger()
+        events = self._restore_logs()
+        stopped = self._mark_unfinished_jobs_stopped()
+        return Restored(objects, items, events, stopped)
+
+    def _restore_bucket(self, kind: str, bucket: str) -> int:
+        index = self._index(kind)
+        s3 = self._client("s3")
+        for key, entry in index.items():
+            extra = {"ContentType": entry["content_type"]} if entry.get("content_type") else {}
+            s3.put_object(Bucket=bucket, Key=key, Body=(self._objects(kind) / entry["file"]).read_bytes(), **extra)
+            entry["etag"] = s3.head_object(Bucket=bucket, Key=key)["ETag"]
+        # The emulator's ETags now: the next save copies nothing it has.
+        _write_atomically(self.directory / "s3" / kind / "index.json", json.dumps(index).encode())
+        return len(index)
+
+    def _restore_ledger(self) -> int:
+        path = self.directory / "ledger.jsonl"
+        if not path.is_file():
+            return 0
+        dynamodb = self._client("dynamodb")
+        count = 0
+        for line in path.read_text().splitlines():
+            if line.strip():
+                dynamodb.put_item(TableName=self._table, Item=json.loads(line))
+                count += 1
+        return count
+
+    def _restore_logs(self) -> int:
+        path = self.directory / "logs.jsonl"
+        if not path.is_file():
+            return 0
+        by_stream: dict[str, list[dict[str, Any]]] = {}
+        for line in path.read_text().splitlines():
+            if line.strip():
+                event = json.loads(line)
+                by_stream.setdefault(event["stream"], []).append(
+                    {"timestamp": event["timestamp"], "message": event["message"]})
+        logs = self._client("logs")
+        for stream, events in by_stream.items():
+            logs.create_log_stream(logGroupName=self._log_group, logStreamName=stream)
+            for start in range(0, len(events), 1000):  # PutLogEvents takes 10,000; stay well under 1 MB
+                logs.put_log_events(logGroupName=self._log_group, logStreamName=stream,
+                                    logEvents=events[start:start + 1000])
+        return sum(len(events) for events in by_stream.values())
+
+    def _mark_unfinished_jobs_stopped(self) -> int:
+        dynamodb = self._client("dynamodb")
+        stopped = 0
+        for item in self._scan():
+            status = item.get("status", {}).get("S")
+            if item.get("record_type", {}).get("S") != RECORD_TYPE_JOB or status in FINAL_STATUSES:
+                continue
+            now = utc_timestamp()
+            dynamodb.update_item(
+                TableName=self._table, Key={"job_id": item["job_id"]},
+                UpdateExpression="SET #status = :failed, status_reason = :reason, failure = :failure, "
+                "progress = :final, stopped_at = :now, updated_at = :now",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=expression_values({
+                    ":failed": "FAILED", ":reason": STOPPED_REASON.format(status=status),
+                    ":failure": "infrastructure", ":final": PROGRESS_FINAL, ":now": now}))
+            stopped += 1
+        return stopped
+
+    # --- save --------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        with self._lock:
+            for kind, bucket in self._buckets.items():
+                self._save_bucket(kind, bucket)
+            lines = [json.dumps(item, sort_keys=True) for item in self._scan()]
+            _write_atomically(self.directory / "ledger.jsonl", "".join(line + "\n" for line in lines).encode())
+            self._save_logs()
+
+    def _save_bucket(self, kind: str, bucket: str) -> None:
+        s3 = self._client("s3")
+        index, current = self._index(kind), {}
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+            for summary in page.get("Contents", []):
+                key, etag = summary["Key"], summary["ETag"]
+                entry = index.get(key)
+                if entry is None or entry.get("etag") != etag:
+                    answer = s3.get_object(Bucket=bucket, Key=key)
+                    entry = {"file": hashlib.sha256(key.encode()).hexdigest(), "etag": answer["ETag"],
+                             "size": answer["ContentLength"], "content_type": answer.get("ContentType")}
+                    _write_atomically(self._objects(kind) / entry["file"], answer["Body"].read())
+                current[key] = entry
+        _write_atomically(self.directory / "s3" / kind / "index.json", json.dumps(current).encode())
+        kept = {entry["file"] for entry in current.values()}
+        for stale in self._objects(kind).glob("*"):
+            if stale.name not in kept:
+                stale.unlink(missing_ok=True)
+
+    def _save_logs(self) -> None:
+        logs = self._client("logs")
+        lines = []
+        for page in logs.get_paginator("describe_log_streams").paginate(logGroupName=self._log_group):
+            for stream in page.get("logStreams", []):
+                name = stream["logStreamName"]
+                token = None
+                while True:
+                    kwargs = {"nextToken": token} if token else {}
+                    answer = logs.get_log_events(logGroupName=self._log_group, logStreamName=name,
+                                                 startFromHead=True, **kwargs)
+                    lines += [json.dumps({"stream": name, "timestamp": e["timestamp"], "message": e["message"]})
+                              for e in answer["events"]]
+                    if not answer["events"] or answer.get("nextForwardToken") in (None, token):
+                        break
+                    token = answer["nextForwardToken"]
+        _write_atomically(self.directory / "logs.jsonl", "".join(line + "\n" for line in lines).encode())
+
+    # --- while the lab runs ------------------------------------------------------------------
+
+    def start_autosave(self, every: float = AUTOSAVE_SECONDS) -> None:
+        def loop() -> None:
+            while not self._stop.wait(every):
+                try:
+                    self.save()
+                except Exception as exc:  # the final save at stop says it again if it persists
+                    print(f"labbatch local: saving to {self.directory} failed: {exc}", file=sys.stderr,
+                          flush=True)
+
+        self._thread = threading.Thread(target=loop, name="labbatch-data-dir", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop saving in the background, then save once more (the lab's jobs have stopped)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self.save()
+
+    # --- helpers -----------------------------------------------------------------------------
+
+    def _index(self, kind: str) -> dict[str, dict[str, Any]]:
+        path = self.directory / "s3" / kind / "index.json"
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    def _objects(self, kind: str) -> Path:
+        return self.directory / "s3" / kind / "objects"
+
+    def _scan(self) -> list[dict[str, Any]]:
+        dynamodb = self._client("dynamodb")
+        items: list[dict[str, Any]] = []
+        for page in dynamodb.get_paginator("scan").paginate(TableName=self._table, ConsistentRead=True):
+            items += page.get("Items", [])
+        return items
