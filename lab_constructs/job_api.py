@@ -161,10 +161,12 @@ class JobApi(Construct):
         table = dynamodb.Table.from_table_name(self, "Ledger", table_name)
         index = f"{table.table_arn}/index/{BY_CREATED_INDEX}"
         # Exactly what each function does: the handler writes, reads, lists and (idempotency)
-        # deletes its own in-progress items; the updater updates records, reads a failed job's
-        # record and, recovering it, writes the new job's.
+        # deletes its own in-progress items, and reads an array job's failed children a page at a
+        # time (BatchGetItem); the updater updates records, reads a failed job's record and,
+        # recovering it, writes the new job's.
         self.handler.add_to_role_policy(iam.PolicyStatement(
-            actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem",
+                     "dynamodb:DeleteItem"],
             resources=[table.table_arn]))
         self.handler.add_to_role_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=[index]))
         self.status_updater.add_to_role_policy(iam.PolicyStatement(
