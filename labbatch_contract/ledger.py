@@ -93,13 +93,16 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def plain(value: Any) -> Any:
-    """DynamoDB's Decimals as the ints and floats JSON and the models expect."""
+    """DynamoDB's Decimals as the ints and floats JSON and the models expect; sets as sorted lists."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, list):
         return [plain(v) for v in value]
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        # Number and string sets (failed_child_indexes) as sorted lists, which JSON can carry.
+        return sorted(plain(v) for v in value)
     return value
 
 
