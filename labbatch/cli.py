@@ -155,6 +155,10 @@ def _samples_from_csv(path: Path, text: str) -> list[dict[str, Any]]:
 
 
 def _job_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job_id", metavar="JOB", help="a job id (j-...)")
+
+
+def _job_or_child_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job_id", metavar="JOB",
                         help="a job id (j-...), or JOB:INDEX or JOB:SAMPLE for one child of an array job")
 
@@ -570,12 +574,12 @@ def _lazy_arguments(module: str, function: str) -> Callable[[argparse.ArgumentPa
 
 COMMANDS: tuple[SubCommand, ...] = (
     SubCommand("submit", "submit a job (or one array job over --samples)", run_submit, _submit_arguments),
-    SubCommand("status", "show one job", run_status, _job_argument),
+    SubCommand("status", "show one job (or one child of an array job)", run_status, _job_or_child_argument),
     SubCommand("list", "list jobs, newest first", run_list, _list_arguments),
     SubCommand("cancel", "cancel a queued job or terminate a running one", run_cancel, _job_argument),
     SubCommand("wait", "follow jobs to their end; exit 0 only if all succeeded", run_wait, _wait_arguments),
     SubCommand("pipelines", "what this lab can run, with defaults and limits", run_pipelines),
-    SubCommand("why", "why a job is waiting (or how it ended)", run_why, _job_argument),
+    SubCommand("why", "why a job is waiting (or how it ended)", run_why, _job_or_child_argument),
     SubCommand("doctor", "check the lab end to end: API, queues, compute environments, images, a canary job "
                "per queue; exit 0 when all pass", _lazy("labbatch.doctor", "run_doctor"),
                _lazy_arguments("labbatch.doctor", "doctor_arguments")),
