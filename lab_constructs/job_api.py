@@ -161,10 +161,12 @@ class JobApi(Construct):
         table = dynamodb.Table.from_table_name(self, "Ledger", table_name)
         index = f"{table.table_arn}/index/{BY_CREATED_INDEX}"
         # Exactly what each function does: the handler writes, reads, lists and (idempotency)
-        # deletes its own in-progress items; the updater updates records, reads a failed job's
-        # record and, recovering it, writes the new job's.
+        # deletes its own in-progress items, and reads an array job's failed children a page at a
+        # time (BatchGetItem); the updater updates records, reads a failed job's record and,
+        # recovering it, writes the new job's.
         self.handler.add_to_role_policy(iam.PolicyStatement(
-            actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+            actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem",
+                     "dynamodb:DeleteItem"],
             resources=[table.table_arn]))
         self.handler.add_to_role_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=[index]))
         self.status_updater.add_to_role_policy(iam.PolicyStatement(
@@ -222,7 +224,8 @@ class JobApi(Construct):
                         "no resource-level permissions; every other statement names this lab's resources.")
         acknowledge_wildcard_resources(
             self.status_updater.role.node.find_child("DefaultPolicy"), self._updater_wildcard_resources,
-            "The runner writes a job's manifest under jobs/<job id>/ in the results bucket; job ids and job "
+            "The runner writes a job's manifest under jobs/<job id>/ in the results bucket and the API an array "
+            "job's sample list under work/samples/ in the inputs bucket; job ids and job "
             "definition revisions are only known at run time, and tagging is limited to this lab's tag.")
         acknowledge_wildcard_resources(
             self.handler.role.node.find_child("DefaultPolicy"), self._wildcard_resources,
@@ -292,6 +295,10 @@ class JobApi(Construct):
                 self.handler.add_to_role_policy(iam.PolicyStatement(
                     actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{SAMPLE_LISTS_PREFIX}*")]))
                 self._wildcard_resources.append(bucket.arn_for_objects(f"{SAMPLE_LISTS_PREFIX}*"))
+                # The updater names a failed child's sample from its job's sample list.
+                self.status_updater.add_to_role_policy(iam.PolicyStatement(
+                    actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{SAMPLE_LISTS_PREFIX}*")]))
+                self._updater_wildcard_resources.append(bucket.arn_for_objects(f"{SAMPLE_LISTS_PREFIX}*"))
 
     def _grant_batch(self, lab_name: str, queue_arns: list[str], job_definition_names: list[str]) -> None:
         stack = Stack.of(self)

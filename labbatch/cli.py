@@ -187,12 +187,32 @@ def _job_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("job_id", metavar="JOB", help="a job id (j-...)")
 
 
+def _job_or_child_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("job_id", metavar="JOB",
+                        help="a job id (j-...), or JOB:INDEX or JOB:SAMPLE for one child of an array job")
+
+
+def _child_of(job_id: str) -> tuple[str, str | None]:
+    """"j-...:3" or "j-...:sample-a" -> (job id, child); a plain id -> (job id, None)."""
+    job, _, child = job_id.partition(":")
+    return job, (child or None)
+
+
 def run_status(args: argparse.Namespace) -> int:
+    job_id, child_name = _child_of(args.job_id)
     with _client(args) as client:
-        job = client.get(args.job_id)
+        job = client.child(job_id, child_name) if child_name else client.get(job_id)
     if args.json:
         return _print_json(job)
+    if child_name:
+        _print_table(_child_table(job))
+        return EXIT_OK
     _print_table(_job_table(job))
+    if job.get("failed_children"):
+        _print_table(_failed_children_table(job))
+        more = _more_failed_children(job)
+        if more:
+            print(more, file=sys.stderr)
     return EXIT_OK
 
 
@@ -245,13 +265,76 @@ def run_pipelines(args: argparse.Namespace) -> int:
 
 
 def run_why(args: argparse.Namespace) -> int:
+    job_id, child_name = _child_of(args.job_id)
     with _client(args) as client:
-        job = client.get(args.job_id)
+        job = client.child(job_id, child_name) if child_name else client.get(job_id)
+    if child_name:
+        if args.json:
+            return _print_json(job)
+        print(child_why_text(job))
+        return EXIT_OK
     if args.json:
-        keys = ("job_id", "status", "status_reason", "failure", "waiting_because", "attempts")
+        keys = ("job_id", "status", "status_reason", "failure", "waiting_because", "attempts", "child_failures",
+                "failed_children", "failed_children_next_token")
         return _print_json({key: job.get(key) for key in keys if job.get(key) is not None})
-    print(why_text(job))
+    print(why_text(job) + failed_children_text(job))
     return EXIT_OK
+
+
+def _child_label(child: Mapping[str, Any]) -> str:
+    sample = f" (sample {child['sample']})" if child.get("sample") else ""
+    return f"{child.get('job_id')}:{child.get('index')}{sample}"
+
+
+def _log_text(log: Any) -> str | None:
+    if not isinstance(log, Mapping):
+        return None
+    return " ".join(str(v) for v in (log.get("group"), log.get("stream")) if v) or None
+
+
+def child_why_text(child: Mapping[str, Any]) -> str:
+    """One array child: how it ended, in the words of its runner (or of Batch)."""
+    status = child.get("status")
+    if status != "FAILED":
+        return f"{_child_label(child)} is {status}." + (f" Log: {_log_text(child.get('log'))}"
+                                                        if _log_text(child.get("log")) else "")
+    failure = f" ({child['failure']})" if child.get("failure") else ""
+    lines = [f"{_child_label(child)} FAILED{failure}: {child.get('reason') or 'no reason given'}"]
+    if child.get("exit_code") is not None:
+        lines.append(f"Exit code: {child['exit_code']}")
+    if _log_text(child.get("log")):
+        lines.append(f"Log: {_log_text(child.get('log'))}")
+    if child.get("manifest"):
+        lines.append(f"Manifest: {child['manifest']}")
+    return "\n".join(lines)
+
+
+def failed_children_text(job: Mapping[str, Any]) -> str:
+    """Lines naming an array job's failed children (empty when it has none)."""
+    children = job.get("failed_children") or []
+    if not children:
+        return ""
+    total = sum((job.get("child_failures") or {}).values()) or len(children)
+    classes = ", ".join(f"{n} {name}" for name, n in (job.get("child_failures") or {}).items())
+    lines = [f"Failed children: {total} of {job.get('array_size', '?')}" + (f" ({classes})" if classes else "")]
+    for child in children:
+        failure = f" ({child['failure']})" if child.get("failure") else ""
+        lines.append(f"  {child.get('index')} {child.get('sample') or '?'}{failure}: {child.get('reason') or 'no reason given'}")
+        if _log_text(child.get("log")):
+            lines.append(f"      log: {_log_text(child.get('log'))}")
+    more = _more_failed_children(job)
+    if more:
+        lines.append(more)
+    return "\n" + "\n".join(lines)
+
+
+def _more_failed_children(job: Mapping[str, Any]) -> str | None:
+    if not job.get("failed_children_next_token"):
+        return None
+    shown = len(job.get("failed_children") or [])
+    total = sum((job.get("child_failures") or {}).values())
+    return (f"labbatch: {total - shown if total > shown else 'more'} failed children not shown: "
+            f"labbatch status {job.get('job_id')}:SAMPLE, or GET /jobs/{job.get('job_id')}/children?status=FAILED")
 
 
 def why_text(job: Mapping[str, Any]) -> str:
@@ -426,6 +509,26 @@ def _job_table(job: Mapping[str, Any]) -> Any:
     return table
 
 
+def _child_table(child: Mapping[str, Any]) -> Any:
+    table = _table("field", "value", title=f"{child.get('job_id')}:{child.get('index')}")
+    rows = {"sample": child.get("sample"), "status": child.get("status"), "failure": child.get("failure"),
+            "reason": child.get("reason"), "exit code": child.get("exit_code"), "started": child.get("started_at"),
+            "stopped": child.get("stopped_at"), "log": _log_text(child.get("log")), "manifest": child.get("manifest")}
+    for field, value in rows.items():
+        if value not in (None, ""):
+            table.add_row(field, str(value))
+    return table
+
+
+def _failed_children_table(job: Mapping[str, Any]) -> Any:
+    table = _table("child", "sample", "failure", "reason", "log", title="failed children")
+    for child in job.get("failed_children") or []:
+        table.add_row(*(str(v if v is not None else "") for v in (
+            child.get("index"), child.get("sample"), child.get("failure"), child.get("reason"),
+            _log_text(child.get("log")))))
+    return table
+
+
 def _recovery_link(job_id: str | None, recovery: Mapping[str, Any] | None) -> str | None:
     if not job_id:
         return None
@@ -529,12 +632,12 @@ def _lazy_arguments(module: str, function: str) -> Callable[[argparse.ArgumentPa
 
 COMMANDS: tuple[SubCommand, ...] = (
     SubCommand("submit", "submit a job (or one array job over --samples)", run_submit, _submit_arguments),
-    SubCommand("status", "show one job", run_status, _job_argument),
+    SubCommand("status", "show one job (or one child of an array job)", run_status, _job_or_child_argument),
     SubCommand("list", "list jobs, newest first", run_list, _list_arguments),
     SubCommand("cancel", "cancel a queued job or terminate a running one", run_cancel, _job_argument),
     SubCommand("wait", "follow jobs to their end; exit 0 only if all succeeded", run_wait, _wait_arguments),
     SubCommand("pipelines", "what this lab can run, with defaults and limits", run_pipelines),
-    SubCommand("why", "why a job is waiting (or how it ended)", run_why, _job_argument),
+    SubCommand("why", "why a job is waiting (or how it ended)", run_why, _job_or_child_argument),
     SubCommand("doctor", "check the lab end to end: API, queues, compute environments, images, a canary job "
                "per queue; exit 0 when all pass", _lazy("labbatch.doctor", "run_doctor"),
                _lazy_arguments("labbatch.doctor", "doctor_arguments")),

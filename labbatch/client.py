@@ -130,6 +130,17 @@ class LabBatchClient:
     def get(self, job_id: str) -> dict[str, Any]:
         return self.request("GET", f"/jobs/{quote(job_id, safe='')}")
 
+    def child(self, job_id: str, child: str | int) -> dict[str, Any]:
+        """One child of an array job, by array index or sample name."""
+        return self.request("GET", f"/jobs/{quote(job_id, safe='')}/children/{quote(str(child), safe='')}")
+
+    def failed_children(self, job_id: str, *, next_token: str | None = None,
+                        limit: int | None = None) -> dict[str, Any]:
+        """One page of an array job's failed children: {"children": [...], "next_token": str | None}."""
+        page = self.request("GET", f"/jobs/{quote(job_id, safe='')}/children",
+                            query={"status": "FAILED", "next_token": next_token, "limit": limit})
+        return {"children": page.get("children", []), "next_token": page.get("next_token")}
+
     def list(self, *, status: str | None = None, pipeline: str | None = None, next_token: str | None = None,
              limit: int | None = None) -> dict[str, Any]:
         """One page, newest first: {"jobs": [...], "next_token": str | None}."""

@@ -8,7 +8,13 @@ One DynamoDB item per submission, written before Batch hears of it:
 - `progress` (N): how far the job has got, the guard that keeps updates monotonic:
   0 PENDING_SUBMIT, attempts*10 + rank for Batch states (SUBMITTED 1 ... RUNNING 5), and
   PROGRESS_FINAL for SUCCEEDED/FAILED. An update applies only if it moves `progress` forward.
-- array children: a small item `<job_id>/<index>` (no record_type, so never listed).
+- array children: a small item `<job_id>/<index>` (`child_key`; no record_type, so never
+  listed) with the child's `status` and `progress`; a FAILED child's item also carries what
+  `GET /jobs/{id}` shows of it without reading S3 (CHILD_FAILURE_FIELDS): `sample`,
+  `failure`, `reason` (the runner's failure message, which names the tool's last output line,
+  else Batch's reason), `exit_code`, `log` {group, stream}, `manifest` (the runner's
+  manifest URI), `stopped_at`. The parent lists its failed children's indexes in the number
+  set `failed_child_indexes`, so they can be read back in index order, a page at a time.
 
 The API writes a record first and submits second; the status updater's recoveries do the same.
 Both go through `LedgerWrites`, so the two can never disagree on what SUBMITTED or a failed
@@ -38,6 +44,10 @@ PROGRESS_FINAL = 1_000_000
 STATUS_RANK = {"SUBMITTED": 1, "PENDING": 2, "RUNNABLE": 3, "STARTING": 4, "RUNNING": 5}
 FINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED"})
 CHILD_ITEM_TTL_SECONDS = 90 * 24 * 3600
+FAILED_CHILD_INDEXES = "failed_child_indexes"
+CHILD_FAILURE_FIELDS = ("sample", "failure", "reason", "exit_code", "log", "manifest", "stopped_at")
+# A child's reason is one readable line, not a log.
+CHILD_REASON_MAX_CHARS = 500
 # What a job that never reached Batch failed of (failures.py's class for "could not start").
 SUBMIT_FAILURE_CLASS = "infrastructure"
 
@@ -51,6 +61,21 @@ def progress_of(status: str, attempts: int) -> int:
     if status not in STATUS_RANK:
         raise ValueError(f"not a Batch job status: {status!r}")
     return attempts * 10 + STATUS_RANK[status]
+
+
+def child_key(job_id: str, index: int) -> str:
+    """The ledger key of an array child's item."""
+    return f"{job_id}/{index}"
+
+
+def sample_name_at(sample_list: Any, index: int) -> str | None:
+    """The name of sample `index` in an array job's sample list (the JSON array the API writes
+    to `names.samples_key`: [{"name", "inputs", "parameters"?}, ...]); None if it has none."""
+    if not isinstance(sample_list, list) or not 0 <= index < len(sample_list):
+        return None
+    sample = sample_list[index]
+    name = sample.get("name") if isinstance(sample, dict) else None
+    return name if isinstance(name, str) and name else None
 
 
 def to_item(record: dict[str, Any]) -> dict[str, Any]:
@@ -68,13 +93,16 @@ def from_item(item: dict[str, Any]) -> dict[str, Any]:
 
 
 def plain(value: Any) -> Any:
-    """DynamoDB's Decimals as the ints and floats JSON and the models expect."""
+    """DynamoDB's Decimals as the ints and floats JSON and the models expect; sets as sorted lists."""
     if isinstance(value, Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, list):
         return [plain(v) for v in value]
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (set, frozenset)):
+        # Number and string sets (failed_child_indexes) as sorted lists, which JSON can carry.
+        return sorted(plain(v) for v in value)
     return value
 
 

@@ -1,7 +1,8 @@
 """LabBatch job API: the Lambda behind the lab's REST API (API Gateway proxy, IAM auth).
 
-Routes: POST /jobs, GET /jobs, GET /jobs/{job_id}, DELETE /jobs/{job_id}, GET /pipelines,
-GET /lab, GET /openapi.json. Every error is {"error": {"code", "message", "details"}}.
+Routes: POST /jobs, GET /jobs, GET /jobs/{job_id}, DELETE /jobs/{job_id},
+GET /jobs/{job_id}/children?status=FAILED, GET /jobs/{job_id}/children/{index or sample},
+GET /pipelines, GET /lab, GET /openapi.json. Every error is {"error": {"code", "message", "details"}}.
 
 Environment: LABBATCH_SETTINGS (see api_settings.py), plus what boto3 and Powertools read
 themselves (AWS_REGION, AWS_ENDPOINT_URL[_<SERVICE>], POWERTOOLS_*).
@@ -14,7 +15,7 @@ import re
 from contextvars import ContextVar
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Annotated, Any, Callable, Optional
+from typing import Annotated, Any, Callable, Literal, Optional
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -44,8 +45,10 @@ from labbatch_contract.settings import LabSettings, SettingsError, load_settings
 from aws_faults import error_code, is_retryable
 from batch_requests import stop_job
 from labbatch_contract.ids import JOB_ID_PATTERN, utc_timestamp
-from labbatch_contract.ledger import FINAL_STATUSES
+from labbatch_contract.ledger import FINAL_STATUSES, sample_name_at
 from job_models import (
+    ChildListResponse,
+    ChildView,
     ErrorBody,
     JobListResponse,
     JobStatus,
@@ -59,7 +62,7 @@ from job_models import (
     SubmitJobResponse,
 )
 from lab_state import lab_view
-from ledger import JobLedger
+from ledger import JobLedger, decode_child_token, encode_child_token
 from submission import submit
 from waiting import explain as explain_waiting
 
@@ -68,6 +71,8 @@ IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600
 IDEMPOTENCY_KEY_PREFIX = "labbatch-idempotency"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
+# GET /jobs/{id} of an array job names this many failed children; the rest are a page away.
+FAILED_CHILDREN_SHOWN = 10
 
 logger = Logger(service="labbatch-api")
 
@@ -229,7 +234,100 @@ def get_job(job_id: str) -> Response[JobView]:
         waiting_because = None
     if waiting_because is not None:
         record = {**record, "waiting_because": waiting_because}
+    if record.get("array_size") and record.get("child_failures"):
+        page, last = rt.ledger.failed_children(record, limit=FAILED_CHILDREN_SHOWN)
+        record = {**record, "failed_children": [_child_view(job_id, i, item) for i, item in page],
+                  "failed_children_next_token": encode_child_token(last) if last is not None else None}
     return _json(HTTPStatus.OK, JobView.model_validate(record))
+
+
+@app.get(
+    "/jobs/<job_id>/children",
+    summary="An array job's failed children, in index order, a page at a time",
+    description="Each with its sample, failure class, reason and log. Only status=FAILED is listed.",
+    responses={200: {"description": "OK"}, **ERROR_RESPONSES},
+)
+def list_children(
+    job_id: str,
+    status: Annotated[Literal["FAILED"], Query()] = "FAILED",
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = DEFAULT_PAGE_SIZE,
+    next_token: Annotated[Optional[str], Query(min_length=1, max_length=512)] = None,
+) -> Response[ChildListResponse]:
+    record = _array_job(job_id)
+    after = decode_child_token(next_token) if next_token else None
+    page, last = runtime().ledger.failed_children(record, limit=limit, after=after)
+    return _json(HTTPStatus.OK, ChildListResponse(
+        job_id=job_id, children=[_child_view(job_id, i, item) for i, item in page],
+        next_token=encode_child_token(last) if last is not None else None))
+
+
+@app.get(
+    "/jobs/<job_id>/children/<child>",
+    summary="One child of an array job, by array index or sample name",
+    description="A child named only by digits is its index. A sample name is looked up in the job's sample "
+    "list, which is kept as long as the lab's work/ objects are.",
+    responses={200: {"description": "OK"}, **ERROR_RESPONSES},
+)
+def get_child(job_id: str, child: str) -> Response[ChildView]:
+    record = _array_job(job_id)
+    size = int(record["array_size"])
+    samples = None
+    if child.isascii() and child.isdigit():
+        index = int(child)
+    else:
+        samples = _sample_list(record, child)
+        index = next((i for i in range(len(samples)) if sample_name_at(samples, i) == child), size)
+    if index >= size:
+        raise ApiError(HTTPStatus.NOT_FOUND, "no_such_child",
+                       f"child: job {job_id} has no child {child!r} (indexes 0-{size - 1}, or a sample's name)",
+                       field="child", details={"array_size": size})
+    item = runtime().ledger.child(job_id, index)
+    if item is None:
+        # Not heard of yet; a job that succeeded had every child succeed.
+        item = {"status": "SUCCEEDED" if record.get("status") == "SUCCEEDED" else "SUBMITTED"}
+    sample = item.get("sample")
+    if sample is None:
+        if samples is None:
+            try:
+                samples = _sample_list(record, child)
+            except ApiError:
+                samples = None
+        sample = sample_name_at(samples, index) if samples is not None else None
+    return _json(HTTPStatus.OK, _child_view(job_id, index, item, sample=sample))
+
+
+def _array_job(job_id: str) -> dict:
+    record = _existing_job(job_id)
+    if not record.get("array_size"):
+        raise ApiError(HTTPStatus.NOT_FOUND, "not_an_array_job",
+                       f"job_id: job {job_id} is not an array job: it has no children", field="job_id")
+    return record
+
+
+def _sample_list(record: dict, child: str) -> list:
+    uri = str(record.get("samples_uri") or "")
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    try:
+        body = runtime().clients.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+        samples = json.loads(body)
+    except ClientError as error:
+        if error_code(error) not in ("NoSuchKey", "404", "NoSuchBucket"):
+            raise
+        samples = None
+    except ValueError:
+        samples = None
+    if not isinstance(samples, list):
+        raise ApiError(HTTPStatus.NOT_FOUND, "no_such_child",
+                       f"child: the sample list of job {record['job_id']} is no longer kept; "
+                       f"address the child by its index instead of {child!r}", field="child")
+    return samples
+
+
+def _child_view(job_id: str, index: int, item: dict, *, sample: str | None = None) -> ChildView:
+    fields = ("failure", "reason", "exit_code", "log", "manifest", "started_at", "stopped_at")
+    return ChildView(job_id=job_id, index=index, sample=item.get("sample") or sample,
+                     status=item.get("status") or "SUBMITTED",
+                     **{name: item[name] for name in fields if item.get(name) is not None})
 
 
 @app.get("/lab", summary="The lab's queues, compute environments and pipeline images, as Batch reports them",
@@ -355,6 +453,8 @@ def _finished(job_id: str, status: str) -> ApiError:
 ROUTE_METHODS = (
     (re.compile(r"^/jobs$"), ("GET", "POST")),
     (re.compile(r"^/jobs/[^/]+$"), ("DELETE", "GET")),
+    (re.compile(r"^/jobs/[^/]+/children$"), ("GET",)),
+    (re.compile(r"^/jobs/[^/]+/children/[^/]+$"), ("GET",)),
     (re.compile(r"^/pipelines$"), ("GET",)),
     (re.compile(r"^/lab$"), ("GET",)),
     (re.compile(r"^/openapi\.json$"), ("GET",)),
@@ -375,7 +475,7 @@ def _no_route(_: NotFoundError) -> Response:
         if pattern.match(path):
             if method in methods and path.startswith("/jobs/"):
                 # The id has characters no route parameter takes (say, an emoji): no such job, not a 405.
-                job_id = path[len("/jobs/") :]
+                job_id = path[len("/jobs/") :].split("/")[0]
                 return error_response(
                     ApiError(HTTPStatus.NOT_FOUND, "no_such_job", f"job_id: there is no job {job_id!r}", field="job_id")
                 )

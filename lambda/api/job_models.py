@@ -131,6 +131,35 @@ class RecoveryRefused(BaseModel):
     reason: str
 
 
+class ChildView(BaseModel):
+    """One child of an array job, from its ledger item (written by the status updater)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str = Field(description="The array job's id.")
+    index: int = Field(ge=0, description="The child's array index (its sample's position in the request).")
+    sample: str | None = Field(default=None, description="The sample's name; known for failed children and "
+                               "when the child is asked for by name.")
+    status: JobStatus
+    failure: FailureClass | None = None
+    reason: str | None = Field(default=None, description="Why it failed: the runner's message (naming the "
+                               "tool's last line of output), else AWS Batch's reason.")
+    exit_code: int | None = None
+    log: LogLocation | None = None
+    manifest: str | None = Field(default=None, description="s3:// URI of the runner's manifest of the child.")
+    started_at: str | None = None
+    stopped_at: str | None = None
+
+
+class ChildListResponse(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str
+    children: list[ChildView]
+    next_token: str | None = Field(default=None, description="Pass as next_token for the next page (higher "
+                                   "indexes); absent on the last page.")
+
+
 class JobView(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
@@ -166,6 +195,15 @@ class JobView(BaseModel):
     recovery: Recovery | None = None
     recovery_refused: RecoveryRefused | None = None
     waiting_because: WaitingExplanation | None = None
+    # Array jobs with failed children (GET /jobs/{id} only; lists leave them out).
+    child_failures: dict[FailureClass, int] | None = Field(
+        default=None, description="Array jobs: how many children failed, by failure class.")
+    failed_children: list[ChildView] | None = Field(
+        default=None, description="Array jobs: the first failed children in index order, with sample, class, "
+        "reason and log; the rest through GET /jobs/{job_id}/children?status=FAILED.")
+    failed_children_next_token: str | None = Field(
+        default=None, description="Pass as next_token to GET /jobs/{job_id}/children?status=FAILED for the "
+        "failed children after these; absent when all are shown.")
 
 
 class JobListResponse(BaseModel):

@@ -12,7 +12,8 @@ from typing import Any
 
 from api_errors import refused
 from labbatch_contract.ids import JOB_ID_PATTERN
-from labbatch_contract.ledger import BY_CREATED_INDEX, RECORD_TYPE_JOB, LedgerWrites, from_item, to_item
+from labbatch_contract.ledger import (BY_CREATED_INDEX, FAILED_CHILD_INDEXES, RECORD_TYPE_JOB, LedgerWrites,
+                                      child_key, from_item, to_item)
 
 # A filtered listing reads at most this many index pages before handing back a token,
 # so one GET stays quick however selective the filter is.
@@ -44,6 +45,33 @@ class JobLedger(LedgerWrites):
             return None
         record = from_item(item)
         return record if record.get("record_type") == RECORD_TYPE_JOB else None
+
+    def child(self, job_id: str, index: int) -> dict[str, Any] | None:
+        answer = self._db.get_item(TableName=self._table, Key={"job_id": {"S": child_key(job_id, index)}},
+                                   ConsistentRead=True)
+        item = answer.get("Item")
+        return from_item(item) if item is not None else None
+
+    def failed_children(self, record: dict[str, Any], *, limit: int,
+                        after: int | None = None) -> tuple[list[tuple[int, dict[str, Any]]], int | None]:
+        """(index, child item) of a page of the job's failed children in index order, from the
+        parent's `failed_child_indexes`, and the last index shown when more follow."""
+        indexes = sorted(int(i) for i in record.get(FAILED_CHILD_INDEXES) or ())
+        if after is not None:
+            indexes = [i for i in indexes if i > after]
+        page, more = indexes[:limit], len(indexes) > limit
+        items: dict[int, dict[str, Any]] = {}
+        keys = [{"job_id": {"S": child_key(record["job_id"], i)}} for i in page]
+        while keys:
+            batch, keys = keys[:100], keys[100:]
+            request = {self._table: {"Keys": batch, "ConsistentRead": True}}
+            while request:
+                answer = self._db.batch_get_item(RequestItems=request)
+                for item in answer.get("Responses", {}).get(self._table, []):
+                    child = from_item(item)
+                    items[int(child["job_id"].rsplit("/", 1)[1])] = child
+                request = answer.get("UnprocessedKeys") or None
+        return [(i, items.get(i, {"status": "FAILED"})) for i in page], (page[-1] if more and page else None)
 
     def list_jobs(
         self, *, status: str | None, pipeline: str | None, limit: int, next_token: str | None
@@ -89,6 +117,25 @@ class JobLedger(LedgerWrites):
             last = from_item(start_key)
             return records, encode_page_token(last["created_at"], last["job_id"])
         return records, None
+
+
+def encode_child_token(after: int) -> str:
+    raw = json.dumps({"a": after}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_child_token(token: str) -> int:
+    """The last child index a page showed; anything we did not issue is refused."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        position = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        after = position["a"]
+        valid = set(position) == {"a"} and type(after) is int and after >= 0
+    except (ValueError, TypeError, KeyError, binascii.Error):
+        valid = False
+    if not valid:
+        raise refused("invalid_next_token", "next_token: not a token this API issued", field="next_token")
+    return after
 
 
 def encode_page_token(created_at: str, job_id: str) -> str:

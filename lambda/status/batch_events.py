@@ -98,6 +98,9 @@ class StatusUpdate:
     evidence: list[AttemptEvidence] = field(default_factory=list)
     # Set by the handler for FAILED jobs, from the evidence (and the record, and the manifest).
     failure: str | None = None
+    # A FAILED array child: what its ledger item keeps for GET /jobs/{id} (sample, reason,
+    # exit_code, log, manifest, stopped_at; see labbatch_contract.ledger).
+    child_detail: dict[str, Any] | None = None
 
     @property
     def is_final(self) -> bool:

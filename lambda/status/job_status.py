@@ -38,6 +38,7 @@ from batch_events import NotALabBatchJob, StatusUpdate, parse_state_change
 from failure_classes import classify, classify_array_parent, manifest_wanted
 from labbatch_contract import runner_env
 from labbatch_contract.failures import RECOVERABLE_FAILURES
+from labbatch_contract.ledger import CHILD_REASON_MAX_CHARS, sample_name_at
 from labbatch_contract.names import output_prefix
 from labbatch_contract.settings import LabSettings, load_settings
 from status_ledger import StatusLedger
@@ -90,9 +91,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     prepared = None
     if update.status == "FAILED":
         record = ledger.get(update.ledger_job_id)
-        update = dataclasses.replace(update, failure=classify_failure(update, record))
-        if update.child_index is None and record is not None:
-            prepared = prepare_recovery(settings, ledger, update, record)
+        if update.child_index is not None:
+            update = describe_failed_child(update, record)
+        else:
+            update = dataclasses.replace(update, failure=classify_failure(update, record))
+            if record is not None:
+                prepared = prepare_recovery(settings, ledger, update, record)
     applied = ledger.apply(
         update,
         recovered_by=prepared.new["job_id"] if isinstance(prepared, PreparedRecovery) else None,
@@ -143,13 +147,76 @@ def classify_failure(update: StatusUpdate, record: dict[str, Any] | None) -> str
                 "cancel_requested": cancel_requested}
     failure = classify(**evidence)
     last = update.evidence[-1] if update.evidence else None
-    # Only an exit code in the runner's own range needs its manifest. An array child's prefix
-    # has its sample's name, which its event does not carry: classified without.
+    # Only an exit code in the runner's own range needs its manifest (array children:
+    # describe_failed_child).
     if failure == "application" and update.child_index is None and manifest_wanted(last):
         manifest = read_manifest(update.environment.get(runner_env.OUTPUT_PREFIX))
         if manifest is not None:
             failure = classify(**evidence, manifest=manifest)
     return failure
+
+
+def describe_failed_child(update: StatusUpdate, parent: dict[str, Any] | None) -> StatusUpdate:
+    """A failed array child's class and what GET /jobs/{id} shows of it: its sample (from the
+    job's sample list), the runner's manifest of its last attempt (under `<prefix><sample>/`)
+    for the class and the reason (the runner's message names the tool's last output line),
+    else Batch's own reason; its exit code and log stream."""
+    assert update.child_index is not None
+    last = update.evidence[-1] if update.evidence else None
+    sample = child_sample(update.environment.get(runner_env.SAMPLES_URI), update.child_index)
+    prefix = update.environment.get(runner_env.OUTPUT_PREFIX)
+    child_prefix = f"{prefix}{sample}/" if prefix and sample else None
+    manifest = None
+    if child_prefix and last is not None and last.exit_code is not None:
+        manifest = read_manifest(child_prefix)
+        if manifest is not None and (manifest.get("exit_code") != last.exit_code
+                                     or manifest.get("attempt") not in (None, len(update.evidence))):
+            manifest = None  # another attempt's: says nothing about this one
+    cancel_requested = bool((parent or {}).get("cancel"))
+    failure = classify(status_reason=update.status_reason, attempts=update.evidence,
+                       cancel_requested=cancel_requested, manifest=manifest)
+    error = (manifest or {}).get("error")
+    message = error.get("message") if isinstance(error, dict) else None
+    reason = message if isinstance(message, str) and message else _reason(update)
+    if reason and len(reason) > CHILD_REASON_MAX_CHARS:
+        reason = reason[: CHILD_REASON_MAX_CHARS - 3] + "..."
+    detail = {
+        "sample": sample,
+        "reason": reason,
+        "exit_code": last.exit_code if last is not None else None,
+        "log": update.log,
+        "manifest": f"{child_prefix}manifest.json" if child_prefix else None,
+        "stopped_at": update.stopped_at,
+    }
+    return dataclasses.replace(update, failure=failure,
+                               child_detail={k: v for k, v in detail.items() if v is not None})
+
+
+_SAMPLE_LISTS: dict[str, list[Any]] = {}
+_SAMPLE_LISTS_KEPT = 2
+
+
+def child_sample(samples_uri: str | None, index: int) -> str | None:
+    """Sample `index`'s name from the job's sample list, kept for the next failed child of the
+    same job (a warm container reads a 10,000-sample list once, not once per child)."""
+    if not samples_uri or not samples_uri.startswith("s3://") or "/" not in samples_uri[5:]:
+        return None
+    samples = _SAMPLE_LISTS.get(samples_uri)
+    if samples is None:
+        bucket, key = samples_uri[5:].split("/", 1)
+        s3, _ = other_clients()
+        try:
+            samples = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except (ClientError, BotoCoreError, ValueError) as exc:
+            logger.warning("No readable sample list; the child is recorded without its sample",
+                           extra={"error": str(exc)[:500]})
+            return None
+        if not isinstance(samples, list):
+            return None
+        while len(_SAMPLE_LISTS) >= _SAMPLE_LISTS_KEPT:
+            _SAMPLE_LISTS.pop(next(iter(_SAMPLE_LISTS)))
+        _SAMPLE_LISTS[samples_uri] = samples
+    return sample_name_at(samples, index)
 
 
 def read_manifest(prefix: str | None) -> dict[str, Any] | None:

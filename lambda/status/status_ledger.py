@@ -28,8 +28,9 @@ from botocore.exceptions import ClientError
 
 from batch_events import StatusUpdate
 from labbatch_contract.ids import utc_timestamp
-from labbatch_contract.ledger import (CHILD_ITEM_TTL_SECONDS, LedgerWrites, expression_values, from_item,
-                                      is_condition_failure)
+from labbatch_contract.ledger import (CHILD_FAILURE_FIELDS, CHILD_ITEM_TTL_SECONDS, FAILED_CHILD_INDEXES,
+                                      LedgerWrites, child_key, expression_values, from_item,
+                                      is_condition_failure, progress_of)
 
 
 class StatusLedger(LedgerWrites):
@@ -105,23 +106,32 @@ class StatusLedger(LedgerWrites):
 
     def _apply_child(self, update: StatusUpdate) -> bool:
         child_failure = update.failure if update.status == "FAILED" else None
+        sets = ["#status = :status", "progress = :progress", "updated_at = :now", "expires_at = :expires"]
+        names = {"#status": "status"}
+        values: dict[str, Any] = {
+            ":status": update.status,
+            ":progress": update.progress,
+            ":now": utc_timestamp(),
+            ":expires": int(time.time()) + CHILD_ITEM_TTL_SECONDS,
+        }
+        # Every child keeps where its log is and when it ran; a failed one what GET /jobs/{id} shows.
+        detail: dict[str, Any] = {"log": update.log, "started_at": update.started_at, "stopped_at": update.stopped_at}
+        if child_failure:
+            detail.update({**(update.child_detail or {}), "failure": child_failure})
+        for name in ("started_at", *CHILD_FAILURE_FIELDS):
+            if detail.get(name) is not None:
+                # Placeholders for every name: "log" is a DynamoDB reserved word.
+                sets.append(f"#{name} = :{name}")
+                names[f"#{name}"] = name
+                values[f":{name}"] = detail[name]
         try:
             answer = self._db.update_item(
                 TableName=self._table,
-                Key={"job_id": {"S": f"{update.ledger_job_id}/{update.child_index}"}},
-                UpdateExpression="SET #status = :status, progress = :progress, updated_at = :now, "
-                "expires_at = :expires" + (", failure = :failure" if child_failure else ""),
+                Key={"job_id": {"S": child_key(update.ledger_job_id, update.child_index)}},
+                UpdateExpression="SET " + ", ".join(sets),
                 ConditionExpression="attribute_not_exists(progress) OR progress < :progress",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=expression_values(
-                    {
-                        ":status": update.status,
-                        ":progress": update.progress,
-                        ":now": utc_timestamp(),
-                        ":expires": int(time.time()) + CHILD_ITEM_TTL_SECONDS,
-                        **({":failure": child_failure} if child_failure else {}),
-                    }
-                ),
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=expression_values(values),
                 ReturnValues="UPDATED_OLD",
             )
         except ClientError as exc:
@@ -130,7 +140,9 @@ class StatusLedger(LedgerWrites):
             raise
         previous = answer.get("Attributes", {}).get("status", {}).get("S", "SUBMITTED")
         if child_failure:
-            self._count_child_failure(update.ledger_job_id, child_failure)
+            self._count_child_failure(update.ledger_job_id, child_failure, update.child_index)
+        if update.status == "RUNNING":
+            self._parent_running(update.ledger_job_id)
         if previous == update.status:
             return True
         try:
@@ -147,7 +159,26 @@ class StatusLedger(LedgerWrites):
                 raise
         return True
 
-    def _count_child_failure(self, job_id: str, failure: str) -> None:
+    def _parent_running(self, job_id: str) -> None:
+        """Batch keeps an array parent PENDING while its children run; the ledger says RUNNING
+        from the first running child on (its progress then ignores the parent's own PENDING)."""
+        now = utc_timestamp()
+        try:
+            self._db.update_item(
+                TableName=self._table,
+                Key={"job_id": {"S": job_id}},
+                UpdateExpression="SET #status = :running, progress = :progress, updated_at = :now, "
+                "started_at = if_not_exists(started_at, :now) REMOVE status_reason",
+                ConditionExpression="attribute_exists(job_id) AND progress < :progress",
+                ExpressionAttributeNames={"#status": "status"},
+                ExpressionAttributeValues=expression_values(
+                    {":running": "RUNNING", ":progress": progress_of("RUNNING", 0), ":now": now}),
+            )
+        except ClientError as exc:
+            if not is_condition_failure(exc):
+                raise
+
+    def _count_child_failure(self, job_id: str, failure: str, index: int) -> None:
         # Two writes: ADD into a map needs the map, and one expression may not both create
         # it and add into it. Only failed children pay for them.
         key = {"job_id": {"S": job_id}}
@@ -160,10 +191,10 @@ class StatusLedger(LedgerWrites):
             )
             self._db.update_item(
                 TableName=self._table, Key=key,
-                UpdateExpression="ADD child_failures.#failure :one",
+                UpdateExpression=f"ADD child_failures.#failure :one, {FAILED_CHILD_INDEXES} :index",
                 ConditionExpression="attribute_exists(job_id)",
                 ExpressionAttributeNames={"#failure": failure},
-                ExpressionAttributeValues=expression_values({":one": 1}),
+                ExpressionAttributeValues=expression_values({":one": 1, ":index": {index}}),
             )
         except ClientError as exc:
             if not is_condition_failure(exc):

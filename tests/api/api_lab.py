@@ -255,6 +255,7 @@ def lab():
         create_lab_resources()
         job_api.runtime.cache_clear()
         job_status.status_ledger.cache_clear()
+        job_status._SAMPLE_LISTS.clear()
         lab = Lab()
         for uri in (READS, READS_B, REFERENCE):
             lab.put_input(uri)

@@ -237,7 +237,8 @@ def test_openapi_document_describes_every_route(lab):
     assert answer.status == 200
     document = answer.body
     assert document["info"]["title"] == "LabBatch job API"
-    assert set(document["paths"]) == {"/jobs", "/jobs/{job_id}", "/pipelines", "/lab"}
+    assert set(document["paths"]) == {"/jobs", "/jobs/{job_id}", "/jobs/{job_id}/children",
+                                      "/jobs/{job_id}/children/{child}", "/pipelines", "/lab"}
     assert set(document["paths"]["/jobs"]) == {"get", "post"}
     assert set(document["paths"]["/jobs/{job_id}"]) == {"get", "delete"}
     schemas = document["components"]["schemas"]
@@ -248,7 +249,7 @@ def test_openapi_document_describes_every_route(lab):
     documented = {(path, method.upper()) for path, ops in document["paths"].items() for method in ops}
     documented.add(("/openapi.json", "GET"))
     for path, method in documented:
-        concrete = path.replace("{job_id}", "j-0000000000000000000000000a")
+        concrete = path.replace("{job_id}", "j-0000000000000000000000000a").replace("{child}", "sample-1")
         assert any(p.match(concrete) and method in methods for p, methods in job_api.ROUTE_METHODS)
     assert len(documented) == sum(len(methods) for _, methods in job_api.ROUTE_METHODS)
 

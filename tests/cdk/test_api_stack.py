@@ -125,8 +125,14 @@ def test_status_updater_can_recover_jobs_only_within_its_lab(synthesized):
     assert not {"batch:CancelJob", "batch:TerminateJob", "dynamodb:DeleteItem", "s3:PutObject"} & set(grants)
     for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"):
         assert render(grants[action]["Resource"]).endswith(":table/labbatch-genomics-core-jobs")
-    manifest = render(grants["s3:GetObject"]["Resource"])
-    assert "labbatch-genomics-core-results" in manifest and manifest.endswith("/jobs/*/manifest.json")
+    # The runner's manifests, and array jobs' sample lists (to name a failed child's sample).
+    reads = sorted(render(r) for stmt in statements_of(t, "StatusUpdater") if "s3:GetObject" in as_list(stmt["Action"])
+                   for r in as_list(stmt["Resource"]))
+    assert len(reads) == 2, reads
+    manifest = next(r for r in reads if "labbatch-genomics-core-results" in r)
+    assert manifest.endswith("/jobs/*/manifest.json")
+    samples = next(r for r in reads if r is not manifest)
+    assert "labbatch-genomics-core-inputs" in samples and samples.endswith("/work/samples/*")
     updater = next(v for k, v in resources(t, "AWS::Lambda::Function").items() if "StatusUpdater" in k)
     assert updater["Properties"]["Timeout"] == 30
 

@@ -45,3 +45,31 @@ def test_not_waiting_long_running_succeeded_and_failed():
         "Attempts: 1 (last: exit 137; OutOfMemoryError: Container killed due to memory usage)",
         "Log: /labbatch/example/jobs fastq-stats/default/abc",
     ]
+
+
+def test_an_array_job_names_its_failed_children_and_says_how_many_more():
+    from labbatch.cli import child_why_text, failed_children_text
+
+    child = {"job_id": "j-01abc", "index": 4, "sample": "s4", "status": "FAILED", "failure": "application",
+             "reason": "tool 'fastq-stats' exited with 1: fastq-stats: error: Not a gzipped file", "exit_code": 1,
+             "log": {"group": "/labbatch/example/jobs", "stream": "fastq-stats/default/abc"},
+             "manifest": "s3://results/jobs/j-01abc/s4/manifest.json"}
+    job = {**JOB, "status": "FAILED", "failure": "application", "status_reason": "Array Child Job failed",
+           "array_size": 40, "child_failures": {"application": 11, "out_of_memory": 1},
+           "failed_children": [child], "failed_children_next_token": "eyJhIjo0fQ"}
+    assert (why_text(job) + failed_children_text(job)).splitlines() == [
+        "j-01abc FAILED (application): Array Child Job failed",
+        "Failed children: 12 of 40 (11 application, 1 out_of_memory)",
+        "  4 s4 (application): tool 'fastq-stats' exited with 1: fastq-stats: error: Not a gzipped file",
+        "      log: /labbatch/example/jobs fastq-stats/default/abc",
+        "labbatch: 11 failed children not shown: labbatch status j-01abc:SAMPLE, or "
+        "GET /jobs/j-01abc/children?status=FAILED",
+    ]
+    assert failed_children_text({**JOB, "status": "SUCCEEDED"}) == ""
+    assert child_why_text(child).splitlines() == [
+        "j-01abc:4 (sample s4) FAILED (application): tool 'fastq-stats' exited with 1: fastq-stats: error: "
+        "Not a gzipped file",
+        "Exit code: 1",
+        "Log: /labbatch/example/jobs fastq-stats/default/abc",
+        "Manifest: s3://results/jobs/j-01abc/s4/manifest.json",
+    ]

@@ -166,7 +166,8 @@ def test_tool_failure_uploads_logs_and_manifest_cleans_scratch_and_propagates_ex
     assert result.scratch_leftovers() == []
     manifest = lab.manifest()
     assert manifest["status"] == "failed" and manifest["failed_phase"] == "run"
-    assert manifest["error"]["code"] == "tool_failed" and "exited with 3" in manifest["error"]["message"]
+    # The tool's own last words: what a failed array child's reason shows.
+    assert manifest["error"] == {"code": "tool_failed", "message": f"tool {tool[0]!r} exited with 3: index is corrupt"}
     assert manifest["tool"]["exit_code"] == 3 and manifest["exit_code"] == 3
     tool_log = lab.get(lab.prefix + "logs/tool.log").decode()
     assert "aligning 1 read" in tool_log and "index is corrupt" in tool_log

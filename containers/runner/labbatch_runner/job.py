@@ -97,7 +97,8 @@ def run_job(argv: list[str], environ: Mapping[str, str], *, log: RunnerLog, guar
             report.peak_scratch_bytes = usage.peak
             if report.tool.exit_code != 0:
                 how = f"killed by {report.tool.signal}" if report.tool.signal else f"exited with {report.tool.exit_code}"
-                report.fail("run", "tool_failed", f"tool {report.argv[0]!r} {how}", report.tool.exit_code)
+                said = f": {report.tool.last_line}" if report.tool.last_line else ""
+                report.fail("run", "tool_failed", f"tool {report.argv[0]!r} {how}{said}", report.tool.exit_code)
             else:
                 with report.phase("stage_out"):
                     report.outputs = stage_out(s3, engine, attempt_dir.outputs, contract.output_prefix, log=log)

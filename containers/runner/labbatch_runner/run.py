@@ -23,9 +23,25 @@ class ToolResult:
     exit_code: int  # shell convention: 128 + N when killed by signal N
     signal: str | None
     peak_memory_bytes: int
+    # The tool's last non-blank line of output (stdout and stderr): a failing tool's own
+    # words, usually its error ("fastq-stats: error: ... Not a gzipped file").
+    last_line: str | None = None
 
 
-def _pump(source: BinaryIO, log_file: BinaryIO, stdout: BinaryIO) -> None:
+LAST_LINE_MAX_CHARS = 400
+
+
+class _LastLine:
+    def __init__(self) -> None:
+        self.text: str | None = None
+
+    def see(self, line: bytes) -> None:
+        text = " ".join(line.decode("utf-8", "replace").split())
+        if text:
+            self.text = text if len(text) <= LAST_LINE_MAX_CHARS else text[: LAST_LINE_MAX_CHARS - 3] + "..."
+
+
+def _pump(source: BinaryIO, log_file: BinaryIO, stdout: BinaryIO, last: _LastLine | None = None) -> None:
     """Line by line to the runner's stdout (CloudWatch) and to logs/tool.log.
 
     Neither sink may stop the draining: a tool blocked on a full pipe would hang the job, and
@@ -33,6 +49,8 @@ def _pump(source: BinaryIO, log_file: BinaryIO, stdout: BinaryIO) -> None:
     """
     sinks = [log_file, stdout]
     for line in iter(lambda: source.readline(_LINE_LIMIT), b""):
+        if last is not None:
+            last.see(line)
         for sink in list(sinks):
             try:
                 sink.write(line)
@@ -78,7 +96,9 @@ def run_tool(argv: list[str], *, cwd: Path, env: Mapping[str, str], log_path: Pa
         except PermissionError:
             raise RunnerError(ExitCode.TOOL_NOT_EXECUTABLE, f"tool {argv[0]!r}: not executable") from None
         assert process.stdout is not None
-        pump = threading.Thread(target=_pump, args=(process.stdout, log_file, stdout), name="tool-output", daemon=True)
+        last = _LastLine()
+        pump = threading.Thread(target=_pump, args=(process.stdout, log_file, stdout, last), name="tool-output",
+                                daemon=True)
         pump.start()
         try:
             # wait4, not Popen.wait: it also gives the tool's own peak RSS.
@@ -93,4 +113,4 @@ def run_tool(argv: list[str], *, cwd: Path, env: Mapping[str, str], log_path: Pa
         pump.join(timeout=5)
     code = process.returncode
     signal_name = signal.Signals(-code).name if code < 0 else None
-    return ToolResult(128 - code if code < 0 else code, signal_name, usage.ru_maxrss * 1024)
+    return ToolResult(128 - code if code < 0 else code, signal_name, usage.ru_maxrss * 1024, last.text)
