@@ -122,6 +122,8 @@ def _child_source(data: LabData, record: Mapping[str, Any], index: int) -> Sourc
             jobs, why = [], f"Batch's DescribeJobs failed: {aws_reason(error)}"
         if jobs:
             job = jobs[0]
+            options = ((job.get("container") or {}).get("logConfiguration") or {}).get("options") or {}
+            group = options.get("awslogs-group") or group
             names: list[str] = []
             for attempt in job.get("attempts") or []:
                 name = (attempt.get("container") or {}).get("logStreamName")

@@ -30,6 +30,9 @@ for path in sys.argv[2:]:
     shutil.copyfile(path, os.path.join(out, key))
 """
 COPY = {"image": "demo", "attempts": 1, "command": [sys.executable, "-c", COPY_SCRIPT, "{output_dir}", "{inputs}"]}
+TICKS = {"image": "demo", "attempts": 1, "command": [
+    sys.executable, "-c", "import time\nfor i in range(3):\n    print('tick %d' % i, flush=True); time.sleep(0.7)",
+    "{input}"]}
 SLOW = {"image": "demo", "attempts": 1, "command": [sys.executable, "-c", "import time; time.sleep(600)", "{input}"]}
 BIG_BYTES = 50 * 1024 * 1024
 SMALL_FILES = 100
@@ -48,7 +51,7 @@ def lab(tmp_path_factory):
     labs = tmp / "labs"
     labs.mkdir()
     config = yaml.safe_load((ROOT / "labs" / "example.yaml").read_text())
-    config["pipelines"].update(copy=COPY, slow=SLOW)
+    config["pipelines"].update(copy=COPY, slow=SLOW, ticks=TICKS)
     (labs / "example.yaml").write_text(yaml.safe_dump(config))
     running = start_local(tmp, labs_dir=labs)
     yield running
@@ -191,3 +194,12 @@ def test_one_line_errors(lab, tmp_path):
     lab.s3().delete_object(Bucket=bucket, Key=key + "manifest.json")
     one_line_error(labbatch(lab, "results", job_id), "no_manifest")
     one_line_error(labbatch(lab, "logs", job_id, "--child", "0"), "not_an_array_job")
+
+
+def test_logs_follow_prints_lines_as_they_come_until_the_end(lab):
+    reads = lab.put("inputs", "follow/reads.fastq", GOOD_READS)
+    job_id, _ = submit(lab, "ticks", reads)
+    followed = ok(labbatch(lab, "logs", job_id, "--follow", timeout=60))
+    assert [line for line in followed.stdout.splitlines() if line.startswith("tick")] == ["tick 0", "tick 1", "tick 2"]
+    with lab.client() as client:
+        assert client.get(job_id)["status"] == "SUCCEEDED"
