@@ -53,6 +53,7 @@ class Source:
     streams: list[Stream] = field(default_factory=list)
     # Only when Batch cannot name a child's streams: the runner's logs in S3.
     s3_logs: list[str] = field(default_factory=list)
+    reason: str | None = None
 
     @property
     def final(self) -> bool:
@@ -72,6 +73,10 @@ def run_logs(args: argparse.Namespace) -> int:
             _print_s3_logs(data, source)
             return 0
         if not args.follow:
+            if not source.streams and source.final:
+                raise LabBatchError("no_log", f"{source.label} ended {source.status} without starting a container"
+                                    f"{f' ({source.reason})' if source.reason else ''}, so it has no log "
+                                    f"(labbatch why {args.job_id})")
             if not source.streams:
                 raise LabBatchError("no_log_yet", f"{source.label} is {source.status} and has not started, so it has "
                                     f"no log yet (`labbatch logs {args.job_id}"
@@ -102,7 +107,8 @@ def _source(data: LabData, args: argparse.Namespace) -> Source:
         current = (record.get("log") or {}).get("stream")
         if current and current not in {n for n, _ in names}:
             names.append((current, len(names) + 1))
-        return Source(args.job_id, record.get("status"), [Stream(group, n, a) for n, a in names])
+        return Source(args.job_id, record.get("status"), [Stream(group, n, a) for n, a in names],
+                      reason=record.get("status_reason"))
     if not array_size:
         raise LabBatchError("not_an_array_job", f"{args.job_id} is not an array job: leave out --child")
     if not 0 <= args.child < array_size:
@@ -132,7 +138,8 @@ def _child_source(data: LabData, record: Mapping[str, Any], index: int) -> Sourc
             current = (job.get("container") or {}).get("logStreamName")
             if current and current not in names:
                 names.append(current)
-            return Source(label, job.get("status"), [Stream(group, n, i) for i, n in enumerate(names, start=1)])
+            return Source(label, job.get("status"), [Stream(group, n, i) for i, n in enumerate(names, start=1)],
+                          reason=job.get("statusReason"))
         why = why or "Batch no longer knows the job"
     # Batch cannot say: the runner's own copy in S3, when the child has run.
     return _child_s3_source(data, record, index, label, why)

@@ -526,8 +526,9 @@ def job_outputs(data: LabData, record: Mapping[str, Any]) -> tuple[list[Output],
     s3 = data.client("s3")
     if record.get("array_size"):
         children = _samples(data, record)
-        fetched = list(ThreadPoolExecutor(max_workers=16).map(
-            lambda child: (child, _read_manifest(s3, f"{prefix}{child[1]}/manifest.json")), children))
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            fetched = list(pool.map(
+                lambda child: (child, _read_manifest(s3, f"{prefix}{child[1]}/manifest.json")), children))
     else:
         fetched = [((None, None), _read_manifest(s3, f"{prefix}manifest.json"))]
     outputs: list[Output] = []
