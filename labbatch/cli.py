@@ -55,7 +55,8 @@ class SubCommand:
 def _submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipeline", metavar="PIPELINE", help="a pipeline name, as `labbatch pipelines` lists")
     parser.add_argument("inputs", metavar="INPUT", nargs="*",
-                        help="s3:// URIs in the lab's buckets. With --samples: inputs every sample shares, which the "
+                        help="s3:// URIs in the lab's buckets, or local files (uploaded to the inputs bucket "
+                             "first). With --samples: inputs every sample shares, which the "
                              "pipeline's command must name as {shared_input}/{shared_inputs} (each "
                              "sample's {input} is its own); refused for a pipeline that has no use for them")
     parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
@@ -77,6 +78,8 @@ def run_submit(args: argparse.Namespace) -> int:
     samples, places = load_samples(args.samples) if args.samples else (None, [])
     if not args.inputs and not samples:
         raise UsageError("give at least one INPUT, or --samples FILE")
+    from labbatch.transfer import stage_local_inputs  # local paths: uploaded first, said on stderr
+    args.inputs, samples = stage_local_inputs(args, args.inputs, samples)
     with _client(args) as client:
         try:
             job = client.submit(args.pipeline, args.inputs, parameters=parameters, queue=args.queue,
@@ -638,6 +641,13 @@ COMMANDS: tuple[SubCommand, ...] = (
     SubCommand("wait", "follow jobs to their end; exit 0 only if all succeeded", run_wait, _wait_arguments),
     SubCommand("pipelines", "what this lab can run, with defaults and limits", run_pipelines),
     SubCommand("why", "why a job is waiting (or how it ended)", run_why, _job_or_child_argument),
+    SubCommand("upload", "upload files and folders to the lab's inputs (or references) bucket, checksums verified; "
+               "prints the s3:// URIs to submit", _lazy("labbatch.transfer", "run_upload"),
+               _lazy_arguments("labbatch.transfer", "upload_arguments")),
+    SubCommand("results", "download a job's outputs (every array child's), verified against its manifest.json",
+               _lazy("labbatch.transfer", "run_results"), _lazy_arguments("labbatch.transfer", "results_arguments")),
+    SubCommand("logs", "a job's log lines, every attempt (--child N for an array child, --follow to keep going)",
+               _lazy("labbatch.joblogs", "run_logs"), _lazy_arguments("labbatch.joblogs", "logs_arguments")),
     SubCommand("doctor", "check the lab end to end: API, queues, compute environments, images, a canary job "
                "per queue; exit 0 when all pass", _lazy("labbatch.doctor", "run_doctor"),
                _lazy_arguments("labbatch.doctor", "doctor_arguments")),
