@@ -1,7 +1,7 @@
 """LabBatch job API: the Lambda behind the lab's REST API (API Gateway proxy, IAM auth).
 
 Routes: POST /jobs, GET /jobs, GET /jobs/{job_id}, DELETE /jobs/{job_id}, GET /pipelines,
-GET /lab, GET /openapi.json. Every error is {"error": {"code", "message", "details"}}.
+GET /lab, GET /openapi.json, and GA4GH TES 1.1 under /ga4gh/tes/v1 (tes_routes.py). Every error is {"error": {"code", "message", "details"}}.
 
 Environment: LABBATCH_SETTINGS (see api_settings.py), plus what boto3 and Powertools read
 themselves (AWS_REGION, AWS_ENDPOINT_URL[_<SERVICE>], POWERTOOLS_*).
@@ -61,6 +61,7 @@ from job_models import (
 from lab_state import lab_view
 from ledger import JobLedger
 from submission import submit
+from tes_routes import PREFIX as TES_PREFIX, router as tes_router
 from waiting import explain as explain_waiting
 
 # API Gateway takes 10 MB and Lambda 6 MB; 10,000 samples with two inputs each is ~2 MB.
@@ -91,6 +92,7 @@ app = APIGatewayRestResolver(
     response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
     json_body_deserializer=_json_body,
 )
+app.include_router(tes_router, prefix=TES_PREFIX)
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 _replayed: ContextVar[bool] = ContextVar("replayed", default=False)
 
