@@ -78,7 +78,7 @@ def _answer(status: int, body: Any) -> Response:
 
 # --- service-info ----------------------------------------------------------------------------
 
-@router.get("/service-info")
+@router.get("/service-info", include_in_schema=False)  # TES 1.1 is its own document
 def service_info():
     settings = _enabled_settings()
     buckets = settings.buckets
@@ -233,7 +233,7 @@ def ensure_job_definition(batch, settings: LabSettings, image: str) -> str:
     return name
 
 
-@router.post("/tasks")
+@router.post("/tasks", include_in_schema=False)  # TES 1.1 is its own document
 def create_task():
     settings = _enabled_settings()
     caller = _caller()
@@ -372,7 +372,7 @@ def _view() -> str:
     return view
 
 
-@router.get("/tasks/<task_id>")
+@router.get("/tasks/<task_id>", include_in_schema=False)  # TES 1.1 is its own document
 def get_task(task_id: str):
     _enabled_settings()
     view = _view()
@@ -401,7 +401,7 @@ def matches(record: dict, current: dict, *, name_prefix: Optional[str], state: O
     return True
 
 
-@router.get("/tasks")
+@router.get("/tasks", include_in_schema=False)  # TES 1.1 is its own document
 def list_tasks():
     _enabled_settings()
     view = _view()
@@ -432,7 +432,7 @@ def list_tasks():
 
 # --- cancel ------------------------------------------------------------------------------------
 
-@router.post("/tasks/<task_action>")
+@router.post("/tasks/<task_action>", include_in_schema=False)  # TES 1.1 is its own document
 def cancel_task(task_action: str):
     _enabled_settings()
     task_id, _, action = task_action.partition(":")

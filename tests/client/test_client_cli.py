@@ -231,6 +231,6 @@ def test_no_sub_command_prints_help_and_exits_2(capsys):
 def test_every_sub_command_is_registered_once_in_the_table():
     names = [command.name for command in COMMANDS]
 
-    assert names == ["submit", "status", "list", "cancel", "wait", "pipelines", "why", "doctor", "local", "demo",
+    assert names == ["submit", "status", "list", "cancel", "wait", "pipelines", "why", "doctor", "tes-proxy", "local", "demo",
                      "cost"]
     assert len(set(names)) == len(names)
