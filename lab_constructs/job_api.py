@@ -115,7 +115,8 @@ class JobApi(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, lab_name: str, api: Api,
                  settings_json: str, table_name: str, bucket_names: dict[str, str],
                  queue_names: list[str], job_definition_names: list[str], log_retention_days: int,
-                 alert_topic_arn: str | None = None, key: kms.IKey | None = None) -> None:
+                 alert_topic_arn: str | None = None, key: kms.IKey | None = None,
+                 tes_enabled: bool = False) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
 
@@ -174,6 +175,8 @@ class JobApi(Construct):
         self._grant_data_access(bucket_names)
         queue_arns = [stack.format_arn(service="batch", resource="job-queue", resource_name=q) for q in queue_names]
         self._grant_batch(lab_name, queue_arns, job_definition_names)
+        if tes_enabled:
+            self._grant_tes(lab_name, queue_arns, bucket_names)
         if alert_topic_arn:
             # Jobs that fail for good are announced on the lab's alert topic, and on no other.
             self.status_updater.add_to_role_policy(iam.PolicyStatement(
@@ -299,6 +302,38 @@ class JobApi(Construct):
                 self.status_updater.add_to_role_policy(iam.PolicyStatement(
                     actions=["s3:GetObject"], resources=[bucket.arn_for_objects(f"{SAMPLE_LISTS_PREFIX}*")]))
                 self._updater_wildcard_resources.append(bucket.arn_for_objects(f"{SAMPLE_LISTS_PREFIX}*"))
+
+    def _grant_tes(self, lab_name: str, queue_arns: list[str], bucket_names: dict[str, str]) -> None:
+        """The GA4GH TES routes (lambda/api/tes_routes.py): register job definitions for task images
+        under the lab's own prefix only (the `_` in it cannot occur in a lab name, so no other lab's
+        definitions match), pass the lab's two job roles to them, submit to them; the task
+        document, outputs and manifests in the lab's buckets."""
+        stack = Stack.of(self)
+        definitions = stack.format_arn(service="batch", resource="job-definition",
+                                       resource_name=names.tes_job_definition_prefix(lab_name) + "*")
+        self.handler.add_to_role_policy(iam.PolicyStatement(
+            actions=["batch:RegisterJobDefinition"], resources=[definitions]))
+        self.handler.add_to_role_policy(iam.PolicyStatement(
+            actions=["batch:TagResource"], resources=[definitions],
+            conditions={"StringEquals": {f"aws:RequestTag/{LAB_TAG}": lab_name}}))
+        for function in (self.handler, self.status_updater):
+            function.add_to_role_policy(iam.PolicyStatement(
+                actions=["batch:SubmitJob"], resources=[*queue_arns, definitions]))
+        roles = [stack.format_arn(service="iam", region="", resource="role", resource_name=role)
+                 for role in (names.job_role(lab_name), names.job_execution_role(lab_name))]
+        self.handler.add_to_role_policy(iam.PolicyStatement(
+            actions=["iam:PassRole"], resources=roles,
+            conditions={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}))
+        inputs = s3.Bucket.from_bucket_name(self, "TesInputsBucket", bucket_names["inputs"])
+        results = s3.Bucket.from_bucket_name(self, "TesResultsBucket", bucket_names["results"])
+        task_documents = inputs.arn_for_objects("work/tes/*")
+        readable = [results.arn_for_objects(names.TES_OUTPUTS_PREFIX + "*"),
+                    results.arn_for_objects("jobs/*/manifest.json")]
+        self.handler.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[task_documents]))
+        self.handler.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=readable))
+        self.handler.add_to_role_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[results.bucket_arn]))
+        self._wildcard_resources += [definitions, task_documents, *readable]
+        self._updater_wildcard_resources.append(definitions)
 
     def _grant_batch(self, lab_name: str, queue_arns: list[str], job_definition_names: list[str]) -> None:
         stack = Stack.of(self)

@@ -37,7 +37,7 @@ class PipelineJobDefinitions(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, lab_name: str,
                  job_definitions: tuple[JobDefinitionSpec, ...], bucket_names: dict[str, str],
-                 log_retention_days: int, key: kms.IKey | None = None) -> None:
+                 log_retention_days: int, key: kms.IKey | None = None, tes_enabled: bool = False) -> None:
         super().__init__(scope, construct_id)
 
         self.log_group = logs.LogGroup(
@@ -57,6 +57,9 @@ class PipelineJobDefinitions(Construct):
             self, "JobRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description=f"LabBatch {lab_name}: what a job may touch (read inputs and references, write results)",
+            # A lab with a TES endpoint registers job definitions at run time (lambda/api/tes_routes.py),
+            # which must name this role: it gets a name of its own there.
+            role_name=names.job_role(lab_name) if tes_enabled else None,
         )
         # Explicit actions rather than grant_read's s3:GetObject*/List*: a job reads objects and
         # needs ListBucket only so that a missing input answers 404 instead of 403.
@@ -66,6 +69,12 @@ class PipelineJobDefinitions(Construct):
             actions=["s3:ListBucket"], resources=[inputs.bucket_arn, references.bucket_arn]))
         # Each job writes under its own prefix, jobs/<job id>/; the runner enforces the id part.
         writable_objects = [results.arn_for_objects("jobs/*")]
+        if tes_enabled:
+            # TES tasks write their outputs under tes/ and read earlier tasks' outputs from there.
+            tes_objects = results.arn_for_objects(names.TES_OUTPUTS_PREFIX + "*")
+            writable_objects.append(tes_objects)
+            readable_objects.append(tes_objects)
+            self.job_role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[tes_objects]))
         self.job_role.add_to_policy(iam.PolicyStatement(
             actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=writable_objects))
         if key is not None:
@@ -81,6 +90,7 @@ class PipelineJobDefinitions(Construct):
             self, "ExecutionRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description=f"LabBatch {lab_name}: ECS pulls job images and writes job logs",
+            role_name=names.job_execution_role(lab_name) if tes_enabled else None,
         )
 
         demo_image = None

@@ -49,6 +49,21 @@ def _document(lab: Lab, account: str, region: str) -> dict:
             }
             for name, p in lab.pipelines.items()
         },
+        "tes": _tes(lab, account, region),
+    }
+
+
+def _tes(lab: Lab, account: str, region: str) -> dict:
+    """Off (the defaults) unless the lab allows images; then what a task's job definition needs.
+    The roles are the compute stack's, found by the names it gives them (names.job_role)."""
+    if not lab.tes.allowed_images:
+        return {}
+    return {
+        "allowed_images": list(lab.tes.allowed_images),
+        "job_role_arn": f"arn:aws:iam::{account}:role/{names.job_role(lab.name)}",
+        "execution_role_arn": f"arn:aws:iam::{account}:role/{names.job_execution_role(lab.name)}",
+        "log_group": names.job_log_group(lab.name),
+        "architecture": lab.compute.architecture,
     }
 
 
@@ -57,8 +72,11 @@ def lab_settings(lab: Lab, account: str, region: str) -> LabSettings:
     buckets then take the given ones, which in a stack are CloudFormation tokens (longer as
     text than any real name, so they cannot pass the name-length check themselves)."""
     validated = LabSettings.model_validate(_document(lab, _LONGEST_ACCOUNT, "x" * names.LONGEST_REGION))
-    buckets = _document(lab, account, region)["buckets"]
-    return validated.model_copy(update={"buckets": Buckets.model_construct(**buckets)})
+    document = _document(lab, account, region)
+    update = {"buckets": Buckets.model_construct(**document["buckets"])}
+    if document["tes"]:
+        update["tes"] = validated.tes.model_copy(update={k: document["tes"][k] for k in ("job_role_arn", "execution_role_arn")})
+    return validated.model_copy(update=update)
 
 
 def handler_settings(lab: Lab, account: str, region: str) -> dict:

@@ -8,31 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from labbatch_contract import names, runner_env
+from labbatch_contract import job_layout, names, runner_env
+from labbatch_contract.job_layout import (RETRY_RULES, RUNNER_HOST_PATH, RUNNER_MOUNT, SCRATCH_MOUNT,  # noqa: F401
+                                         SPOT_RECLAIM_STATUS_REASON, runner_launch)
 from labbatch.config import Lab
 
 RUNNER_COMMAND = ("labbatch-runner", "--")  # the runner installed on a host (local mode's host executor)
-SCRATCH_MOUNT = "/scratch"
 # The runner is not in the tool's image. The runner image's root filesystem is put on every
 # instance at boot (lab_constructs/runner_image.py) and mounted read-only into each job's one
 # container here; the job's command starts it with that tree's own dynamic loader and Python,
 # so the tool image needs nothing of LabBatch's, not even a shell, and keeps its entrypoint.
-RUNNER_MOUNT = "/opt/labbatch/runner"
-RUNNER_HOST_PATH = "/opt/labbatch/runner"  # where the boot script unpacks the tree on an instance
-_LOADERS = {"x86_64": ("x86_64-linux-gnu", "ld-linux-x86-64.so.2"),
-            "arm64": ("aarch64-linux-gnu", "ld-linux-aarch64.so.1")}
-
-
-def runner_launch(architecture: str = "x86_64") -> tuple[str, ...]:
-    """argv that starts the mounted runner in any image: its loader, its libraries, its Python.
-
-    `-I` keeps the tool image's PYTHON* variables and working directory out of the runner's
-    Python; `--library-path` applies to the runner process only, never to the tool it starts.
-    """
-    triplet, loader = _LOADERS[architecture]
-    libraries = f"{RUNNER_MOUNT}/usr/lib/{triplet}"
-    return (f"{libraries}/{loader}", "--library-path", libraries, f"{RUNNER_MOUNT}/usr/bin/python3.11",
-            "-I", "-m", "labbatch_runner", "--")
+# The layout itself is labbatch_contract.job_layout, which the API's TES routes share.
+_LOADERS = job_layout.LOADERS
 
 
 RUNNER_LAUNCH = runner_launch("x86_64")
@@ -46,13 +33,8 @@ def on_host(command: list[str] | tuple[str, ...]) -> list[str]:
         if tuple(command[:len(launch)]) == launch:
             return [*RUNNER_COMMAND, *command[len(launch):]]
     return list(command)
-# Spot reclaims show up as Batch's status reason "Host EC2 (instance i-...) terminated."
-SPOT_RECLAIM_STATUS_REASON = "Host EC2*"
-# Batch retries a job that matches no rule, so the catch-all EXIT must come last.
-RETRY_RULES = (
-    {"action": "RETRY", "onStatusReason": SPOT_RECLAIM_STATUS_REASON},
-    {"action": "EXIT", "onReason": "*"},
-)
+
+
 UNPLACEABLE_REASONS = ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
                        "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE")
 NO_CAPACITY_REASON = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"

@@ -651,6 +651,9 @@ COMMANDS: tuple[SubCommand, ...] = (
     SubCommand("doctor", "check the lab end to end: API, queues, compute environments, images, a canary job "
                "per queue; exit 0 when all pass", _lazy("labbatch.doctor", "run_doctor"),
                _lazy_arguments("labbatch.doctor", "doctor_arguments")),
+    SubCommand("tes-proxy", "a localhost GA4GH TES endpoint for workflow engines (Snakemake, Nextflow, py-tes) "
+               "that re-signs each request with your AWS credentials", _lazy("labbatch.tes_proxy", "run_tes_proxy"),
+               _lazy_arguments("labbatch.tes_proxy", "tes_proxy_arguments")),
     SubCommand("local", "run a lab on this machine, no AWS account needed", _lazy("labbatch.local.command", "run_local"),
                _lazy_arguments("labbatch.local.command", "local_arguments"), talks_to_api=False),
     SubCommand("demo", "tour: local lab, simulated reads, real jobs, results", _lazy("labbatch.demo", "run_demo"),

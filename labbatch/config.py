@@ -267,6 +267,13 @@ class Alerts(_Strict):
         return value
 
 
+class Tes(_Strict):
+    allowed_images: list[Annotated[str, Field(min_length=1, max_length=255)]] = Field(
+        default_factory=list, max_length=20, json_schema_extra=_allowed(
+            "image reference prefixes (e.g. quay.io/biocontainers/, snakemake/snakemake:) a GA4GH TES task may run; "
+            "empty: the lab's TES endpoint is off"))
+
+
 class Lab(_Strict):
     name: str = Field(json_schema_extra=_allowed(
         f"lowercase letters, digits and single hyphens, starting with a letter, at most {MAX_LAB_NAME}"))
@@ -294,6 +301,8 @@ class Lab(_Strict):
     # A CloudTrail trail of the data events on the lab's buckets and ledger (who read what).
     audit: bool = Field(False, json_schema_extra=_allowed(
         "true or false: a CloudTrail data-event trail of the lab's buckets and ledger (needs encryption: kms)"))
+    # The lab's GA4GH TES 1.1 endpoint (/ga4gh/tes/v1 on the job API) for workflow engines.
+    tes: Tes = Tes()
 
     @field_validator("name")
     @classmethod

@@ -17,6 +17,8 @@ PREFIX = "labbatch"
 LAB_TAG = "labbatch:lab"
 # The API stack's output that clients read the endpoint from.
 API_ENDPOINT_OUTPUT = "ApiEndpoint"
+# Where TES tasks write their outputs in the results bucket (the job role may write there too).
+TES_OUTPUTS_PREFIX = "tes/"
 # Array jobs' sample lists, in the inputs bucket; the storage stack expires this prefix.
 SAMPLES_PREFIX = "work/samples/"
 
@@ -42,6 +44,23 @@ def job_queue(lab: str, queue: str) -> str:
 
 def job_definition(lab: str, pipeline: str) -> str:
     return f"{PREFIX}-{lab}-{pipeline}"
+
+
+def tes_job_definition_prefix(lab: str) -> str:
+    """Job definitions the API registers on demand for TES task images. The `_` cannot occur in a
+    lab or pipeline name, so no other lab's (nor a pipeline's) job definition starts with it,
+    which is what lets IAM grant the prefix."""
+    return f"{PREFIX}-{lab}_tes-"
+
+
+def job_role(lab: str) -> str:
+    """The role jobs run as, named only in labs with a TES endpoint: the API passes it when it
+    registers a task's job definition (other labs keep CloudFormation's generated name)."""
+    return f"{PREFIX}-{lab}-job"
+
+
+def job_execution_role(lab: str) -> str:
+    return f"{PREFIX}-{lab}-job-execution"
 
 
 def ledger_table(lab: str) -> str:

@@ -14,10 +14,13 @@ SAMPLES_URI = "LABBATCH_SAMPLES_URI"
 SCRATCH_DIR = "LABBATCH_SCRATCH_DIR"
 LAB = "LABBATCH_LAB"
 PIPELINE = "LABBATCH_PIPELINE"
+# A GA4GH TES task (labbatch_contract.tes): its inputs, outputs and executors as JSON. With it
+# the runner runs the executors itself instead of a pipeline argv.
+TES_TASK = "LABBATCH_TES_TASK"
 # Set by AWS Batch itself.
 ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
 ATTEMPT = "AWS_BATCH_JOB_ATTEMPT"
 
 # What a recovery passes on from the failed job's environment; the rest comes from the job
 # definition or is the new job's own.
-PASSED_ON_BY_RECOVERY = (INPUTS, SHARED_INPUTS, PARAMETERS)
+PASSED_ON_BY_RECOVERY = (INPUTS, SHARED_INPUTS, PARAMETERS, TES_TASK)

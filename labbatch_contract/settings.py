@@ -78,6 +78,20 @@ class PipelineSettings(_Strict):
     shared_inputs: SharedInputsUse = "none"
 
 
+class TesSettings(_Strict):
+    """The lab's GA4GH TES endpoint (lambda/api/tes_routes.py). Off while `allowed_images` is empty."""
+
+    # Image reference prefixes a task's executors may name.
+    allowed_images: list[str] = Field(default_factory=list)
+    # What a task's job definition is registered with (the lab's job role, execution role, log group).
+    job_role_arn: str = ""
+    execution_role_arn: str = ""
+    log_group: str = ""
+    architecture: Literal["x86_64", "arm64"] = "x86_64"
+    timeout_minutes: int = Field(1440, ge=1)
+    attempts: int = Field(3, ge=1, le=10)
+
+
 class LabSettings(_Strict):
     lab: str = Field(min_length=1)
     table: str = Field(min_length=3)
@@ -89,6 +103,7 @@ class LabSettings(_Strict):
     max_body_bytes: int = Field(ge=1)
     limits: Limits
     pipelines: dict[str, PipelineSettings]
+    tes: TesSettings = TesSettings()
 
     def to_environment(self) -> str:
         """The compact JSON for LABBATCH_SETTINGS: defaults left out, to spare the 4 KB."""

@@ -35,4 +35,5 @@ class ComputeStack(LabStack):
         bucket_names = {kind: names.bucket(lab.name, kind, self.account, self.region) for kind in DATA_BUCKETS}
         self.pipelines = PipelineJobDefinitions(
             self, "Pipelines", lab_name=lab.name, job_definitions=layout(lab).job_definitions,
-            bucket_names=bucket_names, log_retention_days=lab.log_retention_days, key=key)
+            bucket_names=bucket_names, log_retention_days=lab.log_retention_days, key=key,
+            tes_enabled=bool(lab.tes.allowed_images))

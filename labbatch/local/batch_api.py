@@ -115,6 +115,7 @@ class BatchApi:
             "/v1/canceljob": self.cancel_job,
             "/v1/describejobqueues": self.describe_job_queues,
             "/v1/describejobdefinitions": self.describe_job_definitions,
+            "/v1/registerjobdefinition": self.register_job_definition,
             "/v1/describecomputeenvironments": self.describe_compute_environments,
             "/v1/updatejobqueue": self.update_job_queue,
             "/v1/updatecomputeenvironment": self.update_compute_environment,
@@ -308,6 +309,36 @@ class BatchApi:
         definitions = self._batch.definition_details(wanted, name=body.get("jobDefinitionName"),
                                                      status=body.get("status"))
         return self._paged("jobDefinitions", definitions, body)
+
+    def register_job_definition(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A container job definition on EC2, as LabBatch registers them (labbatch_contract.tes):
+        image, command, environment, resources, log group, retry strategy and timeout."""
+        name = _expect(body.get("jobDefinitionName") or "", str, "jobDefinitionName")
+        if not JOB_NAME.match(name):
+            raise BatchClientError(f"jobDefinitionName {name!r} is not valid")
+        if body.get("type") != "container":
+            raise BatchClientError(f"type is {body.get('type')!r}; LabBatch's local Batch registers container jobs only")
+        container = _expect(body.get("containerProperties") or {}, dict, "containerProperties")
+        command = [_expect(a, str, "containerProperties.command[]") for a in
+                   _expect(container.get("command") or [], list, "containerProperties.command")]
+        environment = {_expect(p.get("name"), str, "environment[].name"): _expect(p.get("value", ""), str, "environment[].value")
+                       for p in _expect(container.get("environment") or [], list, "containerProperties.environment")}
+        resources = {r.get("type"): r.get("value") for r in container.get("resourceRequirements") or []}
+        options = ((container.get("logConfiguration") or {}).get("options") or {})
+        try:
+            retry = RetryStrategy.from_batch(body["retryStrategy"]) if body.get("retryStrategy") else RetryStrategy()
+            definition = JobDefinition(
+                name=name, command=tuple(command), image=_expect(container.get("image") or "", str, "image"),
+                environment=environment, vcpus=_positive_int(resources.get("VCPU", 1), "VCPU"),
+                memory_mib=_positive_int(resources.get("MEMORY", 2048), "MEMORY"),
+                timeout_seconds=(body.get("timeout") or {}).get("attemptDurationSeconds"), retry=retry,
+                parameters=_string_map(body.get("parameters") or {}, "parameters"),
+                log_group=options.get("awslogs-group"), log_stream_prefix=options.get("awslogs-stream-prefix"))
+        except (RetryStrategyError, ValueError) as exc:
+            raise BatchClientError(str(exc)) from None
+        registered = self._batch.register_definition(definition)
+        return {"jobDefinitionName": registered.name, "revision": registered.revision,
+                "jobDefinitionArn": self._batch.arns.job_definition(registered.name, registered.revision)}
 
     def describe_compute_environments(self, body: dict[str, Any]) -> dict[str, Any]:
         wanted = _expect(body.get("computeEnvironments") or [], list, "computeEnvironments")

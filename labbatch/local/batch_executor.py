@@ -225,6 +225,14 @@ class LocalBatch:
             return revisions[max(revisions)]
         return revisions.get(int(revision)) if revision.isdigit() else None
 
+    def register_definition(self, definition: JobDefinition) -> JobDefinition:
+        """RegisterJobDefinition: the next revision of its name (the API registers TES task images)."""
+        with self._lock:
+            revisions = self._definitions.setdefault(definition.name, {})
+            registered = dataclasses.replace(definition, revision=max(revisions, default=0) + 1)
+            revisions[registered.revision] = registered
+            return registered
+
     def has_job(self, job_id: str) -> bool:
         with self._lock:
             return job_id in self._jobs

@@ -168,43 +168,52 @@ def _configured_queue(request: SubmitJobRequest, settings: LabSettings) -> str:
 def _resources(request: SubmitJobRequest, pipeline: PipelineSettings, settings: LabSettings) -> tuple[int, int]:
     vcpus = request.vcpus if request.vcpus is not None else pipeline.vcpus
     memory_mib = request.memory_mib if request.memory_mib is not None else pipeline.memory_mib
-    origin = "" if request.vcpus is not None else f" (the {request.pipeline} default)"
+    default = f" (the {request.pipeline} default)"
+    check_resources(vcpus, memory_mib, request.queue, settings,
+                    vcpus_origin="" if request.vcpus is not None else default,
+                    memory_origin="" if request.memory_mib is not None else default)
+    return vcpus, memory_mib
+
+
+def check_resources(vcpus: int, memory_mib: int, queue: str, settings: LabSettings, *,
+                    vcpus_field: str = "vcpus", memory_field: str = "memory_mib",
+                    vcpus_origin: str = "", memory_origin: str = "") -> None:
+    """What any job may ask for on this lab (POST /jobs, and TES tasks' resources, which name
+    their own fields): refused with the limit, whose limit it is, and what to ask for instead."""
     limits = settings.limits
     if vcpus > limits.max_vcpus:
         where = (f"this local machine ({limits.max_vcpus}; the lab's instances give {limits.lab_max_vcpus})"
                  if limits.lab_max_vcpus else f"this lab's instances ({limits.max_vcpus})")
         raise refused(
             "vcpus_too_many",
-            f"vcpus: {vcpus}{origin} is more than a job can get on {where}; "
+            f"{vcpus_field}: {vcpus}{vcpus_origin} is more than a job can get on {where}; "
             f"ask for {limits.max_vcpus} or fewer",
-            field="vcpus",
+            field=vcpus_field,
             asked=vcpus,
             available=settings.limits.max_vcpus,
         )
-    queue_max = settings.queue_max_vcpus.get(request.queue)
+    queue_max = settings.queue_max_vcpus.get(queue)
     if queue_max is not None and vcpus > queue_max:
         raise refused(
             "vcpus_too_many",
-            f"vcpus: {vcpus}{origin} is more than the whole {request.queue} queue may run ({queue_max}); "
+            f"{vcpus_field}: {vcpus}{vcpus_origin} is more than the whole {queue} queue may run ({queue_max}); "
             f"ask for {queue_max} or fewer, or use another queue",
-            field="vcpus",
+            field=vcpus_field,
             asked=vcpus,
             available=queue_max,
         )
     if memory_mib > settings.limits.max_memory_mib:
-        origin = "" if request.memory_mib is not None else f" (the {request.pipeline} default)"
         where = (f"this local machine can give a job ({limits.max_memory_mib} MiB; the lab's instances give "
                  f"{limits.lab_max_memory_mib} MiB)" if limits.lab_max_memory_mib else
                  f"ECS can give a job on this lab's instances ({limits.max_memory_mib} MiB, after the agent's "
                  "reserved memory)")
         raise refused(
             "memory_too_large",
-            f"memory_mib: {memory_mib}{origin} is more than {where}; ask for {limits.max_memory_mib} or less",
-            field="memory_mib",
+            f"{memory_field}: {memory_mib}{memory_origin} is more than {where}; ask for {limits.max_memory_mib} or less",
+            field=memory_field,
             asked=memory_mib,
             available=settings.limits.max_memory_mib,
         )
-    return vcpus, memory_mib
 
 
 def _declared_parameters(given: dict[str, str], pipeline: PipelineSettings, name: str, field: str) -> None:

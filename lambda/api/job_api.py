@@ -2,7 +2,8 @@
 
 Routes: POST /jobs, GET /jobs, GET /jobs/{job_id}, DELETE /jobs/{job_id},
 GET /jobs/{job_id}/children?status=FAILED, GET /jobs/{job_id}/children/{index or sample},
-GET /pipelines, GET /lab, GET /openapi.json. Every error is {"error": {"code", "message", "details"}}.
+GET /pipelines, GET /lab, GET /openapi.json, and GA4GH TES 1.1 under /ga4gh/tes/v1
+(tes_routes.py). Every error is {"error": {"code", "message", "details"}}.
 
 Environment: LABBATCH_SETTINGS (see api_settings.py), plus what boto3 and Powertools read
 themselves (AWS_REGION, AWS_ENDPOINT_URL[_<SERVICE>], POWERTOOLS_*).
@@ -64,6 +65,7 @@ from job_models import (
 from lab_state import lab_view
 from ledger import JobLedger, decode_child_token, encode_child_token
 from submission import submit
+from tes_routes import PREFIX as TES_PREFIX, router as tes_router
 from waiting import explain as explain_waiting
 
 # A retried POST with the same key within this window returns the first answer.
@@ -94,6 +96,7 @@ app = APIGatewayRestResolver(
     response_validation_error_http_code=HTTPStatus.INTERNAL_SERVER_ERROR,
     json_body_deserializer=_json_body,
 )
+app.include_router(tes_router, prefix=TES_PREFIX)
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 _replayed: ContextVar[bool] = ContextVar("replayed", default=False)
 

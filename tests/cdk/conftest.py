@@ -52,6 +52,13 @@ def bigger_scratch_data() -> dict:
     return data
 
 
+def tes_data(name: str = "flow") -> dict:
+    """A lab with a GA4GH TES endpoint (tes.allowed_images): named job roles, on-demand job definitions."""
+    data = copy.deepcopy(example_data())
+    data.update(name=name, tes={"allowed_images": ["quay.io/biocontainers/"]})
+    return data
+
+
 def kms_data(name: str = "vault") -> dict:
     """The compliance tier on LabBatch's own AMI and public network (so the root volume and every
     log group are there), with listed API principals; `vault-b` is a second KMS lab beside it."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import sys
 
+from labbatch_contract import runner_env
+
 from .job import run_job
 from .runlog import RunnerLog
 from .termination import TerminationGuard
@@ -29,6 +31,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, end="")
         return 0
     with TerminationGuard() as guard:
+        if os.environ.get(runner_env.TES_TASK):
+            from .tes import run_tes_task
+
+            return run_tes_task(os.environ, log=RunnerLog(), guard=guard)
         return run_job(argv, os.environ, log=RunnerLog(), guard=guard)
 
 

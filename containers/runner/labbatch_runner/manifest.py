@@ -47,6 +47,8 @@ class Report:
     timings: dict[str, float] = field(default_factory=dict)
     peak_scratch_bytes: int | None = None
     current_phase: str = "contract"
+    # TES mode only: {"executors": [{start_time, end_time, exit_code, stdout}], "outputs": [{url, path, size_bytes}]}
+    tes: dict[str, Any] | None = None
     started_at: str = field(default_factory=utc_now)
     _started: float = field(default_factory=time.monotonic)
     _phase_started: float | None = None
@@ -84,7 +86,7 @@ class Report:
         if self._phase_started is not None:  # the manifest is written from inside stage_out
             timings[self.current_phase] = self._elapsed_in_phase()
         timings["total"] = round(time.monotonic() - self._started, 3)
-        return {
+        manifest = {
             "manifest_version": MANIFEST_VERSION,
             "runner_version": __version__,
             "job_id": self.job_id,
@@ -129,6 +131,9 @@ class Report:
             },
             "transfer_engine": self.transfer_engine,
         }
+        if self.tes is not None:
+            manifest["tes"] = self.tes
+        return manifest
 
 
 def publish(s3: Any, report: Report, *, tool_log: Path | None, runner_log: str, manifest_first: bool) -> None:

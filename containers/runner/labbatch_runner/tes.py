@@ -1,0 +1,272 @@
+"""TES mode: one GA4GH TES task (LABBATCH_TES_TASK) instead of a pipeline argv.
+
+Inputs are staged into the attempt's scratch directory as usual (sized, free-space checked,
+verified), then linked at the absolute paths the task names (`content` inputs are written
+there); the executors run in order in the task's image, each with its workdir, env and
+stdin/stdout/stderr files, stopping at the first non-zero exit unless it says ignore_error;
+then the outputs (FILE, DIRECTORY, wildcards with path_prefix) are uploaded to their s3:// URLs.
+The manifest's `tes` part holds each executor's exit code and times and each output's size,
+which GET /ga4gh/tes/v1/tasks/{id} turns into the task's logs.
+
+The runner is root inside the tool's container, which is what lets it write at absolute
+paths. It refuses TES mode anywhere else (a host runner would write into the host's /), unless
+LABBATCH_TES_ALLOW_HOST=1 (tests, with paths under a temporary directory).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, Mapping
+
+from labbatch_contract import runner_env
+
+from . import scratch
+from .contract import SCRATCH_DIR, publishable_prefix, read_contract
+from .errors import ExitCode, RunnerError, Terminated
+from .manifest import Report
+from .run import ToolResult, _pump, _signal_group, _stop
+from .runlog import RunnerLog, utc_now
+from .s3client import make_s3_client
+from .s3uri import S3Uri
+from .scratch import AttemptDir, PeakUsage, sweep_stale_attempts
+from .staging import PlannedInput, stage_in
+from .termination import TerminationGuard
+from .transfer import DEFAULT_ENGINE, make_engine
+
+ALLOW_HOST = "LABBATCH_TES_ALLOW_HOST"
+RUNNER_TREE = "/opt/labbatch/runner"
+LOG_TAIL_BYTES = 8 * 1024
+_WILDCARDS = set("*?[")
+
+
+def _load_task(s3: Any, raw: str) -> dict[str, Any]:
+    if raw.startswith("s3://"):
+        uri = S3Uri.parse(raw)
+        try:
+            raw = s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read().decode()
+        except Exception as exc:  # noqa: BLE001 - any failure to read it is a contract failure
+            raise RunnerError(ExitCode.CONTRACT, f"{runner_env.TES_TASK} {uri}: {exc}") from None
+    try:
+        task = json.loads(raw)
+    except ValueError as exc:
+        raise RunnerError(ExitCode.CONTRACT, f"{runner_env.TES_TASK} is not valid JSON: {exc}") from None
+    if not isinstance(task, dict) or not task.get("executors"):
+        raise RunnerError(ExitCode.CONTRACT, f"{runner_env.TES_TASK} must be an object with executors")
+    for item in task.get("inputs", []) + task.get("outputs", []):
+        path = item.get("path", "")
+        if not path.startswith("/") or ".." in path.split("/"):
+            raise RunnerError(ExitCode.CONTRACT, f"{runner_env.TES_TASK}: path {path!r} is not absolute")
+    return task
+
+
+def _in_container(environ: Mapping[str, str]) -> bool:
+    return environ.get(ALLOW_HOST) == "1" or sys.executable.startswith(RUNNER_TREE + "/")
+
+
+def _place_inputs(task: dict[str, Any], staged: dict[str, Path], log: RunnerLog) -> None:
+    for item in task.get("inputs", []):
+        target = Path(item["path"])
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        if item.get("content") is not None:
+            target.write_text(item["content"])
+        else:
+            # A link, not a copy: the data stays on the scratch volume, the image's layer stays small.
+            target.symlink_to(staged[item["url"]])
+        log.info(f"input {item.get('url') or 'content'} at {target}")
+    for volume in task.get("volumes", []):
+        Path(volume).mkdir(parents=True, exist_ok=True)
+
+
+def _tail(path: Path, start: int) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(start, os.path.getsize(path) - LOG_TAIL_BYTES))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def run_executor(executor: dict[str, Any], *, env: Mapping[str, str], cwd: Path, log_path: Path) -> tuple[ToolResult, dict]:
+    """One executor: its stdin/stdout/stderr files when it names them; otherwise its output goes
+    to tool.log and the runner's stdout, as a pipeline tool's does."""
+    command = executor["command"]
+    workdir = Path(executor.get("workdir") or cwd)
+    workdir.mkdir(parents=True, exist_ok=True)
+    files = []
+
+    def open_for(name: str, mode: str):
+        path = Path(executor[name])
+        if "w" in mode:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, mode)
+        files.append(handle)
+        return handle
+
+    start_offset = log_path.stat().st_size if log_path.exists() else 0
+    started = utc_now()
+    with open(log_path, "ab") as log_file:
+        try:
+            stdin = open_for("stdin", "rb") if executor.get("stdin") else subprocess.DEVNULL
+            stdout = open_for("stdout", "wb") if executor.get("stdout") else subprocess.PIPE
+            stderr = open_for("stderr", "wb") if executor.get("stderr") else (
+                subprocess.STDOUT if stdout is subprocess.PIPE else subprocess.PIPE)
+            process = subprocess.Popen(command, cwd=workdir, env={**env, **(executor.get("env") or {})},
+                                       stdin=stdin, stdout=stdout, stderr=stderr, start_new_session=True)
+        except FileNotFoundError as exc:
+            for handle in files:
+                handle.close()
+            missing = exc.filename or command[0]
+            raise RunnerError(ExitCode.TOOL_NOT_FOUND, f"executor {command[0]!r}: {missing} not found") from None
+        except PermissionError:
+            for handle in files:
+                handle.close()
+            raise RunnerError(ExitCode.TOOL_NOT_EXECUTABLE, f"executor {command[0]!r}: not executable") from None
+        pumps = []
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                pump = threading.Thread(target=_pump, args=(stream, log_file, sys.stdout.buffer), daemon=True)
+                pump.start()
+                pumps.append(pump)
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        except BaseException:
+            _stop(process)
+            raise
+        finally:
+            for handle in files:
+                handle.close()
+        process.returncode = os.waitstatus_to_exitcode(status)
+        _signal_group(process.pid, signal.SIGKILL)
+        for pump in pumps:
+            pump.join(timeout=5)
+    code = process.returncode
+    result = ToolResult(128 - code if code < 0 else code, signal.Signals(-code).name if code < 0 else None,
+                        usage.ru_maxrss * 1024)
+    entry = {"start_time": started, "end_time": utc_now(), "exit_code": result.exit_code,
+             "stdout": _tail(log_path, start_offset)}
+    return result, entry
+
+
+def _output_files(output: dict[str, Any]) -> list[tuple[Path, str]]:
+    """(local file, s3 URL) pairs for one output; a missing FILE output is an error."""
+    path, url = output["path"], output["url"]
+    if _WILDCARDS & set(path):
+        prefix = output.get("path_prefix") or ""
+        base = url if url.endswith("/") else url + "/"
+        return [(Path(match), base + match[len(prefix):].lstrip("/"))
+                for match in sorted(glob.glob(path)) if os.path.isfile(match)]
+    local = Path(path)
+    if output.get("type") == "DIRECTORY":
+        if not local.is_dir():
+            raise RunnerError(ExitCode.STAGE_OUT_FAILED, f"output directory {path}: not found")
+        base = url.rstrip("/") + "/"
+        return [(p, base + p.relative_to(local).as_posix()) for p in sorted(local.rglob("*")) if p.is_file()]
+    if not local.is_file():
+        raise RunnerError(ExitCode.STAGE_OUT_FAILED, f"output {path}: not found (the executors did not write it)")
+    return [(local, url)]
+
+
+def upload_outputs(s3: Any, task: dict[str, Any], log: RunnerLog) -> list[dict[str, Any]]:
+    uploaded = []
+    for output in task.get("outputs", []):
+        for local, url in _output_files(output):
+            target = S3Uri.parse(url)
+            try:
+                s3.upload_file(str(local), target.bucket, target.key)
+            except Exception as exc:  # noqa: BLE001
+                raise RunnerError(ExitCode.STAGE_OUT_FAILED, f"output {local} to {url}: upload failed: {exc}") from None
+            size = local.stat().st_size
+            uploaded.append({"url": url, "path": str(local), "size_bytes": size})
+            log.info(f"output {local} -> {url} ({size:,} bytes)")
+    return uploaded
+
+
+def run_tes_task(environ: Mapping[str, str], *, log: RunnerLog, guard: TerminationGuard) -> int:
+    from .job import _publish, tool_environment
+
+    report = Report(transfer_engine=DEFAULT_ENGINE)
+    report.output_prefix = publishable_prefix(environ)
+    report.tes = {"executors": [], "outputs": []}
+    s3: Any = None
+    attempt_dir: AttemptDir | None = None
+    usage: PeakUsage | None = None
+    try:
+        try:
+            with report.phase("contract"):
+                contract = read_contract(["--", "tes-task"], environ)
+                report.job_id, report.attempt = contract.job_id, contract.attempt
+                report.output_prefix = contract.output_prefix
+                if not _in_container(environ):
+                    raise RunnerError(ExitCode.CONTRACT, "TES tasks run only inside their image's container (the "
+                                      "runner writes their absolute paths); this runner is on a host")
+                s3 = make_s3_client()
+                task = _load_task(s3, environ[runner_env.TES_TASK])
+                if not contract.scratch_dir.is_dir():
+                    raise RunnerError(ExitCode.CONTRACT, f"{SCRATCH_DIR} {contract.scratch_dir}: not a directory")
+                for stale in sweep_stale_attempts(contract.scratch_dir):
+                    log.info(f"removed a dead attempt's scratch directory {stale}")
+                attempt_dir = AttemptDir.create(contract.scratch_dir, contract.job_id, None, contract.attempt)
+                planned, staged_paths = [], {}
+                for item in task.get("inputs", []):
+                    url = item.get("url")
+                    if url and url not in staged_paths:
+                        uri = S3Uri.parse(url)
+                        path = scratch.local_input_path(attempt_dir.inputs, uri)
+                        staged_paths[url] = path
+                        planned.append(PlannedInput(uri, path, (f"tes:{item['path']}",)))
+            engine = make_engine(report.transfer_engine, s3)
+            with PeakUsage(attempt_dir.root) as usage:
+                with report.phase("stage_in"):
+                    report.inputs = stage_in(s3, engine, planned, contract.scratch_dir,
+                                             free_bytes=scratch.free_bytes, log=log)
+                    _place_inputs(task, staged_paths, log)
+                with report.phase("run"):
+                    tool_env = tool_environment(environ, tmp=attempt_dir.tmp)
+                    for index, executor in enumerate(task["executors"]):
+                        log.info(f"executor {index}: {executor['command']}")
+                        report.argv = list(executor["command"])
+                        report.tool, entry = run_executor(executor, env=tool_env, cwd=attempt_dir.work,
+                                                          log_path=attempt_dir.logs / "tool.log")
+                        report.tes["executors"].append(entry)
+                        if report.tool.exit_code != 0 and not executor.get("ignore_error"):
+                            break
+                usage.sample()
+            report.peak_scratch_bytes = usage.peak
+            if report.tool is not None and report.tool.exit_code != 0 and not task["executors"][
+                    len(report.tes["executors"]) - 1].get("ignore_error"):
+                report.fail("run", "tool_failed", f"executor {len(report.tes['executors']) - 1} "
+                            f"{report.argv[0]!r} exited with {report.tool.exit_code}", report.tool.exit_code)
+            else:
+                with report.phase("stage_out"):
+                    report.tes["outputs"] = upload_outputs(s3, task, log)
+                    _publish(s3, report, attempt_dir, log, best_effort=False)
+        except Terminated as exc:
+            name = signal.Signals(exc.signum).name
+            report.fail("terminated", "terminated", f"received {name} during {report.current_phase}", 128 + exc.signum)
+        except RunnerError as exc:
+            report.fail_with(exc)
+        except Exception as exc:  # a runner bug must still end with a manifest and a clean scratch
+            log.info(traceback.format_exc().rstrip())
+            report.fail_with(RunnerError(ExitCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"))
+        guard.disarm()
+        if report.failure is not None:
+            if usage is not None:
+                report.peak_scratch_bytes = usage.peak
+            log.error(report.failure.message)
+            _publish(s3, report, attempt_dir, log, best_effort=True)
+    finally:
+        guard.disarm()
+        if attempt_dir is not None:
+            attempt_dir.remove()
+    return report.exit_code
+

@@ -1,0 +1,459 @@
+"""GA4GH TES 1.1 on the lab's job API, under /ga4gh/tes/v1 (the first slice, issue 18).
+
+One task is one ledger record (`pipeline` = labbatch_contract.tes.TES_PIPELINE, the task document
+under `tes`) and one Batch job in the usual shape: the task's image, unmodified, with the runner
+mounted and started through its own loader; the runner reads the task from LABBATCH_TES_TASK,
+places inputs at their absolute paths, runs the executors in order and uploads the outputs.
+Job definitions are registered on demand under names.tes_job_definition_prefix(lab).
+
+Off unless the lab's `tes.allowed_images` lists image prefixes. Answers carry only fields the
+specification defines (tes_models.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from http import HTTPStatus
+from typing import Any, Optional
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from botocore.exceptions import BotoCoreError, ClientError
+from pydantic import ValidationError
+
+from api_errors import ApiError, refused
+from admission import check_resources
+from aws_faults import request_may_have_landed
+from batch_requests import batch_job_name, stop_job
+from input_objects import S3Object, object_sizes, parse_lab_uri
+from labbatch_contract import batch_submit, names, runner_env
+from labbatch_contract import tes as tes_rules
+from labbatch_contract.ids import JOB_ID_PATTERN, new_job_id, utc_timestamp
+from labbatch_contract.ledger import FINAL_STATUSES, PROGRESS_PENDING_SUBMIT, RECORD_TYPE_JOB
+from labbatch_contract.settings import LabSettings
+import tes_models as m
+
+logger = Logger(service="labbatch-api", child=True)
+router = APIGatewayRouter()
+PREFIX = "/ga4gh/tes/v1"
+GIB = 1024**3
+DEFAULT_MEMORY_MIB = 2048
+MAX_CONTENT_BYTES = 256 * 1024  # all `content` inputs of a task together
+MAX_PAGE_SIZE = 100
+MAX_RECOVERY_HOPS = 5
+WILDCARDS = set("*?[")
+
+
+def _runtime():
+    import job_api  # the handler module: settings, clients and ledger, built once per container
+
+    return job_api.runtime()
+
+
+def _caller() -> str:
+    identity = (router.current_event.get("requestContext") or {}).get("identity", {})
+    arn = identity.get("userArn")
+    if not arn:
+        raise ApiError(HTTPStatus.FORBIDDEN, "no_caller_identity", "The request carries no IAM caller identity")
+    return arn
+
+
+def _enabled_settings() -> LabSettings:
+    settings = _runtime().settings
+    if not settings.tes.allowed_images:
+        raise ApiError(
+            HTTPStatus.FORBIDDEN, "tes_disabled",
+            f"lab {settings.lab} has no TES endpoint: tes.allowed_images is empty in its lab file "
+            f"(labs/{settings.lab}.yaml); a platform engineer lists the image prefixes tasks may run",
+            field="tes.allowed_images")
+    return settings
+
+
+def _answer(status: int, body: Any) -> Response:
+    text = body.model_dump_json(exclude_none=True) if hasattr(body, "model_dump_json") else json.dumps(body)
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=text)
+
+
+# --- service-info ----------------------------------------------------------------------------
+
+@router.get("/service-info", include_in_schema=False)  # TES 1.1 is its own document
+def service_info():
+    settings = _enabled_settings()
+    buckets = settings.buckets
+    info = m.ServiceInfo(
+        id=f"org.labbatch.{settings.lab}.tes",
+        name=f"LabBatch {settings.lab} TES",
+        type=m.ServiceType(group="org.ga4gh", artifact="tes", version="1.1.0"),
+        description=("GA4GH TES on AWS Batch (LabBatch). Inputs: s3:// in the lab's buckets, or content. "
+                     f"Outputs: s3://{buckets.results}/{names.TES_OUTPUTS_PREFIX}... . Images: "
+                     + ", ".join(settings.tes.allowed_images) + "*"),
+        organization=m.Organization(name="LabBatch", url="https://github.com/labbatch"),
+        version="0.1.0",
+        storage=[f"s3://{buckets.inputs}/", f"s3://{buckets.references}/",
+                 f"s3://{buckets.results}/{names.TES_OUTPUTS_PREFIX}"],
+    )
+    return _answer(HTTPStatus.OK, info)
+
+
+# --- create ----------------------------------------------------------------------------------
+
+def _field(location: tuple) -> str:
+    name = ""
+    for part in location:
+        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
+    return name or "body"
+
+
+def parse_task(body: Any) -> m.TesTaskRequest:
+    try:
+        return m.TesTaskRequest.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = _field(tuple(first.get("loc", ())))
+        raise refused("invalid_task", f"{where}: {first.get('msg')}", field=where) from None
+
+
+def check_task(task: m.TesTaskRequest, settings: LabSettings) -> None:
+    """Everything about a task that needs no AWS call: images, paths, URLs, content size."""
+    images = sorted({e.image for e in task.executors})
+    if len(images) > 1:
+        raise refused(
+            "executors_images_differ",
+            f"executors: a LabBatch task runs its executors in one container, so they must name one image; "
+            f"these name {', '.join(images)}. Send one task per image.", field="executors", images=images)
+    image = images[0]
+    if not tes_rules.image_allowed(image, settings.tes.allowed_images):
+        raise refused(
+            "image_not_allowed",
+            f"executors[0].image: {image!r} is not allowed on lab {settings.lab}; tes.allowed_images allows "
+            f"images starting with: {', '.join(settings.tes.allowed_images)}",
+            field="executors[0].image", allowed=list(settings.tes.allowed_images))
+    for i, executor in enumerate(task.executors):
+        for attribute in ("workdir", "stdin", "stdout", "stderr"):
+            value = getattr(executor, attribute)
+            if value is not None:
+                _absolute(value, f"executors[{i}].{attribute}")
+    content_bytes = 0
+    for i, item in enumerate(task.inputs):
+        where = f"inputs[{i}]"
+        _absolute(item.path, f"{where}.path")
+        if (item.url is None) == (item.content is None):
+            raise refused("invalid_input", f"{where}: give exactly one of url and content", field=where)
+        if item.type == "DIRECTORY":
+            raise refused("directory_inputs_unsupported",
+                          f"{where}.type: DIRECTORY inputs are not supported yet; list the files as FILE inputs",
+                          field=f"{where}.type")
+        if item.content is not None:
+            content_bytes += len(item.content.encode())
+        else:
+            parse_lab_uri(item.url, f"{where}.url", _readable_buckets(settings))
+    if content_bytes > MAX_CONTENT_BYTES:
+        raise refused("content_too_large", f"inputs: content inputs take {content_bytes:,} bytes; at most "
+                      f"{MAX_CONTENT_BYTES:,}. Put larger files in the inputs bucket and name them by url.",
+                      field="inputs", limit_bytes=MAX_CONTENT_BYTES)
+    results = settings.buckets.results
+    for i, item in enumerate(task.outputs):
+        where = f"outputs[{i}]"
+        _absolute(item.path, f"{where}.path")
+        wanted = f"s3://{results}/{names.TES_OUTPUTS_PREFIX}"
+        if not item.url.startswith(wanted) or len(item.url) == len(wanted) or ".." in item.url.split("/"):
+            raise refused("output_outside_lab", f"{where}.url: {item.url!r}: task outputs go under {wanted}",
+                          field=f"{where}.url", allowed_prefix=wanted)
+        if WILDCARDS & set(item.path):
+            if not item.path_prefix:
+                raise refused("path_prefix_missing", f"{where}.path_prefix: a path with wildcards needs "
+                              "path_prefix, the part stripped from each match", field=f"{where}.path_prefix")
+            _absolute(item.path_prefix, f"{where}.path_prefix")
+    for i, volume in enumerate(task.volumes or []):
+        _absolute(volume, f"volumes[{i}]")
+
+
+def _readable_buckets(settings: LabSettings) -> tuple[str, ...]:
+    return (settings.buckets.inputs, settings.buckets.references, settings.buckets.results)
+
+
+def _absolute(path: str, where: str) -> None:
+    if not path.startswith("/") or "\x00" in path or any(part == ".." for part in path.split("/")):
+        raise refused("path_not_absolute", f"{where}: {path!r} must be an absolute path without '..'", field=where)
+    if path.startswith(("/opt/labbatch/", "/scratch/")) or path in ("/", "/opt/labbatch", "/scratch"):
+        raise refused("path_reserved", f"{where}: {path!r} is LabBatch's (the runner and scratch are mounted "
+                      "there); use another path", field=where)
+
+
+def task_resources(task: m.TesTaskRequest, settings: LabSettings) -> tuple[str, int, int]:
+    """(queue, vcpus, memory MiB) through the same admission as POST /jobs."""
+    resources = task.resources or m.TesResources()
+    queue = "spot" if resources.preemptible else "on-demand"
+    if queue not in settings.queues:
+        other = next(iter(settings.queues))
+        if resources.preemptible:
+            queue = other  # spot asked for and none: on-demand is no worse for the task
+        else:
+            raise refused("no_on_demand_queue", f"resources.preemptible: lab {settings.lab} has no on-demand "
+                          "queue; send preemptible: true", field="resources.preemptible")
+    vcpus = resources.cpu_cores or 1
+    memory_mib = math.ceil(resources.ram_gb * 1024) if resources.ram_gb else min(
+        DEFAULT_MEMORY_MIB, settings.limits.max_memory_mib)
+    check_resources(vcpus, memory_mib, queue, settings, vcpus_field="resources.cpu_cores",
+                    memory_field="resources.ram_gb")
+    if resources.disk_gb and resources.disk_gb > settings.scratch_gib:
+        raise refused("scratch_too_small", f"resources.disk_gb: {resources.disk_gb:g} GB is more than the lab's "
+                      f"scratch volume ({settings.scratch_gib} GiB); ask for {settings.scratch_gib} or less",
+                      field="resources.disk_gb", asked=resources.disk_gb, available=settings.scratch_gib)
+    return queue, vcpus, memory_mib
+
+
+def _check_input_sizes(task: m.TesTaskRequest, settings: LabSettings, s3) -> int:
+    objects: dict[S3Object, str] = {}
+    for i, item in enumerate(task.inputs):
+        if item.url is not None:
+            objects.setdefault(parse_lab_uri(item.url, f"inputs[{i}].url", _readable_buckets(settings)),
+                               f"inputs[{i}].url")
+    total = sum(object_sizes(s3, objects).values()) if objects else 0
+    if total > settings.scratch_gib * GIB:
+        raise refused("scratch_too_small", f"inputs: {total / GIB:.1f} GiB of inputs do not fit the lab's "
+                      f"{settings.scratch_gib} GiB scratch volume", field="inputs")
+    return total
+
+
+def ensure_job_definition(batch, settings: LabSettings, image: str) -> str:
+    """The task image's job definition, registered the first time this shape is asked for."""
+    request = tes_rules.job_definition_request(
+        lab=settings.lab, image=image, job_role_arn=settings.tes.job_role_arn,
+        execution_role_arn=settings.tes.execution_role_arn, log_group=settings.tes.log_group,
+        architecture=settings.tes.architecture, timeout_minutes=settings.tes.timeout_minutes,
+        attempts=settings.tes.attempts)
+    name = request["jobDefinitionName"]
+    found = batch.describe_job_definitions(jobDefinitionName=name, status="ACTIVE").get("jobDefinitions", [])
+    if not found:
+        batch.register_job_definition(**request)
+        logger.info("Registered a TES job definition", extra={"job_definition": name, "image": image})
+    return name
+
+
+@router.post("/tasks", include_in_schema=False)  # TES 1.1 is its own document
+def create_task():
+    settings = _enabled_settings()
+    caller = _caller()
+    body = router.current_event.json_body
+    task = parse_task(body)
+    check_task(task, settings)
+    queue, vcpus, memory_mib = task_resources(task, settings)
+    rt = _runtime()
+    input_bytes = _check_input_sizes(task, settings, rt.clients.s3)
+    image = task.executors[0].image
+    job_definition = ensure_job_definition(rt.clients.batch, settings, image)
+
+    job_id = new_job_id()
+    created_at = utc_timestamp()
+    prefix = names.output_prefix(settings.buckets.results, job_id)
+    document = task.model_dump(mode="json", exclude_none=True)
+    runner_task = tes_rules.encode_runner_task(document)
+    if len(runner_task.encode()) > tes_rules.INLINE_TASK_LIMIT:
+        key = tes_rules.task_key(job_id)
+        rt.clients.s3.put_object(Bucket=settings.buckets.inputs, Key=key, Body=runner_task.encode(),
+                                 ContentType="application/json")
+        runner_task = f"s3://{settings.buckets.inputs}/{key}"
+    environment = {
+        runner_env.JOB_ID: job_id,
+        runner_env.INPUTS: "[]",
+        runner_env.OUTPUT_PREFIX: prefix,
+        runner_env.TES_TASK: runner_task,
+    }
+    name = batch_job_name(task.name, "tes-task")
+    request = batch_submit.submit_job_request(
+        job_name=name, job_queue=settings.queues[queue], job_definition=job_definition, environment=environment,
+        vcpus=vcpus, memory_mib=memory_mib, lab=settings.lab)
+    rt.ledger.create_pending({
+        "job_id": job_id, "record_type": RECORD_TYPE_JOB, "created_at": created_at, "updated_at": created_at,
+        "lab": settings.lab, "pipeline": tes_rules.TES_PIPELINE, "queue": queue,
+        "job_queue": settings.queues[queue], "job_definition": job_definition, "name": task.name,
+        "batch_job_name": name, "submitted_by": caller, "inputs": [], "parameters": {}, "vcpus": vcpus,
+        "memory_mib": memory_mib, "output_prefix": prefix, "input_bytes": input_bytes,
+        "status": "PENDING_SUBMIT", "status_reason": "Recorded; submitting to AWS Batch",
+        "progress": PROGRESS_PENDING_SUBMIT, "attempts": [],
+        # As JSON text: DynamoDB takes no floats (ram_gb), and the document is only ever read whole.
+        "tes": json.dumps(document, separators=(",", ":")),
+    })
+    logger.append_keys(job_id=job_id)
+    from submission import _submit_failed  # one way of recording a failed submission
+
+    try:
+        answer = rt.clients.batch.submit_job(**request)
+    except (ClientError, BotoCoreError) as exc:
+        raise _submit_failed(rt.ledger, job_id, exc, step="AWS Batch SubmitJob",
+                             landed=request_may_have_landed(exc))
+    try:
+        rt.ledger.mark_submitted(job_id, answer["jobId"], utc_timestamp())
+    except (ClientError, BotoCoreError):
+        logger.exception("Submitted, but the ledger could not be completed")
+    return _answer(HTTPStatus.OK, m.CreateTaskResponse(id=job_id))
+
+
+# --- read --------------------------------------------------------------------------------------
+
+def _task_record(task_id: str) -> dict:
+    import re
+
+    record = _runtime().ledger.get(task_id) if re.match(JOB_ID_PATTERN, task_id) else None
+    if record is None or record.get("pipeline") != tes_rules.TES_PIPELINE:
+        raise ApiError(HTTPStatus.NOT_FOUND, "no_such_task", f"id: there is no task {task_id!r}", field="id")
+    return record
+
+
+def latest(record: dict, ledger) -> dict:
+    """The last record of the task's recovery chain (LabBatch resubmitted it after a spot reclaim,
+    an OOM kill or an infrastructure failure): that one says where the task is now."""
+    current = record
+    for _ in range(MAX_RECOVERY_HOPS):
+        following = current.get("recovered_by")
+        nxt = ledger.get(following) if following else None
+        if nxt is None:
+            break
+        current = nxt
+    return current
+
+
+def _manifest(record: dict, s3) -> Optional[dict]:
+    if record.get("status") not in FINAL_STATUSES:
+        return None
+    bucket, _, key = record["output_prefix"][len("s3://"):].partition("/")
+    try:
+        return json.loads(s3.get_object(Bucket=bucket, Key=key + "manifest.json")["Body"].read())
+    except (ClientError, BotoCoreError, ValueError):
+        return None
+
+
+def task_view(record: dict, current: dict, view: str, manifest: Optional[dict] = None) -> m.TaskOut:
+    """A ledger record as a TES task in the view asked for (MINIMAL: id and state only)."""
+    state = tes_rules.task_state(current)
+    if view == "MINIMAL":
+        return m.TaskOut(id=record["job_id"], state=state)
+    doc = task_document(record)
+    full = view == "FULL"
+    inputs = [m.InputOut(**{k: v for k, v in i.items() if full or k != "content"}) for i in doc.get("inputs", [])]
+    task_logs = None
+    if current.get("started_at") or current.get("status") in FINAL_STATUSES:
+        tes_part = (manifest or {}).get("tes") or {}
+        executor_logs = [m.ExecutorLog(**{k: v for k, v in e.items()
+                                          if k in ("start_time", "end_time", "exit_code")
+                                          or (full and k in ("stdout", "stderr"))})
+                         for e in tes_part.get("executors", [])]
+        outputs = [m.OutputFileLog(url=o["url"], path=o["path"], size_bytes=str(o["size_bytes"]))
+                   for o in tes_part.get("outputs", [])]
+        system_logs = None
+        if full and state in ("SYSTEM_ERROR", "CANCELED", "EXECUTOR_ERROR"):
+            system_logs = [f"LabBatch failure class: {current.get('failure') or 'unknown'}",
+                           f"reason: {current.get('status_reason') or ''}"]
+            error = (manifest or {}).get("error")
+            if error:
+                system_logs.append(f"runner: {error.get('code')}: {error.get('message')}")
+        metadata = {"labbatch_job_id": current["job_id"]}
+        if current.get("batch_job_id"):
+            metadata["batch_job_id"] = current["batch_job_id"]
+        if current is not record:
+            metadata["recovered_from"] = record["job_id"]
+        task_logs = [m.TaskLog(logs=executor_logs, outputs=outputs, system_logs=system_logs, metadata=metadata,
+                               start_time=current.get("started_at"), end_time=current.get("stopped_at"))]
+    return m.TaskOut(
+        id=record["job_id"], state=state, name=doc.get("name"), description=doc.get("description"),
+        inputs=inputs or None, outputs=[m.OutputOut(**o) for o in doc.get("outputs", [])] or None,
+        resources=m.ResourcesOut(**doc["resources"]) if doc.get("resources") else None,
+        executors=[m.ExecutorOut(**e) for e in doc.get("executors", [])],
+        volumes=doc.get("volumes"), tags=doc.get("tags"), logs=task_logs, creation_time=record.get("created_at"))
+
+
+def _view() -> str:
+    view = (router.current_event.query_string_parameters or {}).get("view") or "MINIMAL"
+    if view not in ("MINIMAL", "BASIC", "FULL"):
+        raise refused("invalid_view", f"view: {view!r} (allowed: MINIMAL, BASIC, FULL)", field="view")
+    return view
+
+
+@router.get("/tasks/<task_id>", include_in_schema=False)  # TES 1.1 is its own document
+def get_task(task_id: str):
+    _enabled_settings()
+    view = _view()
+    rt = _runtime()
+    record = _task_record(task_id)
+    current = latest(record, rt.ledger)
+    manifest = _manifest(current, rt.clients.s3) if view != "MINIMAL" else None
+    return _answer(HTTPStatus.OK, task_view(record, current, view, manifest))
+
+
+def task_document(record: dict) -> dict:
+    return json.loads(record.get("tes") or "{}")
+
+
+def matches(record: dict, current: dict, *, name_prefix: Optional[str], state: Optional[str],
+            tags: dict[str, Optional[str]]) -> bool:
+    doc = task_document(record)
+    if name_prefix and not (doc.get("name") or "").startswith(name_prefix):
+        return False
+    if state and tes_rules.task_state(current) != state:
+        return False
+    task_tags = doc.get("tags") or {}
+    for key, value in tags.items():
+        if key not in task_tags or (value not in (None, "") and task_tags[key] != value):
+            return False
+    return True
+
+
+@router.get("/tasks", include_in_schema=False)  # TES 1.1 is its own document
+def list_tasks():
+    _enabled_settings()
+    view = _view()
+    event = router.current_event
+    query = event.query_string_parameters or {}
+    multi = event.multi_value_query_string_parameters or {}
+    try:
+        page_size = int(query.get("page_size") or MAX_PAGE_SIZE)
+    except ValueError:
+        raise refused("invalid_page_size", "page_size: a whole number", field="page_size") from None
+    if page_size < 1:
+        raise refused("invalid_page_size", "page_size: at least 1", field="page_size")
+    state = query.get("state")
+    if state is not None and state not in tes_rules.STATES:
+        raise refused("invalid_state", f"state: {state!r} (allowed: {', '.join(tes_rules.STATES)})", field="state")
+    keys, values = multi.get("tag_key") or [], multi.get("tag_value") or []
+    tags = {key: (values[i] if i < len(values) else None) for i, key in enumerate(keys)}
+    rt = _runtime()
+    records, token = rt.ledger.list_jobs(status=None, pipeline=tes_rules.TES_PIPELINE,
+                                         limit=min(page_size, MAX_PAGE_SIZE), next_token=query.get("page_token"))
+    tasks = []
+    for record in records:
+        current = latest(record, rt.ledger) if record.get("recovered_by") else record
+        if matches(record, current, name_prefix=query.get("name_prefix"), state=state, tags=tags):
+            tasks.append(task_view(record, current, view))
+    return _answer(HTTPStatus.OK, m.ListTasksResponse(tasks=tasks, next_page_token=token))
+
+
+# --- cancel ------------------------------------------------------------------------------------
+
+@router.post("/tasks/<task_action>", include_in_schema=False)  # TES 1.1 is its own document
+def cancel_task(task_action: str):
+    _enabled_settings()
+    task_id, _, action = task_action.partition(":")
+    if action != "cancel":
+        raise ApiError(HTTPStatus.NOT_FOUND, "no_such_route", f"There is no POST {PREFIX}/tasks/{task_action}; "
+                       f"cancel is POST {PREFIX}/tasks/{{id}}:cancel")
+    caller = _caller()
+    rt = _runtime()
+    current = latest(_task_record(task_id), rt.ledger)
+    if current["status"] in FINAL_STATUSES or current.get("cancel"):
+        return _answer(HTTPStatus.OK, {})
+    batch_job_id = current.get("batch_job_id")
+    if not batch_job_id:
+        raise ApiError(HTTPStatus.CONFLICT, "task_not_submitted_yet",
+                       f"task {task_id} is still being submitted to AWS Batch; try again in a moment",
+                       headers={"Retry-After": "1"})
+    live = rt.clients.batch.describe_jobs(jobs=[batch_job_id]).get("jobs", [])
+    if not live or live[0]["status"] in FINAL_STATUSES:
+        return _answer(HTTPStatus.OK, {})
+    action_done = stop_job(rt.clients.batch, batch_job_id, live[0]["status"],
+                           f"Cancelled through LabBatch's TES endpoint by {caller}")
+    rt.ledger.record_cancel(current["job_id"], {"requested_at": utc_timestamp(), "requested_by": caller,
+                                                "action": action_done})
+    return _answer(HTTPStatus.OK, {})
