@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
 import re
@@ -87,6 +88,8 @@ def run_local(args: argparse.Namespace) -> int:
     from labbatch.local.persistence import DataDirError
     from labbatch.local.state import LabAlreadyRunning
 
+    # `kill -USR1 PID` prints every thread's stack to stderr: what a lab that will not stop is doing.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
@@ -126,7 +129,10 @@ def run_local(args: argparse.Namespace) -> int:
               + (f"; {restored['stopped_jobs']} unfinished job(s) marked FAILED (they stopped with the lab)"
                  if restored["stopped_jobs"] else ""), file=sys.stderr, flush=True)
     try:
-        stop.wait()
+        # Timed: the kernel may hand SIGTERM to any of the lab's threads, and Python runs the
+        # handler only when the main thread wakes; an untimed wait could sleep through it for ever.
+        while not stop.wait(0.2):
+            pass
     finally:
         print("labbatch local: stopping jobs and the emulator", file=sys.stderr, flush=True)
         local.stop()

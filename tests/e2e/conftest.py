@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,9 @@ class RunningLab:
     def __post_init__(self) -> None:
         # Drained all along: a lab whose stderr pipe fills up blocks on its next log line.
         self._stderr: list[str] = []
+        if self.process is None or self.process.stderr is None:
+            self._drain = threading.Thread(target=lambda: None)
+            return
         self._drain = threading.Thread(target=lambda: self._stderr.extend(iter(self.process.stderr.readline, "")),
                                        daemon=True)
         self._drain.start()
@@ -89,7 +93,16 @@ class RunningLab:
     def stop(self) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout=60)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            # Where it is stuck: `labbatch local` dumps every thread's stack on SIGUSR1.
+            self.process.send_signal(signal.SIGUSR1)
+            time.sleep(3)
+            self.process.kill()
+            self.process.wait(timeout=10)
+            raise AssertionError("labbatch local did not stop within 60 s of SIGTERM; its threads and last "
+                                 f"words:\n{self.stderr_text()[-12000:]}") from None
 
 
 def test_labs_dir(tmp_path: Path) -> Path:

@@ -359,3 +359,21 @@ def test_stdout_carries_only_the_ready_line(tmp_path):
     assert lab.stop() == 0
     assert lab.process.stdout.read() == ""  # handler logs went to stderr
     assert "Ledger updated" in lab.stderr_text()
+
+
+def test_sigterm_stops_the_lab_whichever_of_its_threads_the_kernel_hands_it_to(tmp_path):
+    """A process-directed signal goes to any thread that does not block it; Python runs the
+    handler only in the main thread, so a main thread asleep in an untimed wait never saw a
+    SIGTERM that another thread took, and the lab ran on. Sent here to a worker thread on purpose."""
+    import ctypes
+    import os
+    import signal
+
+    lab = start_local(tmp_path)
+    pid = lab.process.pid
+    workers = [int(tid) for tid in os.listdir(f"/proc/{pid}/task") if int(tid) != pid]
+    assert workers, "the lab has worker threads (server, scheduler, emulator)"
+    libc = ctypes.CDLL(None, use_errno=True)
+    SYS_TGKILL = 234 if os.uname().machine == "x86_64" else 131  # aarch64
+    assert libc.syscall(SYS_TGKILL, pid, workers[-1], signal.SIGTERM) == 0, ctypes.get_errno()
+    assert lab.process.wait(timeout=30) == 0
