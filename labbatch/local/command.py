@@ -89,7 +89,10 @@ def run_local(args: argparse.Namespace) -> int:
     from labbatch.local.state import LabAlreadyRunning
 
     # `kill -USR1 PID` prints every thread's stack to stderr: what a lab that will not stop is doing.
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    try:
+        faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
+    except (AttributeError, OSError, ValueError):
+        pass  # no real stderr to write to (run in-process under a capture): nothing to dump into
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
