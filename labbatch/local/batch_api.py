@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from labbatch.local.batch_calls import BatchClientError, SubmitRequest
 from labbatch.local.batch_jobs import STATUSES, Job
-from labbatch.local.batch_models import JobDefinition, JobQueue
+from labbatch.local.batch_models import JobDefinition
 from labbatch.local.batch_retry import RetryStrategy, RetryStrategyError, pattern_matches
 
 if TYPE_CHECKING:
@@ -26,34 +26,6 @@ MAX_DESCRIBE_JOBS = 100
 MAX_TAGS = 50
 RESERVED_ENV_PREFIX = "AWS_BATCH"
 _REF = re.compile(r"Ref::([A-Za-z0-9_-]+)")
-
-
-class BatchClientError(Exception):
-    code = "ClientException"
-    status = 400
-
-
-class BatchServerError(Exception):
-    code = "ServerException"
-    status = 500
-
-
-@dataclass(frozen=True)
-class SubmitRequest:
-    """A SubmitJob request, resolved and checked: what the executor needs to create the job."""
-
-    name: str
-    queue: JobQueue
-    definition: JobDefinition
-    command: list[str]
-    environment: dict[str, str]
-    vcpus: int
-    memory_mib: int
-    array_size: int | None
-    retry: RetryStrategy
-    timeout_seconds: int | None
-    parameters: dict[str, str]
-    tags: dict[str, str]
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], where: str) -> Any:

@@ -5,10 +5,11 @@ The API handler only talks to a boto3 `batch` client; pointed here with
 definitions are registered from the lab config and held here too (rather than in moto), so one
 place validates submissions against them and answers the Describe* calls that explain a wait.
 
-    with LocalBatch(compute_environments=[...], queues=[...], job_definitions=[...],
-                    on_state_change=status_handler, log_sink=put_log_events,
-                    extra_env={"AWS_ENDPOINT_URL": moto_url, ...}) as batch:
-        os.environ["AWS_ENDPOINT_URL_BATCH"] = batch.endpoint_url
+    batch = LocalBatch(compute_environments=[...], queues=[...], job_definitions=[...],
+                       on_state_change=status_handler, log_sink=put_log_events,
+                       extra_env={"AWS_ENDPOINT_URL": moto_url, ...})
+    with LocalBatchService(batch) as service:            # batch_service.py: the HTTP endpoint
+        os.environ["AWS_ENDPOINT_URL_BATCH"] = service.endpoint_url
 
 Behaviour follows AWS Batch (see batch_reasons for its words): states SUBMITTED -> RUNNABLE ->
 STARTING -> RUNNING -> SUCCEEDED | FAILED (array parents SUBMITTED -> PENDING -> SUCCEEDED |
@@ -34,12 +35,11 @@ from typing import Any, Callable, Iterable, Mapping
 from labbatch.batch_layout import on_host
 from labbatch_contract import runner_env
 from labbatch.local import batch_reasons
-from labbatch.local.batch_api import BatchApi, BatchServerError, SubmitRequest
+from labbatch.local.batch_calls import BatchServerError, SubmitRequest
 from labbatch.local.batch_attempt import (AttemptOutcome, AttemptSpec, ContainerAttempt, RunningAttempt,
                                           base_environment)
 from labbatch.local.batch_delivery import SerialDelivery
 from labbatch.local.batch_events import job_state_change
-from labbatch.local.batch_http import BatchHttpServer
 from labbatch.local.batch_jobs import QUEUED, STATUSES, TERMINAL, AttemptRecord, Job, log_options, now_ms
 from labbatch.local.batch_models import (DEFAULT_ACCOUNT, DEFAULT_REGION, Arns, ComputeEnvironment, JobDefinition,
                                          JobQueue, coerce)
@@ -98,8 +98,6 @@ class LocalBatch:
         kill_grace_seconds: float = 30.0,
         region: str = DEFAULT_REGION,
         account: str = DEFAULT_ACCOUNT,
-        host: str = "127.0.0.1",
-        port: int = 0,
         container_runner: ContainerRunner | None = None,
     ) -> None:
         if not 0.0 <= spot_interruption_rate <= 1.0:
@@ -142,7 +140,6 @@ class LocalBatch:
         self._stop_threads = threading.Event()
         self._events = SerialDelivery("local-batch-events", self._deliver_events)
         self._logs = SerialDelivery("local-batch-logs", self._deliver_logs, batched=True)
-        self._http = BatchHttpServer(BatchApi(self), host, port)
         self._threads = [
             threading.Thread(target=self._schedule_forever, name="local-batch-scheduler", daemon=True),
             threading.Thread(target=self._monitor_forever, name="local-batch-monitor", daemon=True),
@@ -155,13 +152,8 @@ class LocalBatch:
         self.scratch_root.mkdir(parents=True, exist_ok=True)
         for thread in self._threads:
             thread.start()
-        self._http.start()
         self._started = True
         return self
-
-    @property
-    def endpoint_url(self) -> str:
-        return self._http.url
 
     def __enter__(self) -> LocalBatch:
         return self.start()
@@ -179,7 +171,6 @@ class LocalBatch:
             self._closed = self._closing = True
             self._wake.notify_all()
         if self._started:
-            self._http.stop()
             # Launches already under way finish first (each sees the flag and stops at once),
             # so that no process starts after the list below is taken.
             self._threads[0].join()

@@ -28,6 +28,7 @@ from labbatch.instance_types import USABLE_MEMORY_SHARE
 from labbatch.local.apigateway import LocalApiGateway, LocalLambdaContext
 from labbatch.local.batch_executor import LocalBatch, machine_memory_mib
 from labbatch.local.batch_registration import registration
+from labbatch.local.batch_service import LocalBatchService
 from labbatch.local.docker_runner import (ENGINES, RUNNER_IMAGE, ContainerRunner, DockerUnavailable, find_engine,
                                           image_id, remove_orphans, runner_tree)
 from labbatch.local.emulator import Emulator, EmulatedLab
@@ -164,9 +165,9 @@ class LocalLab:
             account=emulated.account,
             max_memory_mib=machine_memory_mib() - RESERVED_MEMORY_MIB,
         )
-        self.batch.start()
-        self._started.append(self.batch.close)
-        os.environ["AWS_ENDPOINT_URL_BATCH"] = self.batch.endpoint_url
+        service = LocalBatchService(self.batch).start()
+        self._started.append(service.close)
+        os.environ["AWS_ENDPOINT_URL_BATCH"] = service.endpoint_url
 
         api = _import_handler("api", "job_api")
         self.gateway = LocalApiGateway(
@@ -180,7 +181,7 @@ class LocalLab:
             "api": self.gateway.url,
             "aws_endpoint": emulated.endpoint,
             # Batch's calls (e.g. `aws batch update-job-queue --endpoint-url ...`): the executor's.
-            "batch_endpoint": self.batch.endpoint_url,
+            "batch_endpoint": service.endpoint_url,
             "lab": self.lab.name,
             "region": emulated.region,
             "buckets": emulated.buckets,

@@ -645,4 +645,6 @@ def lambda_handler(event: dict, context: Any) -> dict:
         return _direct_error(unreadable)
     # The in-progress marker of an Idempotency-Key expires when this invocation would time out.
     rt.idempotency_config.register_lambda_context(context)
+    # The TES routes (their own router) read the same settings, clients and ledger from here.
+    app.append_context(runtime=rt)
     return app.resolve(event, context)

@@ -47,9 +47,8 @@ WILDCARDS = set("*?[")
 
 
 def _runtime():
-    import job_api  # the handler module: settings, clients and ledger, built once per container
-
-    return job_api.runtime()
+    """The handler's settings, clients and ledger, which job_api puts in the router's context."""
+    return router.context["runtime"]
 
 
 def _caller() -> str:

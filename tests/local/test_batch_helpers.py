@@ -13,6 +13,7 @@ from typing import Any, Iterator
 
 import boto3
 
+from labbatch.local.batch_service import LocalBatchService
 from labbatch.local.batch_executor import LocalBatch
 
 TERMINAL = ("SUCCEEDED", "FAILED")
@@ -68,8 +69,8 @@ def local_batch(tmp_path: Path, definitions: list[dict[str, Any]], **options: An
         log_sink=recorder.log_sink,
         **options,
     )
-    with batch:
-        client = boto3.client("batch", endpoint_url=batch.endpoint_url, region_name="us-east-1",
+    with LocalBatchService(batch) as service:
+        client = boto3.client("batch", endpoint_url=service.endpoint_url, region_name="us-east-1",
                               aws_access_key_id="testing", aws_secret_access_key="testing")
         yield batch, client, recorder
 

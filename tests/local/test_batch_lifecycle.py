@@ -9,6 +9,7 @@ from pathlib import Path
 from test_batch_helpers import (ON_DEMAND_QUEUE, SLEEPER_WITH_CHILD, SPOT_QUEUE, definition, describe, env_override,
                                 local_batch, process_gone, wait_for, wait_for_file, wait_gone)
 
+from labbatch.local.batch_service import LocalBatchService
 from labbatch.local.batch_executor import LocalBatch
 
 PRINT_ENV = ("import json, os\n"
@@ -200,10 +201,11 @@ def test_close_stops_every_process_and_removes_the_scratch_root(tmp_path):
         queues=[{"name": "q", "priority": 1, "compute_environments": ["ce"]}],
         job_definitions=[definition("sleeper", SLEEPER_WITH_CHILD, environment={"PIDS_DIR": str(pids_dir)})],
         scratch_root=tmp_path / "scratch", max_vcpus=2, kill_grace_seconds=0.5,
-    ).start()
+    )
+    service = LocalBatchService(batch).start()
     import boto3
 
-    client = boto3.client("batch", endpoint_url=batch.endpoint_url, region_name="us-east-1",
+    client = boto3.client("batch", endpoint_url=service.endpoint_url, region_name="us-east-1",
                           aws_access_key_id="testing", aws_secret_access_key="testing")
     ids = [client.submit_job(jobName=f"s{i}", jobQueue="q", jobDefinition="sleeper")["jobId"] for i in range(3)]
     pids = [int(p) for job_id in ids[:2] for p in wait_for_file(pids_dir / job_id).split()]
@@ -211,7 +213,7 @@ def test_close_stops_every_process_and_removes_the_scratch_root(tmp_path):
     assert describe(client, ids[2])["status"] == "RUNNABLE"
 
     started = time.monotonic()
-    batch.close()
+    service.close()
 
     assert time.monotonic() - started < 10
     assert all(process_gone(pid) for pid in pids) or wait_gone(pids, 2)

@@ -9,6 +9,7 @@ import boto3
 from labbatch.batch_layout import RUNNER_LAUNCH, layout
 from labbatch.loader import load_lab
 from labbatch.local.batch_executor import LocalBatch
+from labbatch.local.batch_service import LocalBatchService
 from labbatch.local.batch_registration import registration
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_example_lab_registers_its_queues_environments_and_definitions(tmp_path):
     lab = load_lab(ROOT / "labs" / "example.yaml")
-    with LocalBatch(**registration(layout(lab), lab.name), scratch_root=tmp_path / "scratch") as batch:
-        client = boto3.client("batch", endpoint_url=batch.endpoint_url, region_name="us-east-1",
+    with LocalBatchService(LocalBatch(**registration(layout(lab), lab.name),
+                                      scratch_root=tmp_path / "scratch")) as service:
+        client = boto3.client("batch", endpoint_url=service.endpoint_url, region_name="us-east-1",
                               aws_access_key_id="testing", aws_secret_access_key="testing")
         queues = {q["jobQueueName"]: q for q in client.describe_job_queues()["jobQueues"]}
         definition = client.describe_job_definitions(jobDefinitions=["labbatch-example-fastq-stats"])["jobDefinitions"][0]
@@ -47,8 +49,9 @@ def test_the_labs_spot_allocation_strategy_is_what_local_batch_reports(tmp_path)
     lab = load_lab(ROOT / "labs" / "example.yaml")
     lab = lab.model_copy(update={"compute": lab.compute.model_copy(
         update={"spot_allocation_strategy": "SPOT_CAPACITY_OPTIMIZED"})})
-    with LocalBatch(**registration(layout(lab), lab.name), scratch_root=tmp_path / "scratch") as batch:
-        client = boto3.client("batch", endpoint_url=batch.endpoint_url, region_name="us-east-1",
+    with LocalBatchService(LocalBatch(**registration(layout(lab), lab.name),
+                                      scratch_root=tmp_path / "scratch")) as service:
+        client = boto3.client("batch", endpoint_url=service.endpoint_url, region_name="us-east-1",
                               aws_access_key_id="testing", aws_secret_access_key="testing")
         environments = client.describe_compute_environments()["computeEnvironments"]
 
