@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labbatch.error_line import print_error
 from labbatch.client import FINAL_STATUSES, LabBatchClient, LabBatchError, is_doctor_canary, resolve_connection
 
 EXIT_OK = 0
@@ -208,11 +209,11 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         return _print_json(job)
     if child_name:
-        _print_table(_child_table(job))
+        print_table(_child_table(job))
         return EXIT_OK
-    _print_table(_job_table(job))
+    print_table(_job_table(job))
     if job.get("failed_children"):
-        _print_table(_failed_children_table(job))
+        print_table(_failed_children_table(job))
         more = _more_failed_children(job)
         if more:
             print(more, file=sys.stderr)
@@ -240,7 +241,7 @@ def run_list(args: argparse.Namespace) -> int:
         print(f"labbatch: {canaries} canary job(s) of `labbatch doctor` not shown: add --all", file=sys.stderr)
     if args.json:
         return _print_json(page)
-    _print_table(_jobs_table(page["jobs"]))
+    print_table(jobs_table(page["jobs"]))
     if page["next_token"]:
         print("labbatch: older jobs not shown: add --all", file=sys.stderr)
     return EXIT_OK
@@ -260,7 +261,7 @@ def run_pipelines(args: argparse.Namespace) -> int:
         pipelines = client.pipelines()
     if args.json:
         return _print_json({"pipelines": pipelines})
-    _print_table(_pipelines_table(pipelines))
+    print_table(_pipelines_table(pipelines))
     return EXIT_OK
 
 
@@ -397,18 +398,18 @@ def run_wait(args: argparse.Namespace) -> int:
         if args.json:
             records = client.wait(job_ids, timeout=args.timeout, interval=args.interval)
         else:
-            with _WaitProgress(job_ids) as progress:
+            with WaitProgress(job_ids) as progress:
                 records = client.wait(job_ids, timeout=args.timeout, interval=args.interval,
                                       on_update=progress.update)
     jobs = [records[job_id] for job_id in job_ids]
     if args.json:
         _print_json({"jobs": jobs})
     else:
-        _print_table(_jobs_table(jobs))
+        print_table(jobs_table(jobs))
     return EXIT_OK if all(job.get("status") == "SUCCEEDED" for job in jobs) else EXIT_FAILED
 
 
-class _WaitProgress:
+class WaitProgress:
     """One bar per job; an array job's bar counts its finished children."""
 
     def __init__(self, job_ids: Sequence[str]):
@@ -418,7 +419,7 @@ class _WaitProgress:
                                   TimeElapsedColumn(), console=_console(stderr=True))
         self._tasks = {job_id: self._progress.add_task(job_id, total=1) for job_id in job_ids}
 
-    def __enter__(self) -> _WaitProgress:
+    def __enter__(self) -> WaitProgress:
         self._progress.start()
         return self
 
@@ -477,7 +478,7 @@ def _table(*columns: str, title: str | None = None) -> Any:
     return WholeWords(*columns, title=title, title_justify="left")
 
 
-def _print_table(table: Any, console: Any = None) -> None:
+def print_table(table: Any, console: Any = None) -> None:
     (console or _console()).print(table, crop=False)
 
 
@@ -540,7 +541,7 @@ def _recovery_link(job_id: str | None, recovery: Mapping[str, Any] | None) -> st
     return job_id
 
 
-def _jobs_table(jobs: Sequence[Mapping[str, Any]]) -> Any:
+def jobs_table(jobs: Sequence[Mapping[str, Any]]) -> Any:
     table = _table("job", "name", "pipeline", "queue", "status", "children", "created")
     for job in jobs:
         table.add_row(*(str(v or "") for v in (
@@ -582,32 +583,10 @@ def _children_summary(children: Mapping[str, int] | None) -> str:
 def report_error(error: LabBatchError, *, as_json: bool) -> int:
     if as_json:
         _print_json({"error": {"code": error.code, "message": error.message, "details": error.details}})
-    message = _one_line(error.message)
-    print(f"labbatch: {error.code}: {message}{_details_suffix(error.details, message)}", file=sys.stderr)
+    print_error(error.code, error.message, error.details)
     if isinstance(error, UsageError):
         return EXIT_USAGE
     return EXIT_TIMEOUT if error.code == "timeout" else EXIT_FAILED
-
-
-def _one_line(text: str) -> str:
-    return " ".join(str(text).split())
-
-
-def _details_suffix(details: Mapping[str, Any], message: str = "", limit: int = 400) -> str:
-    """The details the message does not already say (a value, or every item of a list, found
-    in it as a whole word), so that an error never repeats itself in a trailing block."""
-    def said(value: Any) -> bool:
-        if isinstance(value, list | tuple):
-            return bool(value) and all(said(v) for v in value)
-        text = str(value)
-        return bool(text) and re.search(rf"(?<![\w.-]){re.escape(text)}(?![\w-])", message, re.IGNORECASE) is not None
-
-    parts = [f"{key}={value if isinstance(value, str | int | float) else json.dumps(value)}"
-             for key, value in (details or {}).items() if not said(value)]
-    if not parts:
-        return ""
-    text = _one_line("; ".join(parts))
-    return f" ({text if len(text) <= limit else text[:limit] + '…'})"
 
 
 # -- wiring -----------------------------------------------------------------------------------

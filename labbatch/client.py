@@ -14,7 +14,6 @@ import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -27,6 +26,7 @@ from botocore.httpsession import URLLib3Session
 from botocore.utils import get_environ_proxies
 
 from labbatch_contract import names
+from labbatch_contract.local_state import accepts_connections, labbatch_home, local_state_path
 from labbatch_contract.failures import RECOVERABLE_FAILURES
 # The API refuses bodies over MAX_BODY_BYTES (5 MiB); saying so before sending beats a 413.
 from labbatch.api_limits import MAX_BODY_BYTES
@@ -325,7 +325,6 @@ def _reason(error: BotoCoreError) -> str:
 # -- where a lab's API is -------------------------------------------------------------------
 
 ENDPOINT_ENV = "LABBATCH_ENDPOINT"
-HOME_ENV = "LABBATCH_HOME"
 API_STACK_OUTPUT = names.API_ENDPOINT_OUTPUT
 
 
@@ -353,10 +352,6 @@ def is_doctor_canary(job: Mapping[str, Any]) -> bool:
     return str(job.get("name") or "").startswith(DOCTOR_CANARY_PREFIX)
 
 
-def labbatch_home(environ: Mapping[str, str] = os.environ) -> Path:
-    return Path(environ.get(HOME_ENV) or Path.home() / ".labbatch")
-
-
 # Failure classes LabBatch may resubmit (lambda/status/recovery.py); an application failure never is.
 
 
@@ -364,11 +359,6 @@ def _recovery_pending(record: Mapping[str, Any]) -> bool:
     return (record.get("status") == "FAILED" and record.get("failure") in RECOVERABLE_FAILURES
             and not record.get("recovered_by") and not record.get("recovery_refused")
             and not record.get("array_size"))
-
-
-def local_state_path(lab: str, environ: Mapping[str, str] = os.environ) -> Path:
-    """Where `labbatch local` leaves the JSON line it printed, for as long as it runs."""
-    return labbatch_home(environ) / "local" / f"{lab}.json"
 
 
 def resolve_connection(*, endpoint: str | None = None, lab: str | None = None, profile: str | None = None,
@@ -383,7 +373,7 @@ def resolve_connection(*, endpoint: str | None = None, lab: str | None = None, p
                 return _local_connection(local, region, f"{found_by} (local lab {local['lab']})")
             return Connection(url, region or _region_of(url, profile), None, profile, found_by)
     if lab is None:
-        running = {name: state for name, state in local_labs.items() if _accepts_connections(state["api"])}
+        running = {name: state for name, state in local_labs.items() if accepts_connections(state["api"])}
         if len(running) == 1:
             return _local_connection(next(iter(running.values())), region, "the running local lab")
         if running:
@@ -392,7 +382,7 @@ def resolve_connection(*, endpoint: str | None = None, lab: str | None = None, p
         raise LabBatchError("no_endpoint", "no lab to talk to: pass --endpoint URL, set LABBATCH_ENDPOINT, "
                             "start one with `labbatch local`, or name a deployed lab with --lab")
     local = local_labs.get(lab)
-    if local is not None and _accepts_connections(local["api"]):
+    if local is not None and accepts_connections(local["api"]):
         return _local_connection(local, region, f"local lab {lab}")
     try:
         return _deployed_connection(lab, profile, region)
@@ -480,10 +470,3 @@ def _same_url(a: str, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
 
 
-def _accepts_connections(url: str, timeout: float = 0.3) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection((parts.hostname, parts.port or 80), timeout=timeout):
-            return True
-    except (OSError, ValueError):
-        return False

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -149,16 +148,17 @@ def cost_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_cost(args: argparse.Namespace) -> int:
-    from labbatch.local.command import load_one_lab
+    from labbatch.error_line import print_error
+    from labbatch.loader import load_one_lab
 
     lab, problem = load_one_lab(args.labs_dir, args.lab)
     if lab is None:
-        print(f"labbatch: bad_lab: {problem}", file=sys.stderr)
+        print_error("bad_lab", problem)
         return 1
     try:
         result = report(lab, args.cdk_out)
     except CostError as exc:
-        print(f"labbatch: cost: {exc}", file=sys.stderr)
+        print_error("cost", str(exc))
         return 1
     if args.json:
         print(json.dumps(result, indent=2))

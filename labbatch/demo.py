@@ -100,16 +100,17 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from labbatch.cli import _WaitProgress, _jobs_table, _print_table
+    from labbatch.cli import WaitProgress, jobs_table, print_table
     from labbatch.client import LabBatchClient, labbatch_home
-    from labbatch.local.command import DEFAULT_LABS_DIR, load_one_lab
+    from labbatch.error_line import print_error
+    from labbatch.loader import DEFAULT_LABS_DIR, load_one_lab
     from labbatch.local.lab import LocalLab
     from labbatch.local.state import LabAlreadyRunning
 
     console = Console(highlight=False, soft_wrap=True)  # never fold a URI or an id: the terminal wraps
     lab, problem = load_one_lab(DEFAULT_LABS_DIR, "example")
     if lab is None:
-        print(f"labbatch: bad_lab: {problem}", file=sys.stderr)
+        print_error("bad_lab", problem)
         return EXIT_FAILED
     if not 1 <= args.samples <= 100 or not 1 <= args.reads <= 1_000_000:
         print("labbatch: bad_argument: --samples 1-100 and --reads 1-1,000,000", file=sys.stderr)
@@ -123,7 +124,7 @@ def run_demo(args: argparse.Namespace) -> int:
         local.start()
     except LabAlreadyRunning as exc:
         local.stop()
-        print(f"labbatch: lab_running: {exc}", file=sys.stderr)
+        print_error("lab_running", str(exc))
         return EXIT_FAILED
     except BaseException:
         local.stop()
@@ -160,7 +161,7 @@ def run_demo(args: argparse.Namespace) -> int:
                       f"{stats['job_id']} over {len(fastqs)} samples")
 
         job_ids = [align["job_id"], stats["job_id"]]
-        with _WaitProgress(job_ids) as progress:
+        with WaitProgress(job_ids) as progress:
             records = client.wait(job_ids, timeout=args.timeout, interval=0.5, on_update=progress.update)
 
         ok = all(r["status"] == "SUCCEEDED" for r in records.values())
@@ -188,7 +189,7 @@ def run_demo(args: argparse.Namespace) -> int:
         console.print(f"[bold]5. align[/] {first}: {aligned.get('mapped', 0):,} of {aligned.get('reads', 0):,} reads "
                       f"mapped ({mapped_share:.1%}); sorted, indexed BAM at {align['output_prefix']}aligned.bam")
 
-        _print_table(_jobs_table(client.list()["jobs"]), console)
+        print_table(jobs_table(client.list()["jobs"]), console)
     console.print(f"[bold]6. Stopped[/] the lab: jobs, emulator and local scratch are gone "
                   f"({time.perf_counter() - began:.1f} s in all). " + ("[green]All results are right.[/]" if ok else
                                                                      "[red]Some results are wrong or missing.[/]"))

@@ -232,3 +232,15 @@ def load_labs(directory: Path, only: str | None = None) -> list[Lab]:
             raise LabConfigError([f"-c lab={only}: no such lab (allowed: {', '.join(sorted(l.name for l in labs))})"])
         return chosen
     return labs
+
+
+# The project's own lab files: what `labbatch local`, `demo` and `cost` read unless told otherwise.
+DEFAULT_LABS_DIR = Path(__file__).resolve().parents[1] / "labs"
+
+
+def load_one_lab(labs_dir: Path, name: str) -> tuple[Lab | None, str | None]:
+    """The lab, or a one-line reason why not (every problem of a bad file, joined)."""
+    try:
+        return load_labs(labs_dir, only=name)[0], None
+    except LabConfigError as exc:
+        return None, "; ".join(exc.problems)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from labbatch.error_line import print_error
 from labbatch.client import FINAL_STATUSES, LabBatchError
 from labbatch.labdata import LabData, aws_code, aws_reason, split_uri
 
@@ -334,7 +335,7 @@ def upload_files(data: LabData, uploads: Sequence[Upload], *, reuse: bool = Fals
             progress.file_done()
         verify.shutdown()
     for problem in problems[:-1]:
-        print(f"labbatch: {problem.code}: {problem.message}", file=sys.stderr)
+        print_error(problem.code, problem.message)
     if problems:
         last = problems[-1]
         raise LabBatchError(last.code, last.message + (f" ({len(problems)} files failed)" if len(problems) > 1 else ""))
@@ -508,7 +509,7 @@ def _finish(problems: Sequence[LabBatchError], record: Mapping[str, Any]) -> int
     if not problems:
         return 0
     for problem in problems[:-1]:
-        print(f"labbatch: {problem.code}: {problem.message}", file=sys.stderr)
+        print_error(problem.code, problem.message)
     raise problems[-1]
 
 
@@ -565,7 +566,7 @@ def job_outputs(data: LabData, record: Mapping[str, Any]) -> tuple[list[Output],
         if len(problems) == 1:
             raise problems[0]
         for problem in problems[:-1]:
-            print(f"labbatch: {problem.code}: {problem.message}", file=sys.stderr)
+            print_error(problem.code, problem.message)
         raise LabBatchError(problems[-1].code, f"{problems[-1].message} (no child of {job_id} has outputs)")
     return outputs, manifests, problems
 
@@ -676,7 +677,7 @@ def download_outputs(data: LabData, outputs: Sequence[Output], manifests: Mappin
             pending = retry
     if problems:
         for problem in problems[:-1]:
-            print(f"labbatch: {problem.code}: {problem.message}", file=sys.stderr)
+            print_error(problem.code, problem.message)
         last = problems[-1]
         raise LabBatchError(last.code, last.message + (f" ({len(problems)} files failed)" if len(problems) > 1 else ""))
     return fetched

@@ -13,8 +13,9 @@ import sys
 import threading
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_LABS_DIR = ROOT / "labs"
+from labbatch.error_line import print_error
+from labbatch.loader import DEFAULT_LABS_DIR, load_one_lab
+
 EXIT_OK, EXIT_FAILED = 0, 1
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 
@@ -42,7 +43,7 @@ def local_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def fail(code: str, message: str) -> int:
-    print(f"labbatch: {code}: {message}", file=sys.stderr)
+    print_error(code, message)
     return EXIT_FAILED
 
 
@@ -55,16 +56,6 @@ def port_in_use(port: int) -> bool:
         except OSError:
             return True
     return False
-
-
-def load_one_lab(labs_dir: Path, name: str):
-    """The lab, or a one-line reason why not (every problem of a bad file, joined)."""
-    from labbatch.loader import LabConfigError, load_labs
-
-    try:
-        return load_labs(labs_dir, only=name)[0], None
-    except LabConfigError as exc:
-        return None, "; ".join(exc.problems)
 
 
 def run_local(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from labbatch_contract.local_state import labbatch_home
 from labbatch.batch_layout import RUNNER_MOUNT, SCRATCH_MOUNT
 from labbatch.config import DEMO_IMAGE
 
@@ -86,10 +87,6 @@ def image_id(engine: str, reference: str) -> str | None:
     except subprocess.TimeoutExpired:
         return None
     return result.stdout.strip() or None if result.returncode == 0 else None
-
-
-def labbatch_home() -> Path:
-    return Path(os.environ.get("LABBATCH_HOME") or Path.home() / ".labbatch")
 
 
 def runner_tree(engine: str, image: str = RUNNER_IMAGE, trees: Path | None = None) -> Path:

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from labbatch.client import local_state_path
+from labbatch_contract.local_state import accepts_connections, local_state_path
 
 
 class LabAlreadyRunning(RuntimeError):
@@ -41,9 +41,7 @@ def owner_alive(state: Mapping[str, Any]) -> bool:
     pid = state.get("pid")
     if not isinstance(pid, int) or pid <= 0:
         # Written before state files named their PID: alive if its API still answers.
-        from labbatch.client import _accepts_connections
-
-        return isinstance(state.get("api"), str) and _accepts_connections(state["api"])
+        return isinstance(state.get("api"), str) and accepts_connections(state["api"])
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -510,7 +510,7 @@ def test_an_unknown_recovery_switch_is_refused_at_synth():
 def test_labbatch_status_shows_the_class_and_the_links():
     from rich.console import Console
 
-    from labbatch.cli import _job_table, _jobs_table
+    from labbatch.cli import _job_table, jobs_table
 
     job = {"job_id": "j-1", "pipeline": "hog", "queue": "on-demand", "status": "FAILED", "failure": "out_of_memory",
            "recovered_from": "j-0", "recovery": {"kind": "more_memory", "reason": "killed for memory at 1,024 MiB"},
@@ -518,7 +518,7 @@ def test_labbatch_status_shows_the_class_and_the_links():
            "vcpus": 1, "memory_mib": 1536}
     console = Console(record=True, width=200)
     console.print(_job_table(job))
-    console.print(_jobs_table([job]))
+    console.print(jobs_table([job]))
     text = console.export_text()
     assert "failure" in text and "out_of_memory" in text
     assert "j-0 (more_memory: killed for memory at 1,024 MiB)" in text

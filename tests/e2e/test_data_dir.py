@@ -40,9 +40,13 @@ def test_a_lab_restarted_on_the_same_data_dir_still_has_its_inputs_results_ledge
         kept = second.s3().get_object(Bucket=bucket, Key=key)["Body"].read()
         assert hashlib.sha256(kept).digest() == hashlib.sha256(body).digest()
         # A job the stop cut off is not left RUNNING for ever: it ended with the lab, and says so.
+        # Either its last event reached the ledger before the final save (Batch's "Local mode
+        # stopped"), or, on a busy machine, not (the restore marks what the save left unfinished).
         cut_off = client.get(running["job_id"])
-        assert cut_off["status"] == "FAILED" and cut_off["failure"] == "cancelled", cut_off
-        assert "Local mode stopped" in cut_off["status_reason"]
+        assert cut_off["status"] == "FAILED", cut_off
+        assert (cut_off["failure"], "Local mode stopped" in cut_off["status_reason"]) == ("cancelled", True) or (
+            cut_off["failure"], "stopped while this job was" in cut_off["status_reason"]) == ("infrastructure", True), \
+            cut_off
         # Its job logs came back with it.
         import boto3
 
