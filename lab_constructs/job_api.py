@@ -204,7 +204,7 @@ class JobApi(Construct):
             handler=self.handler,
             proxy=True,
             default_method_options=apigw.MethodOptions(authorization_type=apigw.AuthorizationType.IAM),
-            policy=self._resource_policy(api),
+            policy=self._resource_policy(api, tes_enabled),
             cloud_watch_role=False,
             deploy_options=apigw.StageOptions(
                 stage_name="v1",
@@ -218,6 +218,9 @@ class JobApi(Construct):
             ),
         )
         self.url = self.rest_api.url
+        self.tes_authorizer: lambda_.Function | None = None
+        if tes_enabled:
+            self._tes_subtree(lab_name, table, layer, log_retention_days, key)
         self._acknowledge_api_findings()
         for function in (self.handler, self.status_updater):
             policy = function.role.node.find_child("DefaultPolicy")
@@ -235,6 +238,41 @@ class JobApi(Construct):
             "Inputs are any object of the lab's inputs and references buckets (HEAD before submit); sample lists "
             "go under work/samples/; job ids and job definition revisions are only known at run time, and "
             "cancel/terminate are further limited to jobs tagged with this lab.")
+
+    def _tes_subtree(self, lab_name: str, table: dynamodb.ITable, layer: lambda_.ILayerVersion,
+                     log_retention_days: int, key: kms.IKey | None) -> None:
+        """`/ga4gh/{proxy+}` (more specific than the root's `{proxy+}`, so API Gateway routes every
+        TES path here) behind a Lambda REQUEST authorizer that takes the lab's bearer tokens
+        (lambda/authorizer): TES clients cannot sign SigV4. Every other method stays AWS_IAM."""
+        self.tes_authorizer = _function(
+            self, "TesAuthorizer", name=names.function(lab_name, "tes-auth"),
+            log_group_name=names.log_group(lab_name, "tes-auth"), folder="authorizer",
+            handler="tes_authorizer.lambda_handler",
+            description=f"LabBatch {lab_name}: checks TES bearer tokens against the ledger", layer=layer,
+            environment={"LABBATCH_TABLE": table.table_name}, log_retention_days=log_retention_days,
+            memory_mib=256, timeout=Duration.seconds(10), key=key)
+        acknowledge(self.tes_authorizer, "HIPAA.Security-LambdaDLQ",
+                    "API Gateway invokes the authorizer synchronously for each request; a failure is answered "
+                    "to the caller as a refusal, and there is no event to park in a queue.")
+        # Read-only, and only the ledger: one GetItem per request.
+        self.tes_authorizer.add_to_role_policy(iam.PolicyStatement(
+            actions=["dynamodb:GetItem"], resources=[table.table_arn]))
+        if key is not None:
+            self.tes_authorizer.add_to_role_policy(iam.PolicyStatement(
+                actions=["kms:Decrypt"], resources=[key.key_arn]))
+        policy = self.tes_authorizer.role.node.find_child("DefaultPolicy")
+        acknowledge_inline_policy(policy)
+        acknowledge(policy, "AwsSolutions-IAM5[Resource::*]",
+                    "X-Ray's PutTraceSegments/PutTelemetryRecords support no resource-level permissions; the "
+                    "only data the authorizer reads is one item of this lab's ledger.")
+        authorizer = apigw.RequestAuthorizer(
+            self, "TesTokens", handler=self.tes_authorizer,
+            identity_sources=[apigw.IdentitySource.header("Authorization")],
+            # No caching: a revoked token is refused from the next request on.
+            results_cache_ttl=Duration.seconds(0))
+        tes = self.rest_api.root.add_resource("ga4gh").add_resource("{proxy+}")
+        tes.add_method("ANY", apigw.LambdaIntegration(self.handler), authorizer=authorizer,
+                       authorization_type=apigw.AuthorizationType.CUSTOM)
 
     def _acknowledge_api_findings(self) -> None:
         acknowledge(self.rest_api, "AwsSolutions-APIG2",
@@ -258,11 +296,16 @@ class JobApi(Construct):
                         "Callers are IAM principals authorised with SigV4 and fenced by the resource policy; "
                         "LabBatch has no Cognito user pool by design.")
 
-    def _resource_policy(self, api: Api) -> iam.PolicyDocument:
+    def _resource_policy(self, api: Api, tes_enabled: bool = False) -> iam.PolicyDocument:
         invoke = {"actions": ["execute-api:Invoke"], "resources": ["execute-api:/*"]}
+        # TES clients carry a bearer token, not an IAM identity: the TES subtree is open to the
+        # authorizer, which refuses any request without a live token of this lab.
+        tes_paths = "execute-api:/*/*/ga4gh/*"
+        tes_allow = ([iam.PolicyStatement(principals=[iam.AnyPrincipal()], actions=["execute-api:Invoke"],
+                                          resources=[tes_paths])] if tes_enabled else [])
         if not api.principals:
             return iam.PolicyDocument(statements=[iam.PolicyStatement(
-                principals=[iam.AccountRootPrincipal()], **invoke)])
+                principals=[iam.AccountRootPrincipal()], **invoke), *tes_allow])
         roots = [m.group(1) for p in api.principals if (m := _ROOT_ARN.match(p))]
         arns = [p for p in api.principals if not _ROOT_ARN.match(p)]
         allow = iam.PolicyStatement(principals=[iam.ArnPrincipal(p) for p in api.principals], **invoke)
@@ -273,9 +316,10 @@ class JobApi(Construct):
             conditions["StringNotEquals"] = {"aws:PrincipalArn": arns}
         if roots:
             conditions.setdefault("StringNotEquals", {})["aws:PrincipalAccount"] = roots
+        deny_where = {"not_resources": [tes_paths]} if tes_enabled else {"resources": ["execute-api:/*"]}
         deny = iam.PolicyStatement(effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
-                                   conditions=conditions, **invoke)
-        return iam.PolicyDocument(statements=[allow, deny])
+                                   conditions=conditions, actions=["execute-api:Invoke"], **deny_where)
+        return iam.PolicyDocument(statements=[allow, deny, *tes_allow])
 
     def _grant_data_access(self, bucket_names: dict[str, str]) -> None:
         self._wildcard_resources: list[str] = []

@@ -633,6 +633,12 @@ COMMANDS: tuple[SubCommand, ...] = (
     SubCommand("tes-proxy", "a localhost GA4GH TES endpoint for workflow engines (Snakemake, Nextflow, py-tes) "
                "that re-signs each request with your AWS credentials", _lazy("labbatch.tes_proxy", "run_tes_proxy"),
                _lazy_arguments("labbatch.tes_proxy", "tes_proxy_arguments")),
+    SubCommand("token", "bearer tokens for workflow engines on the lab's TES endpoint: create (shown once), list, "
+               "revoke ID", _lazy("labbatch.engine_config", "run_token"),
+               _lazy_arguments("labbatch.engine_config", "token_arguments")),
+    SubCommand("engine-config", "what Snakemake, Nextflow, Toil, Cromwell or py-tes need for this lab's TES "
+               "endpoint: URL, token, work prefix", _lazy("labbatch.engine_config", "run_engine_config"),
+               _lazy_arguments("labbatch.engine_config", "engine_config_arguments")),
     SubCommand("local", "run a lab on this machine, no AWS account needed", _lazy("labbatch.local.command", "run_local"),
                _lazy_arguments("labbatch.local.command", "local_arguments"), talks_to_api=False),
     SubCommand("demo", "tour: local lab, simulated reads, real jobs, results", _lazy("labbatch.demo", "run_demo"),

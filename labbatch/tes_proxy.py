@@ -1,8 +1,8 @@
 """`labbatch tes-proxy`: a localhost HTTP proxy through which TES clients reach a lab.
 
 No TES client (py-tes, Snakemake's TES executor, Nextflow's nf-ga4gh, Cromwell) can sign SigV4.
-The proxy listens on 127.0.0.1 only, forwards `/ga4gh/tes/v1/...` to the lab's API, and
-re-signs every request with the scientist's own AWS credentials (the profile's, or a local
+The proxy listens on 127.0.0.1 only, forwards `/ga4gh/tes/v1/...` to the lab's API with a bearer token it mints at start
+(and revokes at exit) with the scientist's own AWS credentials, or else re-signs every request with them (the profile's, or a local
 lab's from its state file), dropping whatever Authorization the client sent (Snakemake sends
 `Basic None:None`). py-tes 0.4 (what the Snakemake plugin and Nextflow use) calls `/v1/tasks`
 and `/v1/tasks/service-info`: both are mapped onto `/ga4gh/tes/v1/`.
@@ -18,9 +18,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from botocore.awsrequest import AWSRequest
 from botocore.httpsession import URLLib3Session
 
-from labbatch.client import Connection, _session, resolve_connection, sign_request
+from labbatch.client import Connection, LabBatchError, _session, resolve_connection, sign_request
 
 TES_BASE = "/ga4gh/tes/v1"
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -41,8 +42,11 @@ def api_path(path: str) -> str | None:
 
 
 class TesProxy:
-    def __init__(self, connection: Connection, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, connection: Connection, *, host: str = "127.0.0.1", port: int = 0,
+                 token: str | None = None) -> None:
         self.connection = connection
+        # With a token (the lab's TES subtree takes tokens, not SigV4), requests carry it as Bearer.
+        self.token = token
         self._http = URLLib3Session(timeout=60)
         self._lock = threading.Lock()
         proxy = self
@@ -87,8 +91,12 @@ class TesProxy:
         if body and "content-type" not in {h.lower() for h in headers}:
             headers["Content-Type"] = "application/json"
         try:
-            signed = sign_request(self.credentials(), self.connection.region, request.command, url, headers, body)
-            answer = self._http.send(signed.prepare())
+            if self.token:
+                outgoing = AWSRequest(method=request.command, url=url,
+                                      headers={**headers, "Authorization": f"Bearer {self.token}"}, data=body)
+            else:
+                outgoing = sign_request(self.credentials(), self.connection.region, request.command, url, headers, body)
+            answer = self._http.send(outgoing.prepare())
         except Exception as exc:  # noqa: BLE001 - the client gets a 502 naming what failed
             return self._reply(request, 502, {"error": {"code": "api_unreachable", "message": f"{url}: {exc}"}})
         content = answer.content
@@ -126,8 +134,10 @@ def tes_proxy_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_tes_proxy(args: argparse.Namespace) -> int:
     connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
-    proxy = TesProxy(connection, port=args.port)
+    token = _mint_token(connection)
+    proxy = TesProxy(connection, port=args.port, token=token["token"] if token else None)
     print(json.dumps({"tes_url": proxy.url, "api": connection.endpoint, "found_by": connection.found_by,
+                      "auth": "bearer token " + token["id"] if token else "sigv4",
                       "snakemake": f"--executor tes --tes-url {proxy.url}"}), flush=True)
     try:
         proxy.server.serve_forever()
@@ -135,4 +145,20 @@ def run_tes_proxy(args: argparse.Namespace) -> int:
         pass
     finally:
         proxy.server.server_close()
+        if token:
+            try:
+                connection.client().request("DELETE", f"/tokens/{token['id']}")
+            except LabBatchError:
+                pass  # it expires anyway
     return 0
+
+
+def _mint_token(connection: Connection) -> dict | None:
+    """A short-lived token of the proxy's own, minted with the scientist's AWS credentials: a lab
+    with TES checks tokens (a Lambda authorizer) on its TES paths, where SigV4 is not accepted.
+    None when the API has no token routes (an older deployment): then each request is signed."""
+    try:
+        with connection.client() as client:
+            return client.request("POST", "/tokens", body={"name": "labbatch tes-proxy", "expires_days": 7})
+    except LabBatchError:
+        return None

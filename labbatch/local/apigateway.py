@@ -28,6 +28,7 @@ from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
 
 from labbatch.api_limits import MAX_BODY_BYTES
+from labbatch_contract import tokens
 from labbatch.local.signing import ReceivedRequest, SignatureRejected, SigV4Verifier
 
 # What the API takes (labbatch/api_limits.py): the front refuses a larger body before reading
@@ -47,6 +48,9 @@ _FRAMING_HEADERS = frozenset({"content-length", "transfer-encoding", "connection
 _INTERNAL_SERVER_ERROR = b'{"message": "Internal server error"}'
 
 Handler = Callable[[dict[str, Any], Any], Any]
+# A token (or None) -> (its ledger record, "ok") or (None, why not): labbatch_contract.tokens.check.
+TokenCheck = Callable[[str | None], tuple[Any, str]]
+TES_RESOURCE = "/ga4gh/{proxy+}"
 
 
 @dataclass
@@ -105,9 +109,13 @@ class LocalApiGateway:
         memory_limit_in_mb: int = 512,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         log: TextIO | None = None,
+        token_check: TokenCheck | None = None,
     ):
         access_key_id, secret_access_key = credentials
         self._handler = handler
+        # With TES on, /ga4gh/... is the deployed API's token subtree (a Lambda authorizer, no SigV4):
+        # the same check, from labbatch_contract.tokens, runs here.
+        self._token_check = token_check
         self._verifier = SigV4Verifier(access_key_id=access_key_id, secret_access_key=secret_access_key, region=region)
         self.region = region
         self.caller_arn = caller_arn
@@ -194,7 +202,12 @@ class LocalApiGateway:
         try:
             body = _read_body(http, self.max_payload_bytes)
             request = ReceivedRequest(http.command, raw_path, raw_query, list(http.headers.items()), body)
-            access_key = self._verifier.verify(request)
+            authorizer = None
+            if self._token_check is not None and tokens.is_tes_path(unquote(raw_path)):
+                authorizer = self._authorize(request.header("Authorization"))
+                access_key = None
+            else:
+                access_key = self._verifier.verify(request)
         except _Refusal as refusal:
             return self._write_refusal(http, refusal)
         except SignatureRejected as rejected:
@@ -203,7 +216,7 @@ class LocalApiGateway:
             return self._write_refusal(http, _Refusal(403, "forbidden", rejected.message, **rejected.details))
 
         request_id = str(uuid.uuid4())
-        event = self._event(request, http, access_key, request_id)
+        event = self._event(request, http, access_key, request_id, authorizer)
         context = LocalLambdaContext(
             function_name=self.function_name,
             invoked_function_arn=f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}",
@@ -226,7 +239,22 @@ class LocalApiGateway:
         _write(http, status, headers, payload)
         return status
 
-    def _event(self, request: ReceivedRequest, http: _ProxyRequestHandler, access_key: str, request_id: str) -> dict:
+    def _authorize(self, header: str | None) -> dict[str, Any]:
+        """API Gateway's answers for a REQUEST authorizer: 401 without the identity source (the
+        Authorization header), 403 when the authorizer denies."""
+        if not header:
+            raise _Refusal(401, "unauthorized", "Send a LabBatch token: Authorization: Bearer <token> "
+                           "(or Basic with the token as password); `labbatch token create` makes one")
+        record, why = self._token_check(tokens.from_authorization(header))
+        if record is None:
+            raise _Refusal(403, "forbidden", f"The token is not accepted ({why}): `labbatch token list` shows the "
+                           "lab's tokens; create a new one with `labbatch token create`")
+        owner = str(record["owner"])
+        return {"principalId": owner, tokens.CONTEXT_OWNER: owner,
+                tokens.CONTEXT_TOKEN_ID: str(record["token_id"]), "integrationLatency": 0}
+
+    def _event(self, request: ReceivedRequest, http: _ProxyRequestHandler, access_key: str | None, request_id: str,
+               authorizer: dict[str, Any] | None = None) -> dict:
         now = datetime.now(UTC)
         source_ip = http.client_address[0]
         path = unquote(request.raw_path) or "/"
@@ -254,23 +282,8 @@ class LocalApiGateway:
                 "domainPrefix": (request.header("Host") or "").split(".")[0].split(":")[0],
                 "extendedRequestId": request_id,
                 "httpMethod": request.method,
-                "identity": {
-                    "accessKey": access_key,
-                    "accountId": self.account_id,
-                    "caller": self._caller_id,
-                    "user": self._caller_id,
-                    "userArn": self.caller_arn,
-                    "sourceIp": source_ip,
-                    "userAgent": request.header("User-Agent"),
-                    "apiKey": None,
-                    "apiKeyId": None,
-                    "clientCert": None,
-                    "cognitoAuthenticationProvider": None,
-                    "cognitoAuthenticationType": None,
-                    "cognitoIdentityId": None,
-                    "cognitoIdentityPoolId": None,
-                    "principalOrgId": None,
-                },
+                "identity": self._identity(request, source_ip, access_key, signed=authorizer is None),
+                **({"authorizer": authorizer} if authorizer is not None else {}),
                 # API Gateway's requestContext.path carries the stage; the event's path does not.
                 "path": f"/{self.stage}{path}",
                 "protocol": http.request_version,
@@ -282,6 +295,26 @@ class LocalApiGateway:
                 "stage": self.stage,
             },
             **_event_body(request.body),
+        }
+
+    def _identity(self, request: ReceivedRequest, source_ip: str, access_key: str | None, *, signed: bool) -> dict:
+        # A token-authorized request carries no IAM identity, as behind API Gateway's custom authorizer.
+        return {
+            "accessKey": access_key,
+            "accountId": self.account_id if signed else None,
+            "caller": self._caller_id if signed else None,
+            "user": self._caller_id if signed else None,
+            "userArn": self.caller_arn if signed else None,
+            "sourceIp": source_ip,
+            "userAgent": request.header("User-Agent"),
+            "apiKey": None,
+            "apiKeyId": None,
+            "clientCert": None,
+            "cognitoAuthenticationProvider": None,
+            "cognitoAuthenticationType": None,
+            "cognitoIdentityId": None,
+            "cognitoIdentityPoolId": None,
+            "principalOrgId": None,
         }
 
     def _write_refusal(self, http: _ProxyRequestHandler, refusal: _Refusal) -> int:

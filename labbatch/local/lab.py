@@ -34,6 +34,8 @@ from labbatch.local.docker_runner import (ENGINES, RUNNER_IMAGE, ContainerRunner
 from labbatch.local.emulator import Emulator, EmulatedLab
 from labbatch.local.persistence import LabData, Restored
 from labbatch.local.state import StateFile
+from labbatch_contract import tokens
+from labbatch_contract.ledger import to_item
 
 ROOT = Path(__file__).resolve().parents[2]
 LAMBDA_DIR = ROOT / "lambda"
@@ -170,10 +172,20 @@ class LocalLab:
         os.environ["AWS_ENDPOINT_URL_BATCH"] = service.endpoint_url
 
         api = _import_handler("api", "job_api")
+        caller_arn = f"arn:aws:iam::{emulated.account}:user/{LOCAL_CALLER}"
+        # With TES on, /ga4gh/... takes the lab's bearer tokens, as the deployed API's authorizer does,
+        # and the local scientist gets one at start.
+        token_check, tes_token = None, None
+        if self.lab.tes.allowed_images:
+            dynamodb = self.emulator.client("dynamodb", emulated.region, credentials)
+            get_record = tokens.dynamodb_getter(dynamodb, settings["table"])
+            token_check = lambda token: tokens.check(token, get_record)  # noqa: E731
+            tes_token, record = tokens.new_token(owner=caller_arn, name="labbatch local")
+            dynamodb.put_item(TableName=settings["table"], Item=to_item(record))
         self.gateway = LocalApiGateway(
             api.lambda_handler, region=emulated.region, credentials=credentials,
-            caller_arn=f"arn:aws:iam::{emulated.account}:user/{LOCAL_CALLER}", account_id=emulated.account,
-            port=self.port, log=self.log)
+            caller_arn=caller_arn, account_id=emulated.account,
+            port=self.port, log=self.log, token_check=token_check)
         self.gateway.start()
         self._started.append(self.gateway.stop)
 
@@ -187,6 +199,10 @@ class LocalLab:
             "buckets": emulated.buckets,
             "credentials": {"access_key_id": credentials[0], "secret_access_key": credentials[1]},
             "log_group": emulated.log_group,
+            # GA4GH TES (null unless the lab lists tes.allowed_images): py-tes 1.x's base URL, and
+            # a token for it (`labbatch engine-config` prints every engine's settings).
+            "tes_endpoint": self.gateway.url if tes_token else None,
+            "tes_token": tes_token,
             "alert_topic": emulated.alert_topic_arn,
             "kms_key": emulated.key_arn,  # null unless the lab says `encryption: kms`
             "scratch": str(self.batch.scratch_root),

@@ -2,7 +2,8 @@
 
 Routes: POST /jobs, GET /jobs, GET /jobs/{job_id}, DELETE /jobs/{job_id},
 GET /jobs/{job_id}/children?status=FAILED, GET /jobs/{job_id}/children/{index or sample},
-GET /pipelines, GET /lab, GET /openapi.json, and GA4GH TES 1.1 under /ga4gh/tes/v1
+GET /pipelines, GET /lab, GET /openapi.json, POST/GET /tokens and DELETE /tokens/{id}
+(token_routes.py: bearer tokens for TES clients), and GA4GH TES 1.1 under /ga4gh/tes/v1
 (tes_routes.py). Every error is {"error": {"code", "message", "details"}}.
 
 Environment: LABBATCH_SETTINGS (see api_settings.py), plus what boto3 and Powertools read
@@ -66,6 +67,7 @@ from lab_state import lab_view
 from ledger import JobLedger, decode_child_token, encode_child_token
 from submission import submit
 from tes_routes import PREFIX as TES_PREFIX, router as tes_router
+from token_routes import router as token_router
 from waiting import explain as explain_waiting
 
 # A retried POST with the same key within this window returns the first answer.
@@ -97,6 +99,7 @@ app = APIGatewayRestResolver(
     json_body_deserializer=_json_body,
 )
 app.include_router(tes_router, prefix=TES_PREFIX)
+app.include_router(token_router)
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 _replayed: ContextVar[bool] = ContextVar("replayed", default=False)
 
@@ -461,6 +464,8 @@ ROUTE_METHODS = (
     (re.compile(r"^/pipelines$"), ("GET",)),
     (re.compile(r"^/lab$"), ("GET",)),
     (re.compile(r"^/openapi\.json$"), ("GET",)),
+    (re.compile(r"^/tokens$"), ("GET", "POST")),
+    (re.compile(r"^/tokens/[^/]+$"), ("DELETE",)),
 )
 
 

@@ -52,7 +52,16 @@ def _runtime():
 
 
 def _caller() -> str:
-    identity = (router.current_event.get("requestContext") or {}).get("identity", {})
+    """The IAM caller, or the owner of the bearer token the request came with (the authorizer's
+    context): the one every task records as `submitted_by`."""
+    import token_routes
+
+    event = router.current_event.raw_event
+    by_token = token_routes.token_caller(event)
+    if by_token is not None:
+        token_routes.note_use(by_token[1])
+        return by_token[0]
+    identity = (event.get("requestContext") or {}).get("identity") or {}
     arn = identity.get("userArn")
     if not arn:
         raise ApiError(HTTPStatus.FORBIDDEN, "no_caller_identity", "The request carries no IAM caller identity")
@@ -78,6 +87,9 @@ def _answer(status: int, body: Any) -> Response:
 # --- service-info ----------------------------------------------------------------------------
 
 @router.get("/service-info", include_in_schema=False)  # TES 1.1 is its own document
+# py-tes 0.4 (Snakemake's and Toil's plugins) asks `<url>/v1/tasks/service-info`; given
+# `<api>/ga4gh/tes` as its URL, that lands here.
+@router.get("/tasks/service-info", include_in_schema=False)
 def service_info():
     settings = _enabled_settings()
     buckets = settings.buckets

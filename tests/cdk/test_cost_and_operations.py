@@ -22,7 +22,7 @@ PAY_PER_USE = {
     "AWS::EC2::LaunchTemplate", "AWS::EC2::FlowLog", "AWS::SQS::QueuePolicy", "AWS::IAM::Role", "AWS::IAM::Policy",
     "AWS::IAM::InstanceProfile", "AWS::Batch::ComputeEnvironment", "AWS::Batch::JobQueue",
     "AWS::Batch::JobDefinition", "AWS::Logs::LogGroup", "AWS::Lambda::Function", "AWS::Lambda::Permission",
-    "AWS::ApiGateway::RestApi", "AWS::ApiGateway::Resource", "AWS::ApiGateway::Method",
+    "AWS::ApiGateway::RestApi", "AWS::ApiGateway::Resource", "AWS::ApiGateway::Method", "AWS::ApiGateway::Authorizer",
     "AWS::ApiGateway::Deployment", "AWS::ApiGateway::Stage", "AWS::Events::Rule", "AWS::SQS::Queue",
     "AWS::SNS::Topic", "AWS::SNS::TopicPolicy", "AWS::SNS::Subscription", "AWS::CDK::Metadata",
     "Custom::VpcRestrictDefaultSG", "AWS::EC2::VPCEndpoint:Gateway",

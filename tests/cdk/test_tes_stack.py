@@ -17,16 +17,64 @@ from tests.cdk.test_lab_isolation import render
 @pytest.fixture(scope="module")
 def tes_labs(cdk_context):
     # `flow-tes` extends `flow`'s name: its definitions must stay out of `flow`'s grants.
-    return _synth(cdk_context, [parse_lab(tes_data("flow"), "flow.yaml"), parse_lab(tes_data("flow-tes"), "flow-tes.yaml")])
+    # `flow-tes` lists its API principals: its resource policy denies everyone else, but the TES subtree.
+    listed = {**tes_data("flow-tes"), "api": {"principals": ["arn:aws:iam::111122223333:role/FlowScientist"]}}
+    return _synth(cdk_context, [parse_lab(tes_data("flow"), "flow.yaml"), parse_lab(listed, "flow-tes.yaml")])
 
 
-def test_tes_paths_reach_the_handler_through_the_greedy_proxy(tes_labs):
+def test_tes_subtree_has_the_token_authorizer_and_everything_else_stays_iam(tes_labs):
     api = tes_labs["flow"].api_json
-    paths = [r["Properties"]["PathPart"] for r in resources(api, "AWS::ApiGateway::Resource").values()]
-    assert paths == ["{proxy+}"]  # one greedy resource: /ga4gh/tes/v1/tasks/{id}:cancel needs no part of its own
-    methods = list(resources(api, "AWS::ApiGateway::Method").values())
-    assert {m["Properties"]["HttpMethod"] for m in methods} == {"ANY"}
-    assert all(m["Properties"]["AuthorizationType"] == "AWS_IAM" for m in methods)
+    parts = {k: r["Properties"]["PathPart"] for k, r in resources(api, "AWS::ApiGateway::Resource").items()}
+    # The root's greedy resource for the job API, and /ga4gh/{proxy+} for TES (its own greedy
+    # resource: /ga4gh/tes/v1/tasks/{id}:cancel needs no part of its own).
+    assert sorted(parts.values()) == ["ga4gh", "{proxy+}", "{proxy+}"]
+    (ga4gh,) = [k for k, p in parts.items() if p == "ga4gh"]
+    (tes_proxy,) = [k for k, r in resources(api, "AWS::ApiGateway::Resource").items()
+                    if r["Properties"]["ParentId"] == {"Ref": ga4gh}]
+    methods = resources(api, "AWS::ApiGateway::Method")
+    assert {m["Properties"]["HttpMethod"] for m in methods.values()} == {"ANY"}
+    tes_methods = [m for m in methods.values() if m["Properties"]["ResourceId"] == {"Ref": tes_proxy}]
+    others = [m for m in methods.values() if m["Properties"]["ResourceId"] != {"Ref": tes_proxy}]
+    assert len(tes_methods) == 1 and len(others) == 2  # the root and its {proxy+}
+    assert tes_methods[0]["Properties"]["AuthorizationType"] == "CUSTOM"
+    assert all(m["Properties"]["AuthorizationType"] == "AWS_IAM" for m in others)
+    (authorizer_id, authorizer) = next(iter(resources(api, "AWS::ApiGateway::Authorizer").items()))
+    assert tes_methods[0]["Properties"]["AuthorizerId"] == {"Ref": authorizer_id}
+    assert authorizer["Properties"]["Type"] == "REQUEST"
+    assert authorizer["Properties"]["IdentitySource"] == "method.request.header.Authorization"
+    assert authorizer["Properties"]["AuthorizerResultTtlInSeconds"] == 0  # a revoke takes effect at once
+    assert "TesAuthorizer" in json.dumps(authorizer["Properties"]["AuthorizerUri"])
+
+
+def test_authorizer_role_reads_only_the_ledger(tes_labs):
+    api = tes_labs["flow"].api_json
+    statements = statements_of(api, "TesAuthorizer")
+    actions = {a for s in statements for a in as_list(s["Action"])}
+    assert actions <= {"dynamodb:GetItem", "xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+    (read,) = [s for s in statements if "dynamodb:GetItem" in as_list(s["Action"])]
+    assert render(read["Resource"]).endswith(":table/labbatch-flow-jobs")
+    function = next(v for k, v in resources(api, "AWS::Lambda::Function").items() if "TesAuthorizer" in k)
+    assert function["Properties"]["Handler"] == "tes_authorizer.lambda_handler"
+    assert render(function["Properties"]["Environment"]["Variables"]["LABBATCH_TABLE"]) == "labbatch-flow-jobs"
+
+
+@pytest.mark.parametrize("lab,denies", [("flow", 0), ("flow-tes", 1)])
+def test_resource_policy_opens_only_the_tes_subtree_to_token_callers(tes_labs, lab, denies):
+    (_, rest_api) = next(iter(resources(tes_labs[lab].api_json, "AWS::ApiGateway::RestApi").items()))
+    statements = rest_api["Properties"]["Policy"]["Statement"]
+    anyone = [s for s in statements if s["Effect"] == "Allow" and s["Principal"] in ({"AWS": "*"}, "*")]
+    assert [s["Resource"] for s in anyone] == ["execute-api:/*/*/ga4gh/*"]
+    deny = [s for s in statements if s["Effect"] == "Deny"]
+    assert len(deny) == denies
+    # The listed-principals fence covers every path but the TES subtree, where the token authorizer decides.
+    assert all(s["NotResource"] == "execute-api:/*/*/ga4gh/*" and "Resource" not in s for s in deny)
+
+
+def test_labs_without_tes_have_no_authorizer(synthesized):
+    api = synthesized["example"].api_json
+    assert resources(api, "AWS::ApiGateway::Authorizer") == {}
+    assert all(m["Properties"]["AuthorizationType"] == "AWS_IAM"
+               for m in resources(api, "AWS::ApiGateway::Method").values())
 
 
 def test_handler_registers_and_submits_only_its_labs_tes_definitions(tes_labs):

@@ -247,7 +247,7 @@ def test_every_sub_command_is_registered_once_in_the_table():
     names = [command.name for command in COMMANDS]
 
     assert names == ["submit", "status", "list", "cancel", "wait", "pipelines", "why", "upload", "results", "logs",
-                     "doctor", "tes-proxy", "local", "demo", "cost"]
+                     "doctor", "tes-proxy", "token", "engine-config", "local", "demo", "cost"]
     assert len(set(names)) == len(names)
 
 

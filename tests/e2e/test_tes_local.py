@@ -15,10 +15,13 @@ import subprocess
 import time
 from pathlib import Path
 
+import boto3
 import pytest
 import requests
 import tes
 import yaml
+
+from labbatch_contract import names, tokens
 
 from labbatch.tes_proxy import api_path
 
@@ -143,3 +146,53 @@ def test_proxy_maps_py_tes_0_4_paths():
     assert api_path("/v1/tasks/j-1:cancel") == "/ga4gh/tes/v1/tasks/j-1:cancel"
     assert api_path("/ga4gh/tes/v1/tasks") == "/ga4gh/tes/v1/tasks"
     assert api_path("/jobs") is None
+
+
+# --- bearer tokens: py-tes straight at the local front, no proxy ---------------------------------
+
+def test_py_tes_direct_with_the_ready_lines_token(tes_lab):
+    info = tes_lab.info
+    assert info["tes_endpoint"] == info["api"] and tokens.parse(info["tes_token"])
+    # Bearer, as py-tes sends a token, and Basic with the token as password (Snakemake's plugin).
+    cli = tes.HTTPClient(info["tes_endpoint"], token=info["tes_token"], timeout=30)
+    basic = tes.HTTPClient(info["tes_endpoint"], user="None", password=info["tes_token"], timeout=30)
+    assert f"s3://{info['buckets']['results']}/tes/" in basic.get_service_info().storage
+    task_id = cli.create_task(tes.Task(name="tes-direct", executors=[
+        tes.Executor(image=BWA_TAG, command=["sh", "-c", "echo reached without a proxy"])]))
+    done = wait(basic, task_id)
+    assert done.state == "COMPLETE", done.logs
+    assert "reached without a proxy" in done.logs[0].logs[0].stdout
+    dynamodb = boto3.client("dynamodb", endpoint_url=info["aws_endpoint"], region_name=info["region"],
+                            aws_access_key_id=info["credentials"]["access_key_id"],
+                            aws_secret_access_key=info["credentials"]["secret_access_key"])
+    record = dynamodb.get_item(TableName=names.ledger_table("example"), Key={"job_id": {"S": task_id}})["Item"]
+    assert record["submitted_by"]["S"].endswith(":user/local-scientist")  # the token's owner
+    # SigV4 is not what /ga4gh takes (the deployed API's authorizer would deny it too); no header is 401.
+    assert requests.get(f"{info['api']}/ga4gh/tes/v1/service-info", timeout=30).status_code == 401
+
+
+def test_a_revoked_token_is_refused(tes_lab):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "LABBATCH_HOME": str(tes_lab.home)}
+    made = json.loads(subprocess.run([LABBATCH, "token", "create", "--name", "e2e", "--json"], env=env,
+                                     capture_output=True, text=True, check=True).stdout)
+    url = f"{tes_lab.info['tes_endpoint']}/ga4gh/tes/v1/tasks"
+    assert requests.get(url, headers={"Authorization": f"Bearer {made['token']}"}, timeout=30).status_code == 200
+    listed = subprocess.run([LABBATCH, "token", "list"], env=env, capture_output=True, text=True, check=True).stdout
+    assert made["id"] in listed and made["token"] not in listed
+    subprocess.run([LABBATCH, "token", "revoke", made["id"]], env=env, capture_output=True, text=True, check=True)
+    refused = requests.get(url, headers={"Authorization": f"Bearer {made['token']}"}, timeout=30)
+    assert refused.status_code in (401, 403)
+    with pytest.raises(requests.HTTPError) as failed:
+        tes.HTTPClient(tes_lab.info["tes_endpoint"], token=made["token"], timeout=30).get_service_info()
+    assert failed.value.response.status_code in (401, 403)
+
+
+def test_engine_config_from_a_running_local_lab_reaches_the_tasks_route(tes_lab):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "LABBATCH_HOME": str(tes_lab.home)}
+    for engine in ("snakemake", "nextflow", "toil", "cromwell"):
+        config = json.loads(subprocess.run([LABBATCH, "engine-config", engine, "--lab", "example", "--json"], env=env,
+                                           capture_output=True, text=True, check=True).stdout)
+        assert config["auth"]["bearer"] == tes_lab.info["tes_token"]
+        tasks = config["url"] if engine == "cromwell" else config["url"] + "/v1/tasks"
+        answer = requests.get(tasks, headers={"Authorization": f"Bearer {config['auth']['bearer']}"}, timeout=30)
+        assert answer.status_code == 200 and "tasks" in answer.json()

@@ -1,0 +1,168 @@
+"""`labbatch token create|list|revoke` and `labbatch engine-config ENGINE`.
+
+Tokens let workflow engines reach a lab's TES endpoint without SigV4 (labbatch_contract.tokens):
+minted, listed and revoked through the job API with your AWS credentials. `engine-config`
+prints what each engine needs for this lab: the URL in the form it expects, its auth settings
+and the lab's TES work prefix (`s3://<results bucket>/tes/`, where task outputs must go).
+
+URL forms (from the clients' code): py-tes 1.x takes the API's base URL (it tries
+`<url>/ga4gh/tes/v1` first); the Snakemake and Toil plugins (py-tes 0.4) and Nextflow's nf-ga4gh
+append `/v1/tasks` to what they are given, so they get `<api>/ga4gh/tes`; Cromwell takes the
+full tasks URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+import urllib.error
+import urllib.request
+
+from labbatch.client import LabBatchError, _local_lab_states, _same_url, resolve_connection
+
+ENGINES = ("snakemake", "nextflow", "toil", "cromwell", "py-tes")
+TES_BASE = "/ga4gh/tes/v1"
+TOKEN_PLACEHOLDER = "<TOKEN>"
+
+
+# -- labbatch token ---------------------------------------------------------------------------
+
+def token_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("action", choices=("create", "list", "revoke"))
+    parser.add_argument("token_id", nargs="?", metavar="ID", help="the token to revoke (from `labbatch token list`)")
+    parser.add_argument("--name", help="what the token is for (create)")
+    parser.add_argument("--expires-days", type=int, metavar="D", help="days until it stops working (create; "
+                        "default: never)")
+
+
+def run_token(args: argparse.Namespace) -> int:
+    connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
+    with connection.client() as client:
+        if args.action == "create":
+            body: dict[str, Any] = {}
+            if args.name:
+                body["name"] = args.name
+            if args.expires_days is not None:
+                body["expires_days"] = args.expires_days
+            made = client.request("POST", "/tokens", body=body)
+            if args.json:
+                print(json.dumps(made))
+            else:
+                print(made["token"])
+                print(f"token {made['id']} for {made['owner']}, expires {made['expires_at'] or 'never'}: "
+                      "shown once, keep it secret (revoke with `labbatch token revoke "
+                      f"{made['id']}`)", file=sys.stderr)
+            return 0
+        if args.action == "list":
+            found = client.request("GET", "/tokens")["tokens"]
+            if args.json:
+                print(json.dumps(found))
+                return 0
+            columns = ("id", "name", "owner", "created_at", "expires_at", "last_used_at", "revoked_at")
+            print("\t".join(columns))
+            for token in found:
+                print("\t".join(str(token.get(c) or "-") for c in columns))
+            return 0
+        if not args.token_id:
+            raise LabBatchError("missing_token_id", "which token? `labbatch token revoke ID` (ids from "
+                                "`labbatch token list`)")
+        revoked = client.request("DELETE", f"/tokens/{args.token_id}")
+        print(json.dumps(revoked) if args.json else f"token {revoked['id']} revoked at {revoked['revoked_at']}")
+        return 0
+
+
+# -- labbatch engine-config -------------------------------------------------------------------
+
+def engine_config_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("engine", choices=ENGINES)
+    parser.add_argument("--token", help="the token to put in the config (default: a running local lab's "
+                        "tes_token; otherwise a new one is minted with your AWS credentials)")
+
+
+def engine_config(engine: str, api: str, token: str, results_bucket: str) -> dict[str, Any]:
+    """What `engine` needs to send tasks to the lab whose API is at `api`."""
+    api = api.rstrip("/")
+    appends_v1_tasks = api + "/ga4gh/tes"  # <this>/v1/tasks is the TES tasks route
+    work = f"s3://{results_bucket}/tes/"
+    if engine == "py-tes":
+        url = api
+        text = f"import tes\nclient = tes.HTTPClient({url!r}, token={token!r})  # py-tes 1.x tries {url}{TES_BASE}"
+    elif engine == "snakemake":
+        url = appends_v1_tasks
+        text = (f"snakemake --executor tes --tes-url {url} --tes-user labbatch --tes-password {token} \\\n"
+                f"  --default-storage-provider s3 --default-storage-prefix {work}snakemake")
+    elif engine == "nextflow":
+        url = appends_v1_tasks
+        text = (f"// nextflow.config\nplugins {{ id 'nf-ga4gh' }}\nprocess.executor = 'tes'\n"
+                f"tes.endpoint = '{url}'\ntes.oauthToken = '{token}'\nworkDir = '{work}nextflow/work'")
+    elif engine == "toil":
+        url = appends_v1_tasks
+        text = (f"toil-cwl-runner --batchSystem tes --tesEndpoint {url} --tesUser labbatch --tesPassword {token} \\\n"
+                f"  --outdir out workflow.cwl inputs.yaml   # task outputs under {work}toil/")
+    elif engine == "cromwell":
+        url = api + TES_BASE + "/tasks"
+        text = (f"# cromwell.conf\nbackend.default = TES\nbackend.providers.TES {{\n"
+                f"  actor-factory = \"cromwell.backend.impl.tes.TesBackendLifecycleActorFactory\"\n"
+                f"  config {{\n    root = \"{work}cromwell\"\n    endpoint = \"{url}\"\n  }}\n}}\n"
+                f"# Auth: Cromwell's TES config has no Basic/Bearer setting LabBatch has checked. If it is\n"
+                f"# refused (401), run `labbatch tes-proxy` and set endpoint = "
+                f"\"http://127.0.0.1:8765{TES_BASE}/tasks\".")
+    else:
+        raise LabBatchError("unknown_engine", f"{engine}: one of {', '.join(ENGINES)}")
+    return {"engine": engine, "url": url, "auth": {"basic_user": "labbatch", "basic_password": token,
+                                                     "bearer": token},
+            "work_prefix": work, "config": text}
+
+
+def run_engine_config(args: argparse.Namespace) -> int:
+    connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
+    token = args.token or _local_token(connection.endpoint)
+    minted = None
+    if not token:
+        with connection.client() as client:
+            minted = client.request("POST", "/tokens", body={"name": f"engine-config {args.engine}"})
+        token = minted["token"]
+    info = _service_info(connection.endpoint, token)
+    results = next((s[len("s3://"):].split("/", 1)[0] for s in info.get("storage", []) if s.endswith("/tes/")), None)
+    if results is None:
+        raise LabBatchError("no_tes_storage", f"the lab's service-info names no s3://.../tes/ prefix: {info}")
+    config = engine_config(args.engine, connection.endpoint, token, results)
+    if minted:
+        config["minted_token_id"] = minted["id"]
+    if args.json:
+        print(json.dumps(config))
+    else:
+        print(config["config"])
+        if minted:
+            print(f"# (token {minted['id']} was minted for this; `labbatch token revoke {minted['id']}` ends it)",
+                  file=sys.stderr)
+    return 0
+
+
+def _local_token(endpoint: str) -> str | None:
+    for state in _local_lab_states(os.environ).values():
+        if _same_url(state["api"], endpoint) and state.get("tes_token"):
+            return state["tes_token"]
+    return None
+
+
+def _service_info(api: str, token: str) -> dict[str, Any]:
+    url = api.rstrip("/") + TES_BASE + "/service-info"
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:  # noqa: S310 - the lab's own API URL
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as failed:
+        text = failed.read().decode("utf-8", "replace")
+        try:
+            error = json.loads(text).get("error") or {}
+        except (ValueError, AttributeError):
+            error = {}
+        raise LabBatchError(error.get("code") or f"http_{failed.code}",
+                            f"{url} answered {failed.code}: {error.get('message') or text[:200]}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise LabBatchError("unreachable", f"cannot reach {url}: {error}") from None
