@@ -34,6 +34,7 @@ from labbatch_contract.ids import JOB_ID_PATTERN, new_job_id, utc_timestamp
 from labbatch_contract.ledger import FINAL_STATUSES, PROGRESS_PENDING_SUBMIT, RECORD_TYPE_JOB
 from labbatch_contract.settings import LabSettings
 import tes_models as m
+import token_routes
 
 logger = Logger(service="labbatch-api", child=True)
 router = APIGatewayRouter()
@@ -54,8 +55,6 @@ def _runtime():
 def _caller() -> str:
     """The IAM caller, or the owner of the bearer token the request came with (the authorizer's
     context): the one every task records as `submitted_by`."""
-    import token_routes
-
     event = router.current_event.raw_event
     by_token = token_routes.token_caller(event)
     if by_token is not None:

@@ -32,9 +32,8 @@ class CreateTokenRequest(BaseModel):
 
 
 def _runtime():
-    import job_api
-
-    return job_api.runtime()
+    """The handler's settings, clients and ledger, which job_api puts in the resolver's context."""
+    return router.context["runtime"]
 
 
 def _iam_caller() -> str:
