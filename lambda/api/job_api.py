@@ -62,6 +62,7 @@ from job_models import (
     PipelineView,
     SubmitJobRequest,
     SubmitJobResponse,
+    LabResponse,
 )
 from lab_state import lab_view
 from ledger import JobLedger, decode_child_token, encode_child_token
@@ -338,10 +339,10 @@ def _child_view(job_id: str, index: int, item: dict, *, sample: str | None = Non
 
 @app.get("/lab", summary="The lab's queues, compute environments and pipeline images, as Batch reports them",
          responses={200: {"description": "OK"}, **ERROR_RESPONSES})
-def get_lab():
+def get_lab() -> Response[LabResponse]:
     rt = runtime()
-    body = {**lab_view(rt.clients.batch, rt.settings), "caller": _caller_arn()}
-    return Response(status_code=HTTPStatus.OK, content_type=content_types.APPLICATION_JSON, body=json.dumps(body))
+    view = LabResponse.model_validate({**lab_view(rt.clients.batch, rt.settings), "caller": _caller_arn()})
+    return _json(HTTPStatus.OK, view)
 
 
 @app.delete(
@@ -455,18 +456,14 @@ def _finished(job_id: str, status: str) -> ApiError:
 
 # --- errors: one shape for all of them ---------------------------------------------------
 
-# Paths and the methods they answer, so an unknown method on a known path is a 405.
-ROUTE_METHODS = (
-    (re.compile(r"^/jobs$"), ("GET", "POST")),
-    (re.compile(r"^/jobs/[^/]+$"), ("DELETE", "GET")),
-    (re.compile(r"^/jobs/[^/]+/children$"), ("GET",)),
-    (re.compile(r"^/jobs/[^/]+/children/[^/]+$"), ("GET",)),
-    (re.compile(r"^/pipelines$"), ("GET",)),
-    (re.compile(r"^/lab$"), ("GET",)),
-    (re.compile(r"^/openapi\.json$"), ("GET",)),
-    (re.compile(r"^/tokens$"), ("GET", "POST")),
-    (re.compile(r"^/tokens/[^/]+$"), ("DELETE",)),
-)
+# A path that names a job, whatever characters it holds (a route's <job_id> takes fewer).
+JOB_PATH = re.compile(r"^/jobs/([^/]+)(/.*)?$")
+
+
+def _allowed_methods(path: str) -> list[str]:
+    """What the resolver's own routes answer on `path`, so an unknown method on a known path is
+    a 405 naming them (Powertools' route table: the version is pinned in requirements.txt)."""
+    return sorted({route.method for route in app._static_routes + app._dynamic_routes if route.rule.match(path)})
 
 
 @app.exception_handler(ApiError)
@@ -479,22 +476,21 @@ def _api_error(error: ApiError) -> Response:
 @app.not_found
 def _no_route(_: NotFoundError) -> Response:
     path, method = app.current_event.path, app.current_event.http_method.upper()
-    for pattern, methods in ROUTE_METHODS:
-        if pattern.match(path):
-            if method in methods and path.startswith("/jobs/"):
-                # The id has characters no route parameter takes (say, an emoji): no such job, not a 405.
-                job_id = path[len("/jobs/") :].split("/")[0]
-                return error_response(
-                    ApiError(HTTPStatus.NOT_FOUND, "no_such_job", f"job_id: there is no job {job_id!r}", field="job_id")
-                )
-            error = ApiError(
-                HTTPStatus.METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                f"{method} is not allowed on {path}; use {', '.join(methods)}",
-                details={"allowed": list(methods)},
-                headers={"Allow": ", ".join(methods)},
-            )
-            return error_response(error)
+    methods = _allowed_methods(path)
+    if methods:
+        return error_response(ApiError(
+            HTTPStatus.METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            f"{method} is not allowed on {path}; use {', '.join(methods)}",
+            details={"allowed": methods},
+            headers={"Allow": ", ".join(methods)},
+        ))
+    job = JOB_PATH.match(path)
+    if job:
+        # The id has characters no route parameter takes (say, an emoji): no such job, not no route.
+        return error_response(
+            ApiError(HTTPStatus.NOT_FOUND, "no_such_job", f"job_id: there is no job {job.group(1)!r}", field="job_id")
+        )
     return error_response(ApiError(HTTPStatus.NOT_FOUND, "no_such_route", f"There is no {path} in this API"))
 
 

@@ -244,6 +244,54 @@ class PipelinesResponse(BaseModel):
     pipelines: list[PipelineView]
 
 
+class EnvironmentState(BaseModel):
+    """A compute environment as Batch describes it (MISSING: Batch does not know it)."""
+
+    name: str
+    state: str | None = None
+    status: str | None = None
+    status_reason: str | None = None
+    type: str | None = None
+    max_vcpus: int | None = None
+    desired_vcpus: int | None = None
+    instance_types: list[str] = Field(default_factory=list)
+
+
+class QueueState(BaseModel):
+    queue: str
+    name: str
+    state: str | None = None
+    status: str | None = None
+    status_reason: str | None = None
+    compute_environments: list[EnvironmentState]
+
+
+class PipelineState(BaseModel):
+    name: str
+    job_definition: str
+    revision: int | None = None
+    status: Literal["ACTIVE", "MISSING"]
+    image: str | None = None
+    command: list[str] = Field(default_factory=list)
+    log_group: str | None = None
+
+
+class LabBuckets(BaseModel):
+    inputs: str
+    references: str
+    results: str
+
+
+class LabResponse(BaseModel):
+    """GET /lab: what `labbatch doctor` checks, as Batch reports it now."""
+
+    lab: str
+    queues: list[QueueState]
+    pipelines: list[PipelineState]
+    buckets: LabBuckets
+    caller: str | None = None
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
