@@ -196,7 +196,7 @@ def in_process(requests: int, summary: Summary) -> float:
 
 
 # What-if: the server side of the proposed fix (TCP_NODELAY on the local API front's sockets,
-# as labbatch/local/batch_http.py already sets on its own), applied at start-up.
+# as labbatch/local/batch/http_server.py already sets on its own), applied at start-up.
 NODELAY_LAUNCHER = """\
 import sys
 import labbatch.local.apigateway as gateway

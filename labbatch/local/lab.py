@@ -26,9 +26,9 @@ from labbatch.batch_layout import layout
 from labbatch.config import Lab
 from labbatch.instance_types import USABLE_MEMORY_SHARE
 from labbatch.local.apigateway import LocalApiGateway, LocalLambdaContext
-from labbatch.local.batch_executor import LocalBatch, machine_memory_mib
-from labbatch.local.batch_registration import registration
-from labbatch.local.batch_service import LocalBatchService
+from labbatch.local.batch.executor import LocalBatch, machine_memory_mib
+from labbatch.local.batch.registration import registration
+from labbatch.local.batch.service import LocalBatchService
 from labbatch.local.docker_runner import (ENGINES, RUNNER_IMAGE, ContainerRunner, DockerUnavailable, find_engine,
                                           image_id, remove_orphans, runner_tree)
 from labbatch.local.emulator import Emulator, EmulatedLab

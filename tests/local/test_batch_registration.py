@@ -8,9 +8,9 @@ import boto3
 
 from labbatch.batch_layout import RUNNER_LAUNCH, layout
 from labbatch.loader import load_lab
-from labbatch.local.batch_executor import LocalBatch
-from labbatch.local.batch_service import LocalBatchService
-from labbatch.local.batch_registration import registration
+from labbatch.local.batch.executor import LocalBatch
+from labbatch.local.batch.service import LocalBatchService
+from labbatch.local.batch.registration import registration
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labbatch.local.batch_retry import RetryStrategy, RetryStrategyError
+from labbatch.local.batch.retry import RetryStrategy, RetryStrategyError
 
 LAB_RULES = RetryStrategy.from_batch({"attempts": 3, "evaluateOnExit": [
     {"action": "RETRY", "onStatusReason": "Host EC2*"}, {"action": "EXIT", "onReason": "*"}]})

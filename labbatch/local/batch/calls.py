@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labbatch.local.batch_models import JobDefinition, JobQueue
-from labbatch.local.batch_retry import RetryStrategy
+from labbatch.local.batch.models import JobDefinition, JobQueue
+from labbatch.local.batch.retry import RetryStrategy
 
 
 class BatchClientError(Exception):

@@ -8,7 +8,7 @@ place validates submissions against them and answers the Describe* calls that ex
     batch = LocalBatch(compute_environments=[...], queues=[...], job_definitions=[...],
                        on_state_change=status_handler, log_sink=put_log_events,
                        extra_env={"AWS_ENDPOINT_URL": moto_url, ...})
-    with LocalBatchService(batch) as service:            # batch_service.py: the HTTP endpoint
+    with LocalBatchService(batch) as service:            # service.py: the HTTP endpoint
         os.environ["AWS_ENDPOINT_URL_BATCH"] = service.endpoint_url
 
 Behaviour follows AWS Batch (see batch_reasons for its words): states SUBMITTED -> RUNNABLE ->
@@ -34,17 +34,17 @@ from typing import Any, Callable, Iterable, Mapping
 
 from labbatch.batch_layout import on_host
 from labbatch_contract import runner_env
-from labbatch.local import batch_reasons
-from labbatch.local.batch_calls import BatchServerError, SubmitRequest
-from labbatch.local.batch_attempt import (AttemptOutcome, AttemptSpec, ContainerAttempt, RunningAttempt,
+from labbatch.local.batch import reasons as batch_reasons
+from labbatch.local.batch.calls import BatchServerError, SubmitRequest
+from labbatch.local.batch.attempt import (AttemptOutcome, AttemptSpec, ContainerAttempt, RunningAttempt,
                                           base_environment)
-from labbatch.local.batch_delivery import SerialDelivery
-from labbatch.local.batch_events import job_state_change
-from labbatch.local.batch_jobs import QUEUED, STATUSES, TERMINAL, AttemptRecord, Job, log_options, now_ms
-from labbatch.local.batch_models import (DEFAULT_ACCOUNT, DEFAULT_REGION, Arns, ComputeEnvironment, JobDefinition,
+from labbatch.local.batch.delivery import SerialDelivery
+from labbatch.local.batch.events import job_state_change
+from labbatch.local.batch.jobs import QUEUED, STATUSES, TERMINAL, AttemptRecord, Job, log_options, now_ms
+from labbatch.local.batch.models import (DEFAULT_ACCOUNT, DEFAULT_REGION, Arns, ComputeEnvironment, JobDefinition,
                                          JobQueue, coerce)
-from labbatch.local.batch_process_tree import snapshot
-from labbatch.local.batch_scheduler import Capacity
+from labbatch.local.batch.process_tree import snapshot
+from labbatch.local.batch.scheduler import Capacity
 from labbatch.local.docker_runner import ContainerRunner, container_name
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from typing import Any
 
 from labbatch_contract import names
 from labbatch.batch_layout import BatchLayout
-from labbatch.local.batch_models import ComputeEnvironment, JobDefinition, JobQueue, StateTimeLimitAction
+from labbatch.local.batch.models import ComputeEnvironment, JobDefinition, JobQueue, StateTimeLimitAction
 
 
 def compute_environment_name(lab: str, kind: str) -> str:

@@ -31,9 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from labbatch.local import batch_reasons, docker_runner
+from labbatch.local import docker_runner
+from labbatch.local.batch import reasons as batch_reasons
 from labbatch.local.docker_runner import ContainerSpec
-from labbatch.local.batch_process_tree import ProcessInfo, ProcessTree, kill_process
+from labbatch.local.batch.process_tree import ProcessInfo, ProcessTree, kill_process
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from labbatch.local.batch_api import BatchApi
-from labbatch.local.batch_calls import BatchClientError, BatchServerError
+from labbatch.local.batch.api import BatchApi
+from labbatch.local.batch.calls import BatchClientError, BatchServerError
 
 log = logging.getLogger(__name__)
 

@@ -9,11 +9,11 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from labbatch.local.batch_models import Arns, JobDefinition
-from labbatch.local.batch_retry import RetryStrategy
+from labbatch.local.batch.models import Arns, JobDefinition
+from labbatch.local.batch.retry import RetryStrategy
 
 if TYPE_CHECKING:
-    from labbatch.local.batch_attempt import RunningAttempt
+    from labbatch.local.batch.attempt import RunningAttempt
 
 STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDED", "FAILED")
 QUEUED = frozenset({"SUBMITTED", "PENDING", "RUNNABLE"})

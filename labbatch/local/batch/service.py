@@ -7,9 +7,9 @@ makes. The launcher (lab.py) and tests build the three here.
 
 from __future__ import annotations
 
-from labbatch.local.batch_api import BatchApi
-from labbatch.local.batch_executor import LocalBatch
-from labbatch.local.batch_http import BatchHttpServer
+from labbatch.local.batch.api import BatchApi
+from labbatch.local.batch.executor import LocalBatch
+from labbatch.local.batch.http_server import BatchHttpServer
 
 
 class LocalBatchService:

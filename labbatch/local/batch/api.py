@@ -11,13 +11,13 @@ import base64
 import re
 from typing import TYPE_CHECKING, Any, Callable
 
-from labbatch.local.batch_calls import BatchClientError, SubmitRequest
-from labbatch.local.batch_jobs import STATUSES, Job
-from labbatch.local.batch_models import JobDefinition
-from labbatch.local.batch_retry import RetryStrategy, RetryStrategyError, pattern_matches
+from labbatch.local.batch.calls import BatchClientError, SubmitRequest
+from labbatch.local.batch.jobs import STATUSES, Job
+from labbatch.local.batch.models import JobDefinition
+from labbatch.local.batch.retry import RetryStrategy, RetryStrategyError, pattern_matches
 
 if TYPE_CHECKING:
-    from labbatch.local.batch_executor import LocalBatch
+    from labbatch.local.batch.executor import LocalBatch
 
 JOB_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
 MIN_ARRAY_SIZE, MAX_ARRAY_SIZE = 2, 10_000

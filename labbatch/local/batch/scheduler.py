@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from labbatch.local import batch_reasons
-from labbatch.local.batch_models import ComputeEnvironment, JobQueue
+from labbatch.local.batch import reasons as batch_reasons
+from labbatch.local.batch.models import ComputeEnvironment, JobQueue
 
 
 @dataclass

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Mapping, TypeVar
 
-from labbatch.local import batch_retry
+from labbatch.local.batch import retry as batch_retry
 
 ComputeKind = Literal["spot", "on-demand"]
 DEFAULT_ACCOUNT = "123456789012"  # moto's default account, so ARNs agree with the emulator's
