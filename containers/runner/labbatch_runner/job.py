@@ -7,8 +7,9 @@ prefix is known), logs next to it, and no scratch directory left behind.
 from __future__ import annotations
 
 import signal
+from dataclasses import dataclass
 import traceback
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from labbatch_contract import runner_env
 
@@ -73,37 +74,58 @@ def tool_environment(environ: Mapping[str, str], *, tmp: Any) -> dict[str, str]:
 def run_job(argv: list[str], environ: Mapping[str, str], *, log: RunnerLog, guard: TerminationGuard) -> int:
     report = Report(transfer_engine=DEFAULT_ENGINE)
     report.output_prefix = publishable_prefix(environ)
+
+    def phases(state: AttemptState) -> None:
+        with report.phase("contract"):
+            s3, contract = _prepare(argv, environ, report, log)
+            state.s3 = s3
+            attempt_dir = state.dir = AttemptDir.create(contract.scratch_dir, contract.job_id, contract.array_index, contract.attempt)
+            planned = plan_inputs(contract, attempt_dir.inputs)
+            report.argv = _expand(contract, attempt_dir, {item.uri: str(item.path) for item in planned})
+        engine = make_engine(report.transfer_engine, s3)
+        with PeakUsage(attempt_dir.root) as usage:
+            state.usage = usage
+            with report.phase("stage_in"):
+                # Looked up at call time so that tests can stand in for the filesystem.
+                report.inputs = stage_in(s3, engine, planned, contract.scratch_dir, free_bytes=scratch.free_bytes, log=log)
+            usage.sample()
+            with report.phase("run"):
+                log.info(f"run: {report.argv}")
+                tool_env = tool_environment(environ, tmp=attempt_dir.tmp)
+                report.tool = run_tool(report.argv, cwd=attempt_dir.work, env=tool_env, log_path=attempt_dir.logs / "tool.log")
+            usage.sample()
+        report.peak_scratch_bytes = usage.peak
+        if report.tool.exit_code != 0:
+            how = f"killed by {report.tool.signal}" if report.tool.signal else f"exited with {report.tool.exit_code}"
+            said = f": {report.tool.last_line}" if report.tool.last_line else ""
+            report.fail("run", "tool_failed", f"tool {report.argv[0]!r} {how}{said}", report.tool.exit_code)
+        else:
+            with report.phase("stage_out"):
+                report.outputs = stage_out(s3, engine, attempt_dir.outputs, contract.output_prefix, log=log)
+                log.info(f"succeeded in {sum(report.timings.values()):.1f} s")
+                _publish(s3, report, attempt_dir, log, best_effort=False)
+
+    return conclude(report, phases, log=log, guard=guard)
+
+
+@dataclass
+class AttemptState:
+    """What an attempt's ending needs of what its phases got to: S3, scratch, peak usage."""
+
     s3: Any = None
-    attempt_dir: AttemptDir | None = None
+    dir: AttemptDir | None = None
     usage: PeakUsage | None = None
+
+
+def conclude(report: Report, phases: Callable[[AttemptState], None], *, log: RunnerLog,
+             guard: TerminationGuard) -> int:
+    """Runs an attempt's phases (a pipeline job's or a TES task's). Whatever happens, the attempt
+    ends here: a manifest saying what happened (when the job's prefix is known), logs next to
+    it, and no scratch directory left behind."""
+    state = AttemptState()
     try:
         try:
-            with report.phase("contract"):
-                s3, contract = _prepare(argv, environ, report, log)
-                attempt_dir = AttemptDir.create(contract.scratch_dir, contract.job_id, contract.array_index, contract.attempt)
-                planned = plan_inputs(contract, attempt_dir.inputs)
-                report.argv = _expand(contract, attempt_dir, {item.uri: str(item.path) for item in planned})
-            engine = make_engine(report.transfer_engine, s3)
-            with PeakUsage(attempt_dir.root) as usage:
-                with report.phase("stage_in"):
-                    # Looked up at call time so that tests can stand in for the filesystem.
-                    report.inputs = stage_in(s3, engine, planned, contract.scratch_dir, free_bytes=scratch.free_bytes, log=log)
-                usage.sample()
-                with report.phase("run"):
-                    log.info(f"run: {report.argv}")
-                    tool_env = tool_environment(environ, tmp=attempt_dir.tmp)
-                    report.tool = run_tool(report.argv, cwd=attempt_dir.work, env=tool_env, log_path=attempt_dir.logs / "tool.log")
-                usage.sample()
-            report.peak_scratch_bytes = usage.peak
-            if report.tool.exit_code != 0:
-                how = f"killed by {report.tool.signal}" if report.tool.signal else f"exited with {report.tool.exit_code}"
-                said = f": {report.tool.last_line}" if report.tool.last_line else ""
-                report.fail("run", "tool_failed", f"tool {report.argv[0]!r} {how}{said}", report.tool.exit_code)
-            else:
-                with report.phase("stage_out"):
-                    report.outputs = stage_out(s3, engine, attempt_dir.outputs, contract.output_prefix, log=log)
-                    log.info(f"succeeded in {sum(report.timings.values()):.1f} s")
-                    _publish(s3, report, attempt_dir, log, best_effort=False)
+            phases(state)
         except Terminated as exc:
             name = signal.Signals(exc.signum).name
             report.fail("terminated", "terminated", f"received {name} during {report.current_phase}", 128 + exc.signum)
@@ -114,14 +136,14 @@ def run_job(argv: list[str], environ: Mapping[str, str], *, log: RunnerLog, guar
             report.fail_with(RunnerError(ExitCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"))
         guard.disarm()
         if report.failure is not None:
-            if usage is not None:
-                report.peak_scratch_bytes = usage.peak
+            if state.usage is not None:
+                report.peak_scratch_bytes = state.usage.peak
             log.error(report.failure.message)
-            _publish(s3, report, attempt_dir, log, best_effort=True)
+            _publish(state.s3, report, state.dir, log, best_effort=True)
     finally:
         guard.disarm()
-        if attempt_dir is not None:
-            attempt_dir.remove()
+        if state.dir is not None:
+            state.dir.remove()
     return report.exit_code
 
 

@@ -22,7 +22,6 @@ import signal
 import subprocess
 import sys
 import threading
-import traceback
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -30,7 +29,7 @@ from labbatch_contract import runner_env
 
 from . import scratch
 from .contract import SCRATCH_DIR, publishable_prefix, read_contract
-from .errors import ExitCode, RunnerError, Terminated
+from .errors import ExitCode, RunnerError
 from .manifest import Report
 from .run import ToolResult, _pump, _signal_group, _stop
 from .runlog import RunnerLog, utc_now
@@ -192,81 +191,61 @@ def upload_outputs(s3: Any, task: dict[str, Any], log: RunnerLog) -> list[dict[s
 
 
 def run_tes_task(environ: Mapping[str, str], *, log: RunnerLog, guard: TerminationGuard) -> int:
-    from .job import _publish, tool_environment
+    from .job import AttemptState, _publish, conclude, tool_environment
 
     report = Report(transfer_engine=DEFAULT_ENGINE)
     report.output_prefix = publishable_prefix(environ)
     report.tes = {"executors": [], "outputs": []}
-    s3: Any = None
-    attempt_dir: AttemptDir | None = None
-    usage: PeakUsage | None = None
-    try:
-        try:
-            with report.phase("contract"):
-                contract = read_contract(["--", "tes-task"], environ)
-                report.job_id, report.attempt = contract.job_id, contract.attempt
-                report.output_prefix = contract.output_prefix
-                if not _in_container(environ):
-                    raise RunnerError(ExitCode.CONTRACT, "TES tasks run only inside their image's container (the "
-                                      "runner writes their absolute paths); this runner is on a host")
-                s3 = make_s3_client()
-                task = _load_task(s3, environ[runner_env.TES_TASK])
-                if not contract.scratch_dir.is_dir():
-                    raise RunnerError(ExitCode.CONTRACT, f"{SCRATCH_DIR} {contract.scratch_dir}: not a directory")
-                for stale in sweep_stale_attempts(contract.scratch_dir):
-                    log.info(f"removed a dead attempt's scratch directory {stale}")
-                attempt_dir = AttemptDir.create(contract.scratch_dir, contract.job_id, None, contract.attempt)
-                planned, staged_paths = [], {}
-                for item in task.get("inputs", []):
-                    url = item.get("url")
-                    if url and url not in staged_paths:
-                        uri = S3Uri.parse(url)
-                        path = scratch.local_input_path(attempt_dir.inputs, uri)
-                        staged_paths[url] = path
-                        planned.append(PlannedInput(uri, path, (f"tes:{item['path']}",)))
-            engine = make_engine(report.transfer_engine, s3)
-            with PeakUsage(attempt_dir.root) as usage:
-                with report.phase("stage_in"):
-                    report.inputs = stage_in(s3, engine, planned, contract.scratch_dir,
-                                             free_bytes=scratch.free_bytes, log=log)
-                    _place_inputs(task, staged_paths, log)
-                with report.phase("run"):
-                    tool_env = tool_environment(environ, tmp=attempt_dir.tmp)
-                    for index, executor in enumerate(task["executors"]):
-                        log.info(f"executor {index}: {executor['command']}")
-                        report.argv = list(executor["command"])
-                        report.tool, entry = run_executor(executor, env=tool_env, cwd=attempt_dir.work,
-                                                          log_path=attempt_dir.logs / "tool.log")
-                        report.tes["executors"].append(entry)
-                        if report.tool.exit_code != 0 and not executor.get("ignore_error"):
-                            break
-                usage.sample()
-            report.peak_scratch_bytes = usage.peak
-            if report.tool is not None and report.tool.exit_code != 0 and not task["executors"][
-                    len(report.tes["executors"]) - 1].get("ignore_error"):
-                report.fail("run", "tool_failed", f"executor {len(report.tes['executors']) - 1} "
-                            f"{report.argv[0]!r} exited with {report.tool.exit_code}", report.tool.exit_code)
-            else:
-                with report.phase("stage_out"):
-                    report.tes["outputs"] = upload_outputs(s3, task, log)
-                    _publish(s3, report, attempt_dir, log, best_effort=False)
-        except Terminated as exc:
-            name = signal.Signals(exc.signum).name
-            report.fail("terminated", "terminated", f"received {name} during {report.current_phase}", 128 + exc.signum)
-        except RunnerError as exc:
-            report.fail_with(exc)
-        except Exception as exc:  # a runner bug must still end with a manifest and a clean scratch
-            log.info(traceback.format_exc().rstrip())
-            report.fail_with(RunnerError(ExitCode.INTERNAL, f"internal error: {type(exc).__name__}: {exc}"))
-        guard.disarm()
-        if report.failure is not None:
-            if usage is not None:
-                report.peak_scratch_bytes = usage.peak
-            log.error(report.failure.message)
-            _publish(s3, report, attempt_dir, log, best_effort=True)
-    finally:
-        guard.disarm()
-        if attempt_dir is not None:
-            attempt_dir.remove()
-    return report.exit_code
 
+    def phases(state: AttemptState) -> None:
+        with report.phase("contract"):
+            contract = read_contract(["--", "tes-task"], environ)
+            report.job_id, report.attempt = contract.job_id, contract.attempt
+            report.output_prefix = contract.output_prefix
+            if not _in_container(environ):
+                raise RunnerError(ExitCode.CONTRACT, "TES tasks run only inside their image's container (the "
+                                  "runner writes their absolute paths); this runner is on a host")
+            s3 = state.s3 = make_s3_client()
+            task = _load_task(s3, environ[runner_env.TES_TASK])
+            if not contract.scratch_dir.is_dir():
+                raise RunnerError(ExitCode.CONTRACT, f"{SCRATCH_DIR} {contract.scratch_dir}: not a directory")
+            for stale in sweep_stale_attempts(contract.scratch_dir):
+                log.info(f"removed a dead attempt's scratch directory {stale}")
+            attempt_dir = state.dir = AttemptDir.create(contract.scratch_dir, contract.job_id, None, contract.attempt)
+            planned, staged_paths = [], {}
+            for item in task.get("inputs", []):
+                url = item.get("url")
+                if url and url not in staged_paths:
+                    uri = S3Uri.parse(url)
+                    path = scratch.local_input_path(attempt_dir.inputs, uri)
+                    staged_paths[url] = path
+                    planned.append(PlannedInput(uri, path, (f"tes:{item['path']}",)))
+        engine = make_engine(report.transfer_engine, s3)
+        with PeakUsage(attempt_dir.root) as usage:
+            state.usage = usage
+            with report.phase("stage_in"):
+                report.inputs = stage_in(s3, engine, planned, contract.scratch_dir,
+                                         free_bytes=scratch.free_bytes, log=log)
+                _place_inputs(task, staged_paths, log)
+            with report.phase("run"):
+                tool_env = tool_environment(environ, tmp=attempt_dir.tmp)
+                for index, executor in enumerate(task["executors"]):
+                    log.info(f"executor {index}: {executor['command']}")
+                    report.argv = list(executor["command"])
+                    report.tool, entry = run_executor(executor, env=tool_env, cwd=attempt_dir.work,
+                                                      log_path=attempt_dir.logs / "tool.log")
+                    report.tes["executors"].append(entry)
+                    if report.tool.exit_code != 0 and not executor.get("ignore_error"):
+                        break
+            usage.sample()
+        report.peak_scratch_bytes = usage.peak
+        if report.tool is not None and report.tool.exit_code != 0 and not task["executors"][
+                len(report.tes["executors"]) - 1].get("ignore_error"):
+            report.fail("run", "tool_failed", f"executor {len(report.tes['executors']) - 1} "
+                        f"{report.argv[0]!r} exited with {report.tool.exit_code}", report.tool.exit_code)
+        else:
+            with report.phase("stage_out"):
+                report.tes["outputs"] = upload_outputs(s3, task, log)
+                _publish(s3, report, attempt_dir, log, best_effort=False)
+
+    return conclude(report, phases, log=log, guard=guard)
