@@ -68,6 +68,47 @@ def parse_lab_uri(uri: str, field: str, allowed_buckets: tuple[str, ...]) -> S3O
     return S3Object(bucket, key)
 
 
+def parse_lab_prefix(uri: str, field: str, allowed_buckets: tuple[str, ...]) -> S3Object:
+    """A folder (`s3://bucket/prefix/`) in one of this lab's buckets; the key always ends in '/'."""
+    if not uri.startswith("s3://"):
+        raise refused("invalid_s3_uri", f"{field}: {uri!r} is not an s3:// URI", field=field, uri=uri)
+    folder = uri if uri.endswith("/") else uri + "/"
+    bucket, _, key = folder[len("s3://"):].partition("/")
+    if not key:
+        raise refused("invalid_s3_uri", f"{field}: {uri!r} names a whole bucket; name a folder in it",
+                      field=field, uri=uri)
+    parse_lab_uri(f"s3://{bucket}/{key.rstrip('/')}", field, allowed_buckets)  # the same rules as an object's key
+    return S3Object(bucket, key)
+
+
+def list_prefix(s3_client, folder: S3Object, field: str, *, most: int) -> list[tuple[str, S3Object, int]]:
+    """(path relative to the folder, object, size) of every object under it; refused when there is
+    none, more than `most`, or a key the runner could not turn into a path."""
+    found: list[tuple[str, S3Object, int]] = []
+    try:
+        for page in s3_client.get_paginator("list_objects_v2").paginate(Bucket=folder.bucket, Prefix=folder.key):
+            for item in page.get("Contents", []):
+                relative = item["Key"][len(folder.key):]
+                if not relative or relative.endswith("/"):
+                    continue  # a folder marker, not a file
+                if any(segment in ("", ".", "..") for segment in relative.split("/")):
+                    raise refused("invalid_s3_uri", f"{field}: {folder.uri}{relative!r} has an empty, '.' or '..' "
+                                  "path segment", field=field, uri=folder.uri)
+                found.append((relative, S3Object(folder.bucket, item["Key"]), int(item["Size"])))
+                if len(found) > most:
+                    raise refused("directory_too_large", f"{field}: {folder.uri} holds more than {most:,} objects; "
+                                  "split it or name the files", field=field, uri=folder.uri, limit=most)
+    except ClientError as exc:
+        if exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") == 403:
+            raise refused("input_not_readable", f"{field}: LabBatch may not list {folder.uri} (access denied)",
+                          field=field, uri=folder.uri)
+        raise
+    if not found:
+        raise refused("input_not_found", f"{field}: there are no objects under {folder.uri}", field=field,
+                      uri=folder.uri)
+    return found
+
+
 def object_sizes(s3_client, objects: dict[S3Object, str]) -> dict[S3Object, int]:
     """Size of every object (HEAD), refusing the first that is missing or unreadable.
 

@@ -27,7 +27,7 @@ from api_errors import ApiError, refused
 from admission import check_resources
 from aws_faults import request_may_have_landed
 from batch_requests import batch_job_name, stop_job
-from input_objects import S3Object, object_sizes, parse_lab_uri
+from input_objects import S3Object, list_prefix, object_sizes, parse_lab_prefix, parse_lab_uri
 from labbatch_contract import batch_submit, names, runner_env
 from labbatch_contract import tes as tes_rules
 from labbatch_contract.ids import JOB_ID_PATTERN, new_job_id, utc_timestamp
@@ -44,6 +44,8 @@ DEFAULT_MEMORY_MIB = 2048
 MAX_CONTENT_BYTES = 256 * 1024  # all `content` inputs of a task together
 MAX_PAGE_SIZE = 100
 MAX_RECOVERY_HOPS = 5
+# Objects one DIRECTORY input may stage; larger folders: split them, or name the files.
+MAX_DIRECTORY_OBJECTS = 10_000
 WILDCARDS = set("*?[")
 
 
@@ -152,10 +154,11 @@ def check_task(task: m.TesTaskRequest, settings: LabSettings) -> None:
         if (item.url is None) == (item.content is None):
             raise refused("invalid_input", f"{where}: give exactly one of url and content", field=where)
         if item.type == "DIRECTORY":
-            raise refused("directory_inputs_unsupported",
-                          f"{where}.type: DIRECTORY inputs are not supported yet; list the files as FILE inputs",
-                          field=f"{where}.type")
-        if item.content is not None:
+            if item.url is None:
+                raise refused("invalid_input", f"{where}: a DIRECTORY input names an s3:// prefix in url, "
+                              "not content", field=f"{where}.url")
+            parse_lab_prefix(item.url, f"{where}.url", _readable_buckets(settings))
+        elif item.content is not None:
             content_bytes += len(item.content.encode())
         else:
             parse_lab_uri(item.url, f"{where}.url", _readable_buckets(settings))
@@ -215,17 +218,31 @@ def task_resources(task: m.TesTaskRequest, settings: LabSettings) -> tuple[str, 
     return queue, vcpus, memory_mib
 
 
-def _check_input_sizes(task: m.TesTaskRequest, settings: LabSettings, s3) -> int:
+def _resolve_inputs(task: m.TesTaskRequest, settings: LabSettings, s3) -> tuple[int, list[dict]]:
+    """The inputs as the runner stages them, and their size: a DIRECTORY input becomes one FILE
+    input per object under its prefix, at the same relative path under the task's path (listed
+    now, so the scratch check counts them and a missing prefix is refused before anything runs)."""
     objects: dict[S3Object, str] = {}
+    files: list[dict] = []
+    listed_bytes = 0
     for i, item in enumerate(task.inputs):
+        where = f"inputs[{i}].url"
+        if item.type == "DIRECTORY":
+            found = list_prefix(s3, parse_lab_prefix(item.url, where, _readable_buckets(settings)), where,
+                                most=MAX_DIRECTORY_OBJECTS)
+            base = item.path.rstrip("/")
+            for relative, obj, size in found:
+                files.append({"path": f"{base}/{relative}", "url": obj.uri, "type": "FILE"})
+                listed_bytes += size
+            continue
         if item.url is not None:
-            objects.setdefault(parse_lab_uri(item.url, f"inputs[{i}].url", _readable_buckets(settings)),
-                               f"inputs[{i}].url")
-    total = sum(object_sizes(s3, objects).values()) if objects else 0
+            objects.setdefault(parse_lab_uri(item.url, where, _readable_buckets(settings)), where)
+        files.append(item.model_dump(mode="json", exclude_none=True))
+    total = listed_bytes + (sum(object_sizes(s3, objects).values()) if objects else 0)
     if total > settings.scratch_gib * GIB:
         raise refused("scratch_too_small", f"inputs: {total / GIB:.1f} GiB of inputs do not fit the lab's "
                       f"{settings.scratch_gib} GiB scratch volume", field="inputs")
-    return total
+    return total, files
 
 
 def ensure_job_definition(batch, settings: LabSettings, image: str) -> str:
@@ -252,7 +269,7 @@ def create_task():
     check_task(task, settings)
     queue, vcpus, memory_mib = task_resources(task, settings)
     rt = _runtime()
-    input_bytes = _check_input_sizes(task, settings, rt.clients.s3)
+    input_bytes, runner_inputs = _resolve_inputs(task, settings, rt.clients.s3)
     image = task.executors[0].image
     job_definition = ensure_job_definition(rt.clients.batch, settings, image)
 
@@ -260,7 +277,7 @@ def create_task():
     created_at = utc_timestamp()
     prefix = names.output_prefix(settings.buckets.results, job_id)
     document = task.model_dump(mode="json", exclude_none=True)
-    runner_task = tes_rules.encode_runner_task(document)
+    runner_task = tes_rules.encode_runner_task({**document, "inputs": runner_inputs})
     if len(runner_task.encode()) > tes_rules.INLINE_TASK_LIMIT:
         key = tes_rules.task_key(job_id)
         rt.clients.s3.put_object(Bucket=settings.buckets.inputs, Key=key, Body=runner_task.encode(),

@@ -115,6 +115,42 @@ def test_refusals_name_what_to_change(tes_lab, body, code, field):
     tes_lab.assert_nothing_created()
 
 
+def test_a_directory_input_becomes_one_file_input_per_object_under_its_prefix(tes_lab):
+    from api_lab import INPUTS_BUCKET
+
+    for key, body in (("runs/r7/a.fq", b"A" * 10), ("runs/r7/lane2/b.fq", b"B" * 20), ("runs/r7/", b""),
+                      ("runs/r70/not-this.fq", b"C")):
+        tes_lab.s3.put_object(Bucket=INPUTS_BUCKET, Key=key, Body=body)
+    answer = tes_lab.call("POST", BASE + "/tasks", task(inputs=[
+        {"url": f"s3://{INPUTS_BUCKET}/runs/r7", "path": "/data/run", "type": "DIRECTORY"}]))
+    assert answer.status == 200, answer.body
+    (job,) = tes_lab.batch_jobs()
+    env = {e["name"]: e["value"] for e in job["container"]["environment"]}
+    assert sorted(json.loads(env[runner_env.TES_TASK])["inputs"], key=lambda i: i["path"]) == [
+        {"path": "/data/run/a.fq", "url": f"s3://{INPUTS_BUCKET}/runs/r7/a.fq", "type": "FILE"},
+        {"path": "/data/run/lane2/b.fq", "url": f"s3://{INPUTS_BUCKET}/runs/r7/lane2/b.fq", "type": "FILE"}]
+    (record,) = tes_lab.job_records()
+    assert record["input_bytes"] == 30
+    # The task itself keeps what the client sent.
+    assert json.loads(record["tes"])["inputs"][0]["type"] == "DIRECTORY"
+
+
+@pytest.mark.parametrize("inputs, code", [
+    ([{"url": "s3://{inputs}/nothing-here/", "path": "/data/run", "type": "DIRECTORY"}], "input_not_found"),
+    ([{"content": "x", "path": "/data/run", "type": "DIRECTORY"}], "invalid_input"),
+    ([{"url": "s3://{inputs}/", "path": "/data/run", "type": "DIRECTORY"}], "invalid_s3_uri"),
+    ([{"url": "s3://somebody-else/run/", "path": "/data/run", "type": "DIRECTORY"}], "input_outside_lab"),
+])
+def test_bad_directory_inputs_are_refused_naming_the_field(tes_lab, inputs, code):
+    from api_lab import INPUTS_BUCKET
+
+    inputs = [{**i, **({"url": i["url"].format(inputs=INPUTS_BUCKET)} if "url" in i else {})} for i in inputs]
+    answer = tes_lab.call("POST", BASE + "/tasks", task(inputs=inputs))
+    assert answer.status == 422, answer.body
+    assert answer.error["code"] == code and answer.error["details"]["field"].startswith("inputs[0]")
+    tes_lab.assert_nothing_created()
+
+
 def test_views_list_filters_and_cancel(tes_lab):
     first = tes_lab.call("POST", BASE + "/tasks", task()).body["id"]
     second = tes_lab.call("POST", BASE + "/tasks", task(name="other", tags={"project": "yeast"})).body["id"]

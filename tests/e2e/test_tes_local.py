@@ -114,6 +114,26 @@ def test_py_tes_task_end_to_end(tes_lab):
     assert "content" not in named["tasks"][0]["inputs"][1]
 
 
+def test_a_directory_input_is_staged_whole_at_its_path(tes_lab):
+    files = {"a.txt": "one\ntwo\n", "lane2/b.txt": "three\n", "lane2/deeper/c.txt": "four\nfive\nsix\n"}
+    for relative, text in files.items():
+        tes_lab.put("inputs", f"tes/dir-run/{relative}", text.encode())
+    results = tes_lab.info["buckets"]["results"]
+    cli = client(tes_lab)
+    task_id = cli.create_task(tes.Task(
+        name="tes-directory",
+        inputs=[tes.Input(url=f"s3://{tes_lab.info['buckets']['inputs']}/tes/dir-run/", path="/in/run",
+                          type="DIRECTORY")],
+        outputs=[tes.Output(url=f"s3://{results}/tes/e2e-dir/listing.txt", path="/out/listing.txt")],
+        executors=[tes.Executor(image=BWA_TAG, command=["sh", "-c", "cd /in/run && find . -type f -o -type l | sort "
+                                                        "| while read f; do echo \"$f $(wc -l < $f)\"; done"],
+                                stdout="/out/listing.txt")]))
+    done = wait(cli, task_id)
+    assert done.state == "COMPLETE", done.logs
+    listing = tes_lab.s3().get_object(Bucket=results, Key="tes/e2e-dir/listing.txt")["Body"].read().decode()
+    assert listing.splitlines() == [f"./{relative} {text.count(chr(10))}" for relative, text in sorted(files.items())]
+
+
 def test_executor_error_keeps_its_exit_code(tes_lab):
     cli = client(tes_lab)
     task_id = cli.create_task(tes.Task(name="tes-fails", executors=[
