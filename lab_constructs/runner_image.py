@@ -39,17 +39,24 @@ labbatch_runner_tree() {{
   docker pull --quiet "$image"
   local container
   container=$(docker create "$image" /labbatch-never-runs)
-  rm -rf "$tree.new" && mkdir -p "$tree.new"
+  rm -rf "$tree.new"
+  mkdir -p "$tree.new"
   docker export "$container" | tar -x -C "$tree.new"
   docker rm -f "$container" >/dev/null
   docker image rm "$image" >/dev/null || true
-  rm -rf "$tree" && mv "$tree.new" "$tree"
+  rm -rf "$tree"
+  mv "$tree.new" "$tree"
   chmod -R a+rX,go-w "$tree"
 }}
 # Not `if ! labbatch_runner_tree`: bash ignores -e inside a function called as a condition.
+# Three tries, 10 and 20 s apart: a passing throttle or mirror hiccup must not idle the instance.
 set +e
-( set -euo pipefail; labbatch_runner_tree )
-runner_tree_status=$?
+for attempt in 1 2 3; do
+  ( set -euo pipefail; labbatch_runner_tree )
+  runner_tree_status=$?
+  [ "$runner_tree_status" -eq 0 ] && break
+  [ "$attempt" -lt 3 ] && sleep $(( attempt * 10 ))
+done
 set -e
 if [ "$runner_tree_status" -ne 0 ]; then
   echo "labbatch: could not install the runner tree from {image_uri}; keeping the ECS agent stopped" >&2

@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from labbatch import instance_types
-from labbatch_contract import names
+from labbatch_contract import names, runner_env
 from labbatch_contract.settings import RecoverySettings
 
 # CloudWatch Logs accepts only these retention periods.
@@ -142,6 +142,7 @@ class Compute(_Strict):
         return instance_types.lookup(self.instance_types[0]).architecture
 
 
+_PLACEHOLDER = re.compile(runner_env.PLACEHOLDER_TOKEN)
 # A pipeline's recovery switches are the same model in the lab file and in the settings the
 # status updater reads.
 Recovery = RecoverySettings
@@ -188,11 +189,23 @@ class Pipeline(_Strict):
         `{input}`/`{inputs}` are always a job's (or array child's) own inputs; shared inputs reach
         the tool only through `{shared_input}` (the first) or `{shared_inputs}` (all of them).
         """
-        if any("{shared_input}" in argument for argument in self.command):
+        used = {match.group(1) for argument in self.command for match in _PLACEHOLDER.finditer(argument)}
+        if "shared_input" in used:
             return "required"
-        if "{shared_inputs}" in self.command:
+        if "shared_inputs" in used:
             return "optional"
         return "none"
+
+    @field_validator("command")
+    @classmethod
+    def _list_placeholders_whole(cls, value: list[str]) -> list[str]:
+        for position, argument in enumerate(value):
+            for match in _PLACEHOLDER.finditer(argument):
+                if match.group(1) in runner_env.LIST_PLACEHOLDERS and argument != match.group(0):
+                    raise ValueError(f"argument {position} {argument!r}: {match.group(0)} stands for several "
+                                     "arguments, so it must be a whole argument (allowed: "
+                                     f"{match.group(0)} alone in its list item)")
+        return value
 
 
 class Network(_Strict):

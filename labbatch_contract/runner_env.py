@@ -21,6 +21,12 @@ TES_TASK = "LABBATCH_TES_TASK"
 ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
 ATTEMPT = "AWS_BATCH_JOB_ATTEMPT"
 
+# The runner's placeholders in a tool's argv (containers/runner/README.md): `{{`/`}}` literal braces,
+# else `{name}` or `{name:detail}`. The lab config reads commands with the same grammar.
+PLACEHOLDER_TOKEN = r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}"
+# Placeholders that stand for several arguments, so they must be a whole argument.
+LIST_PLACEHOLDERS = ("inputs", "shared_inputs")
+
 # What a recovery passes on from the failed job's environment; the rest comes from the job
 # definition or is the new job's own.
 PASSED_ON_BY_RECOVERY = (INPUTS, SHARED_INPUTS, PARAMETERS, TES_TASK)

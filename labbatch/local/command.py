@@ -12,6 +12,7 @@ import socket
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 from labbatch.error_line import print_error
 from labbatch.loader import DEFAULT_LABS_DIR, load_one_lab
@@ -74,19 +75,30 @@ def run_local(args: argparse.Namespace) -> int:
         return fail("bad_argument", "--docker and --no-containers contradict each other; give one")
     executor = "host" if args.no_containers else "container" if args.docker else "auto"
 
-    from labbatch.local.docker_runner import DockerUnavailable
-    from labbatch.local.lab import LocalLab
-    from labbatch.local.persistence import DataDirError
-    from labbatch.local.state import LabAlreadyRunning
-
     # `kill -USR1 PID` prints every thread's stack to stderr: what a lab that will not stop is doing.
     try:
         faulthandler.register(signal.SIGUSR1, file=sys.__stderr__, all_threads=True)
     except (AttributeError, OSError, ValueError):
         pass  # no real stderr to write to (run in-process under a capture): nothing to dump into
     stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    for signum in previous:
         signal.signal(signum, lambda *_: stop.set())
+    try:
+        return _serve(args, lab, executor, stop)
+    finally:
+        # Run in-process (tests, the demo), the caller gets its own signal handling back.
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        faulthandler.unregister(signal.SIGUSR1)
+
+
+def _serve(args: argparse.Namespace, lab: Any, executor: str, stop: threading.Event) -> int:
+    from labbatch.local.docker_runner import DockerUnavailable
+    from labbatch.local.lab import LocalLab
+    from labbatch.local.persistence import DataDirError
+    from labbatch.local.state import LabAlreadyRunning
+
     local = LocalLab(lab, port=args.port, spot_interruption_rate=args.spot_interruptions,
                      random_seed=args.seed, executor=executor, name=args.name,
                      data_dir=args.data_dir.resolve() if args.data_dir is not None else None)
@@ -101,9 +113,9 @@ def run_local(args: argparse.Namespace) -> int:
     except DataDirError as exc:
         local.stop()
         return fail("bad_data_dir", str(exc))
-    except OSError as exc:
+    except Exception as exc:  # whatever stopped the start, nothing it began is left running
         local.stop()
-        return fail("start_failed", str(exc))
+        return fail("start_failed", f"{type(exc).__name__}: {exc}")
     print(json.dumps(info), flush=True)
     # stdout carries that one line only: everything else (the handlers' logs) goes to stderr, or a
     # caller that reads just the first line would fill the pipe and stall the lab.

@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -34,7 +35,17 @@ from labbatch_contract.ledger import FINAL_STATUSES, PROGRESS_FINAL, RECORD_TYPE
 
 FORMAT = 1
 AUTOSAVE_SECONDS = 5.0
+MAX_EVENT_AGE_DAYS = 14  # PutLogEvents refuses older events
 STOPPED_REASON = "The local lab stopped while this job was {status}; jobs do not survive a restart of local mode"
+
+
+def _refused_indexes(info: dict[str, int], count: int) -> set[int]:
+    """The batch positions PutLogEvents' rejectedLogEventsInfo names (too old, expired, too new)."""
+    refused = set(range(0, min(info.get("tooOldLogEventEndIndex", 0), count)))
+    refused |= set(range(0, min(info.get("expiredLogEventEndIndex", 0), count)))
+    if "tooNewLogEventStartIndex" in info:
+        refused |= set(range(info["tooNewLogEventStartIndex"], count))
+    return refused
 
 
 class DataDirError(ValueError):
@@ -68,6 +79,7 @@ class LabData:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._unrestorable: list[dict[str, Any]] = []  # saved log events the emulator would not take back
 
     # --- the folder --------------------------------------------------------------------------
 
@@ -92,9 +104,13 @@ class LabData:
     # --- restore -----------------------------------------------------------------------------
 
     def restore(self) -> Restored:
-        objects = sum(self._restore_bucket(kind, bucket) for kind, bucket in self._buckets.items())
-        items = self._restore_ledger()
-        events = self._restore_logs()
+        try:
+            objects = sum(self._restore_bucket(kind, bucket) for kind, bucket in self._buckets.items())
+            items = self._restore_ledger()
+            events = self._restore_logs()
+        except (ValueError, KeyError, OSError) as exc:
+            raise DataDirError(f"{self.directory}: a saved file is unreadable ({type(exc).__name__}: {exc}); "
+                               "nothing was changed in it") from None
         stopped = self._mark_unfinished_jobs_stopped()
         return Restored(objects, items, events, stopped)
 
@@ -132,12 +148,26 @@ class LabData:
                 by_stream.setdefault(event["stream"], []).append(
                     {"timestamp": event["timestamp"], "message": event["message"]})
         logs = self._client("logs")
+        restored = 0
+        # CloudWatch Logs (and the emulator, which may drop them without a word) take no event older
+        # than 14 days: those stay on disk, added back at every save, instead of vanishing.
+        oldest_accepted = int(time.time() * 1000) - (MAX_EVENT_AGE_DAYS * 24 - 1) * 3600 * 1000
+        for stream in list(by_stream):
+            too_old = [e for e in by_stream[stream] if e["timestamp"] < oldest_accepted]
+            self._unrestorable += [{"stream": stream, **e} for e in too_old]
+            by_stream[stream] = [e for e in by_stream[stream] if e["timestamp"] >= oldest_accepted]
+            if not by_stream[stream]:
+                del by_stream[stream]
         for stream, events in by_stream.items():
             logs.create_log_stream(logGroupName=self._log_group, logStreamName=stream)
             for start in range(0, len(events), 1000):  # PutLogEvents takes 10,000; stay well under 1 MB
-                logs.put_log_events(logGroupName=self._log_group, logStreamName=stream,
-                                    logEvents=events[start:start + 1000])
-        return sum(len(events) for events in by_stream.values())
+                batch = events[start:start + 1000]
+                answer = logs.put_log_events(logGroupName=self._log_group, logStreamName=stream, logEvents=batch)
+                # Anything else it refuses (expired by the group's retention, too new) stays on disk too.
+                refused = _refused_indexes(answer.get("rejectedLogEventsInfo") or {}, len(batch))
+                self._unrestorable += [{"stream": stream, **batch[i]} for i in sorted(refused)]
+                restored += len(batch) - len(refused)
+        return restored
 
     def _mark_unfinished_jobs_stopped(self) -> int:
         dynamodb = self._client("dynamodb")
@@ -203,7 +233,8 @@ class LabData:
                     if not answer["events"] or answer.get("nextForwardToken") in (None, token):
                         break
                     token = answer["nextForwardToken"]
-        _write_atomically(self.directory / "logs.jsonl", "".join(line + "\n" for line in lines).encode())
+        kept = [json.dumps(event) for event in self._unrestorable]
+        _write_atomically(self.directory / "logs.jsonl", "".join(line + "\n" for line in kept + lines).encode())
 
     # --- while the lab runs ------------------------------------------------------------------
 

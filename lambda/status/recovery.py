@@ -153,7 +153,7 @@ def new_record(old: Mapping[str, Any], plan_: Plan, *, job_id: str, prefix: str,
         "recovery": {"kind": plan_.kind, "reason": plan_.reason, "original_job_id": original,
                      "kinds_used": kinds_used(old) + [plan_.kind]},
     }
-    for field in ("pipeline", "name", "batch_job_name", "submitted_by", "inputs", "parameters",
+    for field in ("pipeline", "name", "batch_job_name", "submitted_by", "inputs", "shared_inputs", "parameters",
                   "vcpus", "input_bytes", "scratch_needed_bytes"):
         if old.get(field) is not None:
             record[field] = old[field]

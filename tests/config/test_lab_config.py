@@ -286,3 +286,12 @@ def test_unknown_encryption_is_refused_naming_what_is_allowed():
 def test_audit_without_the_labs_key_is_refused():
     [problem] = problems_of(changed("audit", True))
     assert "audit: true needs encryption: kms" in problem and "(allowed:" in problem
+
+
+def test_escaped_braces_are_not_shared_inputs_and_list_placeholders_must_be_whole_arguments():
+    escaped = parse_lab(changed("pipelines.fastq-stats.command", ["tool", "{{shared_input}}", "{input}"]),
+                        "labs/example.yaml")
+    assert escaped.pipelines["fastq-stats"].shared_inputs == "none"
+    for command in (["tool", "--refs={shared_inputs}"], ["tool", "--in={inputs}"]):
+        [problem] = problems_of(changed("pipelines.fastq-stats.command", command))
+        assert "pipelines.fastq-stats.command" in problem and "must be a whole argument" in problem

@@ -103,3 +103,13 @@ def test_the_demo_runs_in_containers_only_when_the_engine_holds_its_images(monke
     assert demo_executor() == ("host", f"{DEMO_TAG} not built yet: make images")
     monkeypatch.setattr(docker_runner, "image_id", lambda engine, ref: "sha256:1")
     assert demo_executor() == ("docker", None)
+
+
+def test_run_local_in_process_gives_the_caller_its_signal_handlers_back(monkeypatch, capsys, tmp_path):
+    import signal
+
+    monkeypatch.setenv("LABBATCH_HOME", str(tmp_path))
+    monkeypatch.setattr("labbatch.local.lab.find_engine", lambda candidates: None)
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    assert local_command.run_local(parse("--docker")) == 1
+    assert {s: signal.getsignal(s) for s in before} == before

@@ -252,3 +252,59 @@ def test_jobs_a_saved_ledger_shows_unfinished_are_marked_stopped_when_restored(t
         assert running["status"]["S"] == "FAILED" and running["failure"]["S"] == "infrastructure"
         assert "stopped while this job was RUNNING" in running["status_reason"]["S"]
         assert dynamodb.get_item(TableName="t", Key={"job_id": {"S": "j-done"}})["Item"]["status"]["S"] == "SUCCEEDED"
+
+
+def test_saved_log_events_the_emulator_will_not_take_back_stay_on_disk(tmp_path):
+    """CloudWatch Logs (and moto) refuse events older than 14 days: a restore cannot put them
+    back, and the next save must not drop them from the data dir."""
+    import json
+    import time as clock
+
+    import boto3
+    from moto import mock_aws
+
+    from labbatch.local.persistence import LabData
+
+    now = int(clock.time() * 1000)
+    old, new = now - 20 * 24 * 3600 * 1000, now - 1000
+    with mock_aws():
+        boto3.client("dynamodb", region_name="us-east-1").create_table(
+            TableName="t", BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}])
+        boto3.client("logs", region_name="us-east-1").create_log_group(logGroupName="/g")
+        data_dir = tmp_path / "data"
+        data_dir.mkdir()
+        (data_dir / "lab.json").write_text(json.dumps({"lab": "example", "format": 1}))
+        (data_dir / "logs.jsonl").write_text("".join(json.dumps(e) + "\n" for e in (
+            {"stream": "s", "timestamp": old, "message": "three weeks ago"},
+            {"stream": "s", "timestamp": new, "message": "just now"})))
+        data = LabData(data_dir, lab="example", buckets={}, table="t", log_group="/g",
+                       client=lambda service: boto3.client(service, region_name="us-east-1"))
+        assert data.claim() is True
+        assert data.restore().log_events == 1
+        data.save()
+        kept = [json.loads(line)["message"] for line in (data_dir / "logs.jsonl").read_text().splitlines()]
+        assert sorted(kept) == ["just now", "three weeks ago"]
+
+
+def test_an_unreadable_data_dir_is_refused_naming_it_and_left_as_it_was(tmp_path):
+    import json
+
+    import boto3
+    import pytest
+    from moto import mock_aws
+
+    from labbatch.local.persistence import DataDirError, LabData
+
+    with mock_aws():
+        data_dir = tmp_path / "data"
+        data_dir.mkdir()
+        (data_dir / "lab.json").write_text(json.dumps({"lab": "example", "format": 1}))
+        (data_dir / "ledger.jsonl").write_text("{bad\n")
+        data = LabData(data_dir, lab="example", buckets={}, table="t", log_group="/g",
+                       client=lambda service: boto3.client(service, region_name="us-east-1"))
+        data.claim()
+        with pytest.raises(DataDirError, match="unreadable"):
+            data.restore()
+        assert (data_dir / "ledger.jsonl").read_text() == "{bad\n"

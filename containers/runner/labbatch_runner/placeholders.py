@@ -16,9 +16,11 @@ from __future__ import annotations
 import re
 from typing import Mapping
 
+from labbatch_contract import runner_env
+
 from .errors import ExitCode, RunnerError
 
-_TOKEN = re.compile(r"\{\{|\}\}|\{([A-Za-z_][A-Za-z0-9_]*)(?::([^{}]*))?\}")
+_TOKEN = re.compile(runner_env.PLACEHOLDER_TOKEN)
 _SIMPLE = ("input", "shared_input", "output_dir", "work_dir")
 _LISTS = {"{inputs}": "inputs", "{shared_inputs}": "shared_inputs"}
 
