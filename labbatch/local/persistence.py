@@ -31,12 +31,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 from labbatch_contract.ids import utc_timestamp
-from labbatch_contract.ledger import FINAL_STATUSES, PROGRESS_FINAL, RECORD_TYPE_JOB, expression_values
+from labbatch_contract.ledger import FINAL_STATUSES, PROGRESS_FINAL, RECORD_TYPE_JOB, expression_values, from_item
 
 FORMAT = 1
 AUTOSAVE_SECONDS = 5.0
 MAX_EVENT_AGE_DAYS = 14  # PutLogEvents refuses older events
 STOPPED_REASON = "The local lab stopped while this job was {status}; jobs do not survive a restart of local mode"
+
+
+def _children_stopped(children: dict[str, int]) -> dict[str, int]:
+    """Child counts once the lab stopped: every child that had not finished failed with it."""
+    unfinished = sum(n for status, n in children.items() if status not in FINAL_STATUSES)
+    counts = {status: n for status, n in children.items() if status in FINAL_STATUSES}
+    counts["FAILED"] = counts.get("FAILED", 0) + unfinished
+    return counts
 
 
 def _refused_indexes(info: dict[str, int], count: int) -> set[int]:
@@ -177,14 +185,18 @@ class LabData:
             if item.get("record_type", {}).get("S") != RECORD_TYPE_JOB or status in FINAL_STATUSES:
                 continue
             now = utc_timestamp()
+            values = {":failed": "FAILED", ":reason": STOPPED_REASON.format(status=status),
+                      ":failure": "infrastructure", ":final": PROGRESS_FINAL, ":now": now}
+            update = ("SET #status = :failed, status_reason = :reason, failure = :failure, "
+                      "progress = :final, stopped_at = :now, updated_at = :now")
+            children = from_item({"c": item["children"]})["c"] if "children" in item else None
+            if isinstance(children, dict):
+                # An array parent's unfinished children stopped with it: its counts say so too.
+                values[":children"] = _children_stopped(children)
+                update += ", children = :children"
             dynamodb.update_item(
-                TableName=self._table, Key={"job_id": item["job_id"]},
-                UpdateExpression="SET #status = :failed, status_reason = :reason, failure = :failure, "
-                "progress = :final, stopped_at = :now, updated_at = :now",
-                ExpressionAttributeNames={"#status": "status"},
-                ExpressionAttributeValues=expression_values({
-                    ":failed": "FAILED", ":reason": STOPPED_REASON.format(status=status),
-                    ":failure": "infrastructure", ":final": PROGRESS_FINAL, ":now": now}))
+                TableName=self._table, Key={"job_id": item["job_id"]}, UpdateExpression=update,
+                ExpressionAttributeNames={"#status": "status"}, ExpressionAttributeValues=expression_values(values))
             stopped += 1
         return stopped
 

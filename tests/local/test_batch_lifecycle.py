@@ -240,6 +240,9 @@ def test_jobs_a_saved_ledger_shows_unfinished_are_marked_stopped_when_restored(t
         data_dir.mkdir()
         (data_dir / "lab.json").write_text(json.dumps({"lab": "example", "format": 1}))
         items = [{"job_id": {"S": "j-running"}, "record_type": {"S": "job"}, "status": {"S": "RUNNING"}},
+                 {"job_id": {"S": "j-array"}, "record_type": {"S": "job"}, "status": {"S": "RUNNING"},
+                  "children": {"M": {"SUCCEEDED": {"N": "2"}, "RUNNING": {"N": "3"}, "SUBMITTED": {"N": "1"},
+                                     "FAILED": {"N": "1"}}}},
                  {"job_id": {"S": "j-done"}, "record_type": {"S": "job"}, "status": {"S": "SUCCEEDED"}},
                  {"job_id": {"S": "j-done/0"}, "status": {"S": "RUNNING"}}]  # a child item: not a job record
         (data_dir / "ledger.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
@@ -247,7 +250,9 @@ def test_jobs_a_saved_ledger_shows_unfinished_are_marked_stopped_when_restored(t
                        client=lambda service: boto3.client(service, region_name="us-east-1"))
         assert data.claim() is True
         restored = data.restore()
-        assert (restored.ledger_items, restored.stopped_jobs) == (3, 1)
+        assert (restored.ledger_items, restored.stopped_jobs) == (4, 2)
+        array = dynamodb.get_item(TableName="t", Key={"job_id": {"S": "j-array"}})["Item"]
+        assert {k: int(v["N"]) for k, v in array["children"]["M"].items()} == {"SUCCEEDED": 2, "FAILED": 5}
         running = dynamodb.get_item(TableName="t", Key={"job_id": {"S": "j-running"}})["Item"]
         assert running["status"]["S"] == "FAILED" and running["failure"]["S"] == "infrastructure"
         assert "stopped while this job was RUNNING" in running["status_reason"]["S"]
