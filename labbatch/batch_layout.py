@@ -67,10 +67,7 @@ class HostMount:
 
 
 # Every job container gets these two and nothing else of the host.
-JOB_MOUNTS = (
-    HostMount("scratch", SCRATCH_MOUNT, SCRATCH_MOUNT, read_only=False),
-    HostMount("labbatch-runner", RUNNER_HOST_PATH, RUNNER_MOUNT, read_only=True),
-)
+JOB_MOUNTS = tuple(HostMount(*mount) for mount in job_layout.MOUNTS)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from labbatch.batch_layout import on_host
+from labbatch.batch_layout import RUNNER_COMMAND, on_host
 from labbatch.client import (DOCTOR_CANARY_PREFIX, Connection, LabBatchApiError, LabBatchClient,
                              LabBatchConnectionError, LabBatchError, _local_lab_states, resolve_connection)
 
@@ -38,7 +38,6 @@ CANARY_PREFIX = "labbatch-doctor/"
 CANARY_READS = (("ACGTACGTGGCCAATT", "IIIIIIIIIIIIIIII"), ("GGGGCCCCAAAATTTT", "FFFFFFFFFFFFFFFF"))
 # A compute environment scaling from zero takes minutes in AWS; locally, seconds.
 DEFAULT_TIMEOUT_SECONDS = {"local": 120.0, "aws": 900.0}
-RUNNER = "labbatch-runner"
 
 
 @dataclass
@@ -218,8 +217,8 @@ def _enable_fix(target: Target, kind: str, name: str) -> str:
 def _executable(command: list[str]) -> str | None:
     """The pipeline's own program: what follows the runner's `--`, else the first word."""
     command = on_host(command)
-    if RUNNER in command[:1] and "--" in command:
-        rest = command[command.index("--") + 1:]
+    if tuple(command[:len(RUNNER_COMMAND)]) == RUNNER_COMMAND:
+        rest = command[len(RUNNER_COMMAND):]
         return rest[0] if rest else None
     return command[0] if command else None
 

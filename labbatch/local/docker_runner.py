@@ -61,10 +61,6 @@ def find_engine(candidates: Sequence[str] = ENGINES) -> str | None:
     return next((engine for engine in candidates if engine_answers(engine)), None)
 
 
-def engine_available() -> bool:
-    return find_engine() is not None
-
-
 def _run(engine: str, *args: str, timeout: float = ENGINE_TIMEOUT_SECONDS) -> subprocess.CompletedProcess[str]:
     return subprocess.run([engine, *args], capture_output=True, text=True, timeout=timeout,
                           stdin=subprocess.DEVNULL)
