@@ -88,6 +88,7 @@ class LabData:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._unrestorable: list[dict[str, Any]] = []  # saved log events the emulator would not take back
+        self._written: dict[Path, str] = {}  # sha256 of what each file last got: an idle lab writes nothing
 
     # --- the folder --------------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ class LabData:
             for kind, bucket in self._buckets.items():
                 self._save_bucket(kind, bucket)
             lines = [json.dumps(item, sort_keys=True) for item in self._scan()]
-            _write_atomically(self.directory / "ledger.jsonl", "".join(line + "\n" for line in lines).encode())
+            self._write_if_changed(self.directory / "ledger.jsonl", "".join(line + "\n" for line in lines).encode())
             self._save_logs()
 
     def _save_bucket(self, kind: str, bucket: str) -> None:
@@ -223,7 +224,7 @@ class LabData:
                              "size": answer["ContentLength"], "content_type": answer.get("ContentType")}
                     _write_atomically(self._objects(kind) / entry["file"], answer["Body"].read())
                 current[key] = entry
-        _write_atomically(self.directory / "s3" / kind / "index.json", json.dumps(current).encode())
+        self._write_if_changed(self.directory / "s3" / kind / "index.json", json.dumps(current).encode())
         kept = {entry["file"] for entry in current.values()}
         for stale in self._objects(kind).glob("*"):
             if stale.name not in kept:
@@ -246,7 +247,7 @@ class LabData:
                         break
                     token = answer["nextForwardToken"]
         kept = [json.dumps(event) for event in self._unrestorable]
-        _write_atomically(self.directory / "logs.jsonl", "".join(line + "\n" for line in kept + lines).encode())
+        self._write_if_changed(self.directory / "logs.jsonl", "".join(line + "\n" for line in kept + lines).encode())
 
     # --- while the lab runs ------------------------------------------------------------------
 
@@ -270,6 +271,12 @@ class LabData:
         self.save()
 
     # --- helpers -----------------------------------------------------------------------------
+
+    def _write_if_changed(self, path: Path, data: bytes) -> None:
+        digest = hashlib.sha256(data).hexdigest()
+        if self._written.get(path) != digest or not path.is_file():
+            _write_atomically(path, data)
+            self._written[path] = digest
 
     def _index(self, kind: str) -> dict[str, dict[str, Any]]:
         path = self.directory / "s3" / kind / "index.json"
