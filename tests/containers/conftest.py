@@ -20,6 +20,8 @@ import pytest
 
 from labbatch.batch_layout import RUNNER_LAUNCH as JOB_RUNNER_LAUNCH
 from labbatch.batch_layout import RUNNER_MOUNT  # noqa: F401  (the tests import it from here)
+from labbatch.local.docker_runner import engine_answers
+from labbatch.local.docker_runner import image_id as engine_image_id
 
 DOCKER = os.environ.get("DOCKER", "docker")
 BASE_IMAGE = "labbatch-base:bookworm"
@@ -47,17 +49,11 @@ def docker(*args: str, timeout: float = 120, **kwargs: Any) -> subprocess.Comple
 
 
 def engine_available() -> bool:
-    if shutil.which(DOCKER) is None:
-        return False
-    try:
-        return docker("info", timeout=20).returncode == 0
-    except subprocess.TimeoutExpired:
-        return False
+    return engine_answers(DOCKER)
 
 
 def image_id(image: str) -> str | None:
-    result = docker("image", "inspect", "--format", "{{.Id}}", image, timeout=30)
-    return result.stdout.strip() if result.returncode == 0 else None
+    return engine_image_id(DOCKER, image)
 
 
 def image_path(image: str) -> str:

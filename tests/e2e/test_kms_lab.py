@@ -4,16 +4,13 @@ and the runner and the API work unchanged (stage-in, stage-out, sample lists, th
 from __future__ import annotations
 
 import gzip
-import json
-import os
-import subprocess
 from pathlib import Path
 
 import boto3
 import pytest
 import yaml
 
-from tests.e2e.conftest import LABBATCH, ROOT, RunningLab
+from tests.e2e.conftest import ROOT, RunningLab, start_local
 from tests.e2e.test_local_mode import READS_A, READS_B, assert_stats, fastq, wait
 
 
@@ -23,15 +20,8 @@ def start_kms_lab(tmp_path: Path) -> RunningLab:
     data = yaml.safe_load((ROOT / "labs" / "example.yaml").read_text())
     data.update(name="vault", encryption="kms", audit=True)
     (labs / "vault.yaml").write_text(yaml.safe_dump(data))
-    home = tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env["LABBATCH_HOME"] = str(home)
-    process = subprocess.Popen([LABBATCH, "local", "--labs-dir", str(labs), "--lab", "vault"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    line = process.stdout.readline()
-    if not line:
-        raise AssertionError(f"labbatch local did not start: {process.stderr.read()}")
-    return RunningLab(process, json.loads(line), home)
+    # In containers when the engine holds the images, as `labbatch local` chooses by itself.
+    return start_local(tmp_path, "--lab", "vault", labs_dir=labs, containers=True)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
 from test_batch_helpers import (ON_DEMAND_QUEUE, SLEEPER_WITH_CHILD, SPOT_QUEUE, definition, describe, env_override,
                                 local_batch, process_gone, wait_for, wait_for_file, wait_gone)
 
@@ -220,9 +222,10 @@ def test_close_stops_every_process_and_removes_the_scratch_root(tmp_path):
     assert not Path(tmp_path / "scratch").exists()
 
 
-def test_jobs_a_saved_ledger_shows_unfinished_are_marked_stopped_when_restored(tmp_path):
-    """A lab killed outright (SIGKILL: no last save after its jobs stopped) leaves RUNNING records
-    in its data dir; a restore says they stopped with the lab instead of showing them running."""
+@pytest.fixture
+def saved_lab(tmp_path):
+    """A data dir of lab "example" and the emulated table and log group it restores into; call
+    the fixture's value to get the lab's LabData once the test has written its files."""
     import json
 
     import boto3
@@ -230,48 +233,6 @@ def test_jobs_a_saved_ledger_shows_unfinished_are_marked_stopped_when_restored(t
 
     from labbatch.local.persistence import LabData
 
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        dynamodb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
-                              AttributeDefinitions=[{"AttributeName": "job_id", "AttributeType": "S"}],
-                              KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}])
-        boto3.client("logs", region_name="us-east-1").create_log_group(logGroupName="/g")
-        data_dir = tmp_path / "data"
-        data_dir.mkdir()
-        (data_dir / "lab.json").write_text(json.dumps({"lab": "example", "format": 1}))
-        items = [{"job_id": {"S": "j-running"}, "record_type": {"S": "job"}, "status": {"S": "RUNNING"}},
-                 {"job_id": {"S": "j-array"}, "record_type": {"S": "job"}, "status": {"S": "RUNNING"},
-                  "children": {"M": {"SUCCEEDED": {"N": "2"}, "RUNNING": {"N": "3"}, "SUBMITTED": {"N": "1"},
-                                     "FAILED": {"N": "1"}}}},
-                 {"job_id": {"S": "j-done"}, "record_type": {"S": "job"}, "status": {"S": "SUCCEEDED"}},
-                 {"job_id": {"S": "j-done/0"}, "status": {"S": "RUNNING"}}]  # a child item: not a job record
-        (data_dir / "ledger.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
-        data = LabData(data_dir, lab="example", buckets={}, table="t", log_group="/g",
-                       client=lambda service: boto3.client(service, region_name="us-east-1"))
-        assert data.claim() is True
-        restored = data.restore()
-        assert (restored.ledger_items, restored.stopped_jobs) == (4, 2)
-        array = dynamodb.get_item(TableName="t", Key={"job_id": {"S": "j-array"}})["Item"]
-        assert {k: int(v["N"]) for k, v in array["children"]["M"].items()} == {"SUCCEEDED": 2, "FAILED": 5}
-        running = dynamodb.get_item(TableName="t", Key={"job_id": {"S": "j-running"}})["Item"]
-        assert running["status"]["S"] == "FAILED" and running["failure"]["S"] == "infrastructure"
-        assert "stopped while this job was RUNNING" in running["status_reason"]["S"]
-        assert dynamodb.get_item(TableName="t", Key={"job_id": {"S": "j-done"}})["Item"]["status"]["S"] == "SUCCEEDED"
-
-
-def test_saved_log_events_the_emulator_will_not_take_back_stay_on_disk(tmp_path):
-    """CloudWatch Logs (and moto) refuse events older than 14 days: a restore cannot put them
-    back, and the next save must not drop them from the data dir."""
-    import json
-    import time as clock
-
-    import boto3
-    from moto import mock_aws
-
-    from labbatch.local.persistence import LabData
-
-    now = int(clock.time() * 1000)
-    old, new = now - 20 * 24 * 3600 * 1000, now - 1000
     with mock_aws():
         boto3.client("dynamodb", region_name="us-east-1").create_table(
             TableName="t", BillingMode="PAY_PER_REQUEST",
@@ -281,35 +242,65 @@ def test_saved_log_events_the_emulator_will_not_take_back_stay_on_disk(tmp_path)
         data_dir = tmp_path / "data"
         data_dir.mkdir()
         (data_dir / "lab.json").write_text(json.dumps({"lab": "example", "format": 1}))
-        (data_dir / "logs.jsonl").write_text("".join(json.dumps(e) + "\n" for e in (
-            {"stream": "s", "timestamp": old, "message": "three weeks ago"},
-            {"stream": "s", "timestamp": new, "message": "just now"})))
-        data = LabData(data_dir, lab="example", buckets={}, table="t", log_group="/g",
-                       client=lambda service: boto3.client(service, region_name="us-east-1"))
-        assert data.claim() is True
-        assert data.restore().log_events == 1
-        data.save()
-        kept = [json.loads(line)["message"] for line in (data_dir / "logs.jsonl").read_text().splitlines()]
-        assert sorted(kept) == ["just now", "three weeks ago"]
+        yield data_dir, lambda: LabData(data_dir, lab="example", buckets={}, table="t", log_group="/g",
+                                        client=lambda service: boto3.client(service, region_name="us-east-1"))
 
 
-def test_an_unreadable_data_dir_is_refused_naming_it_and_left_as_it_was(tmp_path):
+def test_jobs_a_saved_ledger_shows_unfinished_are_marked_stopped_when_restored(saved_lab):
+    """A lab killed outright (SIGKILL: no last save after its jobs stopped) leaves RUNNING records
+    in its data dir; a restore says they stopped with the lab instead of showing them running."""
     import json
 
     import boto3
-    import pytest
-    from moto import mock_aws
 
-    from labbatch.local.persistence import DataDirError, LabData
+    data_dir, lab_data = saved_lab
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    items = [{"job_id": {"S": "j-running"}, "record_type": {"S": "job"}, "status": {"S": "RUNNING"}},
+             {"job_id": {"S": "j-array"}, "record_type": {"S": "job"}, "status": {"S": "RUNNING"},
+              "children": {"M": {"SUCCEEDED": {"N": "2"}, "RUNNING": {"N": "3"}, "SUBMITTED": {"N": "1"},
+                                 "FAILED": {"N": "1"}}}},
+             {"job_id": {"S": "j-done"}, "record_type": {"S": "job"}, "status": {"S": "SUCCEEDED"}},
+             {"job_id": {"S": "j-done/0"}, "status": {"S": "RUNNING"}}]  # a child item: not a job record
+    (data_dir / "ledger.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items))
+    data = lab_data()
+    assert data.claim() is True
+    restored = data.restore()
+    assert (restored.ledger_items, restored.stopped_jobs) == (4, 2)
+    array = dynamodb.get_item(TableName="t", Key={"job_id": {"S": "j-array"}})["Item"]
+    assert {k: int(v["N"]) for k, v in array["children"]["M"].items()} == {"SUCCEEDED": 2, "FAILED": 5}
+    running = dynamodb.get_item(TableName="t", Key={"job_id": {"S": "j-running"}})["Item"]
+    assert running["status"]["S"] == "FAILED" and running["failure"]["S"] == "infrastructure"
+    assert "stopped while this job was RUNNING" in running["status_reason"]["S"]
+    assert dynamodb.get_item(TableName="t", Key={"job_id": {"S": "j-done"}})["Item"]["status"]["S"] == "SUCCEEDED"
 
-    with mock_aws():
-        data_dir = tmp_path / "data"
-        data_dir.mkdir()
-        (data_dir / "lab.json").write_text(json.dumps({"lab": "example", "format": 1}))
-        (data_dir / "ledger.jsonl").write_text("{bad\n")
-        data = LabData(data_dir, lab="example", buckets={}, table="t", log_group="/g",
-                       client=lambda service: boto3.client(service, region_name="us-east-1"))
-        data.claim()
-        with pytest.raises(DataDirError, match="unreadable"):
-            data.restore()
-        assert (data_dir / "ledger.jsonl").read_text() == "{bad\n"
+
+def test_saved_log_events_the_emulator_will_not_take_back_stay_on_disk(saved_lab):
+    """CloudWatch Logs (and moto) refuse events older than 14 days: a restore cannot put them
+    back, and the next save must not drop them from the data dir."""
+    import json
+    import time as clock
+
+    data_dir, lab_data = saved_lab
+    now = int(clock.time() * 1000)
+    old, new = now - 20 * 24 * 3600 * 1000, now - 1000
+    (data_dir / "logs.jsonl").write_text("".join(json.dumps(e) + "\n" for e in (
+        {"stream": "s", "timestamp": old, "message": "three weeks ago"},
+        {"stream": "s", "timestamp": new, "message": "just now"})))
+    data = lab_data()
+    assert data.claim() is True
+    assert data.restore().log_events == 1
+    data.save()
+    kept = [json.loads(line)["message"] for line in (data_dir / "logs.jsonl").read_text().splitlines()]
+    assert sorted(kept) == ["just now", "three weeks ago"]
+
+
+def test_an_unreadable_data_dir_is_refused_naming_it_and_left_as_it_was(saved_lab):
+    from labbatch.local.persistence import DataDirError
+
+    data_dir, lab_data = saved_lab
+    (data_dir / "ledger.jsonl").write_text("{bad\n")
+    data = lab_data()
+    data.claim()
+    with pytest.raises(DataDirError, match="unreadable"):
+        data.restore()
+    assert (data_dir / "ledger.jsonl").read_text() == "{bad\n"
