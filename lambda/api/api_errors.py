@@ -37,6 +37,14 @@ class ApiError(Exception):
         self.headers = dict(headers or {})
 
 
+def iam_caller(event: Any, refusal: str = "The request carries no IAM caller identity") -> str:
+    """The caller's ARN as API Gateway's IAM authorization passed it, or a 403 saying `refusal`."""
+    arn = ((event.get("requestContext") or {}).get("identity") or {}).get("userArn")
+    if not arn:
+        raise ApiError(HTTPStatus.FORBIDDEN, "no_caller_identity", refusal)
+    return arn
+
+
 def refused(code: str, message: str, *, field: str | None = None, **details: Any) -> ApiError:
     """A request that can never succeed as sent (422): the caller must change it."""
     return ApiError(HTTPStatus.UNPROCESSABLE_ENTITY, code, message, field=field, details=details)

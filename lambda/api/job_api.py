@@ -42,7 +42,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from admission import admit
 from api_clients import ApiClients, build_clients
-from api_errors import ApiError, error_response, refused, unavailable
+from api_errors import ApiError, error_response, iam_caller, refused, unavailable
 from labbatch_contract.settings import LabSettings, SettingsError, load_settings
 from aws_faults import error_code, is_retryable
 from batch_requests import stop_job
@@ -179,10 +179,7 @@ def _admit_and_submit(*, submission: dict, request: SubmitJobRequest) -> dict:
 
 
 def _caller_arn() -> str:
-    arn = (app.current_event.get("requestContext") or {}).get("identity", {}).get("userArn")
-    if not arn:
-        raise ApiError(HTTPStatus.FORBIDDEN, "no_caller_identity", "The request carries no IAM caller identity")
-    return arn
+    return iam_caller(app.current_event.raw_event)
 
 
 def _json(status: int, model: Any, headers: dict[str, str] | None = None) -> Response:

@@ -23,7 +23,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from api_errors import ApiError, refused
+from api_errors import ApiError, iam_caller, refused
 from admission import check_resources
 from aws_faults import request_may_have_landed
 from batch_requests import batch_job_name, stop_job
@@ -62,11 +62,7 @@ def _caller() -> str:
     if by_token is not None:
         token_routes.note_use(by_token[1])
         return by_token[0]
-    identity = (event.get("requestContext") or {}).get("identity") or {}
-    arn = identity.get("userArn")
-    if not arn:
-        raise ApiError(HTTPStatus.FORBIDDEN, "no_caller_identity", "The request carries no IAM caller identity")
-    return arn
+    return iam_caller(event)
 
 
 def _enabled_settings() -> LabSettings:

@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api_errors import ApiError, refused
+from api_errors import ApiError, iam_caller, refused
 from labbatch_contract import tokens
 from labbatch_contract.ids import utc_timestamp
 from labbatch_contract.ledger import BY_CREATED_INDEX, from_item, is_condition_failure, to_item
@@ -37,12 +37,8 @@ def _runtime():
 
 
 def _iam_caller() -> str:
-    identity = (router.current_event.get("requestContext") or {}).get("identity") or {}
-    arn = identity.get("userArn")
-    if not arn:
-        raise ApiError(HTTPStatus.FORBIDDEN, "no_caller_identity",
-                       "Tokens are managed by the lab's IAM principals only: sign the request with SigV4")
-    return arn
+    return iam_caller(router.current_event.raw_event,
+                      "Tokens are managed by the lab's IAM principals only: sign the request with SigV4")
 
 
 def _answer(status: int, body: Any) -> Response:
