@@ -1,7 +1,9 @@
 # The two commands of the README:
 #   make demo   set up, then run LabBatch's main job: the local-mode tour (`labbatch demo`)
 #   make test   set up, then run the test suite
-# Set-up is idempotent: a Python venv in .venv and the pinned CDK CLI + Node 22 in node_modules.
+# Set-up is idempotent: a Python venv in .venv and the pinned CDK CLI + Node 22 in node_modules,
+# plus .venv-snakemake: Snakemake and its TES and S3 plugins, which pin py-tes 0.4 where the
+# suite uses py-tes 1.1, so they live apart (the Snakemake-on-TES tests drive it).
 
 PYTHON ?= python3
 VENV := .venv
@@ -9,7 +11,7 @@ BIN := $(VENV)/bin
 # jsii and the CDK CLI must both run on the pinned Node 22, not the machine's Node 20.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo synth images test clean
+.PHONY: setup demo synth images engines test clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -18,6 +20,15 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt -e .
+	touch $@
+
+# The workflow engines the TES tests drive from the host (containers/snakemake/requirements.txt
+# is also what the task image labbatch-snakemake:local installs: the same Snakemake both sides).
+engines: .venv-snakemake/.installed
+
+.venv-snakemake/.installed: containers/snakemake/requirements.txt
+	test -x .venv-snakemake/bin/python || $(PYTHON) -m venv .venv-snakemake
+	.venv-snakemake/bin/python -m pip install --quiet --no-deps -r containers/snakemake/requirements.txt
 	touch $@
 
 node_modules/.installed: package.json package-lock.json
@@ -38,10 +49,10 @@ images: setup
 
 # With a container engine, the container tests need the images (cheap when cached); without
 # one they skip, except under CI=true, where .ci/run has started an engine.
-test: setup
+test: setup engines
 	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images; \
 	else echo "make test: no container engine answers ('docker info' failed): not building images, container tests will skip"; fi
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2
 
 clean:
-	rm -rf cdk.out $(VENV) node_modules
+	rm -rf cdk.out $(VENV) .venv-snakemake node_modules

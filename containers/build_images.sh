@@ -5,6 +5,8 @@
 #   labbatch-demo:local      containers/Dockerfile FROM that base (demo tools, no runner)
 #   labbatch-bwa:local       mmdebstrap minbase + bwa + samtools: a stand-in for a biocontainers
 #                            image, with no Python and no LabBatch code
+#   labbatch-snakemake:local containers/snakemake/Dockerfile FROM the base: a stand-in for
+#                            snakemake/snakemake, the image Snakemake's TES tasks run in
 #
 # No registry answers here and HTTPS from inside a container is not trusted, so bases come from
 # Debian's packages and every wheel is fetched on the host into the build context; the builds
@@ -27,6 +29,7 @@ BASE_TAG=labbatch-base:bookworm
 RUNNER_TAG=labbatch-runner:local
 DEMO_TAG=labbatch-demo:local
 BWA_TAG=labbatch-bwa:local
+SNAKEMAKE_TAG=labbatch-snakemake:local
 # Minbase without documentation. mmdebstrap still brings usrmerge, and with it the whole of
 # perl (50 MB; perl-base, which dpkg needs, stays): the tree is merged-/usr already and
 # usr-is-merged says so, so they go.
@@ -164,6 +167,9 @@ RUNNER_WHEELS=$CACHE/wheels-runner-$(hash_of "$RUNNER_REQUIREMENTS" "$PIP_VERSIO
 DEMO_WHEELS=$CACHE/wheels-demo-$(hash_of "$DEMO_REQUIREMENTS" "$PIP_VERSION")
 wheelhouse "$RUNNER_REQUIREMENTS" "$RUNNER_WHEELS"
 wheelhouse "$DEMO_REQUIREMENTS" "$DEMO_WHEELS"
+SNAKEMAKE_REQUIREMENTS=$ROOT/containers/snakemake/requirements.txt
+SNAKEMAKE_WHEELS=$CACHE/wheels-snakemake-$(hash_of "$SNAKEMAKE_REQUIREMENTS" "$PIP_VERSION")
+wheelhouse "$SNAKEMAKE_REQUIREMENTS" "$SNAKEMAKE_WHEELS"
 
 build_image "$RUNNER_TAG" runner "$RUNNER_WHEELS" \
     "$ROOT/containers/runner/Dockerfile" "$ROOT/containers/runner/requirements.txt" \
@@ -171,9 +177,11 @@ build_image "$RUNNER_TAG" runner "$RUNNER_WHEELS" \
 # The demo context holds only what its Dockerfile copies (CDK's asset is all of containers/).
 build_image "$DEMO_TAG" demo "$DEMO_WHEELS" \
     "$ROOT/containers/Dockerfile" "$ROOT/containers/requirements.txt" "$ROOT/containers/pipelines"
+build_image "$SNAKEMAKE_TAG" snakemake "$SNAKEMAKE_WHEELS" \
+    "$ROOT/containers/snakemake/Dockerfile" "$ROOT/containers/snakemake/requirements.txt"
 
 for old in "${REPLACED[@]}"; do
     [ "$(image_id "$old")" = "$old" ] || continue
     "$DOCKER" image inspect -f '{{len .RepoTags}}' "$old" | grep -qx 0 && "$DOCKER" rmi "$old" >/dev/null 2>&1 || true
 done
-say "done in $((SECONDS - started)) s: $BASE_TAG $RUNNER_TAG $DEMO_TAG $BWA_TAG"
+say "done in $((SECONDS - started)) s: $BASE_TAG $RUNNER_TAG $DEMO_TAG $BWA_TAG $SNAKEMAKE_TAG"

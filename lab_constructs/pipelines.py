@@ -71,10 +71,15 @@ class PipelineJobDefinitions(Construct):
         writable_objects = [results.arn_for_objects("jobs/*")]
         if tes_enabled:
             # TES tasks write their outputs under tes/ and read earlier tasks' outputs from there.
+            # Workflow engines inside a task (Snakemake's storage plugin) treat tes/ as their work
+            # prefix: they also list it, delete outputs they rerun, and check that the bucket
+            # exists with HeadBucket, which needs ListBucket with no prefix (so no prefix condition).
             tes_objects = results.arn_for_objects(names.TES_OUTPUTS_PREFIX + "*")
             writable_objects.append(tes_objects)
             readable_objects.append(tes_objects)
-            self.job_role.add_to_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[tes_objects]))
+            self.job_role.add_to_policy(iam.PolicyStatement(
+                actions=["s3:GetObject", "s3:DeleteObject"], resources=[tes_objects]))
+            self.job_role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[results.bucket_arn]))
         self.job_role.add_to_policy(iam.PolicyStatement(
             actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=writable_objects))
         if key is not None:

@@ -16,17 +16,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import urllib.error
 import urllib.request
 
 from labbatch.client import LabBatchError, _local_lab_states, _same_url, resolve_connection
+from labbatch_contract.local_state import labbatch_home
 
 ENGINES = ("snakemake", "nextflow", "toil", "cromwell", "py-tes")
 TES_BASE = "/ga4gh/tes/v1"
-TOKEN_PLACEHOLDER = "<TOKEN>"
+
+
+class LocalS3(NamedTuple):
+    """A local lab's S3 emulator, as an engine on this host reaches it."""
+    endpoint: str
+    region: str
+    access_key_id: str
+    secret_access_key: str
 
 
 # -- labbatch token ---------------------------------------------------------------------------
@@ -83,18 +93,59 @@ def engine_config_arguments(parser: argparse.ArgumentParser) -> None:
                         "tes_token; otherwise a new one is minted with your AWS credentials)")
 
 
-def engine_config(engine: str, api: str, token: str, results_bucket: str) -> dict[str, Any]:
+def snakemake_invocation(url: str, token: str, work: str, local_s3: LocalS3 | None) -> tuple[list[str], dict[str, str]]:
+    """The `snakemake` argv and environment that send a workflow's rules to the lab as TES tasks.
+
+    Snakemake inside each task reads and writes the storage prefix itself (its task has no
+    outputs), so the prefix must be one the lab's job role may read and write: the TES work
+    prefix. The plugin (0.1.3) reads $GITHUB_WORKSPACE/funnel.log when a task fails and dies of a
+    KeyError without it, so the environment names a directory that `prepare_snakemake_workspace`
+    gives an empty funnel.log."""
+    argv = ["snakemake", "--executor", "tes", "--tes-url", url, "--tes-user", "labbatch", "--tes-password", token,
+            "--default-storage-provider", "s3", "--default-storage-prefix", f"{work}snakemake"]
+    env = {"GITHUB_WORKSPACE": str(snakemake_workspace())}
+    if local_s3 is not None:
+        # Local mode's S3 is its emulator: the driver needs its address and keys. The address goes
+        # into each task's script (tasks share the host's network); the keys do not, the lab
+        # gives every task container its own.
+        argv += ["--storage-s3-endpoint-url", local_s3.endpoint]
+        env.update({"AWS_ACCESS_KEY_ID": local_s3.access_key_id, "AWS_SECRET_ACCESS_KEY": local_s3.secret_access_key,
+                    "AWS_DEFAULT_REGION": local_s3.region})
+    return argv, env
+
+
+def snakemake_workspace() -> Path:
+    return labbatch_home() / "snakemake"
+
+
+def prepare_snakemake_workspace() -> None:
+    workspace = snakemake_workspace()
+    workspace.mkdir(parents=True, exist_ok=True)
+    (workspace / "funnel.log").touch()
+
+
+def engine_config(engine: str, api: str, token: str, results_bucket: str,
+                  local_s3: LocalS3 | None = None) -> dict[str, Any]:
     """What `engine` needs to send tasks to the lab whose API is at `api`."""
     api = api.rstrip("/")
     appends_v1_tasks = api + "/ga4gh/tes"  # <this>/v1/tasks is the TES tasks route
     work = f"s3://{results_bucket}/tes/"
+    extra: dict[str, Any] = {}
     if engine == "py-tes":
         url = api
         text = f"import tes\nclient = tes.HTTPClient({url!r}, token={token!r})  # py-tes 1.x tries {url}{TES_BASE}"
     elif engine == "snakemake":
         url = appends_v1_tasks
-        text = (f"snakemake --executor tes --tes-url {url} --tes-user labbatch --tes-password {token} \\\n"
-                f"  --default-storage-provider s3 --default-storage-prefix {work}snakemake")
+        argv, env = snakemake_invocation(url, token, work, local_s3)
+        extra = {"command": argv, "env": env}
+        text = "\n".join([
+            "# Snakemake 9 with snakemake-executor-plugin-tes and snakemake-storage-plugin-s3. Each rule runs in",
+            "# snakemake/snakemake:v<your version> unless --container-image names another; the lab must allow",
+            "# it (tes.allowed_images). The workflow's files live under the storage prefix.",
+            *(["# This lab is local: the storage settings and keys are its S3 emulator's."] if local_s3 else
+              ["# Your own AWS credentials (AWS_PROFILE) read and write the prefix from this machine."]),
+            "export " + " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items()),
+            shlex.join(argv)])
     elif engine == "nextflow":
         url = appends_v1_tasks
         text = (f"// nextflow.config\nplugins {{ id 'nf-ga4gh' }}\nprocess.executor = 'tes'\n"
@@ -115,12 +166,13 @@ def engine_config(engine: str, api: str, token: str, results_bucket: str) -> dic
         raise LabBatchError("unknown_engine", f"{engine}: one of {', '.join(ENGINES)}")
     return {"engine": engine, "url": url, "auth": {"basic_user": "labbatch", "basic_password": token,
                                                      "bearer": token},
-            "work_prefix": work, "config": text}
+            "work_prefix": work, "config": text, **extra}
 
 
 def run_engine_config(args: argparse.Namespace) -> int:
     connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
-    token = args.token or _local_token(connection.endpoint)
+    local = _local_state(connection.endpoint)
+    token = args.token or (local or {}).get("tes_token")
     minted = None
     if not token:
         with connection.client() as client:
@@ -130,7 +182,14 @@ def run_engine_config(args: argparse.Namespace) -> int:
     results = next((s[len("s3://"):].split("/", 1)[0] for s in info.get("storage", []) if s.endswith("/tes/")), None)
     if results is None:
         raise LabBatchError("no_tes_storage", f"the lab's service-info names no s3://.../tes/ prefix: {info}")
-    config = engine_config(args.engine, connection.endpoint, token, results)
+    local_s3 = None
+    if local is not None and local.get("aws_endpoint"):
+        keys = local["credentials"]
+        local_s3 = LocalS3(local["aws_endpoint"], local.get("region") or "us-east-1", keys["access_key_id"],
+                           keys["secret_access_key"])
+    config = engine_config(args.engine, connection.endpoint, token, results, local_s3)
+    if args.engine == "snakemake":
+        prepare_snakemake_workspace()
     if minted:
         config["minted_token_id"] = minted["id"]
     if args.json:
@@ -143,11 +202,10 @@ def run_engine_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _local_token(endpoint: str) -> str | None:
-    for state in _local_lab_states(os.environ).values():
-        if _same_url(state["api"], endpoint) and state.get("tes_token"):
-            return state["tes_token"]
-    return None
+def _local_state(endpoint: str) -> dict[str, Any] | None:
+    """The running local lab whose API this is, if it is one."""
+    return next((state for state in _local_lab_states(os.environ).values() if _same_url(state["api"], endpoint)),
+                None)
 
 
 def _service_info(api: str, token: str) -> dict[str, Any]:

@@ -12,7 +12,6 @@ import importlib
 import json
 import os
 import secrets
-import shutil
 import sys
 import threading
 import time

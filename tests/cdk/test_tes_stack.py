@@ -58,6 +58,18 @@ def test_authorizer_role_reads_only_the_ledger(tes_labs):
     assert render(function["Properties"]["Environment"]["Variables"]["LABBATCH_TABLE"]) == "labbatch-flow-jobs"
 
 
+def test_the_token_store_is_encrypted_recoverable_and_kept(tes_labs):
+    """Tokens are ledger records (labbatch_contract.tokens), so the store is the table the
+    authorizer reads: encrypted, point-in-time recoverable, and kept when the stack goes."""
+    storage = tes_labs["flow"].storage_json
+    tables = {k: v for k, v in resources(storage, "AWS::DynamoDB::Table").items()
+              if v["Properties"].get("TableName") == "labbatch-flow-jobs"}
+    ((_, table),) = tables.items()
+    assert table["DeletionPolicy"] == "Retain" and table["UpdateReplacePolicy"] == "Retain"
+    assert table["Properties"]["SSESpecification"]["SSEEnabled"] is True
+    assert table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
+
+
 @pytest.mark.parametrize("lab,denies", [("flow", 0), ("flow-tes", 1)])
 def test_resource_policy_opens_only_the_tes_subtree_to_token_callers(tes_labs, lab, denies):
     (_, rest_api) = next(iter(resources(tes_labs[lab].api_json, "AWS::ApiGateway::RestApi").items()))
@@ -99,8 +111,32 @@ def test_job_roles_have_the_names_the_handler_passes_and_write_tes_outputs(tes_l
     compute = tes_labs["flow"].compute_json
     names = {r["Properties"].get("RoleName") for r in resources(compute, "AWS::IAM::Role").values()}
     assert {"labbatch-flow-job", "labbatch-flow-job-execution"} <= names
-    policies = json.dumps([p["Properties"]["PolicyDocument"] for p in resources(compute, "AWS::IAM::Policy").values()])
-    assert "/tes/*" in policies
+    assert all(s["Effect"] == "Allow" and "Condition" not in s for s in statements_of(compute, "JobRole"))
+    granted = job_role_grants(compute)
+    results = "labbatch-flow-results-"
+    # Engines inside a task (Snakemake's S3 storage) use tes/ as their work prefix: read, write,
+    # delete and list it, and HeadBucket the results bucket. Nothing else of results but jobs/.
+    tes_objects = {r for r in granted["s3:GetObject"] if results in r}
+    assert len(tes_objects) == 1 and next(iter(tes_objects)).endswith("/tes/*")
+    assert {r for r in granted["s3:PutObject"] if results in r} == tes_objects | {
+        next(iter(tes_objects))[:-len("tes/*")] + "jobs/*"}
+    assert granted["s3:DeleteObject"] == tes_objects
+    assert any(r.startswith("arn:") and r.split(":::")[-1].startswith(results) and "/" not in r.split(":::")[-1]
+               for r in granted["s3:ListBucket"])
+
+
+def job_role_grants(compute: dict) -> dict[str, set[str]]:
+    granted: dict[str, set[str]] = {}
+    for statement in statements_of(compute, "JobRole"):
+        for action in as_list(statement["Action"]):
+            granted.setdefault(action, set()).update(render(r) for r in as_list(statement["Resource"]))
+    return granted
+
+
+def test_without_tes_the_job_role_neither_lists_nor_deletes_results(synthesized):
+    granted = job_role_grants(synthesized["example"].compute_json)
+    assert "s3:DeleteObject" not in granted
+    assert not any("-results-" in r for r in granted["s3:ListBucket"])
 
 
 def test_settings_turn_tes_on_with_the_roles(tes_labs):

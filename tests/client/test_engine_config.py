@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
+import shlex
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -118,7 +120,10 @@ def tasks_url_of(engine: str, url: str) -> str:
 
 @pytest.mark.parametrize("engine,expected", [
     ("snakemake", ["--executor tes", "--tes-url {api}/ga4gh/tes ", "--tes-user labbatch --tes-password {token}",
-                   "--default-storage-prefix s3://{results}/tes/snakemake"]),
+                   "--default-storage-prefix s3://{results}/tes/snakemake",
+                   # the lab is local (write_local_state): the driver reaches its S3 emulator
+                   "--storage-s3-endpoint-url http://127.0.0.1:1", f"AWS_ACCESS_KEY_ID={KEY} ",
+                   f"AWS_SECRET_ACCESS_KEY={SECRET} ", f"AWS_DEFAULT_REGION={REGION}"]),
     ("nextflow", ["process.executor = 'tes'", "tes.endpoint = '{api}/ga4gh/tes'", "tes.oauthToken = '{token}'",
                   "workDir = 's3://{results}/tes/nextflow/work'", "id 'nf-ga4gh'"]),
     ("toil", ["--batchSystem tes", "--tesEndpoint {api}/ga4gh/tes ", "--tesUser labbatch --tesPassword {token}",
@@ -138,6 +143,21 @@ def test_engine_config_prints_each_engines_url_form_token_and_work_prefix(token_
     config = json.loads(out)
     assert config["work_prefix"] == f"s3://{RESULTS}/tes/"
     assert tasks_url_of(engine, config["url"]) == f"{token_lab.url}/ga4gh/tes/v1/tasks"
+
+
+def test_snakemake_config_is_one_command_and_a_workspace_the_plugin_can_read(token_lab, capsys, labbatch_home):
+    """The text is the JSON's env and argv as a shell would run them, and GITHUB_WORKSPACE holds the
+    funnel.log the TES plugin opens when a task fails (it dies of a KeyError or a missing file
+    otherwise)."""
+    token, record = tokens.new_token(owner=CALLER)
+    token_lab.api.records[record["job_id"]] = record
+    code, out, _ = run(capsys, "engine-config", "snakemake", "--token", token, "--json")
+    config = json.loads(out)
+    export, command = config["config"].splitlines()[-2:]
+    assert shlex.split(command) == config["command"] and config["command"][0] == "snakemake"
+    assert dict(item.split("=", 1) for item in shlex.split(export)[1:]) == config["env"]
+    workspace = Path(config["env"]["GITHUB_WORKSPACE"])
+    assert workspace.is_relative_to(labbatch_home) and (workspace / "funnel.log").is_file()
 
 
 def test_engine_config_mints_a_token_when_none_is_given(token_lab, capsys):
