@@ -22,8 +22,10 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from labbatch_contract import names
-from labbatch.config import Api
+from labbatch.config import Api, Tes
 from labbatch_contract.ledger import BY_CREATED_INDEX
+
+TES_ROOT = "ga4gh"  # every TES path: /ga4gh/tes/v1/...
 
 from lab_constructs.compliance import (acknowledge, acknowledge_inline_policy, acknowledge_log_group_encryption,
                                        acknowledge_wildcard_resources)
@@ -116,8 +118,10 @@ class JobApi(Construct):
                  settings_json: str, table_name: str, bucket_names: dict[str, str],
                  queue_names: list[str], job_definition_names: list[str], log_retention_days: int,
                  alert_topic_arn: str | None = None, key: kms.IKey | None = None,
-                 tes_enabled: bool = False) -> None:
+                 tes: Tes | None = None) -> None:
+        """`tes`: the lab's TES settings when its endpoint is on (it lists allowed images), else None."""
         super().__init__(scope, construct_id)
+        tes_enabled = tes is not None
         stack = Stack.of(self)
 
         layer = lambda_.LayerVersion.from_layer_version_arn(
@@ -211,6 +215,11 @@ class JobApi(Construct):
                 tracing_enabled=True,
                 throttling_rate_limit=api.throttle_rate_per_second,
                 throttling_burst_limit=api.throttle_burst,
+                # Workflow engines poll each task (Snakemake up to 10 a second per workflow) and
+                # abort the whole workflow on the first 429: the TES subtree gets its own, higher limit.
+                method_options={f"/{TES_ROOT}/{{proxy+}}/*": apigw.MethodDeploymentOptions(
+                    throttling_rate_limit=tes.throttle_rate_per_second, throttling_burst_limit=tes.throttle_burst)}
+                if tes is not None else None,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
                     caller=True, http_method=True, ip=True, protocol=True, request_time=True,
@@ -270,8 +279,8 @@ class JobApi(Construct):
             identity_sources=[apigw.IdentitySource.header("Authorization")],
             # No caching: a revoked token is refused from the next request on.
             results_cache_ttl=Duration.seconds(0))
-        tes = self.rest_api.root.add_resource("ga4gh").add_resource("{proxy+}")
-        tes.add_method("ANY", apigw.LambdaIntegration(self.handler), authorizer=authorizer,
+        subtree = self.rest_api.root.add_resource(TES_ROOT).add_resource("{proxy+}")
+        subtree.add_method("ANY", apigw.LambdaIntegration(self.handler), authorizer=authorizer,
                        authorization_type=apigw.AuthorizationType.CUSTOM)
 
     def _acknowledge_api_findings(self) -> None:

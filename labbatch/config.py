@@ -285,6 +285,10 @@ class Tes(_Strict):
         default_factory=list, max_length=20, json_schema_extra=_allowed(
             "image reference prefixes (e.g. quay.io/biocontainers/, snakemake/snakemake:) a GA4GH TES task may run; "
             "empty: the lab's TES endpoint is off"))
+    # Engines poll every task they run (Snakemake up to 10 a second per workflow) and abort the
+    # workflow on a 429, so the TES routes are throttled apart from, and above, api.throttle_*.
+    throttle_rate_per_second: int = Field(100, ge=1, le=10_000, json_schema_extra=_allowed("1-10,000"))
+    throttle_burst: int = Field(200, ge=1, le=5_000, json_schema_extra=_allowed("1-5,000"))
 
 
 class Lab(_Strict):

@@ -152,7 +152,11 @@ def engine_config(engine: str, api: str, token: str, results_bucket: str,
                 f"tes.endpoint = '{url}'\ntes.oauthToken = '{token}'\nworkDir = '{work}nextflow/work'")
     elif engine == "toil":
         url = appends_v1_tasks
-        text = (f"toil-cwl-runner --batchSystem tes --tesEndpoint {url} --tesUser labbatch --tesPassword {token} \\\n"
+        text = (f"# Toil's TES batch system exists only in Toil 5.x (5.12.0 is the last; Toil 6 removed it). Its\n"
+                f"# tasks reach the job store themselves: a file: job store only where the TES server lists a\n"
+                f"# shared file system in its storage (a lab lists s3:// only), an aws: job store through\n"
+                f"# SimpleDB, which a lab's job role may not use. So Toil does not run on a lab yet.\n"
+                f"toil-cwl-runner --batchSystem tes --tesEndpoint {url} --tesUser labbatch --tesPassword {token} \\\n"
                 f"  --outdir out workflow.cwl inputs.yaml   # task outputs under {work}toil/")
     elif engine == "cromwell":
         url = api + TES_BASE + "/tasks"

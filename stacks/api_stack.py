@@ -34,7 +34,7 @@ class ApiStack(LabStack):
             alert_topic_arn=(self.format_arn(service="sns", resource=names.alert_topic(lab.name))
                              if lab.alerts.failed_jobs else None),
             key=lab_key(self, lab.name, lab.encryption),
-            tes_enabled=bool(lab.tes.allowed_images),
+            tes=lab.tes if lab.tes.allowed_images else None,
         )
         # `labbatch` finds a deployed lab's endpoint through this output.
         CfnOutput(self, ENDPOINT_OUTPUT, value=self.api.url, description="Job API endpoint (SigV4, execute-api)")

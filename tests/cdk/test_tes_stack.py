@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from labbatch.config import Api, Tes
 from labbatch.loader import parse_lab
 from tests.cdk.conftest import _synth, resources, tes_data
 from tests.cdk.test_api_stack import as_list, statements_of
@@ -56,6 +57,17 @@ def test_authorizer_role_reads_only_the_ledger(tes_labs):
     function = next(v for k, v in resources(api, "AWS::Lambda::Function").items() if "TesAuthorizer" in k)
     assert function["Properties"]["Handler"] == "tes_authorizer.lambda_handler"
     assert render(function["Properties"]["Environment"]["Variables"]["LABBATCH_TABLE"]) == "labbatch-flow-jobs"
+
+
+def test_the_tes_subtree_is_throttled_apart_and_above_the_job_api(tes_labs):
+    """Engines poll each task (Snakemake up to 10 a second per workflow) and abort on a 429."""
+    (_, stage) = next(iter(resources(tes_labs["flow"].api_json, "AWS::ApiGateway::Stage").items()))
+    settings = {(m["ResourcePath"], m["HttpMethod"]): m for m in stage["Properties"]["MethodSettings"]}
+    everything, tes_routes = settings[("/*", "*")], settings[("/~1ga4gh~1{proxy+}", "*")]
+    defaults = Tes(allowed_images=["x"])
+    assert (tes_routes["ThrottlingRateLimit"], tes_routes["ThrottlingBurstLimit"]) == (
+        defaults.throttle_rate_per_second, defaults.throttle_burst)
+    assert tes_routes["ThrottlingRateLimit"] > everything["ThrottlingRateLimit"] == Api().throttle_rate_per_second
 
 
 def test_the_token_store_is_encrypted_recoverable_and_kept(tes_labs):
