@@ -63,6 +63,16 @@ def runner_task(task: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def has_content(task: Mapping[str, Any]) -> bool:
+    return any(i.get("content") is not None for i in task.get("inputs") or [])
+
+
+def without_content(task: Mapping[str, Any]) -> dict[str, Any]:
+    """The task as the ledger keeps it: inputs' `content` (which may hold secrets) left out."""
+    return {**task, "inputs": [{k: v for k, v in i.items() if k != "content"} for i in task.get("inputs") or []]} \
+        if task.get("inputs") else dict(task)
+
+
 def encode_runner_task(task: Mapping[str, Any]) -> str:
     return json.dumps(runner_task(task), separators=(",", ":"), sort_keys=True)
 

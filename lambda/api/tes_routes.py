@@ -274,11 +274,16 @@ def create_task():
     prefix = names.output_prefix(settings.buckets.results, job_id)
     document = task.model_dump(mode="json", exclude_none=True)
     runner_task = tes_rules.encode_runner_task({**document, "inputs": runner_inputs})
-    if len(runner_task.encode()) > tes_rules.INLINE_TASK_LIMIT:
+    # `content` may hold secrets (Snakemake's job script exports storage keys): it goes only to
+    # the task document in S3 (encrypted, under work/, which expires), never into the Batch job's
+    # environment (DescribeJobs shows it) nor into the ledger, which keeps the task without it.
+    secret = tes_rules.has_content(document)
+    task_document_uri = None
+    if secret or len(runner_task.encode()) > tes_rules.INLINE_TASK_LIMIT:
         key = tes_rules.task_key(job_id)
         rt.clients.s3.put_object(Bucket=settings.buckets.inputs, Key=key, Body=runner_task.encode(),
                                  ContentType="application/json")
-        runner_task = f"s3://{settings.buckets.inputs}/{key}"
+        runner_task = task_document_uri = f"s3://{settings.buckets.inputs}/{key}"
     environment = {
         runner_env.JOB_ID: job_id,
         runner_env.INPUTS: "[]",
@@ -298,7 +303,8 @@ def create_task():
         "status": "PENDING_SUBMIT", "status_reason": "Recorded; submitting to AWS Batch",
         "progress": PROGRESS_PENDING_SUBMIT, "attempts": [],
         # As JSON text: DynamoDB takes no floats (ram_gb), and the document is only ever read whole.
-        "tes": json.dumps(document, separators=(",", ":")),
+        "tes": json.dumps(tes_rules.without_content(document), separators=(",", ":")),
+        **({"tes_task_document": task_document_uri} if task_document_uri else {}),
     })
     logger.append_keys(job_id=job_id)
     from submission import _submit_failed  # one way of recording a failed submission
@@ -349,14 +355,32 @@ def _manifest(record: dict, s3) -> Optional[dict]:
         return None
 
 
-def task_view(record: dict, current: dict, view: str, manifest: Optional[dict] = None) -> m.TaskOut:
-    """A ledger record as a TES task in the view asked for (MINIMAL: id and state only)."""
+def input_contents(record: dict, s3) -> dict[str, str]:
+    """The `content` of the task's inputs, by path, from its task document in S3 (the ledger keeps
+    none); empty once work/ has expired it or when it cannot be read."""
+    uri = record.get("tes_task_document")
+    if not uri:
+        return {}
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    try:
+        stored = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except (ClientError, BotoCoreError, ValueError):
+        return {}
+    return {i["path"]: i["content"] for i in stored.get("inputs", []) if isinstance(i.get("content"), str)}
+
+
+def task_view(record: dict, current: dict, view: str, manifest: Optional[dict] = None,
+              contents: Optional[dict[str, str]] = None) -> m.TaskOut:
+    """A ledger record as a TES task in the view asked for (MINIMAL: id and state only; FULL puts
+    back the inputs' `content` from `contents`, by path)."""
     state = tes_rules.task_state(current)
     if view == "MINIMAL":
         return m.TaskOut(id=record["job_id"], state=state)
     doc = task_document(record)
     full = view == "FULL"
-    inputs = [m.InputOut(**{k: v for k, v in i.items() if full or k != "content"}) for i in doc.get("inputs", [])]
+    inputs = [m.InputOut(**i, **({"content": contents[i["path"]]} if full and contents and not i.get("url")
+                                 and i["path"] in contents else {}))
+              for i in doc.get("inputs", [])]
     task_logs = None
     if current.get("started_at") or current.get("status") in FINAL_STATUSES:
         tes_part = (manifest or {}).get("tes") or {}
@@ -403,7 +427,8 @@ def get_task(task_id: str):
     record = _task_record(task_id)
     current = latest(record, rt.ledger)
     manifest = _manifest(current, rt.clients.s3) if view != "MINIMAL" else None
-    return _answer(HTTPStatus.OK, task_view(record, current, view, manifest))
+    contents = input_contents(record, rt.clients.s3) if view == "FULL" else None
+    return _answer(HTTPStatus.OK, task_view(record, current, view, manifest, contents))
 
 
 def task_document(record: dict) -> dict:

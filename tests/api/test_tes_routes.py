@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from api_lab import ON_DEMAND_QUEUE, RESULTS_BUCKET, SETTINGS, SPOT_QUEUE, READS, REFERENCE
+from api_lab import INPUTS_BUCKET, ON_DEMAND_QUEUE, RESULTS_BUCKET, SETTINGS, SPOT_QUEUE, READS, REFERENCE
 
 from labbatch_contract import names, runner_env
 from labbatch_contract.tes import TES_PIPELINE, task_state
@@ -77,8 +77,16 @@ def test_create_answers_only_the_id_and_submits_one_job_of_the_usual_shape(tes_l
     (job,) = tes_lab.batch_jobs()
     assert job["jobQueue"].endswith(ON_DEMAND_QUEUE)  # not preemptible
     env = {e["name"]: e["value"] for e in job["container"]["environment"]}
-    runner_task = json.loads(env[runner_env.TES_TASK])
+    # A `content` input may hold secrets: the runner's document is in S3, not in the job's
+    # environment (DescribeJobs shows it), and the ledger's copy has no content.
+    assert env[runner_env.TES_TASK] == f"s3://{INPUTS_BUCKET}/work/tes/{task_id}.json"
+    runner_task = json.loads(tes_lab.s3.get_object(Bucket=INPUTS_BUCKET, Key=f"work/tes/{task_id}.json")["Body"].read())
     assert runner_task["inputs"][1] == {"path": "/data/note.txt", "content": "hello\n", "type": "FILE"}
+    assert "hello" not in json.dumps(job) and "hello" not in json.dumps(record)
+    full = tes_lab.call("GET", f"{BASE}/tasks/{task_id}", query={"view": "FULL"}).body
+    basic = tes_lab.call("GET", f"{BASE}/tasks/{task_id}", query={"view": "BASIC"}).body
+    assert full["inputs"][1] == {"path": "/data/note.txt", "content": "hello\n", "type": "FILE"}
+    assert "content" not in basic["inputs"][1] and "hello" not in json.dumps(basic)
     assert runner_task["executors"][0]["command"] == ["samtools", "faidx", "/data/ref.fa"]
     assert env[runner_env.OUTPUT_PREFIX] == names.output_prefix(RESULTS_BUCKET, task_id)
     definition = tes_lab.batch.describe_job_definitions(jobDefinitionName=record["job_definition"])["jobDefinitions"]
