@@ -42,9 +42,10 @@ MAX_LINE_BYTES = 256 * 1024  # CloudWatch Logs' largest event
 EXIT_DRAIN_SECONDS = 1.0  # output still buffered when the main process exits
 MIB = 1024 * 1024
 # Host variables a container image would also define; AWS credentials and endpoints are not
-# among them: those come only from the launcher's extra_env.
+# among them: those come only from the launcher's extra_env. PYTHONPATH: a launcher run from a
+# source tree that way runs the host runner of that same tree, not whatever is installed.
 HOST_VARIABLES = ("HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "TMPDIR", "SSL_CERT_FILE",
-                  "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+                  "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "PYTHONPATH")
 
 
 def base_environment() -> dict[str, str]:
