@@ -72,6 +72,8 @@ class AttemptSpec:
     kill_grace_seconds: float = 30.0
     # Set: the attempt runs in this container (ContainerAttempt); None: `argv` runs on the host.
     container: ContainerSpec | None = None
+    # Set (host TES tasks): this directory becomes the attempt's /tmp (private_tmp.PrivateTmpAttempt).
+    private_tmp: Path | None = None
 
 
 @dataclass(frozen=True)
