@@ -17,6 +17,10 @@ PIPELINE = "LABBATCH_PIPELINE"
 # A GA4GH TES task (labbatch_contract.tes): its inputs, outputs and executors as JSON. With it
 # the runner runs the executors itself instead of a pipeline argv.
 TES_TASK = "LABBATCH_TES_TASK"
+# Set by local mode's host executor when it starts a TES task's runner in a private mount
+# namespace with a fresh directory mounted over /tmp: the launcher's own mount namespace
+# (`readlink /proc/self/ns/mnt`), so the runner can tell that it is no longer in it.
+TES_PRIVATE_TMP = "LABBATCH_TES_PRIVATE_TMP"
 # Set by AWS Batch itself.
 ARRAY_INDEX = "AWS_BATCH_JOB_ARRAY_INDEX"
 ATTEMPT = "AWS_BATCH_JOB_ATTEMPT"

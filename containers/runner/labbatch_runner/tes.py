@@ -9,8 +9,10 @@ The manifest's `tes` part holds each executor's exit code and times and each out
 which GET /ga4gh/tes/v1/tasks/{id} turns into the task's logs.
 
 The runner is root inside the tool's container, which is what lets it write at absolute
-paths. It refuses TES mode anywhere else (a host runner would write into the host's /), unless
-LABBATCH_TES_ALLOW_HOST=1 (tests, with paths under a temporary directory).
+paths; before staging, the task's top-level directories and /tmp get a home on the attempt's
+scratch directory, so task data is on the scratch volume, not the image's layer. On a host it
+runs a task only in the private mount namespace local mode's host executor gives it, with
+paths under /tmp only (tes_paths.py says where each case writes).
 """
 
 from __future__ import annotations
@@ -38,10 +40,9 @@ from .s3uri import S3Uri
 from .scratch import AttemptDir, PeakUsage, sweep_stale_attempts
 from .staging import PlannedInput, stage_in
 from .termination import TerminationGuard
+from .tes_paths import RUNNER_TREE, TEST_ROOT, check_absolute, check_host_paths, give_homes, placement
 from .transfer import DEFAULT_ENGINE, make_engine
 
-ALLOW_HOST = "LABBATCH_TES_ALLOW_HOST"
-RUNNER_TREE = "/opt/labbatch/runner"
 LOG_TAIL_BYTES = 8 * 1024
 _WILDCARDS = set("*?[")
 
@@ -59,15 +60,8 @@ def _load_task(s3: Any, raw: str) -> dict[str, Any]:
         raise RunnerError(ExitCode.CONTRACT, f"{runner_env.TES_TASK} is not valid JSON: {exc}") from None
     if not isinstance(task, dict) or not task.get("executors"):
         raise RunnerError(ExitCode.CONTRACT, f"{runner_env.TES_TASK} must be an object with executors")
-    for item in task.get("inputs", []) + task.get("outputs", []):
-        path = item.get("path", "")
-        if not path.startswith("/") or ".." in path.split("/"):
-            raise RunnerError(ExitCode.CONTRACT, f"{runner_env.TES_TASK}: path {path!r} is not absolute")
+    check_absolute(task)
     return task
-
-
-def _in_container(environ: Mapping[str, str]) -> bool:
-    return environ.get(ALLOW_HOST) == "1" or sys.executable.startswith(RUNNER_TREE + "/")
 
 
 def _place_inputs(task: dict[str, Any], staged: dict[str, Path], log: RunnerLog) -> None:
@@ -202,13 +196,13 @@ def run_tes_task(environ: Mapping[str, str], *, log: RunnerLog, guard: Terminati
             contract = read_contract(["--", "tes-task"], environ)
             report.job_id, report.attempt = contract.job_id, contract.attempt
             report.output_prefix = contract.output_prefix
-            if not _in_container(environ):
-                raise RunnerError(ExitCode.CONTRACT, "TES tasks run only inside their image's container (the "
-                                  "runner writes their absolute paths); this runner is on a host")
+            where = placement(environ)
             s3 = state.s3 = make_s3_client()
             task = _load_task(s3, environ[runner_env.TES_TASK])
             if not contract.scratch_dir.is_dir():
                 raise RunnerError(ExitCode.CONTRACT, f"{SCRATCH_DIR} {contract.scratch_dir}: not a directory")
+            if where == "private_tmp":
+                check_host_paths(task, contract.scratch_dir)
             for stale in sweep_stale_attempts(contract.scratch_dir):
                 log.info(f"removed a dead attempt's scratch directory {stale}")
             attempt_dir = state.dir = AttemptDir.create(contract.scratch_dir, contract.job_id, None, contract.attempt)
@@ -224,6 +218,11 @@ def run_tes_task(environ: Mapping[str, str], *, log: RunnerLog, guard: Terminati
         with PeakUsage(attempt_dir.root) as usage:
             state.usage = usage
             with report.phase("stage_in"):
+                root = Path("/") if where == "container" else (
+                    Path(environ[TEST_ROOT]) if where == "test" and environ.get(TEST_ROOT) else None)
+                if root is not None:
+                    give_homes(task, root=root, homes=attempt_dir.root / "root", log=log,
+                               keep=(Path(RUNNER_TREE), contract.scratch_dir))
                 report.inputs = stage_in(s3, engine, planned, contract.scratch_dir,
                                          free_bytes=scratch.free_bytes, log=log)
                 _place_inputs(task, staged_paths, log)

@@ -42,9 +42,10 @@ MAX_LINE_BYTES = 256 * 1024  # CloudWatch Logs' largest event
 EXIT_DRAIN_SECONDS = 1.0  # output still buffered when the main process exits
 MIB = 1024 * 1024
 # Host variables a container image would also define; AWS credentials and endpoints are not
-# among them: those come only from the launcher's extra_env.
+# among them: those come only from the launcher's extra_env. PYTHONPATH: a launcher run from a
+# source tree that way runs the host runner of that same tree, not whatever is installed.
 HOST_VARIABLES = ("HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "USER", "LOGNAME", "TMPDIR", "SSL_CERT_FILE",
-                  "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE")
+                  "SSL_CERT_DIR", "REQUESTS_CA_BUNDLE", "PYTHONPATH")
 
 
 def base_environment() -> dict[str, str]:
@@ -71,6 +72,8 @@ class AttemptSpec:
     kill_grace_seconds: float = 30.0
     # Set: the attempt runs in this container (ContainerAttempt); None: `argv` runs on the host.
     container: ContainerSpec | None = None
+    # Set (host TES tasks): this directory becomes the attempt's /tmp (private_tmp.PrivateTmpAttempt).
+    private_tmp: Path | None = None
 
 
 @dataclass(frozen=True)

@@ -43,6 +43,7 @@ from labbatch.local.batch.events import job_state_change
 from labbatch.local.batch.jobs import QUEUED, STATUSES, TERMINAL, AttemptRecord, Job, log_options, now_ms
 from labbatch.local.batch.models import (DEFAULT_ACCOUNT, DEFAULT_REGION, Arns, ComputeEnvironment, JobDefinition,
                                          JobQueue, coerce)
+from labbatch.local.batch.private_tmp import RUNNER_SCRATCH, PrivateTmpAttempt
 from labbatch.local.batch.process_tree import snapshot
 from labbatch.local.batch.scheduler import Capacity
 from labbatch.local.docker_runner import ContainerRunner, container_name
@@ -466,7 +467,12 @@ class LocalBatch:
             reclaim_after = self._random.uniform(0.0, self._reclaim_window)
             instance_id = f"i-{self._random.getrandbits(68):017x}"[:19]
         argv = on_host(job.command)
-        container = None
+        container = private_tmp = None
+        if self._container_runner is None and runner_env.TES_TASK in job.environment:
+            # A TES task names absolute paths: on the host it gets a /tmp of its own, here on scratch.
+            private_tmp = self.scratch_root / "attempts" / task_id
+            env[runner_env.SCRATCH_DIR] = RUNNER_SCRATCH
+            env.pop("TMPDIR", None)  # the host's may lie under the /tmp the namespace replaces
         if self._container_runner is not None:
             argv = list(job.command)
             # Findable from the ledger's job id (or Batch's), the array index and the attempt.
@@ -481,13 +487,15 @@ class LocalBatch:
                         "labbatch.log-stream": f"{prefix}/default/{task_id}"})
         return AttemptSpec(
             argv=argv, env=env, cwd=self.scratch_root, memory_mib=job.memory_mib, container=container,
+            private_tmp=private_tmp,
             log_stream_name=f"{prefix}/default/{task_id}", timeout_seconds=job.timeout_seconds,
             reclaim_after_seconds=reclaim_after, reclaim_instance_id=instance_id,
             kill_grace_seconds=self._kill_grace,
         )
 
     def _launch(self, job: Job, environment: ComputeEnvironment, spec: AttemptSpec) -> None:
-        kind = ContainerAttempt if spec.container is not None else RunningAttempt
+        kind = ContainerAttempt if spec.container is not None else (
+            PrivateTmpAttempt if spec.private_tmp is not None else RunningAttempt)
         attempt = kind(spec, on_lines=self._queue_log_lines,
                        on_exit=lambda outcome: self._attempt_ended(job, outcome))
         with self._lock:

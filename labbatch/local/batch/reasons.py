@@ -33,6 +33,14 @@ def cannot_start(executable: str, problem: str) -> str:
     return f"CannotStartContainerError: Error response from daemon: failed to create task for container: exec: {problem}: {executable}"
 
 
+def no_private_tmp(why: str) -> str:
+    """A TES task on the host executor that cannot have a /tmp of its own (private_tmp.py). In
+    Batch's words for a task that could not start, so that it is a SYSTEM_ERROR."""
+    return ("CannotStartContainerError: a TES task on the host executor runs in a private mount namespace "
+            f"with a /tmp of its own, and none could be made here: {why}; run local mode with a container "
+            "engine (without --no-containers) to run TES tasks")
+
+
 def cancelled_by_time_limit(reason_code: str, max_time_seconds: int) -> str:
     # Plain words for people; the code in front is Batch's, for whoever classifies it.
     return (f"{reason_code} - cancelled by the job queue's state time limit: RUNNABLE for more than "

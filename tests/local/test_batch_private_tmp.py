@@ -1,0 +1,42 @@
+"""TES tasks on the host executor when no private /tmp can be made: the attempt does not start,
+and its reason says why and what to do, in words that make the task a SYSTEM_ERROR.
+
+Tasks that do run in a private /tmp: tests/e2e/test_tes_host.py.
+"""
+
+from __future__ import annotations
+
+import json
+
+from test_batch_helpers import LAB_RETRY, SPOT_QUEUE, env_override, local_batch, wait_for
+
+from failure_classes import AttemptEvidence, classify
+from labbatch_contract.tes import task_state
+from labbatch.local.batch.private_tmp import unshare_prefix
+
+TES_DEFINITION = {"name": "lab-tes", "memory_mib": 256, "retry": LAB_RETRY, "command": ["labbatch-runner", "--"]}
+
+
+def test_without_unshare_a_host_tes_task_never_starts_and_says_why(tmp_path):
+    no_tools = tmp_path / "bin"  # a PATH without util-linux
+    no_tools.mkdir()
+    task = {"inputs": [{"path": "/tmp/x.sh", "content": "mkdir /tmp/conda\n"}],
+            "executors": [{"command": ["/bin/bash", "/tmp/x.sh"], "workdir": "/tmp"}]}
+    with local_batch(tmp_path, [TES_DEFINITION], extra_env={"PATH": str(no_tools)}) as (_, client, _recorder):
+        job_id = client.submit_job(jobName="tes", jobQueue=SPOT_QUEUE, jobDefinition="lab-tes",
+                                   containerOverrides=env_override(
+                                       LABBATCH_JOB_ID="tes-no-unshare", LABBATCH_INPUTS="[]",
+                                       LABBATCH_OUTPUT_PREFIX="s3://lab-results/jobs/tes-no-unshare/",
+                                       LABBATCH_TES_TASK=json.dumps(task)))["jobId"]
+        job = wait_for(client, job_id)
+        leftovers = list((tmp_path / "scratch").rglob("*"))
+
+    [attempt] = job["attempts"]
+    reason = attempt["container"]["reason"]
+    assert job["status"] == "FAILED" and job["statusReason"] == "Task failed to start"
+    assert "unshare (util-linux) is not on PATH" in reason and "without --no-containers" in reason, reason
+    assert leftovers == []
+    failure = classify(status_reason=job["statusReason"], attempts=[AttemptEvidence(
+        attempt["container"].get("exitCode"), reason, attempt["statusReason"])])
+    assert task_state({"status": "FAILED", "failure": failure}) == "SYSTEM_ERROR"
+    assert unshare_prefix(str(no_tools)) == (None, "unshare (util-linux) is not on PATH")
