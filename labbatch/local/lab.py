@@ -117,8 +117,13 @@ class LocalLab:
         for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
             os.environ.pop(variable, None)
         os.environ.update(aws_env)
+        # Host jobs find the runner and demo tools in this interpreter's bin. When PATH names it
+        # already, its order stands: whatever the scientist put before it (a workflow engine's
+        # own env, whose `python` a TES task runs) comes first, as in an image of their own.
         bin_dir = str(Path(sys.executable).parent)
-        job_env = {**aws_env, "PATH": os.pathsep.join([bin_dir, os.environ.get("PATH", "")])}
+        host_path = os.environ.get("PATH", "")
+        job_env = {**aws_env, "PATH": host_path if bin_dir in host_path.split(os.pathsep)
+                   else os.pathsep.join([bin_dir, host_path])}
 
         logs = self.emulator.client("logs", emulated.region, credentials)
         log_lock = threading.Lock()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -119,11 +118,11 @@ def test_labs_dir(tmp_path: Path) -> Path:
 
 
 def start_local(tmp_path: Path, *extra: str, labs_dir: Path | None = None, containers: bool = False,
-                home: Path | None = None) -> RunningLab:
+                home: Path | None = None, env: dict[str, str] | None = None) -> RunningLab:
     """`labbatch local` on the test labs; on the host executor unless `containers` (these tests'
-    pipelines run the host's own Python)."""
+    pipelines run the host's own Python). `env`: the lab's environment instead of this one's."""
     home = home or tmp_path / "home"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env = {k: v for k, v in (os.environ if env is None else env).items() if not k.startswith("AWS_")}
     env["LABBATCH_HOME"] = str(home)
     # The runner image's extracted tree is a cache keyed by the image id: one for the whole run.
     env.setdefault("LABBATCH_RUNNER_TREES", str(Path(tempfile.gettempdir()) / "labbatch-test-runner-trees"))

@@ -16,6 +16,7 @@ import json
 import os
 import random
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -75,12 +76,23 @@ def random_fasta(rng: random.Random) -> str:
                    for i in range(rng.randint(2, 12)))
 
 
-def test_snakemake_runs_a_workflow_on_the_lab_in_containers(tmp_path):
+@pytest.mark.parametrize("executor", ["containers", "host"])
+def test_snakemake_runs_a_workflow_on_the_lab(tmp_path, executor):
+    """In containers, each task runs in labbatch-snakemake:local. On the host executor (`labbatch
+    local --no-containers`) each task runs on this machine with a private /tmp: its `python` and
+    `pip` are the first on the lab's PATH, here .venv-snakemake's, and its pip install of the S3
+    plugin uses this host's pip configuration."""
     require_snakemake()
-    require_engine_and_images(SNAKEMAKE_TAG)
-    lab = start_local(tmp_path, labs_dir=snakemake_lab_dir(tmp_path), containers=True)
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}}
+    if executor == "containers":
+        require_engine_and_images(SNAKEMAKE_TAG)
+    else:
+        # Local mode puts its own interpreter's bin first unless PATH already has it: name both.
+        env["PATH"] = os.pathsep.join([str(SNAKEMAKE.parent), str(Path(sys.executable).parent),
+                                       env.get("PATH", os.defpath)])
+    lab = start_local(tmp_path, labs_dir=snakemake_lab_dir(tmp_path), containers=executor == "containers", env=env)
     try:
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "LABBATCH_HOME": str(lab.home)}
+        env["LABBATCH_HOME"] = str(lab.home)
         config = json.loads(subprocess.run([LABBATCH, "engine-config", "snakemake", "--lab", "example", "--json"],
                                            env=env, capture_output=True, text=True, check=True).stdout)
         prefix = config["command"][config["command"].index("--default-storage-prefix") + 1]
@@ -108,10 +120,12 @@ def test_snakemake_runs_a_workflow_on_the_lab_in_containers(tmp_path):
         assert "Error in rule broken" in log, log
 
         s3 = lab.s3()
+        written = {o["Key"][len(key_prefix):] for o in
+                   s3.list_objects_v2(Bucket=results, Prefix=key_prefix).get("Contents", [])}
+        assert "summary.tsv" in written, log
         summary = s3.get_object(Bucket=results, Key=f"{key_prefix}summary.tsv")["Body"].read().decode()
         assert summary.splitlines() == sorted(expected), log
-        assert "broken.txt" not in {o["Key"].rsplit("/", 1)[-1] for o in
-                                   s3.list_objects_v2(Bucket=results, Prefix=key_prefix).get("Contents", [])}
+        assert "broken.txt" not in written
 
         client = tes.HTTPClient(lab.info["tes_endpoint"], token=lab.info["tes_token"], timeout=30)
         tasks = [client.get_task(t.id, view="FULL") for t in client.list_tasks(view="MINIMAL").tasks]
@@ -127,5 +141,7 @@ def test_snakemake_runs_a_workflow_on_the_lab_in_containers(tmp_path):
         assert executor_log.exit_code != 0
         assert f"exit status {BROKEN_EXIT}" in executor_log.stdout, executor_log.stdout
         assert all(t.executors[0].image == SNAKEMAKE_TAG for t in tasks)
+        if executor == "host":
+            assert not Path("/tmp/conda").exists()  # every task's `mkdir /tmp/conda` was in its own /tmp
     finally:
         assert lab.stop() == 0
