@@ -9,7 +9,6 @@ import io
 import threading
 import types
 from collections import Counter
-from pathlib import Path
 
 import boto3
 import pytest
