@@ -8,45 +8,15 @@ import json
 
 import pytest
 
-from api_lab import ON_DEMAND_QUEUE, RESULTS_BUCKET, SETTINGS, SPOT_QUEUE, READS, REFERENCE
+from api_lab import ON_DEMAND_QUEUE, RESULTS_BUCKET, SPOT_QUEUE, READS
+from api_tes_lab import BASE, IMAGE, task
 
 from labbatch_contract import names, runner_env
 from labbatch_contract.tes import TES_PIPELINE, task_state
 
-BASE = "/ga4gh/tes/v1"
-IMAGE = "quay.io/biocontainers/samtools:1.21--h50ea8bc_0"
-TES_SETTINGS = {**SETTINGS, "tes": {"allowed_images": ["quay.io/biocontainers/", "labbatch-bwa:"],
-                                    "job_role_arn": "arn:aws:iam::123456789012:role/labbatch-example-job",
-                                    "execution_role_arn": "arn:aws:iam::123456789012:role/labbatch-example-job-execution",
-                                    "log_group": "/labbatch/example/jobs"}}
-OUT = f"s3://{RESULTS_BUCKET}/tes/run1/ref.fa.fai"
 # Every key TES 1.1 defines on a task (tesTask) and its parts: anything else breaks py-tes.
 TASK_KEYS = {"id", "state", "name", "description", "inputs", "outputs", "resources", "executors", "volumes",
              "tags", "logs", "creation_time"}
-
-
-@pytest.fixture
-def tes_lab(lab, monkeypatch):
-    import job_api
-
-    monkeypatch.setenv("LABBATCH_SETTINGS", json.dumps(TES_SETTINGS))
-    job_api.runtime.cache_clear()
-    yield lab
-    job_api.runtime.cache_clear()
-
-
-def task(**overrides):
-    body = {
-        "name": "faidx-ecoli",
-        "inputs": [{"url": REFERENCE, "path": "/data/ref.fa"},
-                   {"content": "hello\n", "path": "/data/note.txt"}],
-        "outputs": [{"url": OUT, "path": "/data/ref.fa.fai"}],
-        "executors": [{"image": IMAGE, "command": ["samtools", "faidx", "/data/ref.fa"], "workdir": "/data"}],
-        "resources": {"cpu_cores": 1, "ram_gb": 1},
-        "tags": {"project": "ecoli"},
-    }
-    body.update(overrides)
-    return body
 
 
 def test_tes_is_off_without_allowed_images(lab):
