@@ -455,6 +455,7 @@ def _finished(job_id: str, status: str) -> ApiError:
 
 # A path that names a job, whatever characters it holds (a route's <job_id> takes fewer).
 JOB_PATH = re.compile(r"^/jobs/([^/]+)(/.*)?$")
+TES_TASK_PATH = re.compile(r"^" + re.escape(TES_PREFIX) + r"/tasks/([^/]+)$")
 
 
 def _allowed_methods(path: str) -> list[str]:
@@ -479,6 +480,7 @@ def _no_route(_: NotFoundError) -> Response:
             HTTPStatus.METHOD_NOT_ALLOWED,
             "method_not_allowed",
             f"{method} is not allowed on {path}; use {', '.join(methods)}",
+            field="method",
             details={"allowed": methods},
             headers={"Allow": ", ".join(methods)},
         ))
@@ -488,7 +490,12 @@ def _no_route(_: NotFoundError) -> Response:
         return error_response(
             ApiError(HTTPStatus.NOT_FOUND, "no_such_job", f"job_id: there is no job {job.group(1)!r}", field="job_id")
         )
-    return error_response(ApiError(HTTPStatus.NOT_FOUND, "no_such_route", f"There is no {path} in this API"))
+    task = TES_TASK_PATH.match(path)
+    if task and method == "GET":
+        return error_response(ApiError(HTTPStatus.NOT_FOUND, "no_such_task", f"id: there is no task {task.group(1)!r}",
+                                       field="id"))
+    return error_response(ApiError(HTTPStatus.NOT_FOUND, "no_such_route", f"There is no {path} in this API",
+                                   field="path"))
 
 
 def field_name(location: tuple) -> str:

@@ -8,7 +8,7 @@ import base64
 import binascii
 import json
 import re
-from typing import Any
+from typing import Any, Callable
 
 from api_errors import refused
 from labbatch_contract.ids import JOB_ID_PATTERN
@@ -19,6 +19,9 @@ from labbatch_contract.ledger import (BY_CREATED_INDEX, FAILED_CHILD_INDEXES, RE
 # so one GET stays quick however selective the filter is.
 MAX_QUERIES_PER_PAGE = 5
 FILTERED_QUERY_LIMIT = 200
+# A listing filtered after the query (TES tasks) reads at most this many index pages before it
+# answers; only then may a page be short, and its token says where to carry on.
+MAX_QUERIES_PER_FILTERED_PAGE = 25
 
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 _CREATED_AT = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
@@ -118,6 +121,50 @@ class JobLedger(LedgerWrites):
             return records, encode_page_token(last["created_at"], last["job_id"])
         return records, None
 
+    def find_jobs(
+        self, *, pipeline: str, keep: Callable[[dict[str, Any]], bool], limit: int, next_token: str | None,
+        name_prefix: str | None = None, token_field: str = "next_token",
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Up to `limit` records of `pipeline`, newest first, that `keep` accepts, and a token only
+        when more may follow: found past a full page, or not looked at yet because this request
+        read MAX_QUERIES_PER_FILTERED_PAGE index pages first (the one case of a short page).
+
+        For filters DynamoDB cannot express (a TES task's state follows its recovery chain, its tags
+        are inside its document); `name_prefix` it can, so those records are never read."""
+        filters = ["pipeline = :pipeline"]
+        values: dict[str, Any] = {":job": RECORD_TYPE_JOB, ":pipeline": pipeline}
+        query: dict[str, Any] = {"TableName": self._table, "IndexName": BY_CREATED_INDEX,
+                                 "KeyConditionExpression": "record_type = :job", "ScanIndexForward": False}
+        if name_prefix:
+            filters.append("begins_with(#name, :name_prefix)")
+            values[":name_prefix"] = name_prefix
+            query["ExpressionAttributeNames"] = {"#name": "name"}
+        query["FilterExpression"] = " AND ".join(filters)
+        query["ExpressionAttributeValues"] = to_item(values)
+        start_key = decode_page_token(next_token, token_field) if next_token else None
+        found: list[dict[str, Any]] = []
+        # Small first: an unfiltered page needs limit + 1 records; a selective filter grows it.
+        batch = limit + 1
+        for _ in range(MAX_QUERIES_PER_FILTERED_PAGE):
+            page_query = dict(query, Limit=batch)
+            if start_key:
+                page_query["ExclusiveStartKey"] = start_key
+            answer = self._db.query(**page_query)
+            for item in answer.get("Items", []):
+                record = from_item(item)
+                if not keep(record):
+                    continue
+                if len(found) == limit:
+                    last = found[-1]
+                    return found, encode_page_token(last["created_at"], last["job_id"])
+                found.append(record)
+            start_key = answer.get("LastEvaluatedKey")
+            if not start_key:
+                return found, None
+            batch = min(batch * 2, FILTERED_QUERY_LIMIT)
+        last = from_item(start_key)
+        return found, encode_page_token(last["created_at"], last["job_id"])
+
 
 def encode_child_token(after: int) -> str:
     raw = json.dumps({"a": after}, separators=(",", ":")).encode()
@@ -143,7 +190,7 @@ def encode_page_token(created_at: str, job_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_page_token(token: str) -> dict[str, Any]:
+def decode_page_token(token: str, field: str = "next_token") -> dict[str, Any]:
     """The GSI position a token stands for; anything we did not issue is refused."""
     try:
         padded = token + "=" * (-len(token) % 4)
@@ -159,5 +206,5 @@ def decode_page_token(token: str) -> dict[str, Any]:
     except (ValueError, TypeError, KeyError, binascii.Error):
         valid = False
     if not valid:
-        raise refused("invalid_next_token", "next_token: not a token this API issued", field="next_token")
+        raise refused(f"invalid_{field}", f"{field}: not a token this API issued", field=field)
     return to_item({"record_type": RECORD_TYPE_JOB, "created_at": created_at, "job_id": job_id})

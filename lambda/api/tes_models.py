@@ -19,7 +19,8 @@ MAX_STRING = 4096
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # Python's json reads Infinity and NaN, which no resource can be.
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
 
 
 class _Response(BaseModel):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from typing import Any, Optional
 
@@ -42,11 +44,24 @@ PREFIX = "/ga4gh/tes/v1"
 GIB = 1024**3
 DEFAULT_MEMORY_MIB = 2048
 MAX_CONTENT_BYTES = 256 * 1024  # all `content` inputs of a task together
+# The task document as the ledger keeps it (UTF-8 JSON): a DynamoDB item holds at most 400 KB,
+# and the record's other attributes take a few KB.
+MAX_TASK_BYTES = 350_000
+# Batch refuses a container with less.
+MIN_MEMORY_MIB = 4
 MAX_PAGE_SIZE = 100
+# Manifests a list reads at once (one S3 GET each for the tasks that ended).
+MANIFEST_READERS = 8
+# A state filter may name any state TES 1.1 defines; those LabBatch never reports match nothing.
+FILTER_STATES = (*tes_rules.STATES, "UNKNOWN", "PAUSED", "PREEMPTED")
 MAX_RECOVERY_HOPS = 5
 # Objects one DIRECTORY input may stage; larger folders: split them, or name the files.
 MAX_DIRECTORY_OBJECTS = 10_000
 WILDCARDS = set("*?[")
+# What RegisterJobDefinition takes as an image (Batch: up to 255 letters, digits, hyphens,
+# underscores, colons, periods, slashes and number signs; `@` for a digest): anything else would
+# be refused by Batch after the task was admitted.
+IMAGE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@#-]{0,254}$")
 
 
 def _runtime():
@@ -62,7 +77,11 @@ def _caller() -> str:
     if by_token is not None:
         token_routes.note_use(by_token[1])
         return by_token[0]
-    return iam_caller(event)
+    try:
+        return iam_caller(event)
+    except ApiError as error:
+        error.details.setdefault("field", "Authorization")
+        raise
 
 
 def _enabled_settings() -> LabSettings:
@@ -114,7 +133,33 @@ def _field(location: tuple) -> str:
     return name or "body"
 
 
+def _not_utf8(value: Any, location: tuple = ()) -> Optional[tuple]:
+    """Where the first string that UTF-8 cannot encode (a lone surrogate, which JSON's \\u escapes
+    can spell) is, key or value: nothing LabBatch stores, submits or answers could hold it."""
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            return location
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _not_utf8(item, (*location, i))
+            if found is not None:
+                return found
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = _not_utf8(key, (*location, "[key]")) or _not_utf8(item, (*location, key))
+            if found is not None:
+                return found
+    return None
+
+
 def parse_task(body: Any) -> m.TesTaskRequest:
+    where = _not_utf8(body)
+    if where is not None:
+        name = _field(tuple(part for part in where if part != "[key]"))
+        what = "a key in it" if where[-1:] == ("[key]",) else "it"
+        raise refused("invalid_task", f"{name}: {what} is not UTF-8 text (a lone surrogate)", field=name)
     try:
         return m.TesTaskRequest.model_validate(body)
     except ValidationError as exc:
@@ -125,6 +170,10 @@ def parse_task(body: Any) -> m.TesTaskRequest:
 
 def check_task(task: m.TesTaskRequest, settings: LabSettings) -> None:
     """Everything about a task that needs no AWS call: images, paths, URLs, content size."""
+    for i, executor in enumerate(task.executors):
+        if not IMAGE_PATTERN.match(executor.image):
+            raise refused("invalid_image", f"executors[{i}].image: {executor.image!r} is not a container image "
+                          "reference (up to 255 letters, digits and . _ - / : @ #)", field=f"executors[{i}].image")
     images = sorted({e.image for e in task.executors})
     if len(images) > 1:
         raise refused(
@@ -177,6 +226,21 @@ def check_task(task: m.TesTaskRequest, settings: LabSettings) -> None:
             _absolute(item.path_prefix, f"{where}.path_prefix")
     for i, volume in enumerate(task.volumes or []):
         _absolute(volume, f"volumes[{i}]")
+    size = len(document_text(task).encode())
+    if size > MAX_TASK_BYTES:
+        parts = task.model_dump(mode="json", exclude_none=True)
+        largest = max(parts, key=lambda key: len(json.dumps(parts[key], ensure_ascii=False).encode()))
+        raise refused("task_too_large", f"{largest}: the task takes {size:,} bytes as JSON, {largest} most of them; "
+                      f"at most {MAX_TASK_BYTES:,}. Put large files in the inputs bucket and name them by url.",
+                      field=largest, size_bytes=size, limit_bytes=MAX_TASK_BYTES)
+
+
+def document_text(task: m.TesTaskRequest) -> str:
+    """The task as the ledger keeps it: without its inputs' `content` (which may hold secrets; the
+    runner's task document in S3 has it). Not ASCII-escaped: DynamoDB counts UTF-8 bytes, and \\u
+    escapes would triple the size of non-ASCII content."""
+    return json.dumps(tes_rules.without_content(task.model_dump(mode="json", exclude_none=True)),
+                      separators=(",", ":"), ensure_ascii=False)
 
 
 def _readable_buckets(settings: LabSettings) -> tuple[str, ...]:
@@ -203,8 +267,18 @@ def task_resources(task: m.TesTaskRequest, settings: LabSettings) -> tuple[str, 
             raise refused("no_on_demand_queue", f"resources.preemptible: lab {settings.lab} has no on-demand "
                           "queue; send preemptible: true", field="resources.preemptible")
     vcpus = resources.cpu_cores or 1
-    memory_mib = math.ceil(resources.ram_gb * 1024) if resources.ram_gb else min(
-        DEFAULT_MEMORY_MIB, settings.limits.max_memory_mib)
+    limit_mib = settings.limits.max_memory_mib
+    if resources.ram_gb and resources.ram_gb * 1024 > limit_mib:
+        # Refused here, in the unit asked in (check_resources speaks MiB), and before any ceil():
+        # 1e308 GB x 1024 is infinite.
+        limit_gb = math.floor(limit_mib / 1024 * 100) / 100
+        raise refused("memory_too_large", f"resources.ram_gb: {resources.ram_gb:g} GB is more than a job can get "
+                      f"on this lab ({limit_mib:,} MiB); ask for {limit_gb:g} or less", field="resources.ram_gb",
+                      asked=resources.ram_gb, available=limit_gb)
+    if resources.ram_gb:
+        memory_mib = max(MIN_MEMORY_MIB, math.ceil(resources.ram_gb * 1024))
+    else:
+        memory_mib = min(DEFAULT_MEMORY_MIB, limit_mib)
     check_resources(vcpus, memory_mib, queue, settings, vcpus_field="resources.cpu_cores",
                     memory_field="resources.ram_gb")
     if resources.disk_gb and resources.disk_gb > settings.scratch_gib:
@@ -260,7 +334,10 @@ def ensure_job_definition(batch, settings: LabSettings, image: str) -> str:
 def create_task():
     settings = _enabled_settings()
     caller = _caller()
-    body = router.current_event.json_body
+    try:
+        body = router.current_event.json_body
+    except ValueError:  # job_api's deserializer turns every unreadable body into a JSONDecodeError
+        raise refused("invalid_task", "body: not valid JSON", field="body") from None
     task = parse_task(body)
     check_task(task, settings)
     queue, vcpus, memory_mib = task_resources(task, settings)
@@ -277,13 +354,10 @@ def create_task():
     # `content` may hold secrets (Snakemake's job script exports storage keys): it goes only to
     # the task document in S3 (encrypted, under work/, which expires), never into the Batch job's
     # environment (DescribeJobs shows it) nor into the ledger, which keeps the task without it.
-    secret = tes_rules.has_content(document)
-    task_document_uri = None
-    if secret or len(runner_task.encode()) > tes_rules.INLINE_TASK_LIMIT:
-        key = tes_rules.task_key(job_id)
-        rt.clients.s3.put_object(Bucket=settings.buckets.inputs, Key=key, Body=runner_task.encode(),
-                                 ContentType="application/json")
-        runner_task = task_document_uri = f"s3://{settings.buckets.inputs}/{key}"
+    runner_task_key = None
+    if tes_rules.has_content(document) or len(runner_task.encode()) > tes_rules.INLINE_TASK_LIMIT:
+        runner_task_key = tes_rules.task_key(job_id)
+        runner_task_body, runner_task = runner_task.encode(), f"s3://{settings.buckets.inputs}/{runner_task_key}"
     environment = {
         runner_env.JOB_ID: job_id,
         runner_env.INPUTS: "[]",
@@ -303,12 +377,20 @@ def create_task():
         "status": "PENDING_SUBMIT", "status_reason": "Recorded; submitting to AWS Batch",
         "progress": PROGRESS_PENDING_SUBMIT, "attempts": [],
         # As JSON text: DynamoDB takes no floats (ram_gb), and the document is only ever read whole.
-        "tes": json.dumps(tes_rules.without_content(document), separators=(",", ":")),
-        **({"tes_task_document": task_document_uri} if task_document_uri else {}),
+        "tes": document_text(task),
+        **({"tes_task_document": runner_task} if runner_task_key is not None else {}),
     })
     logger.append_keys(job_id=job_id)
     from submission import _submit_failed  # one way of recording a failed submission
 
+    # After the record, as the job API writes a sample list: a failure is then on the ledger,
+    # and no object is left that no record names.
+    if runner_task_key is not None:
+        try:
+            rt.clients.s3.put_object(Bucket=settings.buckets.inputs, Key=runner_task_key, Body=runner_task_body,
+                                     ContentType="application/json")
+        except (ClientError, BotoCoreError) as exc:
+            raise _submit_failed(rt.ledger, job_id, exc, step="writing the task document to S3", landed=False)
     try:
         answer = rt.clients.batch.submit_job(**request)
     except (ClientError, BotoCoreError) as exc:
@@ -324,8 +406,6 @@ def create_task():
 # --- read --------------------------------------------------------------------------------------
 
 def _task_record(task_id: str) -> dict:
-    import re
-
     record = _runtime().ledger.get(task_id) if re.match(JOB_ID_PATTERN, task_id) else None
     if record is None or record.get("pipeline") != tes_rules.TES_PIPELINE:
         raise ApiError(HTTPStatus.NOT_FOUND, "no_such_task", f"id: there is no task {task_id!r}", field="id")
@@ -378,8 +458,10 @@ def task_view(record: dict, current: dict, view: str, manifest: Optional[dict] =
         return m.TaskOut(id=record["job_id"], state=state)
     doc = task_document(record)
     full = view == "FULL"
-    inputs = [m.InputOut(**i, **({"content": contents[i["path"]]} if full and contents and not i.get("url")
-                                 and i["path"] in contents else {}))
+    # Records written before content left the ledger still hold it there: BASIC never shows it.
+    inputs = [m.InputOut(**{k: v for k, v in i.items() if k != "content"},
+                         **({"content": (contents or {}).get(i["path"], i.get("content"))}
+                            if full and not i.get("url") else {}))
               for i in doc.get("inputs", [])]
     task_logs = None
     if current.get("started_at") or current.get("status") in FINAL_STATUSES:
@@ -436,7 +518,8 @@ def task_document(record: dict) -> dict:
 
 
 def matches(record: dict, current: dict, *, name_prefix: Optional[str], state: Optional[str],
-            tags: dict[str, Optional[str]]) -> bool:
+            tags: dict[str, str]) -> bool:
+    """TES 1.1's list filters; a tag asked for with an empty value matches any value."""
     doc = task_document(record)
     if name_prefix and not (doc.get("name") or "").startswith(name_prefix):
         return False
@@ -444,15 +527,13 @@ def matches(record: dict, current: dict, *, name_prefix: Optional[str], state: O
         return False
     task_tags = doc.get("tags") or {}
     for key, value in tags.items():
-        if key not in task_tags or (value not in (None, "") and task_tags[key] != value):
+        if key not in task_tags or (value != "" and task_tags[key] != value):
             return False
     return True
 
 
-@router.get("/tasks", include_in_schema=False)  # TES 1.1 is its own document
-def list_tasks():
-    _enabled_settings()
-    view = _view()
+def _list_query() -> tuple[int, Optional[str], Optional[str], dict[str, str]]:
+    """page_size, name_prefix, state and the tags asked for (tag_key zipped with tag_value)."""
     event = router.current_event
     query = event.query_string_parameters or {}
     multi = event.multi_value_query_string_parameters or {}
@@ -462,19 +543,47 @@ def list_tasks():
         raise refused("invalid_page_size", "page_size: a whole number", field="page_size") from None
     if page_size < 1:
         raise refused("invalid_page_size", "page_size: at least 1", field="page_size")
-    state = query.get("state")
-    if state is not None and state not in tes_rules.STATES:
-        raise refused("invalid_state", f"state: {state!r} (allowed: {', '.join(tes_rules.STATES)})", field="state")
-    keys, values = multi.get("tag_key") or [], multi.get("tag_value") or []
-    tags = {key: (values[i] if i < len(values) else None) for i, key in enumerate(keys)}
+    state = query.get("state") or None
+    if state is not None and state not in FILTER_STATES:
+        raise refused("invalid_state", f"state: {state!r} (allowed: {', '.join(FILTER_STATES)})", field="state")
+    keys = multi.get("tag_key") or ([query["tag_key"]] if query.get("tag_key") is not None else [])
+    values = multi.get("tag_value") or ([query["tag_value"]] if query.get("tag_value") is not None else [])
+    tags = {key: (values[i] if i < len(values) else "") for i, key in enumerate(keys)}
+    # Past the cap a page is served MAX_PAGE_SIZE tasks at a time (with a token while more match).
+    return min(page_size, MAX_PAGE_SIZE), query.get("name_prefix") or None, state, tags
+
+
+@router.get("/tasks", include_in_schema=False)  # TES 1.1 is its own document
+def list_tasks():
+    _enabled_settings()
+    view = _view()
+    page_size, name_prefix, state, tags = _list_query()
     rt = _runtime()
-    records, token = rt.ledger.list_jobs(status=None, pipeline=tes_rules.TES_PIPELINE,
-                                         limit=min(page_size, MAX_PAGE_SIZE), next_token=query.get("page_token"))
-    tasks = []
-    for record in records:
+    currents: dict[str, dict] = {}
+
+    def keep(record: dict) -> bool:
+        if record.get("recovered_from"):
+            return False  # LabBatch's resubmission of a task: that task's own record follows it
         current = latest(record, rt.ledger) if record.get("recovered_by") else record
-        if matches(record, current, name_prefix=query.get("name_prefix"), state=state, tags=tags):
-            tasks.append(task_view(record, current, view))
+        currents[record["job_id"]] = current
+        return matches(record, current, name_prefix=name_prefix, state=state, tags=tags)
+
+    records, token = rt.ledger.find_jobs(
+        pipeline=tes_rules.TES_PIPELINE, keep=keep, limit=page_size, name_prefix=name_prefix,
+        next_token=(router.current_event.query_string_parameters or {}).get("page_token") or None,
+        token_field="page_token")
+    pairs = [(record, currents[record["job_id"]]) for record in records]
+    manifests: list[Optional[dict]] = [None] * len(pairs)
+    if view != "MINIMAL":
+        # The logs GET tasks/{id} gives come from each ended task's manifest: read them together.
+        with ThreadPoolExecutor(max_workers=MANIFEST_READERS) as pool:
+            manifests = list(pool.map(lambda pair: _manifest(pair[1], rt.clients.s3), pairs))
+    contents: list[Optional[dict[str, str]]] = [None] * len(pairs)
+    if view == "FULL":
+        with ThreadPoolExecutor(max_workers=MANIFEST_READERS) as pool:
+            contents = list(pool.map(lambda pair: input_contents(pair[0], rt.clients.s3), pairs))
+    tasks = [task_view(record, current, view, manifest, content)
+             for (record, current), manifest, content in zip(pairs, manifests, contents)]
     return _answer(HTTPStatus.OK, m.ListTasksResponse(tasks=tasks, next_page_token=token))
 
 
@@ -486,7 +595,7 @@ def cancel_task(task_action: str):
     task_id, _, action = task_action.partition(":")
     if action != "cancel":
         raise ApiError(HTTPStatus.NOT_FOUND, "no_such_route", f"There is no POST {PREFIX}/tasks/{task_action}; "
-                       f"cancel is POST {PREFIX}/tasks/{{id}}:cancel")
+                       f"cancel is POST {PREFIX}/tasks/{{id}}:cancel", field="path")
     caller = _caller()
     rt = _runtime()
     current = latest(_task_record(task_id), rt.ledger)
@@ -496,7 +605,7 @@ def cancel_task(task_action: str):
     if not batch_job_id:
         raise ApiError(HTTPStatus.CONFLICT, "task_not_submitted_yet",
                        f"task {task_id} is still being submitted to AWS Batch; try again in a moment",
-                       headers={"Retry-After": "1"})
+                       field="id", headers={"Retry-After": "1"})
     live = rt.clients.batch.describe_jobs(jobs=[batch_job_id]).get("jobs", [])
     if not live or live[0]["status"] in FINAL_STATUSES:
         return _answer(HTTPStatus.OK, {})

@@ -6,7 +6,6 @@ import pytest
 
 from api_lab import (
     INPUTS_BUCKET,
-    RESULTS_BUCKET,
     READS,
     READS_B,
     FakeLambdaContext,

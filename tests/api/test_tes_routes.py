@@ -8,45 +8,15 @@ import json
 
 import pytest
 
-from api_lab import INPUTS_BUCKET, ON_DEMAND_QUEUE, RESULTS_BUCKET, SETTINGS, SPOT_QUEUE, READS, REFERENCE
+from api_lab import INPUTS_BUCKET, ON_DEMAND_QUEUE, RESULTS_BUCKET, SETTINGS, SPOT_QUEUE, READS
+from api_tes_lab import BASE, IMAGE, task
 
 from labbatch_contract import names, runner_env
 from labbatch_contract.tes import TES_PIPELINE, task_state
 
-BASE = "/ga4gh/tes/v1"
-IMAGE = "quay.io/biocontainers/samtools:1.21--h50ea8bc_0"
-TES_SETTINGS = {**SETTINGS, "tes": {"allowed_images": ["quay.io/biocontainers/", "labbatch-bwa:"],
-                                    "job_role_arn": "arn:aws:iam::123456789012:role/labbatch-example-job",
-                                    "execution_role_arn": "arn:aws:iam::123456789012:role/labbatch-example-job-execution",
-                                    "log_group": "/labbatch/example/jobs"}}
-OUT = f"s3://{RESULTS_BUCKET}/tes/run1/ref.fa.fai"
 # Every key TES 1.1 defines on a task (tesTask) and its parts: anything else breaks py-tes.
 TASK_KEYS = {"id", "state", "name", "description", "inputs", "outputs", "resources", "executors", "volumes",
              "tags", "logs", "creation_time"}
-
-
-@pytest.fixture
-def tes_lab(lab, monkeypatch):
-    import job_api
-
-    monkeypatch.setenv("LABBATCH_SETTINGS", json.dumps(TES_SETTINGS))
-    job_api.runtime.cache_clear()
-    yield lab
-    job_api.runtime.cache_clear()
-
-
-def task(**overrides):
-    body = {
-        "name": "faidx-ecoli",
-        "inputs": [{"url": REFERENCE, "path": "/data/ref.fa"},
-                   {"content": "hello\n", "path": "/data/note.txt"}],
-        "outputs": [{"url": OUT, "path": "/data/ref.fa.fai"}],
-        "executors": [{"image": IMAGE, "command": ["samtools", "faidx", "/data/ref.fa"], "workdir": "/data"}],
-        "resources": {"cpu_cores": 1, "ram_gb": 1},
-        "tags": {"project": "ecoli"},
-    }
-    body.update(overrides)
-    return body
 
 
 def test_tes_is_off_without_allowed_images(lab):
@@ -199,3 +169,76 @@ def test_views_list_filters_and_cancel(tes_lab):
 ])
 def test_state_rules(record, state):
     assert task_state(record) == state
+
+
+# --- listing: filters and pages ------------------------------------------------------------------
+
+def walk(lab, page_size: int, **query) -> list[list[dict]]:
+    """Every page of GET tasks with these filters, following next_page_token."""
+    pages, token = [], None
+    while True:
+        params = {**query, "page_size": str(page_size), **({"page_token": token} if token else {})}
+        answer = lab.call("GET", BASE + "/tasks", query=params)
+        assert answer.status == 200, answer.body
+        pages.append(answer.body["tasks"])
+        token = answer.body.get("next_page_token")
+        if token is None:
+            return pages
+        assert len(pages) < 50, "the pages never end"
+
+
+def test_filtered_pages_are_full_while_more_match_and_walk_every_task_once(tes_lab):
+    from api_tes_lab import create, move
+
+    made = []  # (id, name, tags, state), oldest first
+    for i in range(14):
+        name = ("align-" if i % 3 else "qc-") + str(i)
+        tags = {"run": "r1" if i % 2 else "r2", **({"flag": ""} if i % 4 == 0 else {})}
+        task_id = create(tes_lab, task(name=name, tags=tags))
+        state = "QUEUED"
+        if i % 5 == 1:
+            move(tes_lab, task_id, "RUNNING")
+            state = "RUNNING"
+        made.append((task_id, name, tags, state))
+    tes_lab.submit({"pipeline": "fastq-stats", "inputs": [READS]})  # a job, not a task: never listed
+    newest_first = list(reversed(made))
+    cases = [
+        ({}, lambda n, t, s: True),
+        ({"name_prefix": "align-"}, lambda n, t, s: n.startswith("align-")),
+        ({"name_prefix": "qc-1"}, lambda n, t, s: n.startswith("qc-1")),
+        ({"state": "RUNNING"}, lambda n, t, s: s == "RUNNING"),
+        ({"state": "COMPLETE"}, lambda n, t, s: False),
+        ({"tag_key": "run", "tag_value": "r1"}, lambda n, t, s: t["run"] == "r1"),
+        ({"tag_key": "flag"}, lambda n, t, s: "flag" in t),  # no value: any value, "" included
+        ({"tag_key": "flag", "tag_value": ""}, lambda n, t, s: "flag" in t),
+        ({"name_prefix": "align-", "tag_key": "run", "tag_value": "r2", "state": "QUEUED"},
+         lambda n, t, s: n.startswith("align-") and t["run"] == "r2" and s == "QUEUED"),
+    ]
+    for query, wanted in cases:
+        expected = [task_id for task_id, n, t, s in newest_first if wanted(n, t, s)]
+        for page_size in (1, 2, 5, 100):
+            pages = walk(tes_lab, page_size, **query)
+            ids = [item["id"] for page in pages for item in page]
+            assert ids == expected, (query, page_size)  # newest first, each once, none missing
+            # Every page but the last is full; the last is not empty unless nothing matches at all.
+            assert all(len(page) == page_size for page in pages[:-1]), (query, page_size)
+            assert pages[-1] or not expected, (query, page_size)
+
+
+def test_a_page_is_short_only_when_its_read_budget_ran_out_and_the_walk_stays_whole(tes_lab, monkeypatch):
+    import ledger
+    from api_tes_lab import create
+
+    ids = [create(tes_lab, task(name="keep" if i % 4 == 0 else "skip")) for i in range(12)]
+    expected = [task_id for i, task_id in reversed(list(enumerate(ids))) if i % 4 == 0]
+    monkeypatch.setattr(ledger, "MAX_QUERIES_PER_FILTERED_PAGE", 1)
+    # The ledger filters on name itself; tags it cannot, so every record is read and most dropped.
+    for i, task_id in enumerate(ids):
+        tags = {"keep": "yes"} if i % 4 == 0 else {}
+        document = json.loads(next(r for r in tes_lab.job_records() if r["job_id"] == task_id)["tes"])
+        tes_lab.dynamodb.update_item(
+            TableName=SETTINGS["table"], Key={"job_id": {"S": task_id}}, UpdateExpression="SET tes = :t",
+            ExpressionAttributeValues={":t": {"S": json.dumps({**document, "tags": tags})}})
+    pages = walk(tes_lab, 2, tag_key="keep")
+    assert [item["id"] for page in pages for item in page] == expected
+    assert any(len(page) < 2 for page in pages[:-1])  # one index page of 3 records at a time

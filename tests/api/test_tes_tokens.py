@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
 import pytest
 
 from api_lab import CALLER, TABLE, FakeLambdaContext, api_event
-from test_tes_routes import task, tes_lab  # noqa: F401  (fixture)
+from api_tes_lab import task
 
 from labbatch_contract import tokens
 
@@ -121,7 +121,7 @@ def test_authorizer_denies_missing_malformed_unknown_revoked_expired(lab):
     for header in (None, "", "Bearer", "Bearer nonsense", f"Token {live['token']}", basic("None", "None"),
                    "Basic !!!notbase64", f"Bearer {wrong_secret}", f"Bearer {unknown}",
                    f"Bearer {revoked['token']}", basic("x", expired["token"]),
-                   f"AWS4-HMAC-SHA256 Credential=AKIA/x, Signature=00"):
+                   "AWS4-HMAC-SHA256 Credential=AKIA/x, Signature=00"):
         answer = authorize(lab, header)
         assert effect(answer) == "Deny", header
         assert "context" not in answer

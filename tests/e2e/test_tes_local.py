@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import boto3
@@ -20,6 +21,7 @@ import pytest
 import requests
 import tes
 import yaml
+from tes.utils import unmarshal
 
 from labbatch_contract import names, tokens
 
@@ -158,6 +160,213 @@ def test_disallowed_image_is_refused_and_cancel_works(tes_lab):
     cli.cancel_task(task_id)
     assert cli.get_task(task_id).state in ("CANCELING", "CANCELED")
     assert wait(cli, task_id).state == "CANCELED"
+
+
+# --- executors in order, views, lists -------------------------------------------------------------
+
+def _text(lab, uri: str) -> str:
+    bucket, key = uri.removeprefix("s3://").split("/", 1)
+    return lab.s3().get_object(Bucket=bucket, Key=key)["Body"].read().decode()
+
+
+def _keys(lab, bucket: str, prefix: str) -> list[str]:
+    return sorted(o["Key"] for o in lab.s3().list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", []))
+
+
+def _list(lab, **params) -> tes.ListTasksResponse:
+    """GET tasks with the filters py-tes 1.1.4's list_tasks cannot send, read by py-tes's own models."""
+    answer = requests.get(f"{lab.tes_url}/ga4gh/tes/v1/tasks", params=params, timeout=30)
+    answer.raise_for_status()
+    return unmarshal(answer.json(), tes.ListTasksResponse)
+
+
+def _wait_all(lab, name_prefix: str, count: int, timeout: float = 180) -> None:
+    """Until the `count` tasks named so are all final: one list call a round, not one GET per task."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        tasks = _list(lab, name_prefix=name_prefix, view="MINIMAL", page_size=100).tasks or []
+        assert len(tasks) == count and not {t.state for t in tasks} & {"PREEMPTED", "PAUSED", "UNKNOWN"}
+        if all(t.state in FINAL for t in tasks):
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"tasks {name_prefix}* not all final after {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def executor_tasks(tes_lab):
+    """Two three-executor tasks, run together: in one the middle executor fails with ignore_error,
+    in the other it fails without it. Each executor leaves a file under /out (wildcard output)
+    and a line in the runner's tool log."""
+    run = uuid.uuid4().hex[:8]
+    results = tes_lab.info["buckets"]["results"]
+    cli = client(tes_lab)
+
+    def make(kind: str, ignore: bool) -> str:
+        return cli.create_task(tes.Task(
+            name=f"tes-exec-{run}-{kind}", description=f"middle executor fails, ignore_error={ignore}",
+            inputs=[tes.Input(content="payload\n", path="/in/payload.txt")],
+            outputs=[tes.Output(url=f"s3://{results}/tes/e2e-exec-{run}/{kind}/", path="/out/*.txt",
+                                path_prefix="/out/")],
+            executors=[
+                tes.Executor(image=BWA_TAG, command=["sh", "-c", "mkdir -p /out; echo one > /out/1.txt; "
+                                                                 "echo first ran"]),
+                tes.Executor(image=BWA_TAG, command=["sh", "-c", "echo two > /out/2.txt; echo second fails; exit 5"],
+                             ignore_error=ignore),
+                tes.Executor(image=BWA_TAG, command=["sh", "-c", "cat /in/payload.txt > /out/3.txt; echo third ran"]),
+            ],
+            tags={"suite": "e2e-exec", "run": run}))
+
+    ids = {"ignored": make("ignored", True), "stops": make("stops", False)}
+    _wait_all(tes_lab, f"tes-exec-{run}-", 2)
+    return {"run": run, "results": results, "ids": ids}
+
+
+def test_a_failure_with_ignore_error_lets_the_later_executors_run(tes_lab, executor_tasks):
+    run, results = executor_tasks["run"], executor_tasks["results"]
+    done = client(tes_lab).get_task(executor_tasks["ids"]["ignored"], view="FULL")
+    assert done.state == "COMPLETE", done.logs
+    (log,) = done.logs
+    assert [e.exit_code for e in log.logs] == [0, 5, 0]
+    assert ["first ran", "second fails", "third ran"] == [e.stdout.strip() for e in log.logs]
+    assert all(a.end_time <= b.start_time for a, b in zip(log.logs, log.logs[1:]))  # one after another
+    prefix = f"tes/e2e-exec-{run}/ignored/"
+    assert _keys(tes_lab, results, prefix) == [prefix + name for name in ("1.txt", "2.txt", "3.txt")]
+    assert [_text(tes_lab, f"s3://{results}/{prefix}{n}.txt") for n in (1, 2, 3)] == ["one\n", "two\n", "payload\n"]
+    assert sorted(o.url for o in log.outputs) == [f"s3://{results}/{prefix}{n}.txt" for n in (1, 2, 3)]
+
+
+def test_a_failure_without_ignore_error_stops_the_later_executors(tes_lab, executor_tasks):
+    run, results = executor_tasks["run"], executor_tasks["results"]
+    done = client(tes_lab).get_task(executor_tasks["ids"]["stops"], view="FULL")
+    assert done.state == "EXECUTOR_ERROR", done.logs
+    (log,) = done.logs
+    assert [e.exit_code for e in log.logs] == [0, 5]  # the third never started
+    # What the attempt itself left (the runner's tool log, every executor's output in turn):
+    # the third executor's line is not in it. A failed task uploads no outputs at all.
+    tool_log = _text(tes_lab, f"s3://{results}/jobs/{log.metadata['labbatch_job_id']}/logs/tool.log")
+    assert "first ran" in tool_log and "second fails" in tool_log and "third ran" not in tool_log
+    assert _keys(tes_lab, results, f"tes/e2e-exec-{run}/stops/") == []
+    assert log.outputs == []
+
+
+def test_get_task_in_every_view(tes_lab, executor_tasks):
+    cli = client(tes_lab)
+    task_id = executor_tasks["ids"]["ignored"]
+    minimal = cli.get_task(task_id, view="MINIMAL")
+    assert (minimal.id, minimal.state) == (task_id, "COMPLETE")
+    assert {k for k, v in minimal.as_dict().items() if v is not None} == {"id", "state"}
+    raw = requests.get(f"{tes_lab.tes_url}/ga4gh/tes/v1/tasks/{task_id}", params={"view": "MINIMAL"}, timeout=30)
+    assert raw.json() == {"id": task_id, "state": "COMPLETE"}
+
+    basic = cli.get_task(task_id, view="BASIC")
+    assert basic.name == f"tes-exec-{executor_tasks['run']}-ignored" and len(basic.executors) == 3
+    assert basic.executors[1].ignore_error is True and basic.tags["run"] == executor_tasks["run"]
+    assert basic.inputs[0].path == "/in/payload.txt" and basic.inputs[0].content is None
+    (log,) = basic.logs
+    assert [e.exit_code for e in log.logs] == [0, 5, 0]
+    assert all(e.stdout is None and e.stderr is None for e in log.logs)
+    assert log.system_logs is None and len(log.outputs) == 3
+
+    full = cli.get_task(task_id, view="FULL")
+    assert full.inputs[0].content == "payload\n"
+    assert [e.stdout.strip() for e in full.logs[0].logs] == ["first ran", "second fails", "third ran"]
+    failed = cli.get_task(executor_tasks["ids"]["stops"], view="FULL")
+    assert any("exited with 5" in line for line in failed.logs[0].system_logs)
+    assert cli.get_task(executor_tasks["ids"]["stops"], view="BASIC").logs[0].system_logs is None
+
+
+@pytest.fixture(scope="module")
+def listed_tasks(tes_lab):
+    """Five tasks under one name prefix: index 1 and 3 fail (EXECUTOR_ERROR), the rest COMPLETE;
+    tags say which run and whether the index is odd."""
+    run = uuid.uuid4().hex[:8]
+    cli = client(tes_lab)
+    made = []
+    for i in range(5):
+        parity = "odd" if i % 2 else "even"
+        command = ["sh", "-c", f"echo task {i}; exit {1 if i in (1, 3) else 0}"]
+        task_id = cli.create_task(tes.Task(name=f"tes-list-{run}-{i}", executors=[tes.Executor(image=BWA_TAG,
+                                                                                             command=command)],
+                                           tags={"run": run, "parity": parity}))
+        made.append({"id": task_id, "index": i, "parity": parity,
+                     "state": "EXECUTOR_ERROR" if i in (1, 3) else "COMPLETE"})
+    _wait_all(tes_lab, f"tes-list-{run}-", 5)
+    return {"run": run, "tasks": made}
+
+
+def _walk(lab, page_size: int, **params) -> list[list[tes.Task]]:
+    pages, token = [], None
+    while True:
+        answer = _list(lab, page_size=page_size, **params, **({"page_token": token} if token else {}))
+        pages.append(answer.tasks or [])
+        token = answer.next_page_token
+        if not token:
+            return pages
+        assert len(pages) < 100
+
+
+def test_list_filters_by_name_state_and_tags(tes_lab, listed_tasks):
+    run, made = listed_tasks["run"], listed_tasks["tasks"]
+
+    def ids(**params) -> set[str]:
+        found = [t.id for page in _walk(tes_lab, 100, **params) for t in page]
+        assert len(found) == len(set(found))
+        return set(found)
+
+    mine = {t["id"] for t in made}
+    assert ids(name_prefix=f"tes-list-{run}-") == mine
+    assert ids(name_prefix=f"tes-list-{run}-3") == {made[3]["id"]}
+    for state in ("COMPLETE", "EXECUTOR_ERROR"):
+        expected = {t["id"] for t in made if t["state"] == state}
+        assert ids(name_prefix=f"tes-list-{run}-", state=state) == expected
+        # Without the prefix the lab's other tasks come too, each in the state asked for.
+        everything = [t for page in _walk(tes_lab, 3, state=state, view="MINIMAL") for t in page]
+        assert {t.state for t in everything} == {state}
+        assert {t.id for t in everything} & mine == expected
+    assert ids(tag_key="run", tag_value=run) == mine
+    assert ids(tag_key=["run", "parity"], tag_value=[run, "odd"]) == {t["id"] for t in made if t["parity"] == "odd"}
+    assert ids(tag_key=["parity", "run"], tag_value=["", run]) == mine  # an empty value matches any
+    assert ids(tag_key="run", tag_value=run, state="EXECUTOR_ERROR", name_prefix=f"tes-list-{run}-1") == {
+        made[1]["id"]}
+    assert ids(tag_key="run", tag_value="no-such-run") == set()
+
+
+def test_pages_walk_every_task_once_and_are_full_while_more_follow(tes_lab, listed_tasks):
+    run, made = listed_tasks["run"], listed_tasks["tasks"]
+    pages = _walk(tes_lab, 2, name_prefix=f"tes-list-{run}-")
+    assert [len(page) for page in pages] == [2, 2, 1]
+    assert sorted(t.id for page in pages for t in page) == sorted(t["id"] for t in made)
+
+    # The real client's own paging, over the whole lab (py-tes 1.1.4 sends no filters).
+    cli = client(tes_lab)
+    whole = cli.list_tasks(view="MINIMAL", page_size=100)
+    assert whole.next_page_token is None
+    walked, token, sizes = [], None, []
+    while True:
+        page = cli.list_tasks(view="MINIMAL", page_size=2, page_token=token)
+        sizes.append(len(page.tasks or []))
+        walked += [t.id for t in page.tasks or []]
+        token = page.next_page_token
+        if not token:
+            break
+    assert walked == [t.id for t in whole.tasks]  # same order, no duplicates, none missing
+    assert len(walked) == len(set(walked)) and {t["id"] for t in made} <= set(walked)
+    assert all(size == 2 for size in sizes[:-1]) and 1 <= sizes[-1] <= 2
+
+
+def test_a_full_list_carries_the_logs_get_gives(tes_lab, listed_tasks, executor_tasks):
+    cli = client(tes_lab)
+    for name_prefix in (f"tes-list-{listed_tasks['run']}-", f"tes-exec-{executor_tasks['run']}-"):
+        for view in ("BASIC", "FULL"):
+            listed = [t for page in _walk(tes_lab, 2, name_prefix=name_prefix, view=view) for t in page]
+            assert listed and all(t.logs and t.logs[0].logs for t in listed)
+            for item in listed:
+                assert item.as_dict() == cli.get_task(item.id, view=view).as_dict()
+    full = {t.id: t for t in _list(tes_lab, name_prefix=f"tes-list-{listed_tasks['run']}-", view="FULL").tasks}
+    for made in listed_tasks["tasks"]:
+        (executor,) = full[made["id"]].logs[0].logs
+        assert executor.exit_code == (1 if made["index"] in (1, 3) else 0)
+        assert executor.stdout.strip() == f"task {made['index']}"
 
 
 def test_proxy_maps_py_tes_0_4_paths():
