@@ -64,6 +64,7 @@ def _tes(lab: Lab, account: str, region: str) -> dict:
         "execution_role_arn": f"arn:aws:iam::{account}:role/{names.job_execution_role(lab.name)}",
         "log_group": names.job_log_group(lab.name),
         "architecture": lab.compute.architecture,
+        "recovery": lab.tes.recovery,
     }
 
 

@@ -289,6 +289,8 @@ class Tes(_Strict):
     # workflow on a 429, so the TES routes are throttled apart from, and above, api.throttle_*.
     throttle_rate_per_second: int = Field(100, ge=1, le=10_000, json_schema_extra=_allowed("1-10,000"))
     throttle_burst: int = Field(200, ge=1, le=5_000, json_schema_extra=_allowed("1-5,000"))
+    # A task is a job: a spot reclaim, an OOM kill or a failure to start is recovered as a pipeline's.
+    recovery: Recovery = Recovery()
 
 
 class Lab(_Strict):

@@ -90,6 +90,8 @@ class TesSettings(_Strict):
     architecture: Literal["x86_64", "arm64"] = "x86_64"
     timeout_minutes: int = Field(1440, ge=1)
     attempts: int = Field(3, ge=1, le=10)
+    # As a pipeline's: what LabBatch resubmits when a task's Batch job fails for a reason not the tool's.
+    recovery: RecoverySettings = RecoverySettings()
 
 
 class LabSettings(_Strict):

@@ -37,6 +37,7 @@ import recovery
 from batch_events import NotALabBatchJob, StatusUpdate, parse_state_change
 from failure_classes import classify, classify_array_parent, manifest_wanted
 from labbatch_contract import runner_env
+from labbatch_contract import tes as tes_rules
 from labbatch_contract.failures import RECOVERABLE_FAILURES
 from labbatch_contract.ledger import CHILD_REASON_MAX_CHARS, sample_name_at
 from labbatch_contract.names import output_prefix
@@ -249,14 +250,19 @@ def prepare_recovery(settings: LabSettings, ledger: StatusLedger, update: Status
     if record.get("status") == "FAILED" and (record.get("recovered_by") or record.get("recovery_refused")):
         return None  # decided by an earlier delivery of this event
     failure = update.failure
-    pipeline = settings.pipelines.get(record.get("pipeline", ""))
     if failure not in RECOVERABLE_FAILURES:
         return None
-    if pipeline is None:
+    if record.get("pipeline") == tes_rules.TES_PIPELINE and settings.tes.allowed_images:
+        # A TES task: its job definition is its own (registered for its image), its switches the lab's tes.recovery.
+        recovery_switches, job_definition = settings.tes.recovery, record.get("job_definition")
+    else:
+        pipeline = settings.pipelines.get(record.get("pipeline", ""))
+        recovery_switches, job_definition = (pipeline.recovery, pipeline.job_definition) if pipeline else (None, None)
+    if recovery_switches is None or not job_definition:
         logger.warning("A job of a pipeline this lab does not have; not recovered", extra={"failure": failure})
         return None
     decision = recovery.plan(
-        record, failure, enabled=pipeline.recovery.model_dump(), queues=settings.queues,
+        record, failure, enabled=recovery_switches.model_dump(), queues=settings.queues,
         queue_max_vcpus=settings.queue_max_vcpus, max_memory_mib=settings.limits.max_memory_mib,
         status_reason=_reason(update), attempts=len(update.evidence),
         lab_max_memory_mib=settings.limits.lab_max_memory_mib)
@@ -265,7 +271,7 @@ def prepare_recovery(settings: LabSettings, ledger: StatusLedger, update: Status
     new_job_id = recovery.recovery_job_id(record["job_id"], update.batch_job_id, _stopped_millis(update, record))
     new = recovery.new_record(
         record, decision, job_id=new_job_id, prefix=output_prefix(settings.buckets.results, new_job_id),
-        job_queue=settings.queues[decision.queue], job_definition=pipeline.job_definition, lab=settings.lab)
+        job_queue=settings.queues[decision.queue], job_definition=job_definition, lab=settings.lab)
     created = ledger.create_pending_once(new)
     request = recovery.submit_job_request(record, new, update.environment, job_name=update.job_name,
                                           lab=settings.lab)

@@ -132,24 +132,27 @@ def test_get_and_list_answers_validate_in_every_view_and_state(tes_lab, tasks_in
             assert item == get(tes_lab, item["id"], view)
 
 
-def test_a_task_with_a_recovery_record_is_listed_once_and_follows_it(tes_lab):
-    # The status updater does not recover TES tasks yet (no pipeline of that name in the lab's
-    # settings), so the chain is written here as recovery.new_record writes one: GET and the
-    # list must show the task, where its continuation is, and never the continuation itself.
-    import recovery
+def test_a_reclaimed_task_is_recovered_listed_once_and_followed(tes_lab):
+    # A task is recovered as a pipeline's job (the lab's tes.recovery): all spot attempts reclaimed
+    # -> once more on on-demand, same job definition and task document. GET and the list show the
+    # task, where its continuation is, and never the continuation itself.
+    from labbatch_contract import runner_env
     from labbatch_contract.ledger import to_item
-    from ledger import JobLedger
 
     task_id = create(tes_lab, task(name="reclaimed", resources={"preemptible": True}))
-    fail(tes_lab, task_id, "spot_reclaimed_every_attempt")
+    answer = fail(tes_lab, task_id, "spot_reclaimed_every_attempt")
+    assert answer["recovery"]["kind"] == "spot_to_on_demand" and answer["recovery"]["submitted"]
     old = record_of(tes_lab, task_id)
-    new_id = "j-0000000000000000000000000r"
-    plan = recovery.Plan("spot_to_on_demand", "reclaimed; resubmitted on on-demand", "on-demand", old["memory_mib"])
-    JobLedger(tes_lab.dynamodb, SETTINGS["table"]).create_pending(recovery.new_record(
-        old, plan, job_id=new_id, prefix=f"s3://{RESULTS_BUCKET}/jobs/{new_id}/", job_queue="q",
-        job_definition=old["job_definition"], lab="example"))
-    tes_lab.dynamodb.update_item(TableName=SETTINGS["table"], Key={"job_id": {"S": task_id}},
-                                 UpdateExpression="SET recovered_by = :n", ExpressionAttributeValues=to_item({":n": new_id}))
+    new_id = old["recovered_by"]
+    new = record_of(tes_lab, new_id)
+    assert (new["queue"], new["job_definition"], new["pipeline"]) == ("on-demand", old["job_definition"],
+                                                                       old["pipeline"])
+    [resubmitted] = tes_lab.batch.describe_jobs(jobs=[new["batch_job_id"]])["jobs"]
+    [original] = tes_lab.batch.describe_jobs(jobs=[old["batch_job_id"]])["jobs"]
+    env = {e["name"]: e["value"] for e in resubmitted["container"]["environment"]}
+    old_env = {e["name"]: e["value"] for e in original["container"]["environment"]}
+    assert env[runner_env.TES_TASK] == old_env[runner_env.TES_TASK]
+    assert resubmitted["jobQueue"].endswith(SETTINGS["queues"]["on-demand"])
     for view in VIEWS:
         listed = list_all(tes_lab, view, page_size=1)
         assert [t["id"] for t in listed] == [task_id]
