@@ -144,6 +144,14 @@ def test_executor_error_keeps_its_exit_code(tes_lab):
     assert done.state == "EXECUTOR_ERROR"
     assert [e.exit_code for e in done.logs[0].logs] == [3]
     assert "about to fail" in done.logs[0].logs[0].stdout
+    # A task is a job to the scientist's tools: `labbatch list` and `labbatch why` show it.
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "LABBATCH_HOME": str(tes_lab.home)}
+    why = subprocess.run([LABBATCH, "why", task_id], env=env, capture_output=True, text=True, timeout=60)
+    assert why.returncode == 0 and f"{task_id} FAILED (application)" in why.stdout, why.stdout + why.stderr
+    assert "last: exit 3" in why.stdout
+    listed = subprocess.run([LABBATCH, "list", "--json"], env=env, capture_output=True, text=True, timeout=60)
+    assert any(j["job_id"] == task_id and j["pipeline"] == "ga4gh:tes" and j["name"] == "tes-fails"
+               for j in json.loads(listed.stdout)["jobs"]), listed.stdout
 
 
 def test_disallowed_image_is_refused_and_cancel_works(tes_lab):
