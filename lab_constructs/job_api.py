@@ -24,8 +24,11 @@ from constructs import Construct
 from labbatch_contract import names
 from labbatch.config import Api, Tes
 from labbatch_contract.ledger import BY_CREATED_INDEX
+from labbatch_contract import tes as tes_rules
 
-TES_ROOT = "ga4gh"  # every TES path: /ga4gh/tes/v1/...
+# The TES subtrees (labbatch_contract.tes.TES_ROOTS): /ga4gh/tes/v1/..., and /v1/... for clients
+# that append /v1/tasks to the lab's own URL. Each a greedy resource behind the token authorizer.
+TES_ROOTS = tuple(root.strip("/") for root in tes_rules.TES_ROOTS)
 
 from lab_constructs.compliance import (acknowledge, acknowledge_inline_policy, acknowledge_log_group_encryption,
                                        acknowledge_wildcard_resources)
@@ -217,9 +220,9 @@ class JobApi(Construct):
                 throttling_burst_limit=api.throttle_burst,
                 # Workflow engines poll each task (Snakemake up to 10 a second per workflow) and
                 # abort the whole workflow on the first 429: the TES subtree gets its own, higher limit.
-                method_options={f"/{TES_ROOT}/{{proxy+}}/*": apigw.MethodDeploymentOptions(
-                    throttling_rate_limit=tes.throttle_rate_per_second, throttling_burst_limit=tes.throttle_burst)}
-                if tes is not None else None,
+                method_options={f"/{root}/{{proxy+}}/*": apigw.MethodDeploymentOptions(
+                    throttling_rate_limit=tes.throttle_rate_per_second, throttling_burst_limit=tes.throttle_burst)
+                    for root in TES_ROOTS} if tes is not None else None,
                 access_log_destination=apigw.LogGroupLogDestination(access_logs),
                 access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
                     caller=True, http_method=True, ip=True, protocol=True, request_time=True,
@@ -279,9 +282,10 @@ class JobApi(Construct):
             identity_sources=[apigw.IdentitySource.header("Authorization")],
             # No caching: a revoked token is refused from the next request on.
             results_cache_ttl=Duration.seconds(0))
-        subtree = self.rest_api.root.add_resource(TES_ROOT).add_resource("{proxy+}")
-        subtree.add_method("ANY", apigw.LambdaIntegration(self.handler), authorizer=authorizer,
-                       authorization_type=apigw.AuthorizationType.CUSTOM)
+        for root in TES_ROOTS:
+            subtree = self.rest_api.root.add_resource(root).add_resource("{proxy+}")
+            subtree.add_method("ANY", apigw.LambdaIntegration(self.handler), authorizer=authorizer,
+                               authorization_type=apigw.AuthorizationType.CUSTOM)
 
     def _acknowledge_api_findings(self) -> None:
         acknowledge(self.rest_api, "AwsSolutions-APIG2",
@@ -309,9 +313,9 @@ class JobApi(Construct):
         invoke = {"actions": ["execute-api:Invoke"], "resources": ["execute-api:/*"]}
         # TES clients carry a bearer token, not an IAM identity: the TES subtree is open to the
         # authorizer, which refuses any request without a live token of this lab.
-        tes_paths = "execute-api:/*/*/ga4gh/*"
+        tes_paths = [f"execute-api:/*/*/{root}/*" for root in TES_ROOTS]
         tes_allow = ([iam.PolicyStatement(principals=[iam.AnyPrincipal()], actions=["execute-api:Invoke"],
-                                          resources=[tes_paths])] if tes_enabled else [])
+                                          resources=tes_paths)] if tes_enabled else [])
         if not api.principals:
             return iam.PolicyDocument(statements=[iam.PolicyStatement(
                 principals=[iam.AccountRootPrincipal()], **invoke), *tes_allow])
@@ -325,7 +329,7 @@ class JobApi(Construct):
             conditions["StringNotEquals"] = {"aws:PrincipalArn": arns}
         if roots:
             conditions.setdefault("StringNotEquals", {})["aws:PrincipalAccount"] = roots
-        deny_where = {"not_resources": [tes_paths]} if tes_enabled else {"resources": ["execute-api:/*"]}
+        deny_where = {"not_resources": tes_paths} if tes_enabled else {"resources": ["execute-api:/*"]}
         deny = iam.PolicyStatement(effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
                                    conditions=conditions, actions=["execute-api:Invoke"], **deny_where)
         return iam.PolicyDocument(statements=[allow, deny, *tes_allow])

@@ -26,9 +26,9 @@ import urllib.request
 
 from labbatch.client import LabBatchError, _local_lab_states, _same_url, resolve_connection
 from labbatch_contract.local_state import labbatch_home
+from labbatch_contract.tes import TES_BASE
 
 ENGINES = ("snakemake", "nextflow", "toil", "cromwell", "py-tes")
-TES_BASE = "/ga4gh/tes/v1"
 
 
 class LocalS3(NamedTuple):

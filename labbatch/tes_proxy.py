@@ -22,8 +22,8 @@ from botocore.awsrequest import AWSRequest
 from botocore.httpsession import URLLib3Session
 
 from labbatch.client import Connection, LabBatchError, _session, resolve_connection, sign_request
+from labbatch_contract.tes import TES_BASE, tes_api_path
 
-TES_BASE = "/ga4gh/tes/v1"
 MAX_BODY_BYTES = 10 * 1024 * 1024
 # Headers of the client's that reach the API; everything else (Authorization above all) stays here.
 FORWARDED_HEADERS = ("content-type", "accept")
@@ -32,13 +32,7 @@ HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length",
 
 def api_path(path: str) -> str | None:
     """The API path for a client's path, or None when it is not a TES path."""
-    if path == TES_BASE or path.startswith(TES_BASE + "/"):
-        return path
-    if path == "/v1/tasks/service-info":  # py-tes 0.4
-        return TES_BASE + "/service-info"
-    if path.startswith("/v1/"):
-        return TES_BASE + path[len("/v1"):]
-    return None
+    return tes_api_path(path)
 
 
 class TesProxy:

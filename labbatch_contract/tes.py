@@ -15,6 +15,24 @@ from typing import Any, Mapping
 
 from labbatch_contract import job_layout, names, runner_env
 
+# Where TES 1.1 lives on a lab's API. Clients on py-tes 0.4 (Snakemake's and Toil's plugins) and
+# Nextflow's nf-ga4gh append /v1/tasks to the URL they are given: given the lab's own URL, that is
+# /v1/..., which the API serves as the same routes (tes_api_path).
+TES_BASE = "/ga4gh/tes/v1"
+TES_ROOTS = ("/ga4gh/", "/v1/")
+
+
+def tes_api_path(path: str) -> str | None:
+    """The TES route a request path means, or None when it is no TES path."""
+    if path.startswith(TES_ROOTS[0]):
+        return path
+    if path == "/v1/tasks/service-info":  # py-tes 0.4's service-info
+        return TES_BASE + "/service-info"
+    if path.startswith(TES_ROOTS[1]):
+        return TES_BASE + path[len("/v1"):]
+    return None
+
+
 # Not a valid pipeline name (config.py: lowercase letters, digits, hyphens), so never a pipeline's.
 TES_PIPELINE = "ga4gh:tes"
 # The runner's task document goes to S3 above this many bytes (SubmitJob takes 30 KiB in all).

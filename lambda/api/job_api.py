@@ -48,6 +48,7 @@ from aws_faults import error_code, is_retryable
 from batch_requests import stop_job
 from labbatch_contract.ids import JOB_ID_PATTERN, utc_timestamp
 from labbatch_contract.ledger import FINAL_STATUSES, sample_name_at
+from labbatch_contract import tes as tes_rules
 from job_models import (
     ChildListResponse,
     ChildView,
@@ -652,4 +653,9 @@ def lambda_handler(event: dict, context: Any) -> dict:
     rt.idempotency_config.register_lambda_context(context)
     # The TES routes (their own router) read the same settings, clients and ledger from here.
     app.append_context(runtime=rt)
+    path = str(event.get("path") or "")
+    if path.startswith("/v1/"):
+        # A TES client given the lab's own URL (py-tes 0.4 and nf-ga4gh append /v1/tasks): the
+        # same routes as under /ga4gh/tes/v1, behind the same token authorizer.
+        event = {**event, "path": tes_rules.tes_api_path(path)}
     return app.resolve(event, context)

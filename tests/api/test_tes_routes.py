@@ -242,3 +242,21 @@ def test_a_page_is_short_only_when_its_read_budget_ran_out_and_the_walk_stays_wh
     pages = walk(tes_lab, 2, tag_key="keep")
     assert [item["id"] for page in pages for item in page] == expected
     assert any(len(page) < 2 for page in pages[:-1])  # one index page of 3 records at a time
+
+
+def test_the_labs_own_url_plus_v1_is_the_same_tes_endpoint(tes_lab):
+    """py-tes 0.4 (Snakemake's and Toil's plugins) and nf-ga4gh append /v1/tasks to the URL they
+    are given: given the lab's own URL, /v1/... answers as /ga4gh/tes/v1/..."""
+    created = tes_lab.call("POST", "/v1/tasks", task(name="short-url"))
+    assert created.status == 200 and list(created.body) == ["id"]
+    task_id = created.body["id"]
+    for view in ("MINIMAL", "BASIC", "FULL"):
+        short = tes_lab.call("GET", f"/v1/tasks/{task_id}", query={"view": view})
+        assert short.status == 200 and short.body == tes_lab.call("GET", f"{BASE}/tasks/{task_id}",
+                                                                   query={"view": view}).body
+    assert tes_lab.call("GET", "/v1/tasks").body == tes_lab.call("GET", f"{BASE}/tasks").body
+    assert tes_lab.call("GET", "/v1/tasks/service-info").body == tes_lab.call("GET", f"{BASE}/service-info").body
+    cancelled = tes_lab.call("POST", f"/v1/tasks/{task_id}:cancel")
+    assert cancelled.status == 200 and cancelled.body == {}  # (moto ends jobs at once: see above)
+    assert tes_lab.call("POST", f"/v1/tasks/{task_id}:pause").status == 404
+    assert tes_lab.call("GET", "/v1/jobs").status == 404  # only TES lives there

@@ -26,21 +26,23 @@ def tes_labs(cdk_context):
 def test_tes_subtree_has_the_token_authorizer_and_everything_else_stays_iam(tes_labs):
     api = tes_labs["flow"].api_json
     parts = {k: r["Properties"]["PathPart"] for k, r in resources(api, "AWS::ApiGateway::Resource").items()}
-    # The root's greedy resource for the job API, and /ga4gh/{proxy+} for TES (its own greedy
-    # resource: /ga4gh/tes/v1/tasks/{id}:cancel needs no part of its own).
-    assert sorted(parts.values()) == ["ga4gh", "{proxy+}", "{proxy+}"]
-    (ga4gh,) = [k for k, p in parts.items() if p == "ga4gh"]
-    (tes_proxy,) = [k for k, r in resources(api, "AWS::ApiGateway::Resource").items()
-                    if r["Properties"]["ParentId"] == {"Ref": ga4gh}]
+    # The root's greedy resource for the job API, and /ga4gh/{proxy+} and /v1/{proxy+} for TES
+    # (greedy: /ga4gh/tes/v1/tasks/{id}:cancel needs no part of its own; /v1/... is where clients
+    # that append /v1/tasks land when given the lab's own URL).
+    assert sorted(parts.values()) == ["ga4gh", "v1", "{proxy+}", "{proxy+}", "{proxy+}"]
+    roots = [k for k, p in parts.items() if p in ("ga4gh", "v1")]
+    tes_proxies = [k for k, r in resources(api, "AWS::ApiGateway::Resource").items()
+                   if r["Properties"]["ParentId"] in [{"Ref": root} for root in roots]]
+    assert len(tes_proxies) == 2
     methods = resources(api, "AWS::ApiGateway::Method")
     assert {m["Properties"]["HttpMethod"] for m in methods.values()} == {"ANY"}
-    tes_methods = [m for m in methods.values() if m["Properties"]["ResourceId"] == {"Ref": tes_proxy}]
-    others = [m for m in methods.values() if m["Properties"]["ResourceId"] != {"Ref": tes_proxy}]
-    assert len(tes_methods) == 1 and len(others) == 2  # the root and its {proxy+}
-    assert tes_methods[0]["Properties"]["AuthorizationType"] == "CUSTOM"
+    tes_methods = [m for m in methods.values() if m["Properties"]["ResourceId"] in [{"Ref": k} for k in tes_proxies]]
+    others = [m for m in methods.values() if m not in tes_methods]
+    assert len(tes_methods) == 2 and len(others) == 2  # the root and its {proxy+}
+    assert all(m["Properties"]["AuthorizationType"] == "CUSTOM" for m in tes_methods)
     assert all(m["Properties"]["AuthorizationType"] == "AWS_IAM" for m in others)
     (authorizer_id, authorizer) = next(iter(resources(api, "AWS::ApiGateway::Authorizer").items()))
-    assert tes_methods[0]["Properties"]["AuthorizerId"] == {"Ref": authorizer_id}
+    assert all(m["Properties"]["AuthorizerId"] == {"Ref": authorizer_id} for m in tes_methods)
     assert authorizer["Properties"]["Type"] == "REQUEST"
     assert authorizer["Properties"]["IdentitySource"] == "method.request.header.Authorization"
     assert authorizer["Properties"]["AuthorizerResultTtlInSeconds"] == 0  # a revoke takes effect at once
@@ -64,6 +66,7 @@ def test_the_tes_subtree_is_throttled_apart_and_above_the_job_api(tes_labs):
     (_, stage) = next(iter(resources(tes_labs["flow"].api_json, "AWS::ApiGateway::Stage").items()))
     settings = {(m["ResourcePath"], m["HttpMethod"]): m for m in stage["Properties"]["MethodSettings"]}
     everything, tes_routes = settings[("/*", "*")], settings[("/~1ga4gh~1{proxy+}", "*")]
+    assert {**settings[("/~1v1~1{proxy+}", "*")], "ResourcePath": "/~1ga4gh~1{proxy+}"} == tes_routes
     defaults = Tes(allowed_images=["x"])
     assert (tes_routes["ThrottlingRateLimit"], tes_routes["ThrottlingBurstLimit"]) == (
         defaults.throttle_rate_per_second, defaults.throttle_burst)
@@ -82,16 +85,19 @@ def test_the_token_store_is_encrypted_recoverable_and_kept(tes_labs):
     assert table["Properties"]["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
 
 
+TES_PATHS = ["execute-api:/*/*/ga4gh/*", "execute-api:/*/*/v1/*"]
+
+
 @pytest.mark.parametrize("lab,denies", [("flow", 0), ("flow-tes", 1)])
 def test_resource_policy_opens_only_the_tes_subtree_to_token_callers(tes_labs, lab, denies):
     (_, rest_api) = next(iter(resources(tes_labs[lab].api_json, "AWS::ApiGateway::RestApi").items()))
     statements = rest_api["Properties"]["Policy"]["Statement"]
     anyone = [s for s in statements if s["Effect"] == "Allow" and s["Principal"] in ({"AWS": "*"}, "*")]
-    assert [s["Resource"] for s in anyone] == ["execute-api:/*/*/ga4gh/*"]
+    assert [s["Resource"] for s in anyone] == [TES_PATHS]
     deny = [s for s in statements if s["Effect"] == "Deny"]
     assert len(deny) == denies
     # The listed-principals fence covers every path but the TES subtree, where the token authorizer decides.
-    assert all(s["NotResource"] == "execute-api:/*/*/ga4gh/*" and "Resource" not in s for s in deny)
+    assert all(s["NotResource"] == TES_PATHS and "Resource" not in s for s in deny)
 
 
 def test_labs_without_tes_have_no_authorizer(synthesized):

@@ -406,6 +406,11 @@ def test_py_tes_direct_with_the_ready_lines_token(tes_lab):
     assert record["submitted_by"]["S"].endswith(":user/local-scientist")  # the token's owner
     # SigV4 is not what /ga4gh takes (the deployed API's authorizer would deny it too); no header is 401.
     assert requests.get(f"{info['api']}/ga4gh/tes/v1/service-info", timeout=30).status_code == 401
+    # The lab's own URL + /v1/tasks (py-tes 0.4 and nf-ga4gh given the bare URL) is the same endpoint.
+    bearer = {"Authorization": f"Bearer {info['tes_token']}"}
+    short = requests.get(f"{info['api']}/v1/tasks/{task_id}", params={"view": "MINIMAL"}, headers=bearer, timeout=30)
+    assert short.status_code == 200 and short.json() == {"id": task_id, "state": "COMPLETE"}
+    assert requests.get(f"{info['api']}/v1/tasks", timeout=30).status_code == 401
 
 
 def test_a_revoked_token_is_refused(tes_lab):
