@@ -23,8 +23,13 @@ TES_ROOTS = ("/ga4gh/", "/v1/")
 
 
 def tes_api_path(path: str) -> str | None:
-    """The TES route a request path means, or None when it is no TES path."""
-    if path.startswith(TES_ROOTS[0]):
+    """The TES route a request path means, or None when it is no TES path. Never a path with dot
+    segments or encoded dots and slashes: whatever normalises it later must not leave TES."""
+    lowered = path.lower()
+    if "%2e" in lowered or "%2f" in lowered or "%5c" in lowered or "\\" in path \
+            or any(part in (".", "..") for part in path.split("/")):
+        return None
+    if path == TES_BASE or path.startswith(TES_BASE + "/"):
         return path
     if path == "/v1/tasks/service-info":  # py-tes 0.4's service-info
         return TES_BASE + "/service-info"

@@ -654,8 +654,9 @@ def lambda_handler(event: dict, context: Any) -> dict:
     # The TES routes (their own router) read the same settings, clients and ledger from here.
     app.append_context(runtime=rt)
     path = str(event.get("path") or "")
-    if path.startswith("/v1/"):
+    if path.startswith("/v1/") and (mapped := tes_rules.tes_api_path(path)) is not None:
         # A TES client given the lab's own URL (py-tes 0.4 and nf-ga4gh append /v1/tasks): the
-        # same routes as under /ga4gh/tes/v1, behind the same token authorizer.
-        event = {**event, "path": tes_rules.tes_api_path(path)}
+        # same routes as under /ga4gh/tes/v1, behind the same token authorizer. Anything else
+        # under /v1/ stays as it is and matches no route.
+        event = {**event, "path": mapped}
     return app.resolve(event, context)

@@ -458,10 +458,11 @@ def task_view(record: dict, current: dict, view: str, manifest: Optional[dict] =
         return m.TaskOut(id=record["job_id"], state=state)
     doc = task_document(record)
     full = view == "FULL"
-    # Records written before content left the ledger still hold it there: BASIC never shows it.
+    # Records written before content left the ledger still hold it there: only FULL, and only with
+    # `contents` (given to the task's submitter alone), shows it.
     inputs = [m.InputOut(**{k: v for k, v in i.items() if k != "content"},
-                         **({"content": (contents or {}).get(i["path"], i.get("content"))}
-                            if full and not i.get("url") else {}))
+                         **({"content": contents.get(i["path"], i.get("content"))}
+                            if full and contents is not None and not i.get("url") else {}))
               for i in doc.get("inputs", [])]
     task_logs = None
     if current.get("started_at") or current.get("status") in FINAL_STATUSES:
@@ -509,8 +510,14 @@ def get_task(task_id: str):
     record = _task_record(task_id)
     current = latest(record, rt.ledger)
     manifest = _manifest(current, rt.clients.s3) if view != "MINIMAL" else None
-    contents = input_contents(record, rt.clients.s3) if view == "FULL" else None
+    contents = input_contents(record, rt.clients.s3) if view == "FULL" and _submitted_by_caller(record) else None
     return _answer(HTTPStatus.OK, task_view(record, current, view, manifest, contents))
+
+
+def _submitted_by_caller(record: dict) -> bool:
+    """`content` may hold its submitter's secrets (Snakemake's script can carry storage keys): FULL
+    gives it back to them alone; other members of the lab see the task without it."""
+    return bool(record.get("submitted_by")) and record.get("submitted_by") == _caller()
 
 
 def task_document(record: dict) -> dict:
@@ -580,8 +587,10 @@ def list_tasks():
             manifests = list(pool.map(lambda pair: _manifest(pair[1], rt.clients.s3), pairs))
     contents: list[Optional[dict[str, str]]] = [None] * len(pairs)
     if view == "FULL":
+        caller = _caller()
         with ThreadPoolExecutor(max_workers=MANIFEST_READERS) as pool:
-            contents = list(pool.map(lambda pair: input_contents(pair[0], rt.clients.s3), pairs))
+            contents = list(pool.map(lambda pair: input_contents(pair[0], rt.clients.s3)
+                                     if pair[0].get("submitted_by") == caller else None, pairs))
     tasks = [task_view(record, current, view, manifest, content)
              for (record, current), manifest, content in zip(pairs, manifests, contents)]
     return _answer(HTTPStatus.OK, m.ListTasksResponse(tasks=tasks, next_page_token=token))

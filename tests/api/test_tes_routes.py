@@ -57,6 +57,13 @@ def test_create_answers_only_the_id_and_submits_one_job_of_the_usual_shape(tes_l
     basic = tes_lab.call("GET", f"{BASE}/tasks/{task_id}", query={"view": "BASIC"}).body
     assert full["inputs"][1] == {"path": "/data/note.txt", "content": "hello\n", "type": "FILE"}
     assert "content" not in basic["inputs"][1] and "hello" not in json.dumps(basic)
+    # Another member of the lab sees the task, never its content (its submitter's secrets).
+    other = "arn:aws:sts::123456789012:assumed-role/LabScientist/mallory"
+    theirs = tes_lab.call("GET", f"{BASE}/tasks/{task_id}", query={"view": "FULL"}, caller=other).body
+    listed = tes_lab.call("GET", f"{BASE}/tasks", query={"view": "FULL"}, caller=other).body["tasks"]
+    assert theirs["id"] == task_id and "hello" not in json.dumps(theirs) + json.dumps(listed)
+    mine = tes_lab.call("GET", f"{BASE}/tasks", query={"view": "FULL"}).body["tasks"]
+    assert {"path": "/data/note.txt", "content": "hello\n", "type": "FILE"} in mine[-1]["inputs"]
     assert runner_task["executors"][0]["command"] == ["samtools", "faidx", "/data/ref.fa"]
     assert env[runner_env.OUTPUT_PREFIX] == names.output_prefix(RESULTS_BUCKET, task_id)
     definition = tes_lab.batch.describe_job_definitions(jobDefinitionName=record["job_definition"])["jobDefinitions"]

@@ -383,6 +383,10 @@ def test_proxy_maps_py_tes_0_4_paths():
     assert api_path("/v1/tasks/j-1:cancel") == "/ga4gh/tes/v1/tasks/j-1:cancel"
     assert api_path("/ga4gh/tes/v1/tasks") == "/ga4gh/tes/v1/tasks"
     assert api_path("/jobs") is None
+    # Nothing that some later normalisation could turn into a path outside TES is forwarded.
+    for sneaky in ("/v1/../jobs", "/ga4gh/tes/v1/../../../tokens", "/v1/%2e%2e/jobs", "/v1/tasks%2F..%2F..",
+                   "/ga4gh/other", "/v1/./tasks"):
+        assert api_path(sneaky) is None, sneaky
 
 
 # --- bearer tokens: py-tes straight at the local front, no proxy ---------------------------------
