@@ -412,17 +412,21 @@ def _task_record(task_id: str) -> dict:
     return record
 
 
-def latest(record: dict, ledger) -> dict:
-    """The last record of the task's recovery chain (LabBatch resubmitted it after a spot reclaim,
-    an OOM kill or an infrastructure failure): that one says where the task is now."""
-    current = record
+def recovery_chain(record: dict, ledger) -> list[dict]:
+    """The task's record and the records LabBatch resubmitted it as (after a spot reclaim, an OOM
+    kill or an infrastructure failure), in order: the last one says where the task is now."""
+    chain = [record]
     for _ in range(MAX_RECOVERY_HOPS):
-        following = current.get("recovered_by")
+        following = chain[-1].get("recovered_by")
         nxt = ledger.get(following) if following else None
         if nxt is None:
             break
-        current = nxt
-    return current
+        chain.append(nxt)
+    return chain
+
+
+def latest(record: dict, ledger) -> dict:
+    return recovery_chain(record, ledger)[-1]
 
 
 def _manifest(record: dict, s3) -> Optional[dict]:
@@ -449,10 +453,42 @@ def input_contents(record: dict, s3) -> dict[str, str]:
     return {i["path"]: i["content"] for i in stored.get("inputs", []) if isinstance(i.get("content"), str)}
 
 
-def task_view(record: dict, current: dict, view: str, manifest: Optional[dict] = None,
+def _task_log(attempt: dict, following: Optional[dict], state: str, first: dict, full: bool,
+              manifest: Optional[dict]) -> m.TaskLog:
+    """One attempt of the task (one record of its recovery chain) as a TES TaskLog."""
+    tes_part = (manifest or {}).get("tes") or {}
+    executor_logs = [m.ExecutorLog(**{k: v for k, v in e.items()
+                                      if k in ("start_time", "end_time", "exit_code")
+                                      or (full and k in ("stdout", "stderr"))})
+                     for e in tes_part.get("executors", [])]
+    outputs = [m.OutputFileLog(url=o["url"], path=o["path"], size_bytes=str(o["size_bytes"]))
+               for o in tes_part.get("outputs", [])]
+    system_logs = None
+    if full and (following is not None or state in ("SYSTEM_ERROR", "CANCELED", "EXECUTOR_ERROR")):
+        system_logs = [f"LabBatch failure class: {attempt.get('failure') or 'unknown'}",
+                       f"reason: {attempt.get('status_reason') or ''}"]
+        error = (manifest or {}).get("error")
+        if error:
+            system_logs.append(f"runner: {error.get('code')}: {error.get('message')}")
+        if following is not None:
+            kind = (following.get("recovery") or {}).get("kind") or "recovery"
+            system_logs.append(f"LabBatch resubmitted the task ({kind}) as {following['job_id']}")
+    metadata = {"labbatch_job_id": attempt["job_id"]}
+    if attempt.get("batch_job_id"):
+        metadata["batch_job_id"] = attempt["batch_job_id"]
+    if attempt is not first:
+        metadata["recovered_from"] = first["job_id"]
+    return m.TaskLog(logs=executor_logs, outputs=outputs, system_logs=system_logs, metadata=metadata,
+                     start_time=attempt.get("started_at"), end_time=attempt.get("stopped_at"))
+
+
+def task_view(chain: list[dict], view: str, manifests: Optional[list[Optional[dict]]] = None,
               contents: Optional[dict[str, str]] = None) -> m.TaskOut:
-    """A ledger record as a TES task in the view asked for (MINIMAL: id and state only; FULL puts
-    back the inputs' `content` from `contents`, by path)."""
+    """A task (its recovery chain of ledger records) in the view asked for. MINIMAL: id and state
+    only; `logs` holds one TaskLog per attempt that started or ended, oldest first, each from its
+    own manifest (`manifests`, by position); FULL puts back the inputs' `content` from `contents`,
+    by path."""
+    record, current = chain[0], chain[-1]
     state = tes_rules.task_state(current)
     if view == "MINIMAL":
         return m.TaskOut(id=record["job_id"], state=state)
@@ -464,29 +500,10 @@ def task_view(record: dict, current: dict, view: str, manifest: Optional[dict] =
                          **({"content": contents.get(i["path"], i.get("content"))}
                             if full and contents is not None and not i.get("url") else {}))
               for i in doc.get("inputs", [])]
-    task_logs = None
-    if current.get("started_at") or current.get("status") in FINAL_STATUSES:
-        tes_part = (manifest or {}).get("tes") or {}
-        executor_logs = [m.ExecutorLog(**{k: v for k, v in e.items()
-                                          if k in ("start_time", "end_time", "exit_code")
-                                          or (full and k in ("stdout", "stderr"))})
-                         for e in tes_part.get("executors", [])]
-        outputs = [m.OutputFileLog(url=o["url"], path=o["path"], size_bytes=str(o["size_bytes"]))
-                   for o in tes_part.get("outputs", [])]
-        system_logs = None
-        if full and state in ("SYSTEM_ERROR", "CANCELED", "EXECUTOR_ERROR"):
-            system_logs = [f"LabBatch failure class: {current.get('failure') or 'unknown'}",
-                           f"reason: {current.get('status_reason') or ''}"]
-            error = (manifest or {}).get("error")
-            if error:
-                system_logs.append(f"runner: {error.get('code')}: {error.get('message')}")
-        metadata = {"labbatch_job_id": current["job_id"]}
-        if current.get("batch_job_id"):
-            metadata["batch_job_id"] = current["batch_job_id"]
-        if current is not record:
-            metadata["recovered_from"] = record["job_id"]
-        task_logs = [m.TaskLog(logs=executor_logs, outputs=outputs, system_logs=system_logs, metadata=metadata,
-                               start_time=current.get("started_at"), end_time=current.get("stopped_at"))]
+    manifests = manifests or [None] * len(chain)
+    task_logs = [_task_log(attempt, chain[i + 1] if i + 1 < len(chain) else None, state, record, full, manifests[i])
+                 for i, attempt in enumerate(chain)
+                 if attempt.get("started_at") or attempt.get("status") in FINAL_STATUSES] or None
     return m.TaskOut(
         id=record["job_id"], state=state, name=doc.get("name"), description=doc.get("description"),
         inputs=inputs or None, outputs=[m.OutputOut(**o) for o in doc.get("outputs", [])] or None,
@@ -508,10 +525,10 @@ def get_task(task_id: str):
     view = _view()
     rt = _runtime()
     record = _task_record(task_id)
-    current = latest(record, rt.ledger)
-    manifest = _manifest(current, rt.clients.s3) if view != "MINIMAL" else None
+    chain = recovery_chain(record, rt.ledger)
+    manifests = [_manifest(attempt, rt.clients.s3) for attempt in chain] if view != "MINIMAL" else None
     contents = input_contents(record, rt.clients.s3) if view == "FULL" and _submitted_by_caller(record) else None
-    return _answer(HTTPStatus.OK, task_view(record, current, view, manifest, contents))
+    return _answer(HTTPStatus.OK, task_view(chain, view, manifests, contents))
 
 
 def _submitted_by_caller(record: dict) -> bool:
@@ -566,33 +583,35 @@ def list_tasks():
     view = _view()
     page_size, name_prefix, state, tags = _list_query()
     rt = _runtime()
-    currents: dict[str, dict] = {}
+    chains: dict[str, list[dict]] = {}
 
     def keep(record: dict) -> bool:
         if record.get("recovered_from"):
             return False  # LabBatch's resubmission of a task: that task's own record follows it
-        current = latest(record, rt.ledger) if record.get("recovered_by") else record
-        currents[record["job_id"]] = current
-        return matches(record, current, name_prefix=name_prefix, state=state, tags=tags)
+        chain = recovery_chain(record, rt.ledger) if record.get("recovered_by") else [record]
+        chains[record["job_id"]] = chain
+        return matches(record, chain[-1], name_prefix=name_prefix, state=state, tags=tags)
 
     records, token = rt.ledger.find_jobs(
         pipeline=tes_rules.TES_PIPELINE, keep=keep, limit=page_size, name_prefix=name_prefix,
         next_token=(router.current_event.query_string_parameters or {}).get("page_token") or None,
         token_field="page_token")
-    pairs = [(record, currents[record["job_id"]]) for record in records]
-    manifests: list[Optional[dict]] = [None] * len(pairs)
+    page = [chains[record["job_id"]] for record in records]
+    manifests: list[Optional[list[Optional[dict]]]] = [None] * len(page)
     if view != "MINIMAL":
-        # The logs GET tasks/{id} gives come from each ended task's manifest: read them together.
+        # The logs GET tasks/{id} gives come from each attempt's manifest: read them together.
+        attempts = [attempt for chain in page for attempt in chain]
         with ThreadPoolExecutor(max_workers=MANIFEST_READERS) as pool:
-            manifests = list(pool.map(lambda pair: _manifest(pair[1], rt.clients.s3), pairs))
-    contents: list[Optional[dict[str, str]]] = [None] * len(pairs)
+            found = iter(list(pool.map(lambda attempt: _manifest(attempt, rt.clients.s3), attempts)))
+        manifests = [[next(found) for _ in chain] for chain in page]
+    contents: list[Optional[dict[str, str]]] = [None] * len(page)
     if view == "FULL":
         caller = _caller()
         with ThreadPoolExecutor(max_workers=MANIFEST_READERS) as pool:
-            contents = list(pool.map(lambda pair: input_contents(pair[0], rt.clients.s3)
-                                     if pair[0].get("submitted_by") == caller else None, pairs))
-    tasks = [task_view(record, current, view, manifest, content)
-             for (record, current), manifest, content in zip(pairs, manifests, contents)]
+            contents = list(pool.map(lambda chain: input_contents(chain[0], rt.clients.s3)
+                                     if chain[0].get("submitted_by") == caller else None, page))
+    tasks = [task_view(chain, view, manifest, content)
+             for chain, manifest, content in zip(page, manifests, contents)]
     return _answer(HTTPStatus.OK, m.ListTasksResponse(tasks=tasks, next_page_token=token))
 
 

@@ -158,15 +158,21 @@ def test_a_reclaimed_task_is_recovered_listed_once_and_followed(tes_lab):
         assert [t["id"] for t in listed] == [task_id]
         assert listed[0]["state"] == "QUEUED"  # the continuation's, not the reclaimed attempt's
         assert listed[0] == get(tes_lab, task_id, view)
-    assert "logs" not in get(tes_lab, task_id, "FULL")  # the continuation has not started
+    # One TaskLog per attempt: the reclaimed one says why and where the task went; the
+    # continuation has none until it starts.
+    (reclaimed,) = get(tes_lab, task_id, "FULL")["logs"]
+    assert reclaimed["metadata"] == {"labbatch_job_id": task_id, "batch_job_id": old["batch_job_id"]}
+    assert "LabBatch failure class: spot_reclaimed" in reclaimed["system_logs"]
+    assert f"LabBatch resubmitted the task (spot_to_on_demand) as {new_id}" in reclaimed["system_logs"]
+    assert "system_logs" not in get(tes_lab, task_id, "BASIC")["logs"][0]
     tes_lab.dynamodb.update_item(TableName=SETTINGS["table"], Key={"job_id": {"S": new_id}},
                                  UpdateExpression="SET #s = :s, started_at = :t", ExpressionAttributeNames={"#s": "status"},
                                  ExpressionAttributeValues=to_item({":s": "RUNNING", ":t": "2026-11-02T11:00:00.000000Z"}))
     full = get(tes_lab, task_id, "FULL")
     assert full["name"] == "reclaimed" and full["state"] == "RUNNING"
-    assert full["logs"][0]["start_time"] == "2026-11-02T11:00:00.000000Z"
-    assert full["logs"][0]["metadata"]["recovered_from"] == task_id
-    assert full["logs"][0]["metadata"]["labbatch_job_id"] == new_id
+    assert [log["metadata"]["labbatch_job_id"] for log in full["logs"]] == [task_id, new_id]
+    assert full["logs"][1]["start_time"] == "2026-11-02T11:00:00.000000Z"
+    assert full["logs"][1]["metadata"]["recovered_from"] == task_id
     assert list_all(tes_lab, "MINIMAL", page_size=5, state="RUNNING") == [{"id": task_id, "state": "RUNNING"}]
     assert list_all(tes_lab, "MINIMAL", page_size=5, state="SYSTEM_ERROR") == []
 
