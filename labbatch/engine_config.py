@@ -93,7 +93,8 @@ def engine_config_arguments(parser: argparse.ArgumentParser) -> None:
                         "tes_token; otherwise a new one is minted with your AWS credentials)")
 
 
-def snakemake_invocation(url: str, token: str, work: str, local_s3: LocalS3 | None) -> tuple[list[str], dict[str, str]]:
+def snakemake_invocation(url: str, token: str, work: str, local_s3: LocalS3 | None,
+                         region: str | None = None) -> tuple[list[str], dict[str, str]]:
     """The `snakemake` argv and environment that send a workflow's rules to the lab as TES tasks.
 
     Snakemake inside each task reads and writes the storage prefix itself (its task has no
@@ -103,6 +104,9 @@ def snakemake_invocation(url: str, token: str, work: str, local_s3: LocalS3 | No
     gives an empty funnel.log."""
     argv = ["snakemake", "--executor", "tes", "--tes-url", url, "--tes-user", "labbatch", "--tes-password", token,
             "--default-storage-provider", "s3", "--default-storage-prefix", f"{work}snakemake"]
+    if region:
+        # Into each task's script too: a task's container need not know its Region.
+        argv += ["--storage-s3-region", region]
     env = {"GITHUB_WORKSPACE": str(snakemake_workspace())}
     if local_s3 is not None:
         # Local mode's S3 is its emulator: the driver needs its address and keys. The address goes
@@ -125,7 +129,7 @@ def prepare_snakemake_workspace() -> None:
 
 
 def engine_config(engine: str, api: str, token: str, results_bucket: str,
-                  local_s3: LocalS3 | None = None) -> dict[str, Any]:
+                  local_s3: LocalS3 | None = None, region: str | None = None) -> dict[str, Any]:
     """What `engine` needs to send tasks to the lab whose API is at `api`."""
     api = api.rstrip("/")
     appends_v1_tasks = api + "/ga4gh/tes"  # <this>/v1/tasks is the TES tasks route
@@ -136,7 +140,7 @@ def engine_config(engine: str, api: str, token: str, results_bucket: str,
         text = f"import tes\nclient = tes.HTTPClient({url!r}, token={token!r})  # py-tes 1.x tries {url}{TES_BASE}"
     elif engine == "snakemake":
         url = appends_v1_tasks
-        argv, env = snakemake_invocation(url, token, work, local_s3)
+        argv, env = snakemake_invocation(url, token, work, local_s3, region)
         extra = {"command": argv, "env": env}
         text = "\n".join([
             "# Snakemake 9 with snakemake-executor-plugin-tes and snakemake-storage-plugin-s3. Each rule runs in",
@@ -191,7 +195,7 @@ def run_engine_config(args: argparse.Namespace) -> int:
         keys = local["credentials"]
         local_s3 = LocalS3(local["aws_endpoint"], local.get("region") or "us-east-1", keys["access_key_id"],
                            keys["secret_access_key"])
-    config = engine_config(args.engine, connection.endpoint, token, results, local_s3)
+    config = engine_config(args.engine, connection.endpoint, token, results, local_s3, connection.region)
     if args.engine == "snakemake":
         prepare_snakemake_workspace()
     if minted:

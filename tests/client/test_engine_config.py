@@ -123,7 +123,8 @@ def tasks_url_of(engine: str, url: str) -> str:
                    "--default-storage-prefix s3://{results}/tes/snakemake",
                    # the lab is local (write_local_state): the driver reaches its S3 emulator
                    "--storage-s3-endpoint-url http://127.0.0.1:1", f"AWS_ACCESS_KEY_ID={KEY} ",
-                   f"AWS_SECRET_ACCESS_KEY={SECRET} ", f"AWS_DEFAULT_REGION={REGION}"]),
+                   f"AWS_SECRET_ACCESS_KEY={SECRET} ", f"AWS_DEFAULT_REGION={REGION}",
+                   f"--storage-s3-region {REGION}"]),
     ("nextflow", ["process.executor = 'tes'", "tes.endpoint = '{api}/ga4gh/tes'", "tes.oauthToken = '{token}'",
                   "workDir = 's3://{results}/tes/nextflow/work'", "id 'nf-ga4gh'"]),
     ("toil", ["--batchSystem tes", "--tesEndpoint {api}/ga4gh/tes ", "--tesUser labbatch --tesPassword {token}",
