@@ -1,7 +1,7 @@
 """What a workflow engine's polling costs the lab: TES `GET tasks/{id}?view=MINIMAL` against the
 job API's own `GET /jobs/{id}`, one request at a time and from 10 threads at once.
 
-    python bench/tes_poll.py [--rounds 250] [--threads 10] [--seconds 5]
+    .venv/bin/python bench/tes_poll.py [--rounds 250] [--threads 10] [--seconds 5]
 
 Engines poll every task they submitted (Snakemake's TES executor up to 10 times a second per
 workflow, from several threads; py-tes and nf-ga4gh alike) with `GET <tes>/v1/tasks/{id}?view=MINIMAL`,
