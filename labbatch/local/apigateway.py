@@ -332,6 +332,9 @@ class LocalApiGateway:
 
 class _GatewayHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default backlog is 5: more engines' pollers than that, each opening a new
+    # connection (py-tes does), overflowed it and waited a second for the client's SYN retry.
+    request_queue_size = 128
     gateway: LocalApiGateway
 
     def __init__(self, *args: Any, **kwargs: Any):
