@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from pathlib import Path
 import random
 
 import boto3
@@ -132,3 +133,31 @@ def test_tool_over_its_memory_is_oom_killed_while_the_runner_still_writes_its_ma
     # The watchdog killed the biggest process, the tool, as the OOM killer would: the runner lived on.
     manifest = json.loads(s3.get_object(Bucket=RESULTS, Key=prefix + "manifest.json")["Body"].read())
     assert manifest["status"] == "failed" and manifest["exit_code"] == 137 and manifest["failed_phase"] == "run"
+
+
+def test_the_runner_is_this_installs_whatever_path_puts_first(tmp_path, s3, s3_endpoint):
+    """Tools follow PATH's order (a workflow engine's env may come first); the runner must not: a
+    `labbatch-runner` earlier on PATH (another install) is never the one that runs."""
+    import sys
+
+    impostor = tmp_path / "other-install"
+    impostor.mkdir()
+    (impostor / "labbatch-runner").write_text("#!/bin/sh\necho the other install ran >&2\nexit 97\n")
+    (impostor / "labbatch-runner").chmod(0o755)
+    text, expected = simulated_fastq(seed=3, reads=50)
+    s3.put_object(Bucket=INPUTS, Key="e2e/path-order.fq", Body=text.encode())
+    prefix = "jobs/e2e-path-order/"
+    path = os.pathsep.join([str(impostor), str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    with local_batch(tmp_path, [FASTQ_STATS], extra_env={**launcher_env(s3_endpoint), "PATH": path}) as (
+            _, client, recorder):
+        job_id = client.submit_job(jobName="stats", jobQueue=SPOT_QUEUE, jobDefinition="lab-fastq-stats",
+                                   containerOverrides=env_override(
+                                       LABBATCH_JOB_ID="e2e-path-order",
+                                       LABBATCH_INPUTS=json.dumps([f"s3://{INPUTS}/e2e/path-order.fq"]),
+                                       LABBATCH_PARAMETERS="{}",
+                                       LABBATCH_OUTPUT_PREFIX=f"s3://{RESULTS}/{prefix}"))["jobId"]
+        job = wait_for(client, job_id, timeout=90)
+    logs = recorder.logs.get(job["attempts"][-1]["container"].get("logStreamName", ""), [])
+    assert job["status"] == "SUCCEEDED", (job, logs)
+    assert not any("the other install ran" in line for line in logs)
+    assert_stats(json.loads(s3.get_object(Bucket=RESULTS, Key=prefix + "stats.json")["Body"].read()), expected)

@@ -25,6 +25,7 @@ import logging
 import os
 import random
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -32,7 +33,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from labbatch.batch_layout import on_host
+from labbatch.batch_layout import RUNNER_COMMAND, on_host
 from labbatch_contract import runner_env
 from labbatch.local.batch import reasons as batch_reasons
 from labbatch.local.batch.calls import BatchServerError, SubmitRequest
@@ -467,6 +468,10 @@ class LocalBatch:
             reclaim_after = self._random.uniform(0.0, self._reclaim_window)
             instance_id = f"i-{self._random.getrandbits(68):017x}"[:19]
         argv = on_host(job.command)
+        if argv[:1] == [RUNNER_COMMAND[0]] and (installed := Path(sys.executable).parent / RUNNER_COMMAND[0]).exists():
+            # This install's runner, whatever PATH puts first: the tools a job runs follow PATH's
+            # order (a workflow engine's env may come first), the runner must not.
+            argv = [str(installed), *argv[1:]]
         container = private_tmp = None
         if self._container_runner is None and runner_env.TES_TASK in job.environment:
             # A TES task names absolute paths: on the host it gets a /tmp of its own, here on scratch.
