@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -39,6 +40,8 @@ RUNNER_IMAGE = "labbatch-runner:local"
 PASSED_PREFIXES = ("LABBATCH_", "AWS_")
 ENGINE_TIMEOUT_SECONDS = 60
 OWNER_LABEL = "labbatch.local-pid"
+# A runner tree no lab has started with for this long, and no container mounts, is removed.
+PRUNE_AFTER_SECONDS = 24 * 3600
 _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 
 
@@ -94,6 +97,8 @@ def runner_tree(engine: str, image: str = RUNNER_IMAGE, trees: Path | None = Non
     trees = trees or Path(os.environ.get("LABBATCH_RUNNER_TREES") or labbatch_home() / "runner-trees")
     tree = trees / found.split(":", 1)[-1][:64]
     if (tree / ".complete").exists():
+        (tree / ".complete").touch()  # last used: prune_runner_trees keeps it
+        prune_runner_trees(engine, trees, keep=tree)
         return tree
     trees.mkdir(parents=True, exist_ok=True)
     created = _run(engine, "create", "--pull", "never", image, "/labbatch-runner-tree")
@@ -120,7 +125,41 @@ def runner_tree(engine: str, image: str = RUNNER_IMAGE, trees: Path | None = Non
         shutil.rmtree(partial, ignore_errors=True)
     if not (tree / ".complete").exists():
         raise DockerUnavailable(f"extracting {image} into {tree} failed")
+    prune_runner_trees(engine, trees, keep=tree)
     return tree
+
+
+def prune_runner_trees(engine: str, trees: Path, *, keep: Path, unused_seconds: float = PRUNE_AFTER_SECONDS) -> list[Path]:
+    """Removes the trees of older runner images (each `make images` that changes the runner adds
+    one): those not used for `unused_seconds` and mounted by no container the engine has. Returns
+    what it removed. A tree it cannot judge (the engine does not answer) stays."""
+    candidates = [path for path in trees.iterdir() if path.is_dir() and path != keep and not path.name.startswith(".")
+                  and (path / ".complete").exists()
+                  and time.time() - (path / ".complete").stat().st_mtime > unused_seconds]
+    if not candidates:
+        return []
+    try:
+        listed = _run(engine, "ps", "--all", "--quiet")
+        ids = listed.stdout.split() if listed.returncode == 0 else None
+        mounted = _run(engine, "inspect", "--format", "{{range .Mounts}}{{.Source}}\n{{end}}", *ids) if ids else None
+    except subprocess.TimeoutExpired:
+        return []
+    if ids is None or (mounted is not None and mounted.returncode != 0):
+        return []
+    in_use = set(mounted.stdout.splitlines()) if mounted is not None else set()
+    removed = []
+    for path in candidates:
+        if str(path) in in_use:
+            continue
+        # Renamed first, so a lab starting now never mounts a half-removed tree.
+        doomed = path.with_name(f".removing-{path.name}")
+        try:
+            path.rename(doomed)
+        except OSError:
+            continue
+        shutil.rmtree(doomed, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def container_name(*parts: str) -> str:

@@ -113,3 +113,49 @@ def test_run_local_in_process_gives_the_caller_its_signal_handlers_back(monkeypa
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     assert local_command.run_local(parse("--docker")) == 1
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def _fake_engine(tmp_path, *, ps_exit: int = 0, mounted: str = "") -> str:
+    """A `docker` that lists one container, which mounts `mounted`."""
+    engine = tmp_path / "fake-docker"
+    engine.write_text("#!/bin/sh\n"
+                      f'case "$1" in ps) echo c1; exit {ps_exit};; inspect) printf "%s\\n" "{mounted}";; esac\n')
+    engine.chmod(0o755)
+    return str(engine)
+
+
+def _tree(trees, name: str, age_seconds: float):
+    import time
+
+    tree = trees / name
+    (tree / "usr").mkdir(parents=True)
+    (tree / ".complete").write_text("sha256:x\n")
+    old = time.time() - age_seconds
+    os.utime(tree / ".complete", (old, old))
+    return tree
+
+
+def test_old_runner_trees_go_unless_recent_or_mounted(tmp_path):
+    from labbatch.local.docker_runner import PRUNE_AFTER_SECONDS, prune_runner_trees
+
+    trees = tmp_path / "runner-trees"
+    current = _tree(trees, "current", 10 * PRUNE_AFTER_SECONDS)  # the one starting now: never
+    unused = _tree(trees, "unused", 2 * PRUNE_AFTER_SECONDS)
+    mounted = _tree(trees, "mounted", 2 * PRUNE_AFTER_SECONDS)  # a running lab's container uses it
+    _tree(trees, "recent", PRUNE_AFTER_SECONDS / 2)
+    (trees / ".partial-extraction").mkdir()
+
+    removed = prune_runner_trees(_fake_engine(tmp_path, mounted=str(mounted)), trees, keep=current)
+
+    assert removed == [unused]
+    assert sorted(p.name for p in trees.iterdir()) == [".partial-extraction", "current", "mounted", "recent"]
+
+
+def test_runner_trees_stay_when_the_engine_cannot_say_what_is_mounted(tmp_path):
+    from labbatch.local.docker_runner import PRUNE_AFTER_SECONDS, prune_runner_trees
+
+    trees = tmp_path / "runner-trees"
+    current = _tree(trees, "current", 0)
+    old = _tree(trees, "old", 2 * PRUNE_AFTER_SECONDS)
+    assert prune_runner_trees(_fake_engine(tmp_path, ps_exit=1), trees, keep=current) == []
+    assert old.exists()
