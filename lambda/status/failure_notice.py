@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from labbatch_contract.ledger import FAILED_CHILD_INDEXES
+
 TOPIC_ENV_VAR = "LABBATCH_ALERT_TOPIC_ARN"
 SUBJECT_LIMIT = 100  # SNS refuses longer subjects
+INDEXES_SHOWN = 20  # of an array's failed children, in the message
 
 
 def should_notify(*, status: str, child_index: int | None, applied: bool,
@@ -39,6 +42,14 @@ def notice(lab: str, record: dict[str, Any], *, failure: str | None, status_reas
     if record.get("array_size"):
         counts = record.get("children") or {}
         lines.append(f"Samples:       {counts.get('FAILED', 0)} of {record['array_size']} failed")
+        by_class = {str(k): int(v) for k, v in (record.get("child_failures") or {}).items() if int(v) > 0}
+        if by_class:
+            lines.append("  by class:    " + ", ".join(f"{name} {n}" for name, n in sorted(by_class.items())))
+        indexes = sorted(int(i) for i in record.get(FAILED_CHILD_INDEXES) or ())
+        if indexes:
+            shown = ", ".join(map(str, indexes[:INDEXES_SHOWN]))
+            more = f" and {len(indexes) - INDEXES_SHOWN} more" if len(indexes) > INDEXES_SHOWN else ""
+            lines.append(f"  indexes:     {shown}{more} (`labbatch status` names their samples, JOB:SAMPLE)")
     if recovery and recovery.get("refused"):
         lines.append(f"Not resubmitted: {recovery['refused'].get('reason')}")
     elif failure == "application":

@@ -79,3 +79,17 @@ def test_subject_stays_within_snss_limit():
     subject, body = failure_notice.notice("a" * 15, {"job_id": "j-" + "x" * 200}, failure="out_of_memory",
                                           status_reason=None, log=None, recovery=None)
     assert len(subject) <= 100 and "(none given)" in body
+
+
+def test_an_array_notice_names_its_failed_children_by_class_and_index():
+    from decimal import Decimal
+
+    record = {"job_id": "j-1", "array_size": 40, "children": {"FAILED": 23, "SUCCEEDED": 17},
+              "child_failures": {"application": Decimal(21), "out_of_memory": Decimal(2), "spot_reclaimed": Decimal(0)},
+              "failed_child_indexes": {Decimal(i) for i in range(39, 16, -1)}}
+    _, body = failure_notice.notice("example", record, failure="application", status_reason=None, log=None,
+                                    recovery=None)
+    assert "Samples:       23 of 40 failed" in body
+    assert "  by class:    application 21, out_of_memory 2\n" in body
+    shown = ", ".join(str(i) for i in range(17, 37))
+    assert f"  indexes:     {shown} and 3 more (" in body
