@@ -31,6 +31,9 @@ from labbatch_contract.tes import TES_BASE
 ENGINES = ("snakemake", "nextflow", "toil", "cromwell", "py-tes")
 
 
+MINTED_TOKEN_DAYS = 90
+
+
 class LocalS3(NamedTuple):
     """A local lab's S3 emulator, as an engine on this host reaches it."""
     endpoint: str
@@ -184,7 +187,9 @@ def run_engine_config(args: argparse.Namespace) -> int:
     minted = None
     if not token:
         with connection.client() as client:
-            minted = client.request("POST", "/tokens", body={"name": f"engine-config {args.engine}"})
+            # Never one that lasts forever unasked: long enough for a multi-week workflow.
+            minted = client.request("POST", "/tokens", body={"name": f"engine-config {args.engine}",
+                                                              "expires_days": MINTED_TOKEN_DAYS})
         token = minted["token"]
     info = _service_info(connection.endpoint, token)
     results = next((s[len("s3://"):].split("/", 1)[0] for s in info.get("storage", []) if s.endswith("/tes/")), None)
@@ -205,8 +210,8 @@ def run_engine_config(args: argparse.Namespace) -> int:
     else:
         print(config["config"])
         if minted:
-            print(f"# (token {minted['id']} was minted for this; `labbatch token revoke {minted['id']}` ends it)",
-                  file=sys.stderr)
+            print(f"# (token {minted['id']} was minted for this, valid until {minted.get('expires_at')}; "
+                  f"`labbatch token revoke {minted['id']}` ends it sooner)", file=sys.stderr)
     return 0
 
 

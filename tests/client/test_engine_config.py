@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import shlex
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import pytest
 import urllib.request
 
 from labbatch.cli import main
-from labbatch.engine_config import engine_config
+from labbatch.engine_config import MINTED_TOKEN_DAYS, engine_config
 from labbatch.local.apigateway import LocalApiGateway
 from labbatch_contract import tokens
 
@@ -167,6 +168,9 @@ def test_engine_config_mints_a_token_when_none_is_given(token_lab, capsys):
     config = json.loads(out)
     (record,) = token_lab.api.records.values()
     assert config["minted_token_id"] == record["token_id"] and record["name"] == "engine-config snakemake"
+    created = datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
+    expires = datetime.fromisoformat(record["expires_at_iso"].replace("Z", "+00:00"))
+    assert expires - created == timedelta(days=MINTED_TOKEN_DAYS)  # never a token that lasts forever unasked
     assert tokens.check(config["auth"]["bearer"], token_lab.api.records.get)[1] == "ok"
 
 
