@@ -4,6 +4,8 @@ Checks, in order (a check that cannot run because an earlier one failed is not r
 1. the API answers (GET /lab) and the caller is authorised (IAM, SigV4);
 2. every job queue, and every compute environment behind it, is ENABLED and VALID (GET /lab,
    from Batch's DescribeJobQueues / DescribeComputeEnvironments);
+2b. with a TES endpoint: its routes ask for a token (401 without one), and in local mode the
+   lab's own token gets service-info;
 3. every pipeline's image: in local mode the command's executable is on this machine's PATH; in
    AWS the job definition is ACTIVE, and its image is the one the canary pulled (images of other
    pipelines are pulled when their first job runs: doctor reports the reference);
@@ -119,6 +121,8 @@ def diagnose(args: argparse.Namespace, emit: Callable[[Check], None]) -> list[Ch
     if view is None:
         return checks
     _batch_checks(target, view, add)
+    if view.get("tes"):
+        _tes_checks(target, view["tes"], add)
     canary = None if args.no_canary else _canary_checks(target, view, args, add)
     _image_checks(target, view, canary, add)
     return checks
@@ -155,6 +159,52 @@ def _api_checks(target: Target, add: Callable[[Check], Check]) -> dict[str, Any]
     add(Check("API reachable", True, f"{endpoint} ({target.connection.found_by})"))
     add(Check("caller authorised", True, str(view.get("caller") or "signed request accepted")))
     return view
+
+
+# --- 2b. the TES endpoint, when the lab has one ---------------------------------------------------
+
+
+def _tes_checks(target: Target, tes: dict[str, Any], add: Callable[[Check], Check]) -> None:
+    """The TES subtree takes tokens, not SigV4: without one it must answer 401 (the token check is
+    wired in front of it); with the local lab's own token, service-info must answer and name the
+    lab's TES storage. A deployed lab's token is the scientist's (`labbatch engine-config`)."""
+    import urllib.error
+    import urllib.request
+
+    base = target.connection.endpoint.rstrip("/") + tes["base_path"]
+
+    def get(headers: dict[str, str]) -> tuple[int, str]:
+        request = urllib.request.Request(base + "/service-info", headers={"Accept": "application/json", **headers})
+        try:
+            with urllib.request.urlopen(request, timeout=15) as answer:  # noqa: S310 - the lab's own API
+                return answer.status, answer.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as failed:
+            return failed.code, failed.read().decode("utf-8", "replace")
+        except (urllib.error.URLError, OSError) as error:
+            return 0, str(error)
+
+    status, text = get({})
+    if status != 401:
+        add(Check("TES endpoint", False, f"{base}/service-info without a token answered {status or 'nothing'}: "
+                  f"{text[:200]} (expected 401: TES callers must show a token)",
+                  "redeploy the lab's API stack (cdk deploy): the /ga4gh and /v1 subtrees need their token authorizer"))
+        return
+    token = (target.local or {}).get("tes_token")
+    if not token:
+        add(Check("TES endpoint", True, f"{base} asks for a token; allowed images: "
+                  f"{', '.join(tes['allowed_images'])} (`labbatch engine-config ENGINE` sets an engine up)"))
+        return
+    status, text = get({"Authorization": f"Bearer {token}"})
+    try:
+        storage = json.loads(text).get("storage") or [] if status == 200 else []
+    except ValueError:
+        storage = []
+    if status != 200 or not any(s.endswith("/tes/") for s in storage):
+        add(Check("TES endpoint", False, f"{base}/service-info with the lab's tes_token answered {status}: "
+                  f"{text[:200]}", "restart the local lab (labbatch local); its token check or settings are broken"))
+        return
+    add(Check("TES endpoint", True, f"{base} takes the lab's token; storage {', '.join(storage)}; allowed images: "
+              f"{', '.join(tes['allowed_images'])}"))
 
 
 # --- 2. queues and compute environments ----------------------------------------------------------

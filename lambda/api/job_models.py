@@ -282,6 +282,14 @@ class LabBuckets(BaseModel):
     results: str
 
 
+class TesState(BaseModel):
+    """The lab's GA4GH TES endpoint, when it is on."""
+
+    base_path: str = Field(description="where TES 1.1 lives on this API; clients that append /v1/tasks may "
+                                       "also be given the API's own URL")
+    allowed_images: list[str]
+
+
 class LabResponse(BaseModel):
     """GET /lab: what `labbatch doctor` checks, as Batch reports it now."""
 
@@ -289,6 +297,7 @@ class LabResponse(BaseModel):
     queues: list[QueueState]
     pipelines: list[PipelineState]
     buckets: LabBuckets
+    tes: TesState | None = Field(None, description="null: the lab's TES endpoint is off (tes.allowed_images empty)")
     caller: str | None = None
 
 

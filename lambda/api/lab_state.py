@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from labbatch_contract import tes as tes_rules
 from labbatch_contract.settings import LabSettings
 
 # Batch's words for a usable queue or compute environment.
@@ -97,8 +98,10 @@ def lab_view(batch, settings: LabSettings) -> dict[str, Any]:
                 for ref in environment_order(queue)
             ],
         })
+    tes = ({"base_path": tes_rules.TES_BASE, "allowed_images": list(settings.tes.allowed_images)}
+           if settings.tes.allowed_images else None)
     return {"lab": settings.lab, "queues": queue_views, "pipelines": _pipeline_views(batch, settings),
-            "buckets": settings.buckets.model_dump()}
+            "buckets": settings.buckets.model_dump(), "tes": tes}
 
 
 def _pipeline_views(batch, settings: LabSettings) -> list[dict[str, Any]]:

@@ -267,3 +267,12 @@ def test_the_labs_own_url_plus_v1_is_the_same_tes_endpoint(tes_lab):
     assert cancelled.status == 200 and cancelled.body == {}  # (moto ends jobs at once: see above)
     assert tes_lab.call("POST", f"/v1/tasks/{task_id}:pause").status == 404
     assert tes_lab.call("GET", "/v1/jobs").status == 404  # only TES lives there
+
+
+def test_get_lab_says_whether_tes_is_on_and_where(tes_lab):
+    view = tes_lab.call("GET", "/lab").body
+    assert view["tes"] == {"base_path": BASE, "allowed_images": ["quay.io/biocontainers/", "labbatch-bwa:"]}
+
+
+def test_get_lab_says_tes_is_off(lab):
+    assert lab.call("GET", "/lab").body["tes"] is None

@@ -442,3 +442,14 @@ def test_engine_config_from_a_running_local_lab_reaches_the_tasks_route(tes_lab)
         tasks = config["url"] if engine == "cromwell" else config["url"] + "/v1/tasks"
         answer = requests.get(tasks, headers={"Authorization": f"Bearer {config['auth']['bearer']}"}, timeout=30)
         assert answer.status_code == 200 and "tasks" in answer.json()
+
+
+def test_doctor_checks_the_tes_endpoint(tes_lab):
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "LABBATCH_HOME": str(tes_lab.home)}
+    doctor = subprocess.run([LABBATCH, "doctor", "--no-canary", "--json"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    checks = {c["check"]: c for c in json.loads(doctor.stdout)["checks"]}
+    tes_check = checks["TES endpoint"]
+    assert tes_check["ok"], tes_check
+    assert f"s3://{tes_lab.info['buckets']['results']}/tes/" in tes_check["detail"]
+    assert "labbatch-bwa:" in tes_check["detail"]
