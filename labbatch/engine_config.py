@@ -148,7 +148,8 @@ def engine_config(engine: str, api: str, token: str, results_bucket: str,
         text = "\n".join([
             "# Snakemake 9 with snakemake-executor-plugin-tes and snakemake-storage-plugin-s3. Each rule runs in",
             "# snakemake/snakemake:v<your version> unless --container-image names another; the lab must allow",
-            "# it (tes.allowed_images). The workflow's files live under the storage prefix.",
+            "# it (tes.allowed_images). The workflow's files live under the storage prefix: add a folder",
+            "# of its own to it for each workflow (…/tes/snakemake/<workflow>), or their files mix.",
             *(["# This lab is local: the storage settings and keys are its S3 emulator's."] if local_s3 else
               ["# Your own AWS credentials (AWS_PROFILE) read and write the prefix from this machine."]),
             "export " + " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items()),
