@@ -368,7 +368,7 @@ def resolve_connection(*, endpoint: str | None = None, lab: str | None = None, p
     for url, found_by in ((endpoint, "--endpoint"), (environ.get(ENDPOINT_ENV), ENDPOINT_ENV)):
         if url:
             # A local lab's own URL signs with that lab's credentials, with no other flag.
-            local = next((state for state in local_labs.values() if _same_url(state["api"], url)), None)
+            local = local_lab_state(url, states=local_labs)
             if local is not None:
                 return _local_connection(local, region, f"{found_by} (local lab {local['lab']})")
             return Connection(url, region or _region_of(url, profile), None, profile, found_by)
@@ -468,5 +468,13 @@ def _region_of(url: str, profile: str | None) -> str:
 
 def _same_url(a: str, b: str) -> bool:
     return a.rstrip("/") == b.rstrip("/")
+
+
+def local_lab_state(endpoint: str, environ: Mapping[str, str] = os.environ,
+                    states: Mapping[str, dict[str, Any]] | None = None) -> dict[str, Any] | None:
+    """The state file of the local lab whose API is at `endpoint`, if it is one (`states`: those
+    already read)."""
+    states = _local_lab_states(environ) if states is None else states
+    return next((state for state in states.values() if _same_url(state["api"], endpoint)), None)
 
 

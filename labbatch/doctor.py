@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 from labbatch.batch_layout import RUNNER_COMMAND, on_host
 from labbatch.client import (DOCTOR_CANARY_PREFIX, Connection, LabBatchApiError, LabBatchClient,
-                             LabBatchConnectionError, LabBatchError, _local_lab_states, resolve_connection)
+                             LabBatchConnectionError, LabBatchError, local_lab_state, resolve_connection)
 
 EXIT_OK, EXIT_FAILED = 0, 1
 CANARY_PIPELINE = "fastq-stats"
@@ -114,7 +114,7 @@ def diagnose(args: argparse.Namespace, emit: Callable[[Check], None]) -> list[Ch
     except LabBatchError as error:
         add(Check("API reachable", False, error.message, _no_endpoint_fix(args.lab)))
         return checks
-    local = _local_state(connection)
+    local = local_lab_state(connection.endpoint)
     target = Target(connection, local, (local or {}).get("lab") or args.lab, profile=args.profile)
 
     view = _api_checks(target, add)
@@ -459,13 +459,6 @@ def _aws_reason(error: Exception) -> str:
 
 
 # --- where the lab is ---------------------------------------------------------------------------------
-
-
-def _local_state(connection: Connection) -> dict[str, Any] | None:
-    for state in _local_lab_states(os.environ).values():
-        if state["api"].rstrip("/") == connection.endpoint.rstrip("/"):
-            return state
-    return None
 
 
 def _no_endpoint_fix(lab: str | None) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Any, NamedTuple
 import urllib.error
 import urllib.request
 
-from labbatch.client import LabBatchError, _local_lab_states, _same_url, resolve_connection
+from labbatch.client import LabBatchError, local_lab_state, resolve_connection
 from labbatch_contract.local_state import labbatch_home
 from labbatch_contract.tes import TES_BASE
 
@@ -183,7 +182,7 @@ def engine_config(engine: str, api: str, token: str, results_bucket: str,
 
 def run_engine_config(args: argparse.Namespace) -> int:
     connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
-    local = _local_state(connection.endpoint)
+    local = local_lab_state(connection.endpoint)
     token = args.token or (local or {}).get("tes_token")
     minted = None
     if not token:
@@ -214,12 +213,6 @@ def run_engine_config(args: argparse.Namespace) -> int:
             print(f"# (token {minted['id']} was minted for this, valid until {minted.get('expires_at')}; "
                   f"`labbatch token revoke {minted['id']}` ends it sooner)", file=sys.stderr)
     return 0
-
-
-def _local_state(endpoint: str) -> dict[str, Any] | None:
-    """The running local lab whose API this is, if it is one."""
-    return next((state for state in _local_lab_states(os.environ).values() if _same_url(state["api"], endpoint)),
-                None)
 
 
 def _service_info(api: str, token: str) -> dict[str, Any]:

@@ -14,11 +14,10 @@ answers with the names the lab's stacks gave (labbatch_contract.names).
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
-from labbatch.client import Connection, LabBatchClient, LabBatchError, _local_lab_states, resolve_connection
+from labbatch.client import Connection, LabBatchClient, LabBatchError, local_lab_state, resolve_connection
 from labbatch_contract import names
 
 
@@ -36,8 +35,7 @@ class LabData:
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> LabData:
         connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
-        local = next((state for state in _local_lab_states(os.environ).values()
-                      if state["api"].rstrip("/") == connection.endpoint.rstrip("/")), None)
+        local = local_lab_state(connection.endpoint)
         return cls(connection, local, args.profile)
 
     def api(self, **kwargs: Any) -> LabBatchClient:
