@@ -68,7 +68,7 @@ def ledger_table(lab: str) -> str:
 
 
 def job_log_group(lab: str) -> str:
-    return f"/{PREFIX}/{lab}/jobs"
+    return log_group(lab, "jobs")
 
 
 def output_prefix(results_bucket: str, job_id: str) -> str:

@@ -32,8 +32,6 @@ RECORD_TYPE_TOKEN = "token"
 KEY_PREFIX = "token#"
 TOKEN_PREFIX = "lbt"
 TOKEN_ID_PATTERN = r"^[0-9a-f]{16}$"
-# The paths a token opens, in the API and in local mode's front; everything else is SigV4 only.
-TES_PATH_PREFIXES = TES_ROOTS
 MAX_EXPIRES_DAYS = 3650
 _TOKEN = re.compile(r"^lbt_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
 _ID = re.compile(TOKEN_ID_PATTERN)
@@ -137,4 +135,5 @@ def dynamodb_getter(client: Any, table: str) -> Callable[[str], Optional[dict[st
 
 
 def is_tes_path(path: str) -> bool:
-    return path.startswith(TES_PATH_PREFIXES)
+    """The paths a token opens, in the API and in local mode's front; everything else is SigV4 only."""
+    return path.startswith(TES_ROOTS)

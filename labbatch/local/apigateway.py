@@ -50,7 +50,6 @@ _INTERNAL_SERVER_ERROR = b'{"message": "Internal server error"}'
 Handler = Callable[[dict[str, Any], Any], Any]
 # A token (or None) -> (its ledger record, "ok") or (None, why not): labbatch_contract.tokens.check.
 TokenCheck = Callable[[str | None], tuple[Any, str]]
-TES_RESOURCE = "/ga4gh/{proxy+}"
 
 
 @dataclass

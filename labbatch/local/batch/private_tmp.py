@@ -26,6 +26,7 @@ import dataclasses
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from pathlib import Path
@@ -87,8 +88,6 @@ def kept_host_entries(env: dict[str, str], fresh: Path) -> list[str]:
     interpreter, its venv, its PATH and PYTHONPATH and the launcher's sys.path (a checkout or
     venv under /tmp, as a CI clone often is). Hidden by the new /tmp, it would run another
     install's runner or none. Never one that holds the fresh directory itself."""
-    import sys
-
     places = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.executable, *sys.path,
               *env.get("PATH", "").split(os.pathsep), *env.get("PYTHONPATH", "").split(os.pathsep)]
     tmp = Path("/tmp").resolve()
