@@ -30,11 +30,6 @@ FORWARDED_HEADERS = ("content-type", "accept")
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding"}
 
 
-def api_path(path: str) -> str | None:
-    """The API path for a client's path, or None when it is not a TES path."""
-    return tes_api_path(path)
-
-
 class TesProxy:
     def __init__(self, connection: Connection, *, host: str = "127.0.0.1", port: int = 0,
                  token: str | None = None) -> None:
@@ -71,7 +66,7 @@ class TesProxy:
 
     def forward(self, request: BaseHTTPRequestHandler) -> None:
         split = urlsplit(request.path)
-        target = api_path(split.path)
+        target = tes_api_path(split.path)
         length = int(request.headers.get("Content-Length") or 0)
         if length > MAX_BODY_BYTES:
             return self._reply(request, 413, {"error": {"code": "body_too_large", "message": "body over 10 MB"}})

@@ -25,7 +25,7 @@ from tes.utils import unmarshal
 
 from labbatch_contract import names, tokens
 
-from labbatch.tes_proxy import api_path
+from labbatch_contract.tes import tes_api_path as api_path
 
 from tests.e2e.conftest import LABBATCH, ROOT, start_local
 from tests.e2e.test_local_containers import BWA_TAG, require_engine_and_images
