@@ -429,28 +429,28 @@ def latest(record: dict, ledger) -> dict:
     return recovery_chain(record, ledger)[-1]
 
 
+def _stored_json(s3, uri: str) -> Optional[dict]:
+    """A JSON object LabBatch wrote to S3, or None when it is gone (expired) or unreadable."""
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    try:
+        stored = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    except (ClientError, BotoCoreError, ValueError):
+        return None
+    return stored if isinstance(stored, dict) else None
+
+
 def _manifest(record: dict, s3) -> Optional[dict]:
     if record.get("status") not in FINAL_STATUSES:
         return None
-    bucket, _, key = record["output_prefix"][len("s3://"):].partition("/")
-    try:
-        return json.loads(s3.get_object(Bucket=bucket, Key=key + "manifest.json")["Body"].read())
-    except (ClientError, BotoCoreError, ValueError):
-        return None
+    return _stored_json(s3, record["output_prefix"] + "manifest.json")
 
 
 def input_contents(record: dict, s3) -> dict[str, str]:
     """The `content` of the task's inputs, by path, from its task document in S3 (the ledger keeps
     none); empty once work/ has expired it or when it cannot be read."""
     uri = record.get("tes_task_document")
-    if not uri:
-        return {}
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    try:
-        stored = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except (ClientError, BotoCoreError, ValueError):
-        return {}
-    return {i["path"]: i["content"] for i in stored.get("inputs", []) if isinstance(i.get("content"), str)}
+    stored = _stored_json(s3, uri) if uri else None
+    return {i["path"]: i["content"] for i in (stored or {}).get("inputs", []) if isinstance(i.get("content"), str)}
 
 
 def _task_log(attempt: dict, following: Optional[dict], state: str, first: dict, full: bool,
