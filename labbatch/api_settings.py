@@ -46,6 +46,7 @@ def _document(lab: Lab, account: str, region: str) -> dict:
                 "default_queue": p.default_queue,
                 "recovery": p.recovery,
                 "shared_inputs": p.shared_inputs,
+                "secondary_files": {key: list(patterns) for key, patterns in p.secondary_files.items()},
             }
             for name, p in lab.pipelines.items()
         },

@@ -6,6 +6,7 @@ mode registers it with its executor, so a job is told the same thing wherever it
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from labbatch_contract import job_layout, names, runner_env
@@ -93,6 +94,14 @@ class BatchLayout:
     job_definitions: tuple[JobDefinitionSpec, ...]
 
 
+def _environment(lab: Lab, name: str, pipeline) -> dict[str, str]:
+    environment = {runner_env.SCRATCH_DIR: SCRATCH_MOUNT, runner_env.LAB: lab.name, runner_env.PIPELINE: name}
+    if pipeline.secondary_files:
+        environment[runner_env.SECONDARY_FILES] = json.dumps(pipeline.secondary_files, separators=(",", ":"),
+                                                             sort_keys=True)
+    return environment
+
+
 def layout(lab: Lab) -> BatchLayout:
     compute = lab.compute
     environments = tuple(
@@ -116,8 +125,7 @@ def layout(lab: Lab) -> BatchLayout:
             name=names.job_definition(lab.name, name),
             image=p.image,
             command=(*runner_launch(compute.architecture), *p.command),
-            environment={runner_env.SCRATCH_DIR: SCRATCH_MOUNT, runner_env.LAB: lab.name,
-                         runner_env.PIPELINE: name},
+            environment=_environment(lab, name, p),
             vcpus=p.vcpus,
             memory_mib=p.memory_mib,
             timeout_seconds=p.timeout_minutes * 60,

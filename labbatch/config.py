@@ -14,7 +14,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from labbatch import instance_types
-from labbatch_contract import names, runner_env
+from labbatch_contract import names, references, runner_env
 from labbatch_contract.settings import RecoverySettings
 
 # CloudWatch Logs accepts only these retention periods.
@@ -164,6 +164,11 @@ class Pipeline(_Strict):
         "name -> default string, or null when the caller must give it"))
     default_queue: Literal["spot", "on-demand"] = "spot"
     recovery: Recovery = Recovery()
+    # Files that must travel with an input or parameter (an index beside its FASTA, a .bai beside
+    # its BAM), in CWL's secondaryFiles notation: labbatch_contract.references.
+    secondary_files: dict[str, list[str]] = Field(default_factory=dict, json_schema_extra=_allowed(
+        "inputs, shared_inputs or param:NAME -> companion patterns: .bai (appended), ^.bai (replacing the "
+        "extension), .fai? (optional)"))
 
     @field_validator("image")
     @classmethod
@@ -195,6 +200,32 @@ class Pipeline(_Strict):
         if "shared_inputs" in used:
             return "optional"
         return "none"
+
+    @model_validator(mode="after")
+    def _secondary_files(self) -> Pipeline:
+        problems = []
+        for key, patterns in self.secondary_files.items():
+            where = f"secondary_files.{key}"
+            name = key[len(references.PARAMETER_KEY_PREFIX):] if key.startswith(references.PARAMETER_KEY_PREFIX) else None
+            if key not in (references.INPUTS_KEY, references.SHARED_INPUTS_KEY) and name is None:
+                problems.append(f"{where}: not something that is staged (allowed: {references.INPUTS_KEY}, "
+                                f"{references.SHARED_INPUTS_KEY} or {references.PARAMETER_KEY_PREFIX}NAME)")
+                continue
+            if name is not None and name not in self.parameters:
+                known = ", ".join(sorted(self.parameters)) or "none"
+                problems.append(f"{where}: the pipeline has no parameter {name!r} (its parameters: {known})")
+            if not patterns or len(patterns) > references.MAX_PATTERNS:
+                problems.append(f"{where}: give 1-{references.MAX_PATTERNS} patterns")
+            for pattern in patterns:
+                try:
+                    references.parse_pattern(pattern)
+                except references.PatternError as exc:
+                    problems.append(f"{where}: {exc}")
+            if len(set(patterns)) != len(patterns):
+                problems.append(f"{where}: a pattern is listed twice")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
     @field_validator("command")
     @classmethod

@@ -14,6 +14,9 @@ SAMPLES_URI = "LABBATCH_SAMPLES_URI"
 SCRATCH_DIR = "LABBATCH_SCRATCH_DIR"
 LAB = "LABBATCH_LAB"
 PIPELINE = "LABBATCH_PIPELINE"
+# The pipeline's companion patterns (labbatch_contract.references) as JSON, from its job
+# definition: {"inputs": [".bai"], "param:reference": [".amb", ...]}.
+SECONDARY_FILES = "LABBATCH_SECONDARY_FILES"
 # A GA4GH TES task (labbatch_contract.tes): its inputs, outputs and executors as JSON. With it
 # the runner runs the executors itself instead of a pipeline argv.
 TES_TASK = "LABBATCH_TES_TASK"

@@ -76,6 +76,9 @@ class PipelineSettings(_Strict):
     # How the command uses an array request's shared (top-level) inputs: through
     # {shared_input} ("required"), only {shared_inputs} ("optional"), or not at all.
     shared_inputs: SharedInputsUse = "none"
+    # Companion files per staged value (labbatch_contract.references): refused at submission when
+    # a required one is missing.
+    secondary_files: dict[str, list[str]] = Field(default_factory=dict)
 
 
 class TesSettings(_Strict):

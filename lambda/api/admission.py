@@ -11,13 +11,17 @@ from dataclasses import dataclass
 
 from api_errors import refused
 from labbatch_contract.settings import LabSettings, PipelineSettings
-from input_objects import S3Object, object_sizes, parse_lab_uri
+from input_objects import S3Object, list_prefix, object_sizes, parse_lab_prefix, parse_lab_uri, probe_sizes
+from labbatch_contract import references
 from job_models import SubmitJobRequest
 
 GIB = 1024**3
 # Every distinct object is HEADed inside the API call, 32 at a time; this keeps the worst
 # case within API Gateway's 29 s timeout. Bigger runs: split into several submissions.
 MAX_DISTINCT_OBJECTS = 20_000
+# Objects one folder may hold (a STAR index has about 20, a kallisto or salmon index about 30);
+# the same bound as a TES DIRECTORY input's.
+MAX_FOLDER_OBJECTS = 10_000
 S3_URI_PREFIX = "s3://"
 
 
@@ -70,26 +74,29 @@ def admit(request: SubmitJobRequest, settings: LabSettings, s3_client) -> Admitt
     _unique_sample_names(request)
     _shared_inputs_meaningful(request, pipeline)
 
-    # Each unit is what one Batch job (or array child) stages: its field and (field, uri) pairs.
-    units: list[tuple[str, list[tuple[str, str]]]] = []
-    shared = [(f"inputs[{i}]", uri) for i, uri in enumerate(request.inputs)]
+    # Each unit is what one Batch job (or array child) stages: its field and what it names.
+    units: list[tuple[str, list[Staged]]] = []
+    companions = pipeline.secondary_files
+    # With samples, top-level inputs are shared by every child: reference data, like parameters.
+    top = _named(request.inputs, "inputs", reference=bool(samples),
+                 patterns=companions.get(references.SHARED_INPUTS_KEY if samples else references.INPUTS_KEY, []))
     resolved: list[ResolvedSample] = []
     if not samples:
         _required_parameters(job_parameters, pipeline, request.pipeline, "parameters")
-        units.append(("inputs", shared + _s3_parameter_values(job_parameters, {}, "")))
+        units.append(("inputs", top + _s3_parameter_values(job_parameters, {}, "", companions)))
     for index, sample in enumerate(samples):
         prefix = f"samples[{index}]"
         _declared_parameters(sample.parameters, pipeline, request.pipeline, f"{prefix}.parameters")
         merged = {**job_parameters, **sample.parameters}
         _required_parameters(merged, pipeline, request.pipeline, f"{prefix}.parameters")
-        own = [(f"{prefix}.inputs[{i}]", uri) for i, uri in enumerate(sample.inputs)]
-        units.append((prefix, shared + own + _s3_parameter_values(merged, sample.parameters, prefix)))
+        own = _named(sample.inputs, f"{prefix}.inputs", reference=False,
+                     patterns=companions.get(references.INPUTS_KEY, []))
+        units.append((prefix, top + own + _s3_parameter_values(merged, sample.parameters, prefix, companions)))
         resolved.append(ResolvedSample(sample.name, list(sample.inputs), merged))
 
-    objects = _lab_objects(units, settings)
-    sizes = object_sizes(s3_client, objects)
-    input_bytes, scratch_needed, worst_field = _largest_scratch_need(units, sizes, settings, pipeline)
-    _scratch_fits(scratch_needed, input_bytes, worst_field, pipeline, settings)
+    sizes = _sizes(units, settings, s3_client, request.pipeline)
+    input_bytes, scratch_needed, worst = _largest_scratch_need(units, sizes, pipeline)
+    _scratch_fits(scratch_needed, input_bytes, worst, pipeline, settings)
 
     single = resolved[0] if len(resolved) == 1 else None
     return AdmittedJob(
@@ -252,61 +259,147 @@ def _unique_sample_names(request: SubmitJobRequest) -> None:
         first_seen[sample.name] = index
 
 
-def _s3_parameter_values(
-    merged: dict[str, str], sample_given: dict[str, str], sample_field: str
-) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Staged:
+    """One value a job stages: a file or a folder (`s3://bucket/prefix/`), or a companion of a file."""
+
+    field: str  # where the caller wrote it
+    uri: str
+    # A parameter's or shared input's data: kept in each instance's reference cache, so it is
+    # counted once against scratch, not times the disk factor (which is for a job's own inputs).
+    reference: bool
+    pattern: str | None = None  # the companion pattern that named it, for a companion
+    required: bool = True
+
+
+def _with_companions(field: str, uri: str, reference: bool, patterns: list[str]) -> list[Staged]:
+    staged = [Staged(field, uri, reference)]
+    if not patterns:
+        return staged
+    if references.is_folder_uri(uri):
+        raise refused("secondary_files_on_folder", f"{field}: {uri!r} is a folder, and the pipeline's "
+                      f"secondary_files name companions of a file here ({', '.join(patterns)}); name the main "
+                      "file instead", field=field, uri=uri)
+    bucket, _, key = uri[len(S3_URI_PREFIX):].partition("/")
+    for text in patterns:
+        pattern = references.parse_pattern(text)
+        companion = f"s3://{bucket}/{references.companion_key(key, pattern)}"
+        if companion != uri:
+            staged.append(Staged(field, companion, reference, pattern.text, pattern.required))
+    return staged
+
+
+def _named(uris: list[str], field: str, *, reference: bool, patterns: list[str]) -> list[Staged]:
+    return [item for i, uri in enumerate(uris) for item in _with_companions(f"{field}[{i}]", uri, reference, patterns)]
+
+
+def _s3_parameter_values(merged: dict[str, str], sample_given: dict[str, str], sample_field: str,
+                         companions: dict[str, list[str]]) -> list[Staged]:
     """Parameters whose value is an s3:// URI are inputs too (the runner stages them),
     named by where the value came from: the sample, or the job (or its default)."""
     return [
-        (f"{sample_field}.parameters.{key}" if key in sample_given else f"parameters.{key}", value)
+        item
         for key, value in merged.items()
         if value.startswith(S3_URI_PREFIX)
+        for item in _with_companions(f"{sample_field}.parameters.{key}" if key in sample_given else f"parameters.{key}",
+                                     value, True, companions.get(references.parameter_key(key), []))
     ]
 
 
-def _lab_objects(units: list[tuple[str, list[tuple[str, str]]]], settings: LabSettings) -> dict[S3Object, str]:
+def _sizes(units: list[tuple[str, list[Staged]]], settings: LabSettings, s3_client,
+           pipeline_name: str) -> dict[str, list[tuple[S3Object, int]]]:
+    """Every staged value's objects and their sizes: a file is one object, a folder every object
+    under it, a missing optional companion none. Refuses the first value that cannot be staged."""
     allowed = (settings.buckets.inputs, settings.buckets.references)
-    objects: dict[S3Object, str] = {}
+    files: dict[S3Object, str] = {}
+    companions: dict[S3Object, Staged] = {}
+    folders: dict[str, tuple[S3Object, str]] = {}
     for _, staged in units:
-        for field, uri in staged:
-            obj = parse_lab_uri(uri, field, allowed)
-            objects.setdefault(obj, field)
-            if len(objects) > MAX_DISTINCT_OBJECTS:
-                raise refused(
-                    "too_many_inputs",
-                    f"{field}: a submission may name at most {MAX_DISTINCT_OBJECTS:,} distinct objects; "
-                    "split the samples over several submissions",
-                    field=field,
-                    limit=MAX_DISTINCT_OBJECTS,
-                )
-    return objects
+        for item in staged:
+            if references.is_folder_uri(item.uri):
+                if item.uri not in folders:
+                    folders[item.uri] = (parse_lab_prefix(item.uri, item.field, allowed), item.field)
+            elif item.pattern is None:
+                files.setdefault(parse_lab_uri(item.uri, item.field, allowed), item.field)
+            else:
+                companions.setdefault(parse_lab_uri(item.uri, item.field, allowed), item)
+            _within_object_limit(len(files) + len(companions) + len(folders), item.field)
+    counted = len(files) + len(companions)
+    sizes: dict[str, list[tuple[S3Object, int]]] = {}
+    for uri, (folder, field) in folders.items():
+        found = list_prefix(s3_client, folder, field, most=MAX_FOLDER_OBJECTS)
+        counted += len(found)
+        _within_object_limit(counted, field)
+        sizes[uri] = [(obj, size) for _, obj, size in found]
+    sizes.update((obj.uri, [(obj, size)]) for obj, size in object_sizes(s3_client, files).items())
+    probed = probe_sizes(s3_client, list(companions))
+    for obj, item in companions.items():
+        size = probed[obj]
+        if size is None and item.required:
+            raise refused(
+                "companion_missing",
+                f"{item.field}: {obj.uri} does not exist; pipeline {pipeline_name} needs it beside {item.field}'s "
+                f"file (secondary file {item.pattern!r}). Upload it there, or leave out the value.",
+                field=item.field, uri=obj.uri, pattern=item.pattern)
+        sizes[obj.uri] = [] if size is None else [(obj, size)]
+    return sizes
 
 
-def _largest_scratch_need(units, sizes: dict[S3Object, int], settings: LabSettings, pipeline: PipelineSettings):
-    allowed = (settings.buckets.inputs, settings.buckets.references)
-    worst = (0, 0, "inputs")
+def _within_object_limit(count: int, field: str) -> None:
+    if count > MAX_DISTINCT_OBJECTS:
+        raise refused(
+            "too_many_inputs",
+            f"{field}: a submission may name at most {MAX_DISTINCT_OBJECTS:,} distinct objects (a folder's objects "
+            "and companions count); split the samples over several submissions",
+            field=field,
+            limit=MAX_DISTINCT_OBJECTS,
+        )
+
+
+def _largest_scratch_need(units: list[tuple[str, list[Staged]]], sizes: dict[str, list[tuple[S3Object, int]]],
+                          pipeline: PipelineSettings) -> tuple[int, int, ScratchUse]:
+    worst = ScratchUse("inputs", 0, 0)
+    worst_needed = 0
     for unit_field, staged in units:
-        distinct = {parse_lab_uri(uri, field, allowed) for field, uri in staged}
-        input_bytes = sum(sizes[obj] for obj in distinct)
-        needed = math.ceil(input_bytes * pipeline.disk_factor)
-        if needed > worst[1]:
-            worst = (input_bytes, needed, unit_field)
-    return worst
+        own: dict[S3Object, int] = {}
+        shared: dict[S3Object, int] = {}
+        for item in staged:
+            (shared if item.reference else own).update(sizes[item.uri])
+        for obj in own.keys() & shared.keys():
+            del shared[obj]  # the job downloads it as its own input anyway
+        use = ScratchUse(unit_field, sum(own.values()), sum(shared.values()))
+        needed = math.ceil(use.own_bytes * pipeline.disk_factor) + use.reference_bytes
+        if needed > worst_needed or worst_needed == 0:
+            worst, worst_needed = use, needed
+    return worst.own_bytes + worst.reference_bytes, worst_needed, worst
 
 
-def _scratch_fits(needed: int, input_bytes: int, field: str, pipeline: PipelineSettings, settings: LabSettings) -> None:
+@dataclass(frozen=True)
+class ScratchUse:
+    field: str
+    own_bytes: int
+    reference_bytes: int
+
+
+def _scratch_fits(needed: int, input_bytes: int, use: ScratchUse, pipeline: PipelineSettings,
+                  settings: LabSettings) -> None:
     available = settings.scratch_gib * GIB
     if needed <= available:
         return
+    field = use.field
     where = "its inputs" if field == "inputs" else f"{field}'s inputs"
+    references_part = (f" + {use.reference_bytes / GIB:.1f} GiB of reference data (parameters and shared inputs, "
+                       "kept once per instance)") if use.reference_bytes else ""
     raise refused(
         "scratch_too_small",
-        f"{field}: this job needs about {needed / GIB:.1f} GiB of scratch ({where}: {input_bytes / GIB:.1f} GiB "
-        f"x disk factor {pipeline.disk_factor:g}) but the lab's scratch volume has {settings.scratch_gib} GiB. "
+        f"{field}: this job needs about {needed / GIB:.1f} GiB of scratch ({where}: {use.own_bytes / GIB:.1f} GiB "
+        f"x disk factor {pipeline.disk_factor:g}{references_part}) but the lab's scratch volume has "
+        f"{settings.scratch_gib} GiB. "
         "Split the inputs over samples (each array child has its own scratch) or ask for a larger scratch volume.",
         field=field,
         needed_gib=round(needed / GIB, 2),
         available_gib=settings.scratch_gib,
         input_gib=round(input_bytes / GIB, 2),
+        reference_gib=round(use.reference_bytes / GIB, 2),
         disk_factor=pipeline.disk_factor,
     )

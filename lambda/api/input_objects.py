@@ -145,6 +145,28 @@ def object_sizes(s3_client, objects: dict[S3Object, str]) -> dict[S3Object, int]
     return sizes
 
 
+def probe_sizes(s3_client, objects: list[S3Object]) -> dict[S3Object, int | None]:
+    """Size of each object, None where it does not exist (optional companions may be absent).
+    Access denied is refused as for any input; other errors propagate (the route answers 503)."""
+
+    def head(obj: S3Object) -> tuple[S3Object, int | None]:
+        try:
+            return obj, int(s3_client.head_object(Bucket=obj.bucket, Key=obj.key)["ContentLength"])
+        except ClientError as exc:
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if status == 404:
+                return obj, None
+            if status == 403:
+                raise refused("input_not_readable", f"LabBatch may not read {obj.uri} (access denied)",
+                              uri=obj.uri) from None
+            raise
+
+    if not objects:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(HEAD_THREADS, len(objects))) as pool:
+        return dict(pool.map(head, objects))
+
+
 def listed_sizes(s3_client, objects) -> dict[S3Object, int]:
     """Sizes from one listing per folder that holds many of the inputs.
 

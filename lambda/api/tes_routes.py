@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from api_errors import ApiError, iam_caller, refused
-from admission import check_resources
+from admission import MAX_FOLDER_OBJECTS, check_resources
 from aws_faults import request_may_have_landed
 from batch_requests import batch_job_name, stop_job
 from input_objects import S3Object, list_prefix, object_sizes, parse_lab_prefix, parse_lab_uri
@@ -55,8 +55,8 @@ MANIFEST_READERS = 8
 # A state filter may name any state TES 1.1 defines; those LabBatch never reports match nothing.
 FILTER_STATES = (*tes_rules.STATES, "UNKNOWN", "PAUSED", "PREEMPTED")
 MAX_RECOVERY_HOPS = 5
-# Objects one DIRECTORY input may stage; larger folders: split them, or name the files.
-MAX_DIRECTORY_OBJECTS = 10_000
+# A DIRECTORY input is a folder as a job's inputs and parameters may name one: the same bound.
+MAX_DIRECTORY_OBJECTS = MAX_FOLDER_OBJECTS
 WILDCARDS = set("*?[")
 # What RegisterJobDefinition takes as an image (Batch: up to 255 letters, digits, hyphens,
 # underscores, colons, periods, slashes and number signs; `@` for a digest): anything else would

@@ -94,8 +94,8 @@ def test_overrides_defaults_and_s3_parameters(lab):
         {"type": "MEMORY", "value": "8000"},
     ]
     (record,) = lab.job_records()
-    # The reference is staged too, so it counts toward scratch: (1 KiB + 1 KiB) x 4.
-    assert record["scratch_needed_bytes"] == 2048 * 4
+    # The reference is staged too, once per instance (its cache): 1 KiB of reads x 4 + the 1 KiB reference.
+    assert record["scratch_needed_bytes"] == 1024 * 4 + 1024
 
 
 def test_array_job_writes_the_sample_list_and_sizes_the_array(lab):
@@ -130,8 +130,8 @@ def test_array_job_writes_the_sample_list_and_sizes_the_array(lab):
     assert record["array_size"] == 3
     assert record["children"] == {"SUBMITTED": 3}
     assert record["samples_uri"] == samples_uri
-    # The largest child stages two reads and the reference: 3 KiB x 4.
-    assert record["scratch_needed_bytes"] == 3 * 1024 * 4
+    # The largest child stages two reads (x 4) and the reference (once per instance): 2 KiB x 4 + 1 KiB.
+    assert record["scratch_needed_bytes"] == 2 * 1024 * 4 + 1024
     assert_ledger_agrees_with_batch(lab)
 
 

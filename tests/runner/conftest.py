@@ -15,6 +15,8 @@ from typing import Any
 import boto3
 import pytest
 
+from labbatch_contract.references import CACHE_DIR_NAME
+
 BUCKET = "lab-data"
 RESULTS = "lab-results"
 
@@ -73,7 +75,9 @@ class RunnerResult:
     scratch: Path
 
     def scratch_leftovers(self) -> list[Path]:
-        return sorted(self.scratch.rglob("*"))
+        """What the attempts left behind; the instance's reference cache stays on purpose."""
+        cache = self.scratch / CACHE_DIR_NAME
+        return sorted(p for p in self.scratch.rglob("*") if p != cache and cache not in p.parents)
 
 
 @dataclass

@@ -84,11 +84,12 @@ def test_happy_path_uploads_outputs_logs_and_an_exact_manifest(lab, moto_endpoin
         "output_prefix": f"s3://{RESULTS}/{lab.prefix}",
         "parameters": {"reference": reference_uri, "mode": "fast"},
         "inputs": [
-            {"uri": reads_uri, "size": len(reads), "used_as": ["inputs"],
+            {"uri": reads_uri, "size": len(reads), "used_as": ["inputs"], "cache": None,
              "checksum": {"algorithm": "crc32", "value": _b64(zlib.crc32(reads).to_bytes(4, "big")), "verified": True}},
-            {"uri": annotations_uri, "size": len(annotations), "used_as": ["inputs"],
+            {"uri": annotations_uri, "size": len(annotations), "used_as": ["inputs"], "cache": None,
              "checksum": {"algorithm": "md5", "value": hashlib.md5(annotations).hexdigest(), "verified": True}},
-            {"uri": reference_uri, "size": len(reference), "used_as": ["parameter:reference"],
+            # A parameter's data is a reference: fetched into the instance's cache by this first job.
+            {"uri": reference_uri, "size": len(reference), "used_as": ["parameter:reference"], "cache": "miss",
              "checksum": {"algorithm": "sha256", "value": _b64(hashlib.sha256(reference).digest()), "verified": True}},
         ],
         "outputs": [

@@ -99,7 +99,7 @@ def test_contract_reads_environment_and_finds_s3_parameters():
         ({"LABBATCH_OUTPUT_PREFIX": "s3://out/"}, "must name a prefix ending in '/'"),
         ({"LABBATCH_INPUTS": '{"a": 1}'}, "LABBATCH_INPUTS must be a JSON list"),
         ({"LABBATCH_INPUTS": '["https://x/y"]'}, "LABBATCH_INPUTS[0]: 'https://x/y' is not an s3:// URI"),
-        ({"LABBATCH_INPUTS": '["s3://in/dir/"]'}, "names a prefix, not an object"),
+        ({"LABBATCH_INPUTS": '["s3://in/"]'}, "names a bucket, not an object or a folder"),
         ({"LABBATCH_PARAMETERS": '{"n": 3}'}, "LABBATCH_PARAMETERS.n must be a string"),
         ({"LABBATCH_SAMPLES_URI": "s3://in/samples.json"}, "AWS_BATCH_JOB_ARRAY_INDEX is not"),
     ],

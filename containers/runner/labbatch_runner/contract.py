@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
-from labbatch_contract import runner_env
+from labbatch_contract import references, runner_env
 
 from .errors import ExitCode, RunnerError
 from .s3client import describe_client_error
@@ -45,6 +45,8 @@ class JobContract:
     staged_parameters: dict[str, S3Uri] = field(default_factory=dict)
     # What every sample of an array request shares: {shared_input}, {shared_inputs}.
     shared_inputs: list[S3Uri] = field(default_factory=list)
+    # The pipeline's companion patterns: inputs, shared_inputs or param:NAME -> patterns.
+    secondary_files: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def is_array_child(self) -> bool:
@@ -84,8 +86,8 @@ def _parse_inputs(values: list[Any], where: str) -> list[S3Uri]:
             uri = S3Uri.parse(value)
         except ValueError as exc:
             raise _contract_error(f"{where}[{position}]: {exc}") from None
-        if not uri.key or uri.key.endswith("/"):
-            raise _contract_error(f"{where}[{position}]: {value!r} names a prefix, not an object")
+        if not uri.key or uri.key == "/":
+            raise _contract_error(f"{where}[{position}]: {value!r} names a bucket, not an object or a folder")
         uris.append(uri)
     return uris
 
@@ -103,6 +105,20 @@ def _staged_parameters(parameters: dict[str, str], where: str) -> dict[str, S3Ur
         if value.startswith("s3://"):
             staged[name] = _parse_inputs([value], f"{where}.{name}")[0]
     return staged
+
+
+def _secondary_files(environ: Mapping[str, str]) -> dict[str, list[str]]:
+    name = runner_env.SECONDARY_FILES
+    value = _json_env(environ, name, dict, {})
+    for key, patterns in value.items():
+        if not isinstance(patterns, list):
+            raise _contract_error(f"{name}.{key} must be a JSON array of patterns")
+        for pattern in patterns:
+            try:
+                references.parse_pattern(pattern)
+            except references.PatternError as exc:
+                raise _contract_error(f"{name}.{key}: {exc}") from None
+    return value
 
 
 def _parse_output_prefix(environ: Mapping[str, str]) -> S3Uri:
@@ -153,6 +169,7 @@ def read_contract(argv: list[str], environ: Mapping[str, str]) -> JobContract:
         scratch_dir=Path(environ.get(SCRATCH_DIR) or DEFAULT_SCRATCH_DIR),
         attempt=_optional_int(environ, ATTEMPT),
         staged_parameters=_staged_parameters(parameters, PARAMETERS),
+        secondary_files=_secondary_files(environ),
     )
     if samples_raw is None:
         return contract

@@ -21,6 +21,7 @@ from .placeholders import expand_argv
 from .run import run_tool
 from .runlog import RunnerLog
 from .s3client import make_s3_client
+from .refcache import ReferenceCache, cache_dir
 from .scratch import AttemptDir, PeakUsage, sweep_stale_attempts
 from .staging import plan_inputs, stage_in, stage_out
 from .termination import TerminationGuard
@@ -87,7 +88,9 @@ def run_job(argv: list[str], environ: Mapping[str, str], *, log: RunnerLog, guar
             state.usage = usage
             with report.phase("stage_in"):
                 # Looked up at call time so that tests can stand in for the filesystem.
-                report.inputs = stage_in(s3, engine, planned, contract.scratch_dir, free_bytes=scratch.free_bytes, log=log)
+                state.cache = ReferenceCache(cache_dir(contract.scratch_dir), log)
+                report.inputs = stage_in(s3, engine, planned, contract.scratch_dir, free_bytes=scratch.free_bytes, log=log,
+                                         cache=state.cache)
             usage.sample()
             with report.phase("run"):
                 log.info(f"run: {report.argv}")
@@ -115,6 +118,7 @@ class AttemptState:
     s3: Any = None
     dir: AttemptDir | None = None
     usage: PeakUsage | None = None
+    cache: ReferenceCache | None = None  # holds the reference data the attempt links to
 
 
 def conclude(report: Report, phases: Callable[[AttemptState], None], *, log: RunnerLog,
@@ -144,6 +148,8 @@ def conclude(report: Report, phases: Callable[[AttemptState], None], *, log: Run
         guard.disarm()
         if state.dir is not None:
             state.dir.remove()
+        if state.cache is not None:
+            state.cache.release_all()
     return report.exit_code
 
 

@@ -109,6 +109,8 @@ class Report:
                     "uri": str(item.uri),
                     "size": item.size,
                     "used_as": list(item.used_as),
+                    # Reference data: "hit" when the instance's cache held it, "miss" when this attempt fetched it.
+                    "cache": item.cache,
                     "checksum": (
                         {"algorithm": item.checksum.algorithm, "value": item.checksum.value, "verified": True}
                         if item.checksum

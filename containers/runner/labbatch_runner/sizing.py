@@ -41,6 +41,7 @@ class Sized:
     size: int
     head: dict[str, Any] | None  # None when the size came from a listing
     storage_class: str | None
+    etag: str | None = None  # what the reference cache keys an object's version by
 
 
 def size_inputs(s3: Any, uris: list[S3Uri], *, head_at_or_above: int, log: RunnerLog) -> list[Sized]:
@@ -54,7 +55,8 @@ def size_inputs(s3: Any, uris: list[S3Uri], *, head_at_or_above: int, log: Runne
     ]
     heads = dict(zip(to_head, _head_all(s3, to_head, log)))
     return [
-        Sized(int(heads[uri]["ContentLength"]), heads[uri], heads[uri].get("StorageClass")) if uri in heads else listed[uri]
+        Sized(int(heads[uri]["ContentLength"]), heads[uri], heads[uri].get("StorageClass"), heads[uri].get("ETag"))
+        if uri in heads else listed[uri]
         for uri in uris
     ]
 
@@ -90,7 +92,8 @@ def _list_one(s3: Any, bucket: str, prefix: str, wanted: set[str], log: RunnerLo
             page = s3.list_objects_v2(**arguments)
             for item in page.get("Contents", []):
                 if item["Key"] in wanted:
-                    found[S3Uri(bucket, item["Key"])] = Sized(int(item["Size"]), None, item.get("StorageClass"))
+                    found[S3Uri(bucket, item["Key"])] = Sized(int(item["Size"]), None, item.get("StorageClass"),
+                                                              item.get("ETag"))
             # General-purpose buckets list in UTF-8 byte order, which is str order: past the
             # last wanted key there is nothing more to find.
             contents = page.get("Contents", [])

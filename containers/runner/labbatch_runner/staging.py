@@ -8,12 +8,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from labbatch_contract import references
+
 from .checksums import Checksum, expected_checksum, file_checksum, sha256_hex
 from .contract import JobContract
 from .errors import ExitCode, RunnerError
 from .runlog import RunnerLog
 from . import sizing, smallget
 from .s3uri import S3Uri
+from .refcache import Entry, ReferenceCache
+from .s3client import describe_client_error
 from .scratch import local_input_path
 from .transfer import Transfer, TransferEngine, TransferFailed
 
@@ -28,6 +32,11 @@ class PlannedInput:
     uri: S3Uri
     path: Path
     used_as: tuple[str, ...]
+    folder: bool = False  # s3://bucket/prefix/: every object under it, into the directory `path`
+    # A parameter's or shared input's data (and its companions): staged through the instance's
+    # reference cache when there is one.
+    reference: bool = False
+    required: bool = True  # False for an optional companion, which is staged only if it exists
 
 
 @dataclass
@@ -38,6 +47,7 @@ class StagedInput:
     checksum: Checksum | None
     used_as: tuple[str, ...] = field(default_factory=tuple)
     engine: str = ""  # "get" or the bulk engine's name; for logs and the bench, not the manifest
+    cache: str | None = None  # "hit" or "miss" for reference data; None for a job's own inputs
 
 
 @dataclass(frozen=True)
@@ -49,25 +59,95 @@ class StagedOutput:
 
 
 def plan_inputs(contract: JobContract, inputs_dir: Path) -> list[PlannedInput]:
-    """Every object to stage, once each, with the local path placeholders will name."""
+    """Every value to stage, once each, with the local path placeholders will name (a folder's
+    directory), and the companions that travel beside each file."""
     used_as: dict[S3Uri, list[str]] = {}
+    patterns: dict[S3Uri, list[str]] = {}
+    own: set[S3Uri] = set()
     for uri in contract.inputs:
         used_as.setdefault(uri, []).append("inputs")
+        patterns.setdefault(uri, []).extend(contract.secondary_files.get(references.INPUTS_KEY, []))
+        own.add(uri)
     for uri in contract.shared_inputs:
         used_as.setdefault(uri, []).append("shared_inputs")
+        patterns.setdefault(uri, []).extend(contract.secondary_files.get(references.SHARED_INPUTS_KEY, []))
     for name, uri in contract.staged_parameters.items():
         used_as.setdefault(uri, []).append(f"parameter:{name}")
+        patterns.setdefault(uri, []).extend(contract.secondary_files.get(references.parameter_key(name), []))
     planned, owners = [], {}
-    for uri, roles in used_as.items():
+
+    def add(uri: S3Uri, roles: tuple[str, ...], required: bool = True) -> None:
         try:
             path = local_input_path(inputs_dir, uri)
         except ValueError as exc:
             raise RunnerError(ExitCode.CONTRACT, f"input {exc}") from None
         if path in owners:
+            if owners[path] == uri:
+                return
             raise RunnerError(ExitCode.CONTRACT, f"inputs {owners[path]} and {uri} would be staged to the same path")
         owners[path] = uri
-        planned.append(PlannedInput(uri, path, tuple(roles)))
+        planned.append(PlannedInput(uri, path, roles, folder=uri.key.endswith("/"), reference=uri not in own,
+                                    required=required))
+
+    for uri, roles in used_as.items():
+        add(uri, tuple(roles))
+    for uri, texts in patterns.items():
+        if texts and uri.key.endswith("/"):
+            raise RunnerError(ExitCode.CONTRACT, f"input {uri} is a folder; companions ({', '.join(texts)}) "
+                                                 "are for files")
+        for text in dict.fromkeys(texts):
+            pattern = references.parse_pattern(text)
+            companion = S3Uri(uri.bucket, references.companion_key(uri.key, pattern))
+            if companion != uri and companion not in used_as:
+                add(companion, tuple(f"companion {text} of {role}" for role in used_as[uri]), pattern.required)
     return planned
+
+
+def resolve_objects(s3: Any, planned: list[PlannedInput], log: RunnerLog) -> list[PlannedInput]:
+    """The objects behind the plan: a folder's by listing it, an optional companion's only if it
+    exists. A folder with no objects fails like a missing input (65)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    objects: dict[S3Uri, PlannedInput] = {}
+    for item in planned:
+        if item.folder:
+            found = 0
+            try:
+                for page in s3.get_paginator("list_objects_v2").paginate(Bucket=item.uri.bucket, Prefix=item.uri.key):
+                    for listed in page.get("Contents", []):
+                        relative = listed["Key"][len(item.uri.key):]
+                        if not relative or relative.endswith("/"):
+                            continue  # a folder marker, not a file
+                        uri = S3Uri(item.uri.bucket, listed["Key"])
+                        segments = relative.split("/")
+                        if any(segment in ("", ".", "..") for segment in segments):
+                            raise RunnerError(ExitCode.CONTRACT, f"input {uri}: key has empty, '.' or '..' "
+                                                                 "segments and cannot be staged safely")
+                        path = item.path.joinpath(*segments)  # the folder's layout, below its directory
+                        found += 1
+                        known = objects.get(uri)
+                        objects[uri] = PlannedInput(uri, path, item.used_as, reference=item.reference and
+                                                    (known is None or known.reference))
+            except ClientError as exc:
+                reason = describe_client_error(exc)
+                code = ExitCode.INPUT_UNAVAILABLE if reason.endswith(("(404)", "(403)")) else ExitCode.STAGE_IN_FAILED
+                raise RunnerError(code, f"input {item.uri}: listing the folder failed: {reason}") from None
+            except BotoCoreError as exc:
+                raise RunnerError(ExitCode.STAGE_IN_FAILED, f"input {item.uri}: listing the folder failed: {exc}") from None
+            if not found:
+                raise RunnerError(ExitCode.INPUT_UNAVAILABLE, f"input {item.uri}: no objects under this folder")
+            log.info(f"stage_in: folder {item.uri}: {found} objects into {item.path}")
+        elif not item.required:
+            try:
+                s3.head_object(Bucket=item.uri.bucket, Key=item.uri.key)
+            except ClientError as exc:
+                if describe_client_error(exc).endswith("(404)"):
+                    log.info(f"stage_in: optional {item.used_as[0]}: {item.uri} does not exist, not staged")
+                    continue
+            objects.setdefault(item.uri, item)
+        else:
+            objects.setdefault(item.uri, item)
+    return list(objects.values())
 
 
 def _problem(uri: S3Uri, size: int, local_size: int, expected: Checksum | None, actual: str | None) -> str | None:
@@ -105,28 +185,94 @@ def stage_in(
     free_bytes: Callable[[Path], int],
     log: RunnerLog,
     small_object_bytes: int = smallget.SMALL_OBJECT_BYTES,
+    cache: ReferenceCache | None = None,
 ) -> list[StagedInput]:
-    """Objects below `small_object_bytes` are fetched with one GET each, the rest by `engine`."""
+    """Objects below `small_object_bytes` are fetched with one GET each, the rest by `engine`.
+
+    With a `cache`, reference data goes through it: what it holds is linked, what it lacks is
+    downloaded into it (once, however many jobs want it at the same time) and then linked. The
+    cache keeps this attempt's locks until `cache.release_all()`; the caller ends the attempt.
+    """
     if not planned:
         return []
-    sized = sizing.size_inputs(s3, [item.uri for item in planned], head_at_or_above=small_object_bytes, log=log)
+    objects = resolve_objects(s3, planned, log)
+    sized = sizing.size_inputs(s3, [item.uri for item in objects], head_at_or_above=small_object_bytes, log=log)
     sizes = [item.size for item in sized]
-    needed, free = sum(sizes), free_bytes(scratch_dir)
-    if needed > free:
-        raise RunnerError(
-            ExitCode.NO_SCRATCH_SPACE,
-            f"not enough scratch space on {scratch_dir}: inputs need {needed:,} bytes, {free:,} bytes free",
+    cached = {i for i, item in enumerate(objects) if cache is not None and item.reference}
+    entries: dict[int, Entry] = {}
+    misses: dict[int, Entry] = {}
+    if cached:
+        assert cache is not None
+        entries = {i: cache.entry(objects[i].uri, sized[i].etag, sizes[i]) for i in cached}
+        missing = {id(entry) for entry in cache.acquire(list(entries.values()))}
+        misses = {i: entry for i, entry in entries.items() if id(entry) in missing}
+    try:
+        # What this attempt downloads: its own inputs into its directory, missing references into the cache.
+        fetch = [i for i in range(len(objects)) if i not in cached or i in misses]
+        targets = [objects[i] if i not in misses else
+                   PlannedInput(objects[i].uri, misses[i].part, objects[i].used_as) for i in fetch]
+        needed = sum(sizes[i] for i in fetch)
+        free = free_bytes(scratch_dir)
+        if needed > free and cache is not None:
+            free = cache.make_room(needed, lambda _: free_bytes(scratch_dir), keep={e.lock_path for e in entries.values()})
+        if needed > free:
+            raise RunnerError(
+                ExitCode.NO_SCRATCH_SPACE,
+                f"not enough scratch space on {scratch_dir}: inputs need {needed:,} bytes, {free:,} bytes free",
+            )
+        fetch_sizes = [sizes[i] for i in fetch]
+        small = {n for n, size in enumerate(fetch_sizes) if size < small_object_bytes}
+        # Small objects are verified against their GET; the others against their HEAD.
+        expected: list[Checksum | None] = [
+            None if n in small else expected_checksum(sized[i].head or {}) for n, i in enumerate(fetch)
+        ]
+        hits = len(cached) - len(misses)
+        log.info(
+            f"stage_in: {len(objects)} objects, {needed:,} bytes to download, {free:,} bytes free on {scratch_dir}; "
+            f"{len(small)} by GET, {len(fetch) - len(small)} by {engine.name}"
+            + (f"; reference cache: {hits} held already, {len(misses)} downloaded into it" if cached else "")
         )
-    small = {i for i, size in enumerate(sizes) if size < small_object_bytes}
-    # Small objects are verified against their GET; the others against their HEAD.
-    expected: list[Checksum | None] = [
-        None if i in small else expected_checksum(item.head or {}) for i, item in enumerate(sized)
+        _fetch(s3, engine, targets, fetch_sizes, expected, small, log)
+        position = {i: n for n, i in enumerate(fetch)}
+        for i, entry in misses.items():
+            checksum = expected[position[i]]
+            cache.commit(entry, {"algorithm": checksum.algorithm, "value": checksum.value}  # type: ignore[union-attr]
+                         if checksum else None)
+    except BaseException:
+        if cache is not None:
+            cache.discard_partial(misses.values())
+            cache.release(misses.values())  # whoever waits for these may download them now
+        raise
+    for i, entry in entries.items():
+        objects[i].path.parent.mkdir(parents=True, exist_ok=True)
+        objects[i].path.symlink_to(entry.data)
+    checksums = dict(zip(fetch, expected))
+    return [
+        StagedInput(item.uri, item.path, sizes[i],
+                    checksums.get(i) if i not in entries or i in misses else _recorded_checksum(cache, entries[i]),
+                    item.used_as,
+                    "cache" if i in entries and i not in misses else
+                    ("get" if sizes[i] < small_object_bytes else engine.name),
+                    None if i not in entries else ("miss" if i in misses else "hit"))
+        for i, item in enumerate(objects)
     ]
-    log.info(
-        f"stage_in: {len(planned)} objects, {needed:,} bytes, {free:,} bytes free on {scratch_dir}; "
-        f"{len(small)} by GET, {len(planned) - len(small)} by {engine.name}"
-    )
 
+
+def _recorded_checksum(cache: Any, entry: Entry) -> Checksum | None:
+    """A hit was verified when it was fetched; its size and mtime are checked on each use."""
+    recorded = cache.recorded_checksum(entry)
+    return Checksum(recorded["algorithm"], recorded["value"]) if recorded else None
+
+
+def _fetch(
+    s3: Any,
+    engine: TransferEngine,
+    planned: list[PlannedInput],
+    sizes: list[int],
+    expected: list[Checksum | None],
+    small: set[int],
+    log: RunnerLog,
+) -> None:
     pending = list(range(len(planned)))
     # A second download of whatever failed to verify rides out a corrupted transfer; an object
     # that changed since it was sized, or is corrupt at rest, fails the same way twice.
@@ -140,17 +286,12 @@ def stage_in(
             raise RunnerError(ExitCode.STAGE_IN_FAILED, named[0] + more)
         failed = sorted(outcome.problems.items())
         if not failed:
-            break
+            return
         for _, problem in failed:
             log.error(problem + (", downloading again" if attempt == 1 else ""))
         pending = [i for i, _ in failed]
-    else:
-        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
-        raise RunnerError(ExitCode.CHECKSUM_MISMATCH, failed[0][1] + more)
-    return [
-        StagedInput(item.uri, item.path, size, checksum, item.used_as, "get" if i in small else engine.name)
-        for i, (item, size, checksum) in enumerate(zip(planned, sizes, expected))
-    ]
+    more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+    raise RunnerError(ExitCode.CHECKSUM_MISMATCH, failed[0][1] + more)
 
 
 def _download(
