@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from labbatch_contract.references import CACHE_DIR_NAME
 from labbatch_contract.local_state import labbatch_home
 from labbatch.batch_layout import RUNNER_MOUNT, SCRATCH_MOUNT
 from labbatch.config import DEMO_IMAGE
@@ -194,7 +195,11 @@ class ContainerRunner:
         return self.images.get(image, image)
 
     def spec(self, *, command: Sequence[str], env: Mapping[str, str], image: str, vcpus: int, memory_mib: int,
-             scratch: Path, name: str, labels: Mapping[str, str] | None = None) -> ContainerSpec:
+             scratch: Path, name: str, labels: Mapping[str, str] | None = None,
+             reference_cache: Path | None = None) -> ContainerSpec:
+        """`reference_cache`: the "instance's" reference cache, shared by every attempt. On AWS it is a
+        folder of the one scratch volume all jobs of an instance mount; here each attempt has its
+        own scratch directory, so the shared cache is mounted into it at the same place."""
         passed = dict(sorted((k, v) for k, v in env.items() if k.startswith(PASSED_PREFIXES)))
         passed["LABBATCH_SCRATCH_DIR"] = SCRATCH_MOUNT
         local_image = self.local_image(image)
@@ -206,6 +211,7 @@ class ContainerRunner:
             "--cpus", str(vcpus), "--memory", f"{memory_mib}m", "--memory-swap", f"{memory_mib}m",
             "--volume", f"{self.runner_tree}:{RUNNER_MOUNT}:ro",
             "--volume", f"{scratch}:{SCRATCH_MOUNT}",
+            *(["--volume", f"{reference_cache}:{SCRATCH_MOUNT}/{CACHE_DIR_NAME}"] if reference_cache else []),
             *[arg for key, value in sorted(labels.items()) for arg in ("--label", f"{key}={value}")],
             *[arg for key, value in passed.items() for arg in ("--env", f"{key}={value}")],
             local_image,

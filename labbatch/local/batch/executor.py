@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from labbatch.batch_layout import RUNNER_COMMAND, on_host
+from labbatch_contract.references import CACHE_DIR_NAME
 from labbatch_contract import runner_env
 from labbatch.local.batch import reasons as batch_reasons
 from labbatch.local.batch.calls import BatchServerError, SubmitRequest
@@ -438,6 +439,14 @@ class LocalBatch:
                 placements.append((job, environment, spec))
         return placements
 
+    def _reference_cache(self) -> Path:
+        """The reference cache that every container attempt mounts (labbatch_runner.refcache)."""
+        cache = self.scratch_root / CACHE_DIR_NAME
+        if not cache.exists():
+            cache.mkdir(parents=True, exist_ok=True)
+            cache.chmod(0o777)  # whatever user the image runs as keeps its references there
+        return cache
+
     def _apply_time_limit(self, queue: JobQueue, job: Job, blocked_reason: str) -> bool:
         for action in queue.state_time_limit_actions:
             if blocked_reason.startswith(action.reason) and \
@@ -487,6 +496,7 @@ class LocalBatch:
             container = self._container_runner.spec(
                 command=argv, env=env, image=job.definition.image, vcpus=job.vcpus, memory_mib=job.memory_mib,
                 scratch=self.scratch_root / "attempts" / task_id, name=name,
+                reference_cache=None if runner_env.TES_TASK in job.environment else self._reference_cache(),
                 labels={"labbatch.job-id": job.environment.get(runner_env.JOB_ID, ""),
                         "labbatch.batch-job-id": job.job_id, "labbatch.attempt": str(attempt_number),
                         "labbatch.log-stream": f"{prefix}/default/{task_id}"})
