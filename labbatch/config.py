@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from labbatch import instance_types
 from labbatch_contract import names, runner_env
@@ -195,6 +195,25 @@ class Pipeline(_Strict):
         if bad:
             raise ValueError(f"parameter name(s) {', '.join(map(repr, bad))} not allowed "
                              "(allowed: a letter, then letters, digits or _; at most 64)")
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters_passed(cls, value: dict[str, str | None], info: ValidationInfo) -> dict[str, str | None]:
+        # The runner hands a tool its parameters only through `{param:NAME}` in the command, so a
+        # parameter no argument names would take a caller's value and silently drop it.
+        command = info.data.get("command")
+        if command is None:  # the command is wrong itself, and reported as such
+            return value
+        passed = {match.group(2) for argument in command for match in _PLACEHOLDER.finditer(argument)
+                  if match.group(1) == "param"}
+        unused = [name for name in value if name not in passed]
+        if unused:
+            raise FieldProblems([
+                ((name,), f"declared, but the command never passes it (no argument has {{param:{name}}}), so a "
+                          f"caller's value would be silently ignored (allowed: pass it in command as "
+                          f"{{param:{name}}}, or remove the parameter)")
+                for name in unused])
         return value
 
     @property

@@ -157,6 +157,36 @@ def test_cross_field_rules_wait_for_the_fields_they_read():
     assert problem.startswith("labs/bad.yaml: compute.instance_types: unknown instance type(s) m6i.huge")
 
 
+def test_a_parameter_the_command_never_passes_is_refused():
+    data = changed("pipelines.align.command", ["labbatch-align", "--reference", "{param:reference}", "--preset", "sr",
+                                               "--output-dir", "{output_dir}", "{input}"])
+    [problem] = problems_of(data)
+    assert problem.startswith("labs/bad.yaml: pipelines.align.parameters.preset: declared, but the command never "
+                              "passes it")
+    assert "silently ignored" in problem and "(allowed: pass it in command as {param:preset}" in problem
+
+
+def test_a_parameter_only_inside_escaped_braces_is_not_passed():
+    data = changed("pipelines.fastq-stats.command", ["tool", "{{param:depth}}", "{input}"])
+    data["pipelines"]["fastq-stats"]["parameters"] = {"depth": "10"}
+    [problem] = problems_of(data)
+    assert problem.startswith("labs/bad.yaml: pipelines.fastq-stats.parameters.depth: declared, but")
+
+
+def test_a_parameter_the_command_passes_inside_an_argument_is_accepted():
+    data = changed("pipelines.fastq-stats.command", ["tool", "--depth={param:depth}", "{input}"])
+    data["pipelines"]["fastq-stats"]["parameters"] = {"depth": "10"}
+    lab = parse_lab(data, "labs/example.yaml")
+    assert lab.pipelines["fastq-stats"].parameters == {"depth": "10"}
+
+
+def test_salmon_quant_passes_its_library_type():
+    core = load_labs(LABS_DIR, only="genomics-core")[0]
+    salmon = core.pipelines["salmon-quant"]
+    assert salmon.parameters["libtype"] == "A"
+    assert salmon.command[salmon.command.index("-l") + 1] == "{param:libtype}"
+
+
 def test_pipeline_at_the_usable_memory_limit_is_accepted():
     usable = instance_types.lookup("m6i.2xlarge").job_memory_mib
     lab = parse_lab(changed("pipelines.align.memory_mib", usable), "labs/ok.yaml")
