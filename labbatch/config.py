@@ -9,9 +9,10 @@ a file from the message alone.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from labbatch import instance_types
 from labbatch_contract import names, references, runner_env
@@ -60,6 +61,20 @@ class _Strict(BaseModel):
 
 def _allowed(text: str) -> dict:
     return {"allowed": text}
+
+
+FieldPath = tuple[str, ...]
+
+
+class FieldProblems(ValueError):
+    """Problems found by a validator that spans fields, each with the path of the field at fault
+    below the validated value, so that the loader names `pipelines.align.memory_mib` rather than
+    the model that checked it (pydantic would place them all at the validator's own field)."""
+
+    def __init__(self, problems: list[tuple[FieldPath, str]]):
+        self.problems = problems
+        super().__init__("; ".join(f"{'.'.join(path)}: {problem}" if path else problem
+                                   for path, problem in problems))
 
 
 class ScratchVolume(_Strict):
@@ -185,6 +200,25 @@ class Pipeline(_Strict):
         if bad:
             raise ValueError(f"parameter name(s) {', '.join(map(repr, bad))} not allowed "
                              "(allowed: a letter, then letters, digits or _; at most 64)")
+        return value
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameters_passed(cls, value: dict[str, str | None], info: ValidationInfo) -> dict[str, str | None]:
+        # The runner hands a tool its parameters only through `{param:NAME}` in the command, so a
+        # parameter no argument names would take a caller's value and silently drop it.
+        command = info.data.get("command")
+        if command is None:  # the command is wrong itself, and reported as such
+            return value
+        passed = {match.group(2) for argument in command for match in _PLACEHOLDER.finditer(argument)
+                  if match.group(1) == "param"}
+        unused = [name for name in value if name not in passed]
+        if unused:
+            raise FieldProblems([
+                ((name,), f"declared, but the command never passes it (no argument has {{param:{name}}}), so a "
+                          f"caller's value would be silently ignored (allowed: pass it in command as "
+                          f"{{param:{name}}}, or remove the parameter)")
+                for name in unused])
         return value
 
     @property
@@ -409,42 +443,16 @@ class Lab(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Lab:
-        problems = []
-        if self.account and self.region and not self.availability_zones and self.network.mode != "existing":
-            problems.append("account and region are given, so availability_zones must list the zones to use "
-                            "(CDK would otherwise look them up at synth, which needs credentials)")
-        if self.audit and self.encryption != "kms":
-            # The trail records who read regulated data; its log files are encrypted with the
-            # lab's own key, which only `encryption: kms` creates.
-            problems.append("audit: true needs encryption: kms (allowed: audit false, or encryption kms)")
-        if self.availability_zones and not self.region:
-            problems.append("availability_zones needs region")
-        wrong_zone = [z for z in self.availability_zones if self.region and not re.fullmatch(rf"{re.escape(self.region)}[a-z]", z)]
-        if wrong_zone:
-            problems.append(f"availability_zones {', '.join(wrong_zone)} are not zones of {self.region}")
-        types = self.compute.instance_types
-        max_vcpus, max_mem = instance_types.job_limits(types)
-        for pname, p in self.pipelines.items():
-            if not instance_types.fits_any(types, p.vcpus, p.memory_mib):
-                problems.append(
-                    f"pipelines.{pname}: {p.vcpus} vCPUs and {p.memory_mib:,} MiB fit no configured instance type "
-                    f"(allowed: at most {max_vcpus} vCPUs and {max_mem:,} MiB on one of {', '.join(types)}, "
-                    "memory being 95% of nominal since ECS registers less; add a bigger type or ask for less)")
-            queue_max = self.queue_max_vcpus[p.default_queue]
-            if p.vcpus > queue_max:
-                problems.append(f"pipelines.{pname}: {p.vcpus} vCPUs exceed the {p.default_queue} queue's "
-                                f"{queue_max} max vCPUs (allowed: at most {queue_max})")
+        problems = cross_field_problems(dict(self))
         if problems:
-            raise ValueError("; ".join(problems))
+            raise FieldProblems(problems)
         return self
 
     # Derived facts: everyone (constructs, API settings, local mode) reads these, never recomputes them.
 
     @property
     def queue_max_vcpus(self) -> dict[str, int]:
-        # The spot queue falls back to on-demand, so it can use both environments.
-        return {"spot": self.compute.spot_max_vcpus + self.compute.on_demand_max_vcpus,
-                "on-demand": self.compute.on_demand_max_vcpus}
+        return _queue_max_vcpus(self.compute)
 
     @property
     def job_limits(self) -> dict[str, int]:
@@ -452,3 +460,59 @@ class Lab(_Strict):
         return {"max_vcpus": max_vcpus, "max_memory_mib": max_mem,
                 "scratch_gib": self.compute.scratch.size_gib}
 
+
+def _queue_max_vcpus(compute: Compute) -> dict[str, int]:
+    # The spot queue falls back to on-demand, so it can use both environments.
+    return {"spot": compute.spot_max_vcpus + compute.on_demand_max_vcpus,
+            "on-demand": compute.on_demand_max_vcpus}
+
+
+def cross_field_problems(fields: Mapping[str, Any]) -> list[tuple[FieldPath, str]]:
+    """The rules that span Lab's fields, each problem with the path of the field at fault.
+
+    `fields` maps Lab's field names to validated values and may lack some: a rule runs when every
+    field it reads is there. `Lab` runs them on a whole valid lab; the loader, on the fields (and
+    the single pipelines) that validated in a file that is wrong elsewhere, so that one pass
+    reports every problem.
+    """
+    problems: list[tuple[FieldPath, str]] = []
+
+    def have(*names: str) -> bool:
+        return all(name in fields for name in names)
+
+    if have("account", "region", "availability_zones", "network") and fields["account"] and fields["region"] \
+            and not fields["availability_zones"] and fields["network"].mode != "existing":
+        problems.append((("availability_zones",), "account and region are given, so availability_zones must list "
+                         "the zones to use (CDK would otherwise look them up at synth, which needs credentials)"))
+    if have("audit", "encryption") and fields["audit"] and fields["encryption"] != "kms":
+        # The trail records who read regulated data; its log files are encrypted with the
+        # lab's own key, which only `encryption: kms` creates.
+        problems.append((("audit",), "true needs encryption: kms (allowed: audit false, or encryption kms)"))
+    if have("availability_zones", "region") and fields["availability_zones"]:
+        region = fields["region"]
+        if not region:
+            problems.append((("availability_zones",), "given without region (allowed: set region, or leave "
+                             "availability_zones out)"))
+        else:
+            wrong_zone = [z for z in fields["availability_zones"] if not re.fullmatch(rf"{re.escape(region)}[a-z]", z)]
+            if wrong_zone:
+                problems.append((("availability_zones",), f"{', '.join(wrong_zone)} are not zones of {region} "
+                                 f"(allowed: {region} followed by a letter, such as {region}a)"))
+    if have("compute", "pipelines"):
+        types = fields["compute"].instance_types
+        max_vcpus, max_mem = instance_types.job_limits(types)
+        queue_max_vcpus = _queue_max_vcpus(fields["compute"])
+        for pname, p in fields["pipelines"].items():
+            if not instance_types.fits_any(types, p.vcpus, p.memory_mib):
+                at_fault = "vcpus" if p.vcpus > max_vcpus else "memory_mib"
+                problems.append((
+                    ("pipelines", pname, at_fault),
+                    f"{p.vcpus} vCPUs and {p.memory_mib:,} MiB fit no configured instance type "
+                    f"(allowed: at most {max_vcpus} vCPUs and {max_mem:,} MiB on one of {', '.join(types)}, "
+                    "memory being 95% of nominal since ECS registers less; add a bigger type or ask for less)"))
+            queue_max = queue_max_vcpus[p.default_queue]
+            if p.vcpus > queue_max:
+                problems.append((("pipelines", pname, "vcpus"),
+                                 f"{p.vcpus} vCPUs exceed the {p.default_queue} queue's {queue_max} max vCPUs "
+                                 f"(allowed: at most {queue_max})"))
+    return problems

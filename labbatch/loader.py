@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from labbatch.api_settings import SettingsTooLarge, check_size
-from labbatch.config import Lab
+from labbatch.config import FieldProblems, Lab, Pipeline, cross_field_problems
 
 # AWS Batch quotas per account and Region; every lab uses two of each.
 MAX_COMPUTE_ENVIRONMENTS = 50
@@ -111,18 +111,56 @@ def _known_keys(loc: tuple, model: type[BaseModel]) -> list[str]:
     return []
 
 
-def _format(source: str, err: dict) -> str:
-    loc = tuple(err["loc"])
-    kind = err["type"]
-    if kind == "extra_forbidden":
-        return f"{source}: {_field_path(loc)}: unknown key (allowed: {', '.join(_known_keys(loc, Lab))})"
-    if kind == "missing":
-        return f"{source}: {_field_path(loc)}: required but missing"
-    message = err["msg"].removeprefix("Value error, ")
+def _line(source: str, loc: tuple, message: str) -> str:
     allowed = _allowed_for(loc, Lab)
     if allowed and "(allowed:" not in message:
         message += f" (allowed: {allowed})"
     return f"{source}: {_field_path(loc)}: {message}"
+
+
+def _format(source: str, err: dict) -> list[str]:
+    loc = tuple(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return [f"{source}: {_field_path(loc)}: unknown key (allowed: {', '.join(_known_keys(loc, Lab))})"]
+    if kind == "missing":
+        return [f"{source}: {_field_path(loc)}: required but missing"]
+    error = err.get("ctx", {}).get("error")
+    if isinstance(error, FieldProblems):
+        return [_line(source, loc + path, problem) for path, problem in error.problems]
+    return [_line(source, loc, err["msg"].removeprefix("Value error, "))]
+
+
+def _validated_fields(data: dict, errors: list[dict]) -> dict[str, Any]:
+    """Lab's fields that validated in a file that failed elsewhere, and every pipeline that did.
+
+    A field without errors is validated again by its type alone: the whole-file pass already ran
+    its validators, and this gives the same value (YAML's "8" as the int 8, say)."""
+    failed = {err["loc"][0] for err in errors if err["loc"]}
+    fields: dict[str, Any] = {}
+    for name, field in Lab.model_fields.items():
+        if name not in failed and name in data:
+            fields[name] = TypeAdapter(Annotated[field.annotation, field]).validate_python(data[name])
+        elif name not in failed and not field.is_required():
+            fields[name] = field.get_default(call_default_factory=True)
+    if "pipelines" in failed and isinstance(data.get("pipelines"), dict):
+        fields["pipelines"] = {}
+        for name, pipeline in data["pipelines"].items():
+            try:
+                fields["pipelines"][name] = Pipeline.model_validate(pipeline)
+            except ValidationError:
+                pass  # its own errors are reported already
+    return fields
+
+
+def _problems(source: str, data: dict, errors: list[dict]) -> list[str]:
+    lines = [line for err in errors for line in _format(source, err)]
+    if any(err["loc"] for err in errors):
+        # Some field failed, so Lab's cross-field rules did not run: run them on what validated,
+        # lest a typo in one section hide (until fixed) a pipeline that fits no instance type.
+        lines += [_line(source, path, problem)
+                  for path, problem in cross_field_problems(_validated_fields(data, errors))]
+    return lines
 
 
 def parse_lab(data: Any, source: str) -> Lab:
@@ -133,7 +171,7 @@ def parse_lab(data: Any, source: str) -> Lab:
     try:
         lab = Lab.model_validate(data)
     except ValidationError as exc:
-        raise LabConfigError([_format(source, e) for e in exc.errors()]) from None
+        raise LabConfigError(_problems(source, data, exc.errors())) from None
     try:
         check_size(lab)
     except SettingsTooLarge as exc:

@@ -112,9 +112,79 @@ def test_pipeline_memory_that_no_instance_can_hold_is_refused():
     # An m6i.2xlarge has 32 GiB nominal; ECS registers less, so asking for all of it can never run.
     nominal = instance_types.lookup("m6i.2xlarge").memory_mib
     [problem] = problems_of(changed("pipelines.align.memory_mib", nominal))
-    assert "pipelines.align: 2 vCPUs and 32,768 MiB fit no configured instance type" in problem
+    assert problem.startswith("labs/bad.yaml: pipelines.align.memory_mib: 2 vCPUs and 32,768 MiB fit no "
+                              "configured instance type")
     usable = instance_types.lookup("m6i.2xlarge").job_memory_mib
     assert f"{usable:,} MiB" in problem
+
+
+def test_pipeline_vcpus_that_no_instance_has_are_refused_naming_vcpus():
+    data = changed("pipelines.align.vcpus", 64)
+    data["compute"]["spot_max_vcpus"] = 512
+    [problem] = problems_of(data)
+    assert problem.startswith("labs/bad.yaml: pipelines.align.vcpus: 64 vCPUs and 4,096 MiB fit no configured")
+
+
+def test_a_typo_in_one_section_and_a_pipeline_too_big_for_any_instance_are_reported_together():
+    # Each alone would be caught; before issue 23 the memory came to light only once the typo was fixed.
+    nominal = instance_types.lookup("m6i.2xlarge").memory_mib
+    data = changed("pipelines.align.memory_mib", nominal)
+    data["budget"] = {"monthly_usd": 50, "alert_at_pct": [90]}
+    problems = problems_of(data)
+    fields = [LINE.match(p).group("field") for p in problems]
+    assert fields == ["budget.alert_at_pct", "pipelines.align.memory_mib"], problems
+    assert "fit no configured instance type" in problems[1]
+
+
+def test_a_broken_pipeline_does_not_hide_another_that_fits_no_instance():
+    data = changed("pipelines.align.default_queue", "tomorrow")
+    data["pipelines"]["fastq-stats"]["memory_mib"] = 64 * 1024
+    data["region"] = "eu-west-1"
+    data["availability_zones"] = ["us-east-1a"]
+    data["audit"] = True
+    problems = problems_of(data)
+    fields = {LINE.match(p).group("field") for p in problems}
+    assert fields == {"pipelines.align.default_queue", "pipelines.fastq-stats.memory_mib",
+                      "availability_zones", "audit"}, problems
+    assert any("us-east-1a are not zones of eu-west-1" in p for p in problems)
+
+
+def test_cross_field_rules_wait_for_the_fields_they_read():
+    # With compute itself wrong, whether a pipeline fits is unknowable, so only compute is reported.
+    data = changed("pipelines.align.memory_mib", 500_000)
+    data["compute"]["instance_types"] = ["m6i.huge"]
+    [problem] = problems_of(data)
+    assert problem.startswith("labs/bad.yaml: compute.instance_types: unknown instance type(s) m6i.huge")
+
+
+def test_a_parameter_the_command_never_passes_is_refused():
+    data = changed("pipelines.align.command", ["labbatch-align", "--reference", "{param:reference}", "--preset", "sr",
+                                               "--output-dir", "{output_dir}", "{input}"])
+    [problem] = problems_of(data)
+    assert problem.startswith("labs/bad.yaml: pipelines.align.parameters.preset: declared, but the command never "
+                              "passes it")
+    assert "silently ignored" in problem and "(allowed: pass it in command as {param:preset}" in problem
+
+
+def test_a_parameter_only_inside_escaped_braces_is_not_passed():
+    data = changed("pipelines.fastq-stats.command", ["tool", "{{param:depth}}", "{input}"])
+    data["pipelines"]["fastq-stats"]["parameters"] = {"depth": "10"}
+    [problem] = problems_of(data)
+    assert problem.startswith("labs/bad.yaml: pipelines.fastq-stats.parameters.depth: declared, but")
+
+
+def test_a_parameter_the_command_passes_inside_an_argument_is_accepted():
+    data = changed("pipelines.fastq-stats.command", ["tool", "--depth={param:depth}", "{input}"])
+    data["pipelines"]["fastq-stats"]["parameters"] = {"depth": "10"}
+    lab = parse_lab(data, "labs/example.yaml")
+    assert lab.pipelines["fastq-stats"].parameters == {"depth": "10"}
+
+
+def test_salmon_quant_passes_its_library_type():
+    core = load_labs(LABS_DIR, only="genomics-core")[0]
+    salmon = core.pipelines["salmon-quant"]
+    assert salmon.parameters["libtype"] == "A"
+    assert salmon.command[salmon.command.index("-l") + 1] == "{param:libtype}"
 
 
 def test_pipeline_at_the_usable_memory_limit_is_accepted():
