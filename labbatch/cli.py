@@ -552,7 +552,9 @@ def jobs_table(jobs: Sequence[Mapping[str, Any]]) -> Any:
 
 
 def _pipelines_table(pipelines: Sequence[Mapping[str, Any]]) -> Any:
-    table = _table("pipeline", "description", "defaults", "limits", "parameters")
+    # A local lab says what its lab file's `local:` block changed; a deployed lab has no such column.
+    local = any(pipeline.get("local") for pipeline in pipelines)
+    table = _table("pipeline", "description", "defaults", "limits", "parameters", *(("local mode",) if local else ()))
     for pipeline in pipelines:
         defaults, limits = pipeline.get("defaults") or {}, pipeline.get("limits") or {}
         parameters = pipeline.get("parameters") or {}
@@ -563,8 +565,19 @@ def _pipelines_table(pipelines: Sequence[Mapping[str, Any]]) -> Any:
             f"≤ {limits.get('max_vcpus', '?')} vCPU, ≤ {limits.get('max_memory_mib', '?')} MiB, "
             f"{limits.get('scratch_gib', '?')} GiB scratch",
             ", ".join(f"{name}{'*' if (spec or {}).get('required') else ''}" for name, spec in parameters.items()),
+            *((_local_cell(pipeline.get("local") or {}),) if local else ()),
         )
     return table
+
+
+def _local_cell(local: Mapping[str, Any]) -> str:
+    """What local mode runs otherwise than the lab file says: a stand-in image, scaled defaults."""
+    said = []
+    if local.get("stand_in"):
+        said.append(f"runs in {local['stand_in']} for {local.get('image', '?')}")
+    if scaled := local.get("scaled_from"):
+        said.append(f"scaled to this machine from {scaled.get('vcpus', '?')} vCPU, {scaled.get('memory_mib', '?')} MiB")
+    return "; ".join(said)
 
 
 def _attempts_summary(attempts: Sequence[Mapping[str, Any]]) -> str:

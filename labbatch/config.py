@@ -12,7 +12,8 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator,
+                      model_validator)
 
 from labbatch import instance_types
 from labbatch_contract import names, references, runner_env
@@ -358,6 +359,40 @@ class Tes(_Strict):
     recovery: Recovery = Recovery()
 
 
+class LocalMode(_Strict):
+    """How `labbatch local` runs this lab on one machine. Deployed stacks never read it."""
+
+    images: dict[str, str] = Field(default_factory=dict, max_length=50, json_schema_extra=_allowed(
+        "image a pipeline names -> the local image that stands in for it (e.g. "
+        "quay.io/biocontainers/bwa:0.7.18--he4a0461_1: labbatch-bwa:local); local mode never pulls"))
+    # Pipelines asking more vCPUs or memory than this machine gives a job are scaled down to it
+    # (their defaults and local job definitions); the lab file's figures stay what AWS gets.
+    fit_to_machine: bool = Field(False, json_schema_extra=_allowed("true or false"))
+
+    @field_validator("images")
+    @classmethod
+    def _image_references(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [f"{image!r}" for pair in value.items() for image in pair
+               if image != DEMO_IMAGE and not IMAGE_RE.match(image)]
+        if bad:
+            raise ValueError(f"{', '.join(bad)} not an image reference (allowed: '{DEMO_IMAGE}' or "
+                             "[registry/]repository[:tag|@sha256:digest], lowercase)")
+        return value
+
+
+def _local_images_in_use(value: LocalMode, info: ValidationInfo) -> LocalMode:
+    """A stand-in for an image no pipeline names is a typo (or a pipeline's image changed since)."""
+    pipelines = info.data.get("pipelines")
+    if pipelines is None:  # the pipelines themselves are wrong: that is the problem to report
+        return value
+    used = {p.image for p in pipelines.values()}
+    unused = [image for image in value.images if image not in used]
+    if unused:
+        raise ValueError(f"images key(s) {', '.join(map(repr, unused))}: no pipeline uses that image (allowed: "
+                         f"the images of this lab's pipelines: {', '.join(sorted(used))})")
+    return value
+
+
 class Lab(_Strict):
     name: str = Field(json_schema_extra=_allowed(
         f"lowercase letters, digits and single hyphens, starting with a letter, at most {MAX_LAB_NAME}"))
@@ -387,6 +422,9 @@ class Lab(_Strict):
         "true or false: a CloudTrail data-event trail of the lab's buckets and ledger (needs encryption: kms)"))
     # The lab's GA4GH TES 1.1 endpoint (/ga4gh/tes/v1 on the job API) for workflow engines.
     tes: Tes = Tes()
+    # Local mode only (`labbatch local`): local images standing in for the pipelines' own, and
+    # pipelines scaled to this machine. After `pipelines`, which its check reads.
+    local: Annotated[LocalMode, AfterValidator(_local_images_in_use)] = LocalMode()
 
     @field_validator("name")
     @classmethod

@@ -61,6 +61,18 @@ class RecoverySettings(_Strict):
         "true or false: a job that could not start, pull its image or stage its data runs once more"))
 
 
+class LocalPipelineSettings(_Strict):
+    """Local mode only (the lab file's `local:` block): how this machine runs the pipeline
+    otherwise than the lab's instances would. Never in a deployed lab's settings."""
+
+    # The pipeline's own image, and the local image its attempts run in instead.
+    image: str | None = None
+    stand_in: str | None = None
+    # The lab file's defaults, when `fit_to_machine` scaled them down to this machine.
+    lab_vcpus: int | None = None
+    lab_memory_mib: int | None = None
+
+
 class PipelineSettings(_Strict):
     job_definition: str = Field(min_length=1)
     vcpus: int = Field(ge=1)
@@ -79,6 +91,7 @@ class PipelineSettings(_Strict):
     # Companion files per staged value (labbatch_contract.references): refused at submission when
     # a required one is missing.
     secondary_files: dict[str, list[str]] = Field(default_factory=dict)
+    local: LocalPipelineSettings | None = None
 
 
 class TesSettings(_Strict):

@@ -93,6 +93,22 @@ def run_local(args: argparse.Namespace) -> int:
         faulthandler.unregister(signal.SIGUSR1)
 
 
+def local_mode_lines(info: dict[str, Any]) -> list[str]:
+    """What the lab file's `local:` block changed, in words: stand-in images and scaled pipelines."""
+    lines = []
+    if info.get("stand_ins"):
+        where = ("in containers (here jobs run on the host, with its own tools)"
+                 if info.get("executor") == "host" else f"in {info.get('executor')} containers")
+        lines.append(f"local images stand in {where}: "
+                     + ", ".join(f"{image} -> {local}" for image, local in info["stand_ins"].items()))
+    if info.get("fitted_to_machine"):
+        lines.append("pipelines scaled to this machine (local.fit_to_machine): " + ", ".join(
+            f"{name} {change['from']['vcpus']} -> {change['to']['vcpus']} vCPUs, "
+            f"{change['from']['memory_mib']:,} -> {change['to']['memory_mib']:,} MiB"
+            for name, change in info["fitted_to_machine"].items()))
+    return lines
+
+
 def _serve(args: argparse.Namespace, lab: Any, executor: str, stop: threading.Event) -> int:
     from labbatch.local.docker_runner import DockerUnavailable
     from labbatch.local.lab import LocalLab
@@ -125,6 +141,8 @@ def _serve(args: argparse.Namespace, lab: Any, executor: str, stop: threading.Ev
     print(f"labbatch local: lab {lab.name} ready in {info['ready_seconds']:.2f} s at {info['api']}, "
           f"jobs run {'on this machine' if info['executor'] == 'host' else 'in ' + info['executor'] + ' containers'} "
           "(Ctrl-C to stop)", file=sys.stderr, flush=True)
+    for line in local_mode_lines(info):
+        print(f"labbatch local: {line}", file=sys.stderr, flush=True)
     if info["ephemeral"]:
         print("labbatch local: the lab is ephemeral: its buckets, ledger and logs are gone when it stops "
               "(keep them with --data-dir DIR)", file=sys.stderr, flush=True)

@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from labbatch.api_settings import SETTINGS_VARIABLE, handler_settings
-from labbatch.batch_layout import layout
-from labbatch.config import Lab
+from labbatch.batch_layout import BatchLayout, layout
+from labbatch.config import DEMO_IMAGE, Lab
 from labbatch.instance_types import USABLE_MEMORY_SHARE
 from labbatch.local.apigateway import LocalApiGateway, LocalLambdaContext
 from labbatch.local.batch.executor import LocalBatch, machine_memory_mib
 from labbatch.local.batch.registration import registration
 from labbatch.local.batch.service import LocalBatchService
-from labbatch.local.docker_runner import (ENGINES, RUNNER_IMAGE, ContainerRunner, DockerUnavailable, find_engine,
-                                          image_id, remove_orphans, runner_tree)
+from labbatch.local.docker_runner import (DEMO_TAG, ENGINES, RUNNER_IMAGE, ContainerRunner, DockerUnavailable,
+                                          find_engine, image_id, remove_orphans, runner_tree)
 from labbatch.local.emulator import Emulator, EmulatedLab
 from labbatch.local.persistence import LabData, Restored
 from labbatch.local.state import StateFile
@@ -58,11 +58,50 @@ def local_limits(lab: Lab) -> dict[str, int]:
     return limits
 
 
+def fitted_to_machine(lab: Lab, limits: dict[str, int] | None = None) -> dict[str, dict[str, int]]:
+    """With the lab file's `local.fit_to_machine`: each pipeline whose vCPUs or memory exceed what
+    this machine gives a job (local_limits), as {"vcpus", "memory_mib"} scaled down to it. Empty
+    without it, or when every pipeline fits."""
+    if not lab.local.fit_to_machine:
+        return {}
+    limits = limits or local_limits(lab)
+    return {name: {"vcpus": min(p.vcpus, limits["max_vcpus"]), "memory_mib": min(p.memory_mib, limits["max_memory_mib"])}
+            for name, p in lab.pipelines.items()
+            if p.vcpus > limits["max_vcpus"] or p.memory_mib > limits["max_memory_mib"]}
+
+
+def stand_ins(lab: Lab) -> dict[str, str]:
+    """The lab file's `local.images`: image a pipeline names -> the local image that runs instead."""
+    return dict(lab.local.images)
+
+
+def local_layout(lab: Lab) -> BatchLayout:
+    """The lab's Batch layout as local mode registers it: job definitions of pipelines fitted to
+    this machine ask what their defaults now ask. Images stay the lab's; the container runner
+    maps them to their stand-ins at each attempt."""
+    fitted = fitted_to_machine(lab)
+    planned = layout(lab)
+    return dataclasses.replace(planned, job_definitions=tuple(
+        dataclasses.replace(spec, **fitted[spec.pipeline]) if spec.pipeline in fitted else spec
+        for spec in planned.job_definitions))
+
+
 def local_settings(lab: Lab, emulated: EmulatedLab) -> dict[str, Any]:
     settings = handler_settings(lab, emulated.account, emulated.region)
     settings["limits"] = local_limits(lab)
     cores = os.cpu_count() or 1
     settings["queue_max_vcpus"] = {q: min(v, cores) for q, v in settings["queue_max_vcpus"].items()}
+    # What the lab file's `local:` block changes, said per pipeline (GET /pipelines shows it).
+    fitted, images = fitted_to_machine(lab, settings["limits"]), stand_ins(lab)
+    for name, pipeline in lab.pipelines.items():
+        local: dict[str, Any] = {}
+        if pipeline.image in images:
+            local.update(image=pipeline.image, stand_in=images[pipeline.image])
+        if name in fitted:
+            settings["pipelines"][name].update(fitted[name])
+            local.update(lab_vcpus=pipeline.vcpus, lab_memory_mib=pipeline.memory_mib)
+        if local:
+            settings["pipelines"][name]["local"] = local
     return settings
 
 
@@ -160,7 +199,7 @@ class LocalLab:
 
         self.batch = LocalBatch(
             container_runner=container_runner,
-            **registration(layout(self.lab), self.lab.name),
+            **registration(local_layout(self.lab), self.lab.name),
             spot_interruption_rate=self.spot_interruption_rate,
             random_seed=self.random_seed,
             on_state_change=to_status_updater,
@@ -211,6 +250,13 @@ class LocalLab:
             "kms_key": emulated.key_arn,  # null unless the lab says `encryption: kms`
             "scratch": str(self.batch.scratch_root),
             "executor": container_runner.engine if container_runner is not None else "host",
+            # The lab file's `local:` block: local images standing in for the pipelines' own (used
+            # in containers), and pipelines whose requests were scaled down to this machine.
+            "stand_ins": stand_ins(self.lab),
+            "fitted_to_machine": {name: {"from": {"vcpus": self.lab.pipelines[name].vcpus,
+                                                  "memory_mib": self.lab.pipelines[name].memory_mib},
+                                         "to": fitted}
+                                  for name, fitted in fitted_to_machine(self.lab, settings["limits"]).items()},
             # Kept across restarts only with --data-dir; otherwise everything goes at stop.
             "data_dir": str(self.data_dir) if self.data_dir is not None else None,
             "ephemeral": self.data_dir is None,
@@ -252,7 +298,7 @@ class LocalLab:
                 raise
             self.executor_note = f"jobs run on this machine, not in containers: {exc}"
             return None
-        runner = ContainerRunner(engine, tree)
+        runner = ContainerRunner(engine, tree, images={DEMO_IMAGE: DEMO_TAG, **stand_ins(self.lab)})
         orphans = remove_orphans(engine)
         if orphans:
             print(f"labbatch local: removed {len(orphans)} container(s) left by a local mode that was killed: "

@@ -44,6 +44,7 @@ from admission import admit
 from api_clients import ApiClients, build_clients
 from api_errors import ApiError, error_response, iam_caller, refused, unavailable
 from labbatch_contract.settings import LabSettings, SettingsError, load_settings
+from labbatch_contract.settings import LocalPipelineSettings as PipelineLocalSettings
 from aws_faults import error_code, is_retryable
 from batch_requests import stop_job
 from labbatch_contract.ids import JOB_ID_PATTERN, utc_timestamp
@@ -56,9 +57,11 @@ from job_models import (
     JobListResponse,
     JobStatus,
     JobView,
+    LabDefaults,
     ParameterSpec,
     PipelineDefaults,
     PipelineLimits,
+    PipelineLocal,
     PipelinesResponse,
     PipelineView,
     SubmitJobRequest,
@@ -400,10 +403,19 @@ def list_pipelines() -> Response[PipelinesResponse]:
                 for key, default in pipeline.parameters.items()
             },
             limits=limits,
+            local=_pipeline_local(pipeline.local),
         )
         for name, pipeline in sorted(settings.pipelines.items())
     ]
     return _json(HTTPStatus.OK, PipelinesResponse(pipelines=pipelines))
+
+
+def _pipeline_local(local: PipelineLocalSettings | None) -> PipelineLocal | None:
+    """Local mode's stand-in image and scaled defaults (labbatch/local/lab.py); None when deployed."""
+    if local is None:
+        return None
+    scaled = LabDefaults(vcpus=local.lab_vcpus, memory_mib=local.lab_memory_mib) if local.lab_vcpus is not None else None
+    return PipelineLocal(image=local.image, stand_in=local.stand_in, scaled_from=scaled)
 
 
 @app.get("/openapi.json", include_in_schema=False)

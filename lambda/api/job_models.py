@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from labbatch_contract.failures import Failure as FailureClass
 from labbatch_contract.failures import RecoveryKind
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, StringConstraints, model_serializer
 
 # Batch allows 2..10,000 children per array job; a single sample is submitted as a plain job.
 MAX_SAMPLES = 10_000
@@ -232,12 +232,38 @@ class PipelineLimits(BaseModel):
     scratch_gib: int
 
 
+class LabDefaults(BaseModel):
+    vcpus: int
+    memory_mib: int
+
+
+class PipelineLocal(BaseModel):
+    """Local mode only: how this machine runs the pipeline otherwise than the lab's instances would."""
+
+    image: str | None = Field(default=None, description="The pipeline's own image, when a local image stands in for it.")
+    stand_in: str | None = Field(default=None, description="The local image its attempts run in instead "
+                                 "(the lab file's local.images).")
+    scaled_from: LabDefaults | None = Field(default=None, description="The lab file's defaults, when "
+                                            "local.fit_to_machine scaled them down to this machine's (the defaults shown).")
+
+
 class PipelineView(BaseModel):
     name: str
     description: str
     defaults: PipelineDefaults
     parameters: dict[str, ParameterSpec]
     limits: PipelineLimits
+    local: PipelineLocal | None = Field(default=None, description="Local mode only (`labbatch local`): stand-in "
+                                        "image and scaled defaults; absent for a deployed lab.")
+
+    @model_serializer(mode="wrap")
+    def _no_local_when_deployed(self, handler: SerializerFunctionWrapHandler):
+        # Absent, not null, for a deployed lab: there is nothing local to say. No return type,
+        # so the OpenAPI schema stays the fields' own.
+        data = handler(self)
+        if data.get("local") is None:
+            data.pop("local", None)
+        return data
 
 
 class PipelinesResponse(BaseModel):

@@ -227,6 +227,7 @@ def test_pipelines_with_defaults_and_limits(lab):
     }
     assert align["limits"] == {**SETTINGS["limits"], "scratch_gib": SETTINGS["scratch_gib"]}
     assert align["description"]
+    assert "local" not in align  # only local mode says what its `local:` block changed
 
 
 def test_openapi_document_describes_every_route(lab):
