@@ -5,6 +5,10 @@
 #   labbatch-demo:local      containers/Dockerfile FROM that base (demo tools, no runner)
 #   labbatch-bwa:local       mmdebstrap minbase + bwa + samtools: a stand-in for a biocontainers
 #                            image, with no Python and no LabBatch code
+#   labbatch-salmon:local    mmdebstrap minbase + salmon (Debian 1.10.1): the same, for
+#                            quay.io/biocontainers/salmon (labs/genomics-core.yaml's salmon-quant)
+#   labbatch-star:local      mmdebstrap minbase + rna-star (Debian STAR 2.7.10b): the same, for
+#                            quay.io/biocontainers/star (genomics-core's star-align)
 #   labbatch-snakemake:local containers/snakemake/Dockerfile FROM the base: a stand-in for
 #                            snakemake/snakemake, the image Snakemake's TES tasks run in
 #
@@ -29,6 +33,8 @@ BASE_TAG=labbatch-base:bookworm
 RUNNER_TAG=labbatch-runner:local
 DEMO_TAG=labbatch-demo:local
 BWA_TAG=labbatch-bwa:local
+SALMON_TAG=labbatch-salmon:local
+STAR_TAG=labbatch-star:local
 SNAKEMAKE_TAG=labbatch-snakemake:local
 # Minbase without documentation. mmdebstrap still brings usrmerge, and with it the whole of
 # perl (50 MB; perl-base, which dpkg needs, stays): the tree is merged-/usr already and
@@ -45,6 +51,8 @@ MMDEBSTRAP_OPTIONS=(
 )
 BASE_PACKAGES=usr-is-merged,python3,ca-certificates
 BWA_PACKAGES=usr-is-merged,bwa,samtools
+SALMON_PACKAGES=usr-is-merged,salmon
+STAR_PACKAGES=usr-is-merged,rna-star
 IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 say() { printf 'images: %s\n' "$*" >&2; }
@@ -84,24 +92,34 @@ image_id() { "$DOCKER" image inspect -f '{{.Id}}' "$1" 2>/dev/null || true; }
 REPLACED=()
 remember_replaced() { local old; old=$(image_id "$1"); if [ -n "$old" ]; then REPLACED=("$old" "${REPLACED[@]}"); fi; }
 
-# debootstrap_image TAG PACKAGES: mmdebstrap a tarball (kept in the cache) and import it.
-debootstrap_image() {
-    local tag=$1 packages=$2 hash tarball
-    hash=$(hash_of "$SUITE" "$packages" "${MMDEBSTRAP_OPTIONS[@]}" "$SOURCES" "$IMAGE_PATH")
-    if [ "$(image_label "$tag")" = "$hash" ]; then say "$tag is up to date ($hash)"; return; fi
+debootstrap_hash() { hash_of "$SUITE" "$1" "${MMDEBSTRAP_OPTIONS[@]}" "$SOURCES" "$IMAGE_PATH"; }
+
+# bootstrap_tarball TAG PACKAGES: mmdebstrap the tarball TAG is imported from, into the cache,
+# unless the image or the tarball is there already. Safe to run several at once (own temp dirs).
+bootstrap_tarball() {
+    local tag=$1 packages=$2 hash tarball started=$SECONDS
+    hash=$(debootstrap_hash "$packages")
     tarball=$CACHE/${tag%%:*}-$hash.tar
-    if [ ! -s "$tarball" ]; then
-        say "$tag: mmdebstrap $SUITE with $packages (about 1-2 min)"
-        # The output's name ending in .tar is what makes mmdebstrap write a tarball.
-        mmdebstrap --quiet "${MMDEBSTRAP_OPTIONS[@]}" --include="$packages" "$SUITE" "${tarball%.tar}.part.tar" "$SOURCES"
-        mv "${tarball%.tar}.part.tar" "$tarball"
-        # Older tarballs of the same image are dead weight.
-        find "$CACHE" -maxdepth 1 -name "${tag%%:*}-*.tar" ! -name "*.part.tar" ! -name "$(basename "$tarball")" -delete
-    fi
+    if [ "$(image_label "$tag")" = "$hash" ] || [ -s "$tarball" ]; then return; fi
+    say "$tag: mmdebstrap $SUITE with $packages (about 1-2 min)"
+    # The output's name ending in .tar is what makes mmdebstrap write a tarball.
+    mmdebstrap --quiet "${MMDEBSTRAP_OPTIONS[@]}" --include="$packages" "$SUITE" "${tarball%.tar}.part.tar" "$SOURCES"
+    mv "${tarball%.tar}.part.tar" "$tarball"
+    # Older tarballs of the same image are dead weight.
+    find "$CACHE" -maxdepth 1 -name "${tag%%:*}-*.tar" ! -name "*.part.tar" ! -name "$(basename "$tarball")" -delete
+    say "$tag: mmdebstrap done in $((SECONDS - started)) s"
+}
+
+# debootstrap_image TAG PACKAGES: import the tarball (bootstrapping it first if need be).
+debootstrap_image() {
+    local tag=$1 packages=$2 hash
+    hash=$(debootstrap_hash "$packages")
+    if [ "$(image_label "$tag")" = "$hash" ]; then say "$tag is up to date ($hash)"; return; fi
+    bootstrap_tarball "$tag" "$packages"
     say "$tag: docker import"
     remember_replaced "$tag"
     "$DOCKER" import --change "LABEL $LABEL=$hash" --change "ENV PATH=$IMAGE_PATH" \
-        --change 'CMD ["/bin/sh"]' "$tarball" "$tag" >/dev/null
+        --change 'CMD ["/bin/sh"]' "$CACHE/${tag%%:*}-$hash.tar" "$tag" >/dev/null
 }
 
 # wheelhouse REQUIREMENTS DIR: every pinned wheel for cp311 manylinux, fetched on the host. A
@@ -153,13 +171,23 @@ build_image() {
 }
 
 started=$SECONDS
-debootstrap_image "$BASE_TAG" "$BASE_PACKAGES"
-debootstrap_image "$BWA_TAG" "$BWA_PACKAGES"
-# A stand-in for a tool image with no Python at all: if Debian ever pulled one in, the tests
+DEBOOTSTRAPPED=("$BASE_TAG=$BASE_PACKAGES" "$BWA_TAG=$BWA_PACKAGES" "$SALMON_TAG=$SALMON_PACKAGES"
+    "$STAR_TAG=$STAR_PACKAGES")
+# The bootstraps wait mostly on the mirror and dpkg, not the CPU: side by side, four take little
+# longer than one. Then the imports, one at a time.
+pids=()
+for spec in "${DEBOOTSTRAPPED[@]}"; do
+    bootstrap_tarball "${spec%%=*}" "${spec#*=}" & pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid" || die "an mmdebstrap failed (its messages are above)"; done
+for spec in "${DEBOOTSTRAPPED[@]}"; do debootstrap_image "${spec%%=*}" "${spec#*=}"; done
+# Stand-ins for tool images with no Python at all: if Debian ever pulled one in, the tests
 # that prove the mounted runner needs nothing from the tool image would prove nothing.
-if "$DOCKER" run --rm --network=none "$BWA_TAG" sh -c 'ls /usr/bin/python* /usr/local/bin/python* 2>/dev/null'; then
-    die "$BWA_TAG contains a Python; it must not"
-fi
+for tag in "$BWA_TAG" "$SALMON_TAG" "$STAR_TAG"; do
+    if "$DOCKER" run --rm --network=none "$tag" sh -c 'ls /usr/bin/python* /usr/local/bin/python* 2>/dev/null'; then
+        die "$tag contains a Python; it must not"
+    fi
+done
 
 RUNNER_REQUIREMENTS=$ROOT/containers/runner/requirements.txt
 DEMO_REQUIREMENTS=$ROOT/containers/requirements.txt
@@ -184,4 +212,4 @@ for old in "${REPLACED[@]}"; do
     [ "$(image_id "$old")" = "$old" ] || continue
     "$DOCKER" image inspect -f '{{len .RepoTags}}' "$old" | grep -qx 0 && "$DOCKER" rmi "$old" >/dev/null 2>&1 || true
 done
-say "done in $((SECONDS - started)) s: $BASE_TAG $RUNNER_TAG $DEMO_TAG $BWA_TAG $SNAKEMAKE_TAG"
+say "done in $((SECONDS - started)) s: $BASE_TAG $RUNNER_TAG $DEMO_TAG $BWA_TAG $SALMON_TAG $STAR_TAG $SNAKEMAKE_TAG"

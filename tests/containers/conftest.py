@@ -22,13 +22,15 @@ from labbatch.batch_layout import RUNNER_LAUNCH as JOB_RUNNER_LAUNCH
 from labbatch.batch_layout import RUNNER_MOUNT  # noqa: F401  (the tests import it from here)
 from labbatch.local.docker_runner import engine_answers
 from labbatch.local.docker_runner import image_id as engine_image_id
+from tests.genomics_data import BWA_IMAGE, SALMON_IMAGE, STAR_IMAGE
 
 DOCKER = os.environ.get("DOCKER", "docker")
 BASE_IMAGE = "labbatch-base:bookworm"
 RUNNER_IMAGE = "labbatch-runner:local"
 DEMO_IMAGE = "labbatch-demo:local"
-BWA_IMAGE = "labbatch-bwa:local"
-IMAGES = (BASE_IMAGE, RUNNER_IMAGE, DEMO_IMAGE, BWA_IMAGE)
+# BWA_IMAGE, SALMON_IMAGE, STAR_IMAGE: stand-ins for the biocontainers images of
+# labs/genomics-core.yaml, named in tests/genomics_data.py beside the data they run on.
+IMAGES = (BASE_IMAGE, RUNNER_IMAGE, DEMO_IMAGE, BWA_IMAGE, SALMON_IMAGE, STAR_IMAGE)
 
 # Where every job container gets the runner tree, read-only, and how its command starts the
 # runner (the job shape's own constants), without the "--" that comes before a tool's argv.
