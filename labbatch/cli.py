@@ -564,10 +564,22 @@ def _pipelines_table(pipelines: Sequence[Mapping[str, Any]]) -> Any:
             f"{defaults.get('vcpus', '?')} vCPU, {defaults.get('memory_mib', '?')} MiB, {defaults.get('queue', '?')}",
             f"≤ {limits.get('max_vcpus', '?')} vCPU, ≤ {limits.get('max_memory_mib', '?')} MiB, "
             f"{limits.get('scratch_gib', '?')} GiB scratch",
-            ", ".join(f"{name}{'*' if (spec or {}).get('required') else ''}" for name, spec in parameters.items()),
+            _parameters_cell(parameters, pipeline.get("secondary_files") or {}),
             *((_local_cell(pipeline.get("local") or {}),) if local else ()),
         )
     return table
+
+
+def _parameters_cell(parameters: Mapping[str, Any], companions: Mapping[str, Sequence[str]]) -> str:
+    """`reference* (+ .amb .ann)`: required parameters starred, each value's companion files after it."""
+
+    def travels(key: str) -> str:
+        return f" (+ {' '.join(companions[key])})" if companions.get(key) else ""
+
+    said = [f"{name}{'*' if (spec or {}).get('required') else ''}{travels('param:' + name)}"
+            for name, spec in parameters.items()]
+    said += [f"{{{key}}}{travels(key)}" for key in ("inputs", "shared_inputs") if companions.get(key)]
+    return ", ".join(said)
 
 
 def _local_cell(local: Mapping[str, Any]) -> str:

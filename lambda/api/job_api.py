@@ -402,6 +402,7 @@ def list_pipelines() -> Response[PipelinesResponse]:
                 key: ParameterSpec(required=default is None, default=default)
                 for key, default in pipeline.parameters.items()
             },
+            secondary_files=pipeline.secondary_files,
             limits=limits,
             local=_pipeline_local(pipeline.local),
         )

@@ -252,6 +252,10 @@ class PipelineView(BaseModel):
     description: str
     defaults: PipelineDefaults
     parameters: dict[str, ParameterSpec]
+    secondary_files: dict[str, list[str]] = Field(default_factory=dict, description=(
+        "Companion files staged beside each file value (CWL secondaryFiles notation: .bai appended, ^.bai "
+        "replacing the extension, a trailing ? when optional), by what they travel with: inputs, shared_inputs "
+        "or param:NAME. A submission missing a required one is refused."))
     limits: PipelineLimits
     local: PipelineLocal | None = Field(default=None, description="Local mode only (`labbatch local`): stand-in "
                                         "image and scaled defaults; absent for a deployed lab.")

@@ -334,3 +334,20 @@ def test_the_tool_sees_its_container_environment_without_the_runner_contract(lab
     assert not [name for name in seen if name.startswith("LABBATCH_")]
     assert seen["IMAGE_OWN_SETTING"] == "kept" and seen["AWS_BATCH_JOB_ID"] == "batch-123"
     assert seen["TMPDIR"].startswith(str(lab.scratch)) and seen["PATH"] == env["PATH"]
+
+
+def test_a_tool_may_write_its_own_logs_folder_but_not_the_runners_log_names(lab):
+    reads = lab.put("reads/a.fq", b"@r\nA\n+\nI\n")
+    # As salmon quant -o does: its own log under logs/.
+    own = python_tool("import pathlib, sys; d = pathlib.Path(sys.argv[1], 'logs'); d.mkdir();"
+                      " (d / 'salmon_quant.log').write_text('mine')", "{output_dir}")
+    result = lab.run(own, lab.runner_env(inputs=[reads]))
+    assert result.returncode == 0, result.stderr
+    assert lab.get(lab.prefix + "logs/salmon_quant.log") == b"mine"
+    assert lab.prefix + "logs/runner.log" in lab.result_keys()
+
+    clash = python_tool("import pathlib, sys; d = pathlib.Path(sys.argv[1], 'logs'); d.mkdir();"
+                        " (d / 'tool.log').write_text('mine')", "{output_dir}")
+    result = lab.run(clash, lab.runner_env(inputs=[reads], LABBATCH_OUTPUT_PREFIX=f"s3://{RESULTS}/{lab.prefix}clash/"))
+    assert result.returncode == 69
+    assert "output logs/tool.log: the name is reserved for the runner" in lab.manifest(f"{lab.prefix}clash/")["error"]["message"]

@@ -15,11 +15,9 @@ from .errors import RunnerError
 from .run import ToolResult
 from .runlog import utc_now
 from .s3uri import S3Uri
-from .staging import LOGS_DIR, MANIFEST_NAME, StagedInput, StagedOutput
+from .staging import MANIFEST_NAME, RUNNER_LOG, TOOL_LOG, StagedInput, StagedOutput
 
 MANIFEST_VERSION = 1
-TOOL_LOG = LOGS_DIR + "tool.log"
-RUNNER_LOG = LOGS_DIR + "runner.log"
 
 
 @dataclass

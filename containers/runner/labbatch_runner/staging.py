@@ -25,6 +25,11 @@ from .transfer import Transfer, TransferEngine, TransferFailed
 _HASH_THREADS = max(2, os.cpu_count() or 2)
 MANIFEST_NAME = "manifest.json"
 LOGS_DIR = "logs/"
+# The runner's own files under a job's prefix. Only these names are reserved, not the whole of
+# logs/: tools write their own logs there too (salmon quant -o writes logs/salmon_quant.log).
+TOOL_LOG = LOGS_DIR + "tool.log"
+RUNNER_LOG = LOGS_DIR + "runner.log"
+RESERVED_OUTPUTS = (MANIFEST_NAME, TOOL_LOG, RUNNER_LOG)
 
 
 @dataclass(frozen=True)
@@ -366,10 +371,10 @@ def _collect_outputs(outputs_dir: Path, log: RunnerLog) -> list[str]:
                 continue
             relative_paths.append(relative)
     for relative in relative_paths:
-        if relative == MANIFEST_NAME or relative.startswith(LOGS_DIR):
+        if relative in RESERVED_OUTPUTS:
             raise RunnerError(
                 ExitCode.STAGE_OUT_FAILED,
-                f"output {relative}: the name is reserved for the runner ({MANIFEST_NAME}, {LOGS_DIR})",
+                f"output {relative}: the name is reserved for the runner ({', '.join(RESERVED_OUTPUTS)})",
             )
     return relative_paths
 
