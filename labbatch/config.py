@@ -382,8 +382,10 @@ class LocalMode(_Strict):
 
 def _local_images_in_use(value: LocalMode, info: ValidationInfo) -> LocalMode:
     """A stand-in for an image no pipeline names is a typo (or a pipeline's image changed since)."""
-    pipelines = info.data.get("pipelines")
-    if pipelines is None:  # the pipelines themselves are wrong: that is the problem to report
+    # No data: validated on its own (the loader re-reads the sound fields of a file with errors),
+    # and no pipelines: they are wrong themselves. Either way, that is the problem to report.
+    pipelines = (info.data or {}).get("pipelines")
+    if pipelines is None:
         return value
     used = {p.image for p in pipelines.values()}
     unused = [image for image in value.images if image not in used]

@@ -289,21 +289,19 @@ def task_resources(task: m.TesTaskRequest, settings: LabSettings) -> tuple[str, 
 
 
 def _resolve_inputs(task: m.TesTaskRequest, settings: LabSettings, s3) -> tuple[int, list[dict]]:
-    """The inputs as the runner stages them, and their size: a DIRECTORY input becomes one FILE
-    input per object under its prefix, at the same relative path under the task's path (listed
-    now, so the scratch check counts them and a missing prefix is refused before anything runs)."""
+    """The inputs as the runner stages them, and their size. A DIRECTORY input stays one input, its
+    url a folder (`s3://bucket/prefix/`), which the runner stages as it stages a pipeline's folder;
+    it is listed now, so that the scratch check counts its objects and an empty or missing folder
+    is refused before anything runs."""
     objects: dict[S3Object, str] = {}
     files: list[dict] = []
     listed_bytes = 0
     for i, item in enumerate(task.inputs):
         where = f"inputs[{i}].url"
         if item.type == "DIRECTORY":
-            found = list_prefix(s3, parse_lab_prefix(item.url, where, _readable_buckets(settings)), where,
-                                most=MAX_DIRECTORY_OBJECTS)
-            base = item.path.rstrip("/")
-            for relative, obj, size in found:
-                files.append({"path": f"{base}/{relative}", "url": obj.uri, "type": "FILE"})
-                listed_bytes += size
+            folder = parse_lab_prefix(item.url, where, _readable_buckets(settings))
+            listed_bytes += sum(size for _, _, size in list_prefix(s3, folder, where, most=MAX_DIRECTORY_OBJECTS))
+            files.append({**item.model_dump(mode="json", exclude_none=True), "url": folder.uri})
             continue
         if item.url is not None:
             objects.setdefault(parse_lab_uri(item.url, where, _readable_buckets(settings)), where)

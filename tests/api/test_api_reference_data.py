@@ -42,7 +42,7 @@ def test_a_folder_parameter_is_admitted_and_sized_by_its_objects(lab):
     sizes = {"seq.bin": 3000, "pos.bin": 2000, "sub/info.json": 500}
     for name, size in sizes.items():
         lab.put_input(INDEX + name, size=size)
-    lab.put_input(f"s3://{REFERENCES_BUCKET}/salmon/gencode-idx-old/seq.bin", size=10**9)  # a sibling, not inside
+    lab.put_input(f"s3://{REFERENCES_BUCKET}/salmon/gencode-idx-old/seq.bin", size=10**6)  # a sibling, not inside
 
     answer = lab.submit({"pipeline": "align", "inputs": [READS], "parameters": {"reference": INDEX}})
 

@@ -100,7 +100,7 @@ def test_refusals_name_what_to_change(tes_lab, body, code, field):
     tes_lab.assert_nothing_created()
 
 
-def test_a_directory_input_becomes_one_file_input_per_object_under_its_prefix(tes_lab):
+def test_a_directory_input_is_sized_by_its_objects_and_staged_as_a_folder(tes_lab):
     from api_lab import INPUTS_BUCKET
 
     for key, body in (("runs/r7/a.fq", b"A" * 10), ("runs/r7/lane2/b.fq", b"B" * 20), ("runs/r7/", b""),
@@ -111,9 +111,9 @@ def test_a_directory_input_becomes_one_file_input_per_object_under_its_prefix(te
     assert answer.status == 200, answer.body
     (job,) = tes_lab.batch_jobs()
     env = {e["name"]: e["value"] for e in job["container"]["environment"]}
-    assert sorted(json.loads(env[runner_env.TES_TASK])["inputs"], key=lambda i: i["path"]) == [
-        {"path": "/data/run/a.fq", "url": f"s3://{INPUTS_BUCKET}/runs/r7/a.fq", "type": "FILE"},
-        {"path": "/data/run/lane2/b.fq", "url": f"s3://{INPUTS_BUCKET}/runs/r7/lane2/b.fq", "type": "FILE"}]
+    # The runner gets the folder itself (as a pipeline's folder parameter), never a copy of a listing.
+    assert json.loads(env[runner_env.TES_TASK])["inputs"] == [
+        {"path": "/data/run", "url": f"s3://{INPUTS_BUCKET}/runs/r7/", "type": "DIRECTORY"}]
     (record,) = tes_lab.job_records()
     assert record["input_bytes"] == 30
     # The task itself keeps what the client sent.

@@ -68,7 +68,9 @@ def _place_inputs(task: dict[str, Any], staged: dict[str, Path], log: RunnerLog)
     for item in task.get("inputs", []):
         target = Path(item["path"])
         target.parent.mkdir(parents=True, exist_ok=True)
-        if target.is_symlink() or target.exists():
+        if target.is_dir() and not target.is_symlink():
+            target.rmdir()  # an empty home made for a DIRECTORY input: the staged folder takes its place
+        elif target.is_symlink() or target.exists():
             target.unlink()
         if item.get("content") is not None:
             target.write_text(item["content"])
@@ -209,11 +211,15 @@ def run_tes_task(environ: Mapping[str, str], *, log: RunnerLog, guard: Terminati
             planned, staged_paths = [], {}
             for item in task.get("inputs", []):
                 url = item.get("url")
+                if url and item.get("type") == "DIRECTORY" and not url.endswith("/"):
+                    url = item["url"] = url + "/"
                 if url and url not in staged_paths:
                     uri = S3Uri.parse(url)
                     path = scratch.local_input_path(attempt_dir.inputs, uri)
                     staged_paths[url] = path
-                    planned.append(PlannedInput(uri, path, (f"tes:{item['path']}",)))
+                    # A DIRECTORY is a folder as a pipeline's inputs and parameters name one: staged
+                    # by the same code, every object under it into one directory.
+                    planned.append(PlannedInput(uri, path, (f"tes:{item['path']}",), folder=url.endswith("/")))
         engine = make_engine(report.transfer_engine, s3)
         with PeakUsage(attempt_dir.root) as usage:
             state.usage = usage
