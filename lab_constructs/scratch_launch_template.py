@@ -10,6 +10,7 @@ from constructs import Construct
 
 from labbatch.batch_layout import SCRATCH_MOUNT
 from labbatch.config import ScratchVolume
+from labbatch_contract.references import CACHE_DIR_NAME
 
 SCRATCH_DEVICE = "/dev/xvdb"
 ROOT_DEVICE = "/dev/xvda"
@@ -38,6 +39,13 @@ mkdir -p {mount}
 mount -o noatime "$dev" {mount}
 chmod 1777 {mount}
 echo "$dev {mount} xfs defaults,noatime,nofail 0 2" >> /etc/fstab
+# The instance's reference cache (labbatch_runner/refcache.py): each reference object (a job's
+# parameters and shared inputs, their folders and companions) is downloaded here once, keyed by
+# its ETag, and shared by every job the instance runs; least recently used entries are evicted
+# only when a job needs the space, never while a job uses them. It lives on this volume, so the
+# volume bounds it, and admission counts a job's reference data against it.
+mkdir -p {mount}/{cache}
+chmod 1777 {mount}/{cache}
 # Let ECS drain a spot instance on its two-minute interruption notice.
 echo ECS_ENABLE_SPOT_INSTANCE_DRAINING=true >> /etc/ecs/ecs.config
 """
@@ -53,7 +61,8 @@ class ScratchLaunchTemplate(Construct):
 
         script = ec2.UserData.for_linux()
         script.add_commands(_MOUNT_SCRIPT.format(
-            size_gib=scratch.size_gib, device=SCRATCH_DEVICE, mount=SCRATCH_MOUNT), *boot_steps)
+            size_gib=scratch.size_gib, device=SCRATCH_DEVICE, mount=SCRATCH_MOUNT, cache=CACHE_DIR_NAME),
+            *boot_steps)
         # AWS Batch merges its own user data into ours, which it can only do with MIME multi-part.
         user_data = ec2.MultipartUserData()
         user_data.add_user_data_part(script, ec2.MultipartBody.SHELL_SCRIPT, True)

@@ -138,6 +138,15 @@ def test_user_data_is_mime_multipart_and_mounts_scratch(synthesized):
     assert "/var/lib/docker" not in text
 
 
+def test_user_data_makes_the_reference_cache_on_the_scratch_volume_after_mounting_it(synthesized):
+    text = user_data(synthesized["example"].compute_json)
+    # Where every job's runner looks for it: its scratch directory (/scratch) + labbatch-cache.
+    made = text.index("mkdir -p /scratch/labbatch-cache")
+    assert text.index("mount -o noatime \"$dev\" /scratch") < made
+    assert "chmod 1777 /scratch/labbatch-cache" in text
+    assert "evicted" in text  # the template says how it is bounded
+
+
 # --- AMI and compute environments -----------------------------------------------------------
 
 def ssm_parameter_defaults(template: dict) -> list[str]:
