@@ -108,17 +108,23 @@ def _list_one(s3: Any, bucket: str, prefix: str, wanted: set[str], log: RunnerLo
     return found
 
 
+def input_error(uri: S3Uri, exc: Exception, doing: str = "") -> RunnerError:
+    """An S3 error about an input: 65 when it is missing or not ours to read, 68 otherwise."""
+    from botocore.exceptions import ClientError
+
+    reason = describe_client_error(exc) if isinstance(exc, ClientError) else str(exc)
+    unavailable = isinstance(exc, ClientError) and reason.endswith(("(404)", "(403)"))
+    return RunnerError(ExitCode.INPUT_UNAVAILABLE if unavailable else ExitCode.STAGE_IN_FAILED,
+                       f"input {uri}: {doing}{reason}")
+
+
 def _head(s3: Any, uri: S3Uri) -> dict[str, Any]:
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         head = s3.head_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED")
-    except ClientError as exc:
-        reason = describe_client_error(exc)
-        code = ExitCode.INPUT_UNAVAILABLE if reason.endswith(("(404)", "(403)")) else ExitCode.STAGE_IN_FAILED
-        raise RunnerError(code, f"input {uri}: {reason}") from None
-    except BotoCoreError as exc:
-        raise RunnerError(ExitCode.STAGE_IN_FAILED, f"input {uri}: {exc}") from None
+    except (ClientError, BotoCoreError) as exc:
+        raise input_error(uri, exc) from None
     if head.get("StorageClass") in _ARCHIVED and 'ongoing-request="false"' not in (head.get("Restore") or ""):
         raise RunnerError(ExitCode.INPUT_UNAVAILABLE, f"input {uri}: in {head['StorageClass']} and not restored")
     return head

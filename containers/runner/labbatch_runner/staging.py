@@ -133,20 +133,16 @@ def resolve_objects(s3: Any, planned: list[PlannedInput], log: RunnerLog) -> lis
                         known = objects.get(uri)
                         objects[uri] = PlannedInput(uri, path, item.used_as, reference=item.reference and
                                                     (known is None or known.reference))
-            except ClientError as exc:
-                reason = describe_client_error(exc)
-                code = ExitCode.INPUT_UNAVAILABLE if reason.endswith(("(404)", "(403)")) else ExitCode.STAGE_IN_FAILED
-                raise RunnerError(code, f"input {item.uri}: listing the folder failed: {reason}") from None
-            except BotoCoreError as exc:
-                raise RunnerError(ExitCode.STAGE_IN_FAILED, f"input {item.uri}: listing the folder failed: {exc}") from None
+            except (ClientError, BotoCoreError) as exc:
+                raise sizing.input_error(item.uri, exc, "listing the folder failed: ") from None
             if not found:
                 raise RunnerError(ExitCode.INPUT_UNAVAILABLE, f"input {item.uri}: no objects under this folder")
             log.info(f"stage_in: folder {item.uri}: {found} objects into {item.path}")
         elif not item.required:
             try:
                 s3.head_object(Bucket=item.uri.bucket, Key=item.uri.key)
-            except ClientError as exc:
-                if describe_client_error(exc).endswith("(404)"):
+            except (ClientError, BotoCoreError) as exc:  # anything but a 404: sizing HEADs it again and says what
+                if isinstance(exc, ClientError) and describe_client_error(exc).endswith("(404)"):
                     log.info(f"stage_in: optional {item.used_as[0]}: {item.uri} does not exist, not staged")
                     continue
             objects.setdefault(item.uri, item)
