@@ -13,9 +13,14 @@ from __future__ import annotations
 
 import copy
 import csv
+import json
+import os
+from collections import Counter
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
+import requests
 import yaml
 
 from labbatch.client import LabBatchApiError
@@ -49,10 +54,40 @@ def core_lab(tmp_path_factory):
     for pipeline in data["pipelines"].values():
         pipeline["command"] = scaled_command(pipeline["command"])
     (labs / "genomics-core.yaml").write_text(yaml.safe_dump(data))
-    lab = start_local(tmp, "--lab", "genomics-core", labs_dir=labs, containers=True)
+    # The emulator's request recorder (moto's) writes here, not into the working directory.
+    env = {**os.environ, "MOTO_RECORDER_FILEPATH": str(tmp / "s3-requests.jsonl")}
+    lab = start_local(tmp, "--lab", "genomics-core", labs_dir=labs, containers=True, env=env)
     assert lab.info["executor"] == engine, lab.info
     yield lab
     assert lab.stop() == 0
+
+
+class RecordedRequests:
+    """The emulator's own record of the requests it answered while the block ran (moto's recorder)."""
+
+    def __init__(self, lab) -> None:
+        self.endpoint = lab.info["aws_endpoint"]
+        self.entries: list[dict] = []
+
+    def __enter__(self) -> "RecordedRequests":
+        for step in ("reset-recording", "start-recording"):
+            requests.post(f"{self.endpoint}/moto-api/recorder/{step}", timeout=10).raise_for_status()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        requests.post(f"{self.endpoint}/moto-api/recorder/stop-recording", timeout=10).raise_for_status()
+        text = requests.get(f"{self.endpoint}/moto-api/recorder/download-recording", timeout=60).text
+        self.entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def object_gets(self, bucket: str) -> Counter:
+        """GETs of objects (not listings) in `bucket`, by key."""
+        gets: Counter = Counter()
+        for entry in self.entries:
+            url = urlsplit(entry["url"])
+            bucket_of, _, key = unquote(url.path).lstrip("/").partition("/")
+            if entry["method"] == "GET" and bucket_of == bucket and key and "list-type" not in url.query:
+                gets[key] += 1
+        return gets
 
 
 def upload_tree(lab, folder: Path, prefix: str) -> str:
@@ -160,8 +195,9 @@ def test_star_array_against_one_genome_folder_downloads_it_once(core_lab, tmp_pa
         expected[f"s{n}"] = (sum(not name.startswith("junk") for name, _ in mine), sum(name.startswith("junk") for name, _ in mine))
     client = core_lab.client()
 
-    job = client.submit("star-align", samples=samples, parameters={"genome_dir": folder})
-    succeeded(core_lab, client, job, 300)
+    with RecordedRequests(core_lab) as recorded:
+        job = client.submit("star-align", samples=samples, parameters={"genome_dir": folder})
+        succeeded(core_lab, client, job, 300)
 
     genome_files = sorted(p.relative_to(genome).as_posix() for p in genome.rglob("*") if p.is_file())
     fetched: dict[str, int] = {}
@@ -175,9 +211,15 @@ def test_star_array_against_one_genome_folder_downloads_it_once(core_lab, tmp_pa
         for item in manifest["inputs"]:
             if item["uri"].startswith(folder):
                 fetched[item["uri"]] = fetched.get(item["uri"], 0) + (item["cache"] == "miss")
-    # Every file of the genome reached every child, and was downloaded by exactly one of them.
+    # Every file of the genome reached every child, and was downloaded by exactly one of them ...
     assert sorted(uri[len(folder):] for uri in fetched) == genome_files
     assert set(fetched.values()) == {1}, fetched
+    # ... as the emulator counted: one GET of each genome file for the three children.
+    gets = recorded.object_gets(core_lab.info["buckets"]["references"])
+    assert {key: gets[key] for key in gets if key.startswith("star/sim-genome/")} == \
+        {f"star/sim-genome/{name}": 1 for name in genome_files}
+    reads_bucket = core_lab.info["buckets"]["inputs"]
+    assert all(recorded.object_gets(reads_bucket)[f"runs/star/s{n}.fastq"] == 1 for n in range(3))
 
 
 def star_log_text(text: str) -> dict[str, str]:

@@ -20,6 +20,7 @@ LAB = load_lab(ROOT / "labs" / "genomics-core.yaml")
 LIMITS = local_limits(LAB)  # this machine's, as the lab computes them
 BWA = "quay.io/biocontainers/bwa:0.7.18--he4a0461_1"
 READS = b"@r1\nACGTACGTAC\n+\nIIIIIIIIII\n"
+BWA_INDEX = (".amb", ".ann", ".bwt", ".pac", ".sa")
 
 
 def scaled(name: str) -> dict[str, int]:
@@ -87,6 +88,8 @@ def test_a_job_at_the_defaults_is_admitted_and_runs_with_the_scaled_requests(cor
     client = core.client()
     reads = core.put("inputs", "core/r1.fq", READS)
     reference = core.put("references", "core/ref.fa", b">c\nACGTACGTAC\n")
+    for suffix in BWA_INDEX:  # bwa-mem's secondary_files: its index travels with the reference
+        core.put("references", f"core/ref.fa{suffix}", b"index")
     job = client.submit("bwa-mem", [reads], parameters={"reference": reference})
     assert job["status"] == "SUBMITTED"
     batch = local_batch(core)
@@ -140,6 +143,8 @@ def test_in_containers_an_attempt_runs_the_stand_in_and_a_missing_one_fails_nami
         client = lab.client()
         reads = lab.put("inputs", "core/r1.fq", READS)
         reference = lab.put("references", "core/ref.fa", b">c\nACGTACGTAC\n")
+        for suffix in BWA_INDEX:
+            lab.put("references", f"core/ref.fa{suffix}", b"index")
         job = client.submit("bwa-mem", [reads], parameters={"reference": reference})
         record = final(client, job["job_id"])
         assert (record["status"], record["failure"]) == ("FAILED", "infrastructure"), record
