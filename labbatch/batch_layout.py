@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from labbatch_contract import job_layout, names, runner_env
 from labbatch_contract.job_layout import (RETRY_RULES, RUNNER_HOST_PATH, RUNNER_MOUNT, SCRATCH_MOUNT,  # noqa: F401
                                          SPOT_RECLAIM_STATUS_REASON, runner_launch)
-from labbatch.config import Lab
+from labbatch.config import Lab, Pipeline
 
 RUNNER_COMMAND = ("labbatch-runner", "--")  # the runner installed on a host (local mode's host executor)
 # The runner is not in the tool's image. The runner image's root filesystem is put on every
@@ -94,8 +94,9 @@ class BatchLayout:
     job_definitions: tuple[JobDefinitionSpec, ...]
 
 
-def _environment(lab: Lab, name: str, pipeline) -> dict[str, str]:
-    environment = {runner_env.SCRATCH_DIR: SCRATCH_MOUNT, runner_env.LAB: lab.name, runner_env.PIPELINE: name}
+def _environment(lab: Lab, name: str, pipeline: Pipeline) -> dict[str, str]:
+    environment = {runner_env.SCRATCH_DIR: SCRATCH_MOUNT, runner_env.LAB: lab.name, runner_env.PIPELINE: name,
+                   runner_env.DISK_FACTOR: f"{pipeline.disk_factor:g}"}
     if pipeline.secondary_files:
         environment[runner_env.SECONDARY_FILES] = json.dumps(pipeline.secondary_files, separators=(",", ":"),
                                                              sort_keys=True)

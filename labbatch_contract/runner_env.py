@@ -17,6 +17,9 @@ PIPELINE = "LABBATCH_PIPELINE"
 # The pipeline's companion patterns (labbatch_contract.references) as JSON, from its job
 # definition: {"inputs": [".bai"], "param:reference": [".amb", ...]}.
 SECONDARY_FILES = "LABBATCH_SECONDARY_FILES"
+# The pipeline's disk factor, from its job definition: the runner makes that much room for the tool
+# (its own inputs x factor) when unused reference-cache entries take the scratch volume.
+DISK_FACTOR = "LABBATCH_DISK_FACTOR"
 # A GA4GH TES task (labbatch_contract.tes): its inputs, outputs and executors as JSON. With it
 # the runner runs the executors itself instead of a pipeline argv.
 TES_TASK = "LABBATCH_TES_TASK"

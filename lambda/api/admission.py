@@ -7,11 +7,12 @@ what was asked, what the lab allows and what to change. Nothing here writes anyt
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from api_errors import refused
 from labbatch_contract.settings import LabSettings, PipelineSettings
-from input_objects import S3Object, list_prefix, object_sizes, parse_lab_prefix, parse_lab_uri, probe_sizes
+from input_objects import HEAD_THREADS, S3Object, list_prefix, object_sizes, parse_lab_prefix, parse_lab_uri, probe_sizes
 from labbatch_contract import references
 from job_models import SubmitJobRequest
 
@@ -322,17 +323,22 @@ def _sizes(units: list[tuple[str, list[Staged]]], settings: LabSettings, s3_clie
             elif item.pattern is None:
                 files.setdefault(parse_lab_uri(item.uri, item.field, allowed), item.field)
             else:
-                companions.setdefault(parse_lab_uri(item.uri, item.field, allowed), item)
+                obj = parse_lab_uri(item.uri, item.field, allowed)
+                if obj not in companions or (item.required and not companions[obj].required):
+                    companions[obj] = item  # required if any pattern that names it requires it
             _within_object_limit(len(files) + len(companions) + len(folders), item.field)
     counted = len(files) + len(companions)
     sizes: dict[str, list[tuple[S3Object, int]]] = {}
-    for uri, (folder, field) in folders.items():
-        found = list_prefix(s3_client, folder, field, most=MAX_FOLDER_OBJECTS)
-        counted += len(found)
-        _within_object_limit(counted, field)
-        sizes[uri] = [(obj, size) for _, obj, size in found]
+    # Listed side by side, as HEADs are: hundreds of per-sample folders must fit API Gateway's 29 s.
+    with ThreadPoolExecutor(max_workers=max(1, min(HEAD_THREADS, len(folders)))) as pool:
+        listings = pool.map(lambda spec: list_prefix(s3_client, spec[0], spec[1], most=MAX_FOLDER_OBJECTS),
+                            folders.values())
+        for (uri, (_, field)), found in zip(folders.items(), listings):
+            counted += len(found)
+            _within_object_limit(counted, field)
+            sizes[uri] = [(obj, size) for _, obj, size in found]
     sizes.update((obj.uri, [(obj, size)]) for obj, size in object_sizes(s3_client, files).items())
-    probed = probe_sizes(s3_client, list(companions))
+    probed = probe_sizes(s3_client, {obj: item.field for obj, item in companions.items()})
     for obj, item in companions.items():
         size = probed[obj]
         if size is None and item.required:

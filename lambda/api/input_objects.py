@@ -145,9 +145,10 @@ def object_sizes(s3_client, objects: dict[S3Object, str]) -> dict[S3Object, int]
     return sizes
 
 
-def probe_sizes(s3_client, objects: list[S3Object]) -> dict[S3Object, int | None]:
+def probe_sizes(s3_client, objects: dict[S3Object, str]) -> dict[S3Object, int | None]:
     """Size of each object, None where it does not exist (optional companions may be absent).
-    Access denied is refused as for any input; other errors propagate (the route answers 503)."""
+    `objects` maps each to the request field that named it. Access denied is refused as for any
+    input; other errors propagate (the route answers 503)."""
 
     def head(obj: S3Object) -> tuple[S3Object, int | None]:
         try:
@@ -157,8 +158,9 @@ def probe_sizes(s3_client, objects: list[S3Object]) -> dict[S3Object, int | None
             if status == 404:
                 return obj, None
             if status == 403:
-                raise refused("input_not_readable", f"LabBatch may not read {obj.uri} (access denied)",
-                              uri=obj.uri) from None
+                field = objects[obj]
+                raise refused("input_not_readable", f"{field}: LabBatch may not read {obj.uri} (access denied)",
+                              field=field, uri=obj.uri) from None
             raise
 
     if not objects:

@@ -240,8 +240,7 @@ def test_eviction_takes_the_least_recently_used_and_never_what_a_job_holds(tmp_p
     assert user.acquire([user.entry(S3Uri("b", "refs/in-use"), '"in-use"', 100)]) == []
 
     def used_bytes() -> int:
-        return sum(p.stat().st_size for p in cache.root.rglob("*") if p.is_file() and p.name not in ("meta.json",)
-                   and not p.name.endswith(".lock"))
+        return sum(p.stat().st_size for p in cache.root.rglob("*") if p.is_file() and p.suffix not in (".json", ".lock"))
 
     capacity = 1_000
     free = cache.make_room(capacity - 100, lambda _: capacity - used_bytes(), keep=set())
@@ -252,3 +251,78 @@ def test_eviction_takes_the_least_recently_used_and_never_what_a_job_holds(tmp_p
     user.release_all()
     assert cache.make_room(capacity, lambda _: capacity - used_bytes(), keep=set()) == capacity
     assert not in_use.exists()
+
+
+def _plan(**env: str):
+    from labbatch_runner.contract import read_contract
+    from labbatch_runner.staging import plan_inputs
+
+    base = {"LABBATCH_JOB_ID": "j", "LABBATCH_OUTPUT_PREFIX": "s3://out/jobs/j/", "LABBATCH_INPUTS": "[]"}
+    contract = read_contract(["--", "tool"], {**base, **env})
+    return {str(item.uri): item for item in plan_inputs(contract, Path("/scratch/inputs"))}
+
+
+def test_a_companion_is_reference_data_only_when_its_file_is_and_required_if_any_pattern_says_so():
+    planned = _plan(LABBATCH_INPUTS=json.dumps(["s3://data/s1.bam"]),
+                    LABBATCH_SHARED_INPUTS=json.dumps(["s3://refs/g.fa"]),
+                    LABBATCH_PARAMETERS=json.dumps({"ref": "s3://refs/g.fa"}),
+                    LABBATCH_SECONDARY_FILES=json.dumps({"inputs": ["^.bai"], "shared_inputs": [".fai?"],
+                                                         "param:ref": [".fai"]}))
+    # A sample's own .bai is its own input, downloaded per attempt, not kept in the instance's cache.
+    assert (planned["s3://data/s1.bai"].reference, planned["s3://data/s1.bai"].required) == (False, True)
+    assert planned["s3://refs/g.fa"].reference is True
+    # .fai is optional for the shared input and required for the parameter naming the same file: required.
+    fai = planned["s3://refs/g.fa.fai"]
+    assert (fai.reference, fai.required) == (True, True)
+    assert fai.used_as == ("companion .fai? of shared_inputs", "companion .fai? of parameter:ref",
+                           "companion .fai of shared_inputs", "companion .fai of parameter:ref")
+
+
+def test_an_object_called_like_the_caches_own_files_is_cached_like_any_other(lab):
+    names = {"meta.json": "m", "meta.json.part": "p", "x.lock": "l", "idx.json": "j"}
+    for name, text in names.items():
+        lab.put(f"refs/odd/{name}", text.encode())
+    folder = f"s3://{BUCKET}/{lab.tag}/refs/odd/"
+    reads = lab.put("reads/a.fq", b"@r\nA\n+\nI\n")
+    for run in ("first", "second"):
+        result = lab.run(python_tool(SHOW, "{output_dir}", "{param:index}"),
+                         lab.runner_env(inputs=[reads], parameters={"index": folder},
+                                        LABBATCH_OUTPUT_PREFIX=f"s3://lab-results/{lab.prefix}{run}/"))
+        assert result.returncode == 0, result.stdout + result.stderr
+        seen = _seen(lab, f"{lab.prefix}{run}/")
+        assert {key.split("|")[1]: value["text"] for key, value in seen.items()} == names
+    assert {item["cache"] for item in lab.manifest(f"{lab.prefix}second/")["inputs"] if "/refs/" in item["uri"]} == {"hit"}
+
+
+def test_a_name_that_would_be_both_a_file_and_a_folder_fails_before_the_tool_runs(lab):
+    lab.put("refs/clash/a/b", b"file")
+    lab.put("refs/clash/a/b/c", b"inside")
+    reads = lab.put("reads/a.fq", b"@r\nA\n+\nI\n")
+    result = lab.run(python_tool("pass"), lab.runner_env(
+        inputs=[reads], parameters={"index": f"s3://{BUCKET}/{lab.tag}/refs/clash/"}))
+    assert result.returncode == 64
+    assert "would have to be both a file and the folder" in lab.manifest()["error"]["message"]
+
+
+def test_unused_entries_give_way_to_the_room_the_tool_needs_not_only_to_downloads(lab, s3, tmp_path):
+    from labbatch_runner.staging import PlannedInput, stage_in
+    from labbatch_runner.transfer import make_engine
+
+    log = RunnerLog()
+    scratch_dir = tmp_path / "instance"
+    cache = ReferenceCache(scratch_dir / CACHE_DIR_NAME, log)
+    old = _entry(cache, "old-index", b"o" * 4000, age=600)  # an earlier job's reference, unused now
+    reads = lab.put("reads/big.fq", b"r" * 1000)
+    uri = S3Uri.parse(reads)
+    capacity = 5_500
+
+    def free(_path: Path) -> int:
+        used = sum(p.stat().st_size for p in scratch_dir.rglob("*") if p.is_file() and p.suffix not in (".json", ".lock"))
+        return capacity - used
+
+    planned = [PlannedInput(uri, scratch_dir / "attempt" / "reads.fq", ("inputs",))]
+    # 1,000 bytes to download fit the 1,500 free; the tool's room (x 3) does not, until the old entry goes.
+    stage_in(s3, make_engine("boto3", s3), planned, scratch_dir, free_bytes=free, log=log, cache=cache,
+             disk_factor=3.0)
+    assert not old.exists()
+    assert "evicted" in log.text()

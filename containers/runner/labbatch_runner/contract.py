@@ -47,6 +47,8 @@ class JobContract:
     shared_inputs: list[S3Uri] = field(default_factory=list)
     # The pipeline's companion patterns: inputs, shared_inputs or param:NAME -> patterns.
     secondary_files: dict[str, list[str]] = field(default_factory=dict)
+    # The pipeline's disk factor: the room its tool needs is its own inputs x this.
+    disk_factor: float = 1.0
 
     @property
     def is_array_child(self) -> bool:
@@ -105,6 +107,17 @@ def _staged_parameters(parameters: dict[str, str], where: str) -> dict[str, S3Ur
         if value.startswith("s3://"):
             staged[name] = _parse_inputs([value], f"{where}.{name}")[0]
     return staged
+
+
+def _disk_factor(environ: Mapping[str, str]) -> float:
+    raw = environ.get(runner_env.DISK_FACTOR) or "1"
+    try:
+        value = float(raw)
+    except ValueError:
+        raise _contract_error(f"{runner_env.DISK_FACTOR} must be a number, got {raw!r}") from None
+    if not 1 <= value <= 1000:
+        raise _contract_error(f"{runner_env.DISK_FACTOR} must be between 1 and 1000, got {value:g}")
+    return value
 
 
 def _secondary_files(environ: Mapping[str, str]) -> dict[str, list[str]]:
@@ -170,6 +183,7 @@ def read_contract(argv: list[str], environ: Mapping[str, str]) -> JobContract:
         attempt=_optional_int(environ, ATTEMPT),
         staged_parameters=_staged_parameters(parameters, PARAMETERS),
         secondary_files=_secondary_files(environ),
+        disk_factor=_disk_factor(environ),
     )
     if samples_raw is None:
         return contract

@@ -90,7 +90,7 @@ def run_job(argv: list[str], environ: Mapping[str, str], *, log: RunnerLog, guar
                 # Looked up at call time so that tests can stand in for the filesystem.
                 state.cache = ReferenceCache(cache_dir(contract.scratch_dir), log)
                 report.inputs = stage_in(s3, engine, planned, contract.scratch_dir, free_bytes=scratch.free_bytes, log=log,
-                                         cache=state.cache)
+                                         cache=state.cache, disk_factor=contract.disk_factor)
             usage.sample()
             with report.phase("run"):
                 log.info(f"run: {report.argv}")

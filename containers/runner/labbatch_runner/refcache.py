@@ -38,8 +38,22 @@ from .errors import ExitCode, RunnerError
 from .runlog import RunnerLog
 from .s3uri import S3Uri
 
-META_NAME = "meta.json"
 PART_SUFFIX = ".part"
+
+
+def meta_path(root: Path) -> Path:
+    """`<id>.json` beside the entry's directory; its mtime is the entry's last use."""
+    return root.with_name(root.name + ".json")
+
+
+def _shared_dir(path: Path) -> None:
+    """Made writable by every user: jobs on one instance run their images' own users, and any of
+    them may fetch into, use or evict an entry another made."""
+    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.chmod(0o777)
+    except PermissionError:
+        pass  # another user's: they made it so already
 
 
 def cache_dir(scratch_dir: Path) -> Path:
@@ -57,8 +71,8 @@ class Entry:
     uri: S3Uri
     etag: str | None
     size: int
-    root: Path  # <cache>/<id[:2]>/<id>/
-    lock_path: Path
+    root: Path  # <cache>/<id[:2]>/<id>/: the object's file alone, so no object name can collide with ours
+    lock_path: Path  # <cache>/<id[:2]>/<id>.lock
     fd: int | None = None
     hit: bool = False
 
@@ -73,7 +87,7 @@ class Entry:
 
     @property
     def meta(self) -> Path:
-        return self.root / META_NAME
+        return meta_path(self.root)
 
     def valid(self) -> bool:
         try:
@@ -91,6 +105,10 @@ def _lock_file(path: Path, operation: int) -> int:
     while True:
         fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o666)
         try:
+            try:
+                os.fchmod(fd, 0o666)  # whatever the umask, another user's job must be able to lock it
+            except PermissionError:
+                pass
             fcntl.flock(fd, operation)
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
                 return fd
@@ -121,7 +139,7 @@ class ReferenceCache:
         self.held.extend(entries)
         try:
             for entry in sorted(entries, key=lambda e: str(e.lock_path)):
-                entry.lock_path.parent.mkdir(parents=True, exist_ok=True)
+                _shared_dir(entry.lock_path.parent)
                 if self._take(entry):
                     misses.append(entry)
         except BaseException:
@@ -145,7 +163,7 @@ class ReferenceCache:
             os.close(entry.fd)
             return self._take(entry)
         _remove_entry_files(entry.root)
-        entry.root.mkdir(parents=True, exist_ok=True)
+        _shared_dir(entry.root)
         return True
 
     def commit(self, entry: Entry, checksum: dict | None) -> None:
@@ -155,8 +173,9 @@ class ReferenceCache:
         stat = entry.data.stat()
         meta = {"uri": str(entry.uri), "etag": entry.etag, "size": entry.size, "mtime_ns": stat.st_mtime_ns,
                 "checksum": checksum, "fetched_at": time.time()}
-        tmp = entry.meta.with_name(META_NAME + PART_SUFFIX)
+        tmp = entry.meta.with_name(entry.meta.name + PART_SUFFIX)
         tmp.write_text(json.dumps(meta))
+        tmp.chmod(0o666)  # any user's job records its use of the entry on it (os.utime)
         os.replace(tmp, entry.meta)
         # Exclusive to shared: not atomic, but nobody evicts what it cannot lock without
         # waiting, and the newest entry is the last one an evictor would choose; checked anyway.
@@ -212,8 +231,21 @@ class ReferenceCache:
                     continue  # in use by a running job, or being downloaded
                 raise
             try:
+                # Another evictor may have removed this entry (and its lock file) between our open
+                # and our lock, and a job made it anew since: that one is not ours to take.
+                if os.fstat(fd).st_ino != os.stat(lock_path).st_ino:
+                    os.close(fd)
+                    continue
+            except FileNotFoundError:
+                os.close(fd)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            try:
                 size = _tree_size(root)
                 _remove_entry_files(root)
+                meta_path(root).unlink(missing_ok=True)
                 lock_path.unlink(missing_ok=True)
                 self.log.info(f"reference cache: evicted {root.name} ({size:,} bytes) to make room")
             finally:
@@ -226,7 +258,7 @@ class ReferenceCache:
         for lock_path in self.root.glob(f"*/*.lock"):
             root = lock_path.with_suffix("")
             try:
-                used = (root / META_NAME).stat().st_mtime
+                used = meta_path(root).stat().st_mtime
             except OSError:
                 used = 0.0  # never completed: the first to go
             found.append((used, lock_path, root))

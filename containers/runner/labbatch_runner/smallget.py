@@ -40,14 +40,18 @@ class GetFailed(Exception):
     """The object could not be fetched (after retries); the message is one line."""
 
 
-def get_to_file(s3: Any, uri: S3Uri, path: Path) -> Got:
+def get_to_file(s3: Any, uri: S3Uri, path: Path, etag: str | None = None) -> Got:
+    """`etag`: the version that must come (the reference cache files it under that ETag)."""
     from botocore.exceptions import BotoCoreError, ClientError, HTTPClientError, IncompleteReadError
 
     path.parent.mkdir(parents=True, exist_ok=True)
+    pinned = {"IfMatch": etag} if etag else {}
     for attempt in range(1, BODY_ATTEMPTS + 1):
         try:
-            response = s3.get_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED")
+            response = s3.get_object(Bucket=uri.bucket, Key=uri.key, ChecksumMode="ENABLED", **pinned)
         except ClientError as exc:
+            if etag and exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
+                raise GetFailed(f"it changed since it was sized (no longer ETag {etag}); run the job again") from None
             raise GetFailed(describe_client_error(exc)) from None
         except BotoCoreError as exc:
             raise GetFailed(str(exc)) from None

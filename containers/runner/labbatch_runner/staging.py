@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -42,6 +43,7 @@ class PlannedInput:
     # reference cache when there is one.
     reference: bool = False
     required: bool = True  # False for an optional companion, which is staged only if it exists
+    etag: str | None = None  # the version a download must get (a reference cache entry's)
 
 
 @dataclass
@@ -79,23 +81,9 @@ def plan_inputs(contract: JobContract, inputs_dir: Path) -> list[PlannedInput]:
     for name, uri in contract.staged_parameters.items():
         used_as.setdefault(uri, []).append(f"parameter:{name}")
         patterns.setdefault(uri, []).extend(contract.secondary_files.get(references.parameter_key(name), []))
-    planned, owners = [], {}
-
-    def add(uri: S3Uri, roles: tuple[str, ...], required: bool = True) -> None:
-        try:
-            path = local_input_path(inputs_dir, uri)
-        except ValueError as exc:
-            raise RunnerError(ExitCode.CONTRACT, f"input {exc}") from None
-        if path in owners:
-            if owners[path] == uri:
-                return
-            raise RunnerError(ExitCode.CONTRACT, f"inputs {owners[path]} and {uri} would be staged to the same path")
-        owners[path] = uri
-        planned.append(PlannedInput(uri, path, roles, folder=uri.key.endswith("/"), reference=uri not in own,
-                                    required=required))
-
-    for uri, roles in used_as.items():
-        add(uri, tuple(roles))
+    # Companions, merged over every value they travel with: required if any pattern requires one,
+    # a job's own input if the file it travels with is one (then it is not reference data).
+    companions: dict[S3Uri, tuple[list[str], bool, bool]] = {}
     for uri, texts in patterns.items():
         if texts and uri.key.endswith("/"):
             raise RunnerError(ExitCode.CONTRACT, f"input {uri} is a folder; companions ({', '.join(texts)}) "
@@ -103,8 +91,28 @@ def plan_inputs(contract: JobContract, inputs_dir: Path) -> list[PlannedInput]:
         for text in dict.fromkeys(texts):
             pattern = references.parse_pattern(text)
             companion = S3Uri(uri.bucket, references.companion_key(uri.key, pattern))
-            if companion != uri and companion not in used_as:
-                add(companion, tuple(f"companion {text} of {role}" for role in used_as[uri]), pattern.required)
+            if companion == uri or companion in used_as:
+                continue
+            roles, required, of_own = companions.get(companion, ([], False, False))
+            roles += [f"companion {text} of {role}" for role in used_as[uri]]
+            companions[companion] = (roles, required or pattern.required, of_own or uri in own)
+    planned, owners = [], {}
+
+    def add(uri: S3Uri, roles: tuple[str, ...], *, reference: bool, required: bool = True) -> None:
+        try:
+            path = local_input_path(inputs_dir, uri)
+        except ValueError as exc:
+            raise RunnerError(ExitCode.CONTRACT, f"input {exc}") from None
+        if path in owners:
+            raise RunnerError(ExitCode.CONTRACT, f"inputs {owners[path]} and {uri} would be staged to the same path")
+        owners[path] = uri
+        planned.append(PlannedInput(uri, path, roles, folder=uri.key.endswith("/"), reference=reference,
+                                    required=required))
+
+    for uri, roles in used_as.items():
+        add(uri, tuple(roles), reference=uri not in own)
+    for uri, (roles, required, of_own) in companions.items():
+        add(uri, tuple(roles), reference=not of_own, required=required)
     return planned
 
 
@@ -148,7 +156,18 @@ def resolve_objects(s3: Any, planned: list[PlannedInput], log: RunnerLog) -> lis
             objects.setdefault(item.uri, item)
         else:
             objects.setdefault(item.uri, item)
+    _no_file_inside_another(objects.values())
     return list(objects.values())
+
+
+def _no_file_inside_another(objects: Any) -> None:
+    """`a/b` and `a/b/c` cannot both be staged: one name would have to be a file and a folder."""
+    by_path = {item.path: item for item in objects}
+    for item in by_path.values():
+        for parent in item.path.parents:
+            if parent in by_path:
+                raise RunnerError(ExitCode.CONTRACT, f"inputs {by_path[parent].uri} and {item.uri}: the first would "
+                                                     "have to be both a file and the folder holding the second")
 
 
 def _problem(uri: S3Uri, size: int, local_size: int, expected: Checksum | None, actual: str | None) -> str | None:
@@ -187,12 +206,15 @@ def stage_in(
     log: RunnerLog,
     small_object_bytes: int = smallget.SMALL_OBJECT_BYTES,
     cache: ReferenceCache | None = None,
+    disk_factor: float = 1.0,
 ) -> list[StagedInput]:
     """Objects below `small_object_bytes` are fetched with one GET each, the rest by `engine`.
 
     With a `cache`, reference data goes through it: what it holds is linked, what it lacks is
     downloaded into it (once, however many jobs want it at the same time) and then linked. The
     cache keeps this attempt's locks until `cache.release_all()`; the caller ends the attempt.
+    Unused cache entries give way not only to the downloads but to the room the tool will need
+    (its own inputs x `disk_factor`, what admission reserved for it).
     """
     if not planned:
         return []
@@ -211,11 +233,13 @@ def stage_in(
         # What this attempt downloads: its own inputs into its directory, missing references into the cache.
         fetch = [i for i in range(len(objects)) if i not in cached or i in misses]
         targets = [objects[i] if i not in misses else
-                   PlannedInput(objects[i].uri, misses[i].part, objects[i].used_as) for i in fetch]
+                   PlannedInput(objects[i].uri, misses[i].part, objects[i].used_as, etag=misses[i].etag) for i in fetch]
         needed = sum(sizes[i] for i in fetch)
+        working = math.ceil(sum(sizes[i] for i in range(len(objects)) if i not in cached) * max(disk_factor - 1, 0))
         free = free_bytes(scratch_dir)
-        if needed > free and cache is not None:
-            free = cache.make_room(needed, lambda _: free_bytes(scratch_dir), keep={e.lock_path for e in entries.values()})
+        if needed + working > free and cache is not None:
+            free = cache.make_room(needed + working, lambda _: free_bytes(scratch_dir),
+                                   keep={e.lock_path for e in entries.values()})
         if needed > free:
             raise RunnerError(
                 ExitCode.NO_SCRATCH_SPACE,
@@ -311,7 +335,8 @@ def _download(
     by_engine = [i for i in pending if i not in small]
     pool = ThreadPoolExecutor(max(1, min(smallget.GET_THREADS, len(by_get))))
     try:
-        gets = {i: pool.submit(smallget.get_to_file, s3, planned[i].uri, planned[i].path) for i in by_get}
+        gets = {i: pool.submit(smallget.get_to_file, s3, planned[i].uri, planned[i].path, planned[i].etag)
+                for i in by_get}
         if by_engine:
             transfers = [Transfer(str(planned[i].uri), str(planned[i].path), sizes[i]) for i in by_engine]
             try:

@@ -68,7 +68,17 @@ def _place_inputs(task: dict[str, Any], staged: dict[str, Path], log: RunnerLog)
     for item in task.get("inputs", []):
         target = Path(item["path"])
         target.parent.mkdir(parents=True, exist_ok=True)
+        source = staged.get(item.get("url"))
         if target.is_dir() and not target.is_symlink():
+            if any(target.iterdir()) and source is not None and source.is_dir():
+                # The image has files there, or another input lies inside: the folder's entries join them.
+                for entry in sorted(source.iterdir()):
+                    if (target / entry.name).exists() or (target / entry.name).is_symlink():
+                        raise RunnerError(ExitCode.CONTRACT, f"input {item['url']}: {target / entry.name} is "
+                                                             "already there (another input, or the image's)")
+                    (target / entry.name).symlink_to(entry)
+                log.info(f"input {item['url']} into {target}")
+                continue
             target.rmdir()  # an empty home made for a DIRECTORY input: the staged folder takes its place
         elif target.is_symlink() or target.exists():
             target.unlink()
