@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -67,7 +67,7 @@ class RecordedRequests:
 
     def __init__(self, lab) -> None:
         self.endpoint = lab.info["aws_endpoint"]
-        self.entries: list[dict] = []
+        self.text = ""
 
     def __enter__(self) -> "RecordedRequests":
         for step in ("reset-recording", "start-recording"):
@@ -76,16 +76,17 @@ class RecordedRequests:
 
     def __exit__(self, *exc: object) -> None:
         requests.post(f"{self.endpoint}/moto-api/recorder/stop-recording", timeout=10).raise_for_status()
-        text = requests.get(f"{self.endpoint}/moto-api/recorder/download-recording", timeout=60).text
-        self.entries = [json.loads(line) for line in text.splitlines() if line.strip()]
+        self.text = requests.get(f"{self.endpoint}/moto-api/recorder/download-recording", timeout=60).text
 
     def object_gets(self, bucket: str) -> Counter:
-        """GETs of objects (not listings) in `bucket`, by key."""
+        """GETs of objects (not listings) in `bucket`, by key. Read by pattern, not line by line: the
+        recorder's threads append concurrently, and a large entry (an upload's body) written in
+        pieces can enclose a small one, which one write keeps whole."""
         gets: Counter = Counter()
-        for entry in self.entries:
-            url = urlsplit(entry["url"])
-            bucket_of, _, key = unquote(url.path).lstrip("/").partition("/")
-            if entry["method"] == "GET" and bucket_of == bucket and key and "list-type" not in url.query:
+        for url in re.findall(r'"method": "GET", "url": "([^"]+)"', self.text):
+            parts = urlsplit(url)
+            bucket_of, _, key = unquote(parts.path).lstrip("/").partition("/")
+            if bucket_of == bucket and key and "list-type" not in parts.query:
                 gets[key] += 1
         return gets
 
