@@ -69,6 +69,9 @@ def test_get_pipelines_shows_the_scaled_defaults_and_the_stand_ins(core):
     assert bwa["defaults"]["memory_mib"] == scaled("bwa-mem")["memory_mib"] <= bwa["limits"]["max_memory_mib"]
     assert bwa["local"] == {"image": BWA, "stand_in": "labbatch-bwa:local",
                             "scaled_from": {"vcpus": 16, "memory_mib": 60000}}
+    # What travels with the reference, as the lab file declares it.
+    assert bwa["secondary_files"] == {"param:reference": list(BWA_INDEX)}
+    assert pipelines["salmon-quant"]["secondary_files"] == {}
     # The demo pipeline fits and has no stand-in of the lab file's: nothing local to say.
     assert "local" not in pipelines["fastq-stats"]
     assert pipelines["fastq-stats"]["defaults"]["vcpus"] == LAB.pipelines["fastq-stats"].vcpus
@@ -81,6 +84,7 @@ def test_labbatch_pipelines_shows_it_too(core, monkeypatch):
     row = next(line for line in result.stdout.splitlines() if "bwa-mem" in line)
     assert f"{scaled('bwa-mem')['vcpus']} vCPU, {scaled('bwa-mem')['memory_mib']} MiB, spot" in row
     assert f"runs in labbatch-bwa:local for {BWA}; scaled to this machine from 16 vCPU, 60000 MiB" in row
+    assert "reference* (+ .amb .ann .bwt .pac .sa)" in row  # the companions that travel with it
     assert "local mode" in result.stdout
 
 
