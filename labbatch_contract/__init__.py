@@ -14,4 +14,5 @@ has boto3). Nothing here talks to AWS on import.
 - `failures`     failure classes and which of them LabBatch recovers
 - `tes`          GA4GH TES tasks as LabBatch jobs
 - `tokens`       TES bearer tokens: format, ledger item, the check the authorizer and local mode share
+- `references`   folders, companion-file patterns (CWL secondaryFiles) and where the reference cache lives
 """
