@@ -320,6 +320,8 @@ class LocalApiGateway:
         body = {"error": {"code": refusal.code, "message": refusal.message, "details": refusal.details}}
         headers = [("Content-Type", "application/json"), ("x-amzn-RequestId", str(uuid.uuid4()))]
         _write(http, refusal.status, headers, json.dumps(body).encode(), close=refusal.close)
+        if refusal.close:
+            _linger(http)  # the body was never read: see _linger
         return refusal.status
 
     def log(self, line: str) -> None:
@@ -498,6 +500,34 @@ def _write(http: BaseHTTPRequestHandler, status: int, headers: list[tuple[str, s
     if http.command != "HEAD":
         http.wfile.write(body)
     http.wfile.flush()
+
+
+# How long, and how much, a refused request's unread body is drained after the answer.
+LINGER_SECONDS = 5.0
+LINGER_MAX_BYTES = 64 << 20
+
+
+def _linger(http: BaseHTTPRequestHandler) -> None:
+    """A lingering close, as web servers do: half-close, then read and drop what the client still
+    sends. Closing a socket with unread data in it makes the kernel reset the connection, and a
+    client still sending its body (a 7 MB POST refused with 413 after its first bytes) then gets
+    "connection reset" instead of reading the answer; API Gateway's 413 is readable."""
+    connection = http.connection
+    try:
+        connection.shutdown(socket.SHUT_WR)
+        deadline = time.monotonic() + LINGER_SECONDS
+        drained = 0
+        while drained < LINGER_MAX_BYTES:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            connection.settimeout(remaining)
+            chunk = connection.recv(1 << 16)
+            if not chunk:
+                break  # the client read the answer and closed
+            drained += len(chunk)
+    except OSError:
+        pass  # gone already: nothing left to protect
 
 
 def _principal_id(arn: str) -> str:

@@ -395,3 +395,21 @@ def test_port_zero_binds_a_free_port_and_stop_frees_it(handler):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
     with pytest.raises(RuntimeError):
         gateway.url
+
+
+def test_a_client_still_sending_an_oversized_body_reads_the_413_instead_of_a_reset(gateway, handler):
+    body = b"x" * (MAX_PAYLOAD_BYTES + (2 << 20))
+    parts = urlsplit(gateway.url)
+    # http.client sends the whole body before it reads anything, as the SDKs' connections do; the
+    # front answers after the headers, so the body arrives at a socket that will not read it.
+    for attempt in range(3):
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        try:
+            connection.request("POST", "/jobs", body=body, headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            answer = json.loads(response.read())
+        finally:
+            connection.close()
+        assert response.status == 413, attempt
+        assert answer["error"]["code"] == "payload_too_large"
+    assert handler.calls == []
