@@ -24,6 +24,7 @@ from labbatch.api_settings import SETTINGS_VARIABLE, handler_settings
 from labbatch.batch_layout import BatchLayout, layout
 from labbatch.config import DEMO_IMAGE, Lab
 from labbatch.instance_types import USABLE_MEMORY_SHARE
+from labbatch.local import awslogs
 from labbatch.local.apigateway import LocalApiGateway, LocalLambdaContext
 from labbatch.local.batch.executor import LocalBatch, machine_memory_mib
 from labbatch.local.batch.registration import registration
@@ -174,8 +175,12 @@ class LocalLab:
                     logs.create_log_stream(logGroupName=emulated.log_group, logStreamName=stream)
                     streams.add(stream)
             now = int(time.time() * 1000)
-            logs.put_log_events(logGroupName=emulated.log_group, logStreamName=stream,
-                                logEvents=[{"timestamp": now, "message": line} for line in lines])
+            for batch in awslogs.batches(awslogs.events(lines)):
+                try:
+                    logs.put_log_events(logGroupName=emulated.log_group, logStreamName=stream,
+                                        logEvents=[{"timestamp": now, "message": message} for message in batch])
+                except Exception as exc:  # noqa: BLE001 - as the awslogs driver: this batch is lost, not the stream
+                    print(f"labbatch local: {len(batch)} log events of {stream} not stored: {exc}", file=sys.stderr)
 
         # The status updater must exist before the first event; it reads the same settings.
         settings = local_settings(self.lab, emulated)

@@ -32,13 +32,16 @@ from pathlib import Path
 from typing import Callable
 
 from labbatch.local import docker_runner
+from labbatch.local import awslogs
 from labbatch.local.batch import reasons as batch_reasons
 from labbatch.local.docker_runner import ContainerSpec
 from labbatch.local.batch.process_tree import ProcessInfo, ProcessTree, kill_process
 
 log = logging.getLogger(__name__)
 
-MAX_LINE_BYTES = 256 * 1024  # CloudWatch Logs' largest event
+# Docker's log copier hands a log driver lines of at most its BufSize(), which awslogs sets to its
+# event limit: a longer line reaches CloudWatch in pieces of this size.
+MAX_LINE_BYTES = awslogs.MAX_EVENT_BYTES
 EXIT_DRAIN_SECONDS = 1.0  # output still buffered when the main process exits
 MIB = 1024 * 1024
 # Host variables a container image would also define; AWS credentials and endpoints are not
@@ -231,9 +234,9 @@ class RunningAttempt:
     def _emit(self, data: bytes) -> bytes:
         lines = data.split(b"\n")
         pending = lines.pop()
-        if len(pending) >= MAX_LINE_BYTES:
-            lines.append(pending)
-            pending = b""
+        while len(pending) >= MAX_LINE_BYTES:  # a line too long for one event: whole events of it now
+            lines.append(pending[:MAX_LINE_BYTES])
+            pending = pending[MAX_LINE_BYTES:]
         if lines:
             self._deliver(lines)
         return pending
