@@ -29,6 +29,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from labbatch_contract.failures import INFRASTRUCTURE
 from labbatch_contract.ids import utc_timestamp
 
 # The table's key schema: what the stack creates, local mode creates and the functions use.
@@ -49,7 +50,7 @@ CHILD_FAILURE_FIELDS = ("sample", "failure", "reason", "exit_code", "log", "mani
 # A child's reason is one readable line, not a log.
 CHILD_REASON_MAX_CHARS = 500
 # What a job that never reached Batch failed of (failures.py's class for "could not start").
-SUBMIT_FAILURE_CLASS = "infrastructure"
+SUBMIT_FAILURE_CLASS = INFRASTRUCTURE
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()

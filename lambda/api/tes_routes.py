@@ -30,7 +30,7 @@ from admission import MAX_FOLDER_OBJECTS, check_resources
 from aws_faults import request_may_have_landed
 from batch_requests import batch_job_name, stop_job
 from input_objects import S3Object, list_prefix, object_sizes, parse_lab_prefix, parse_lab_uri
-from labbatch_contract import batch_submit, names, runner_env
+from labbatch_contract import batch_submit, names, outcome, runner_env
 from labbatch_contract import tes as tes_rules
 from labbatch_contract.ids import JOB_ID_PATTERN, new_job_id, utc_timestamp
 from labbatch_contract.ledger import FINAL_STATUSES, PROGRESS_PENDING_SUBMIT, RECORD_TYPE_JOB
@@ -440,7 +440,7 @@ def _stored_json(s3, uri: str) -> Optional[dict]:
 def _manifest(record: dict, s3) -> Optional[dict]:
     if record.get("status") not in FINAL_STATUSES:
         return None
-    return _stored_json(s3, record["output_prefix"] + "manifest.json")
+    return _stored_json(s3, outcome.manifest_key(record["output_prefix"]))
 
 
 def input_contents(record: dict, s3) -> dict[str, str]:

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from labbatch_contract import batch_submit, runner_env
-from labbatch_contract.failures import RECOVERY_FOR
+from labbatch_contract.failures import MORE_MEMORY, RECOVERY_FOR, SPOT_TO_ON_DEMAND
 from labbatch_contract.ids import job_id_from, utc_timestamp
 
 MEMORY_FACTOR = 1.5
@@ -102,7 +102,7 @@ def plan(
                              "LabBatch resubmits each kind of failure only once")
     vcpus, memory, queue = int(record["vcpus"]), int(record["memory_mib"]), record["queue"]
     what = status_reason or failure
-    if kind == "spot_to_on_demand":
+    if kind == SPOT_TO_ON_DEMAND:
         if queue != "spot":
             return None  # reclaimed on on-demand cannot happen; nothing sensible to add
         if "on-demand" not in queues:
@@ -113,7 +113,7 @@ def plan(
         tries = f"all {attempts} attempts" if attempts > 1 else "its attempt"
         return Plan(kind, f"{tries} on spot were reclaimed ({what}); resubmitted once on the on-demand queue",
                     "on-demand", memory)
-    if kind == "more_memory":
+    if kind == MORE_MEMORY:
         wanted = more_memory(memory)
         if wanted > max_memory_mib and lab_max_memory_mib:
             # Local mode, whose machine gives less than the lab's instances would.
