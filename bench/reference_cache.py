@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "containers" / "runner"))
 
 from benchlib import Summary, median, ratio_spread, spread  # noqa: E402
+from labbatch_contract import outcome  # noqa: E402
 from staging import moto_server  # noqa: E402
 
 BUCKET, RESULTS = "refs", "results"
@@ -44,7 +45,7 @@ def run_job(env: dict[str, str], scratch: Path, name: str, reads: str, index: st
     import boto3
 
     s3 = boto3.client("s3")
-    return json.loads(s3.get_object(Bucket=RESULTS, Key=f"{name}/manifest.json")["Body"].read())
+    return json.loads(s3.get_object(Bucket=RESULTS, Key=outcome.manifest_key(f"{name}/"))["Body"].read())
 
 
 def main() -> None:
@@ -87,7 +88,7 @@ def main() -> None:
                     expected = {"miss"} if job == 1 else {"hit"}
                     if caches != expected:
                         raise RuntimeError(f"job {name}: reference cache said {caches}, expected {expected}")
-                    times.append(manifest["timings_seconds"]["stage_in"])
+                    times.append(manifest["timings_seconds"][outcome.STAGE_IN])
                 first.append(times[0])
                 second.append(times[1])
                 ratios.append(times[1] / times[0])

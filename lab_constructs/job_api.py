@@ -21,7 +21,7 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from labbatch_contract import names
+from labbatch_contract import names, outcome
 from labbatch.config import Api, Tes
 from labbatch_contract.ledger import BY_CREATED_INDEX
 from labbatch_contract import tes as tes_rules
@@ -338,7 +338,7 @@ class JobApi(Construct):
         self._wildcard_resources: list[str] = []
         # The updater reads the runner's manifest of a failed job to classify its failure.
         results = s3.Bucket.from_bucket_name(self, "ResultsBucket", bucket_names["results"])
-        manifests = results.arn_for_objects("jobs/*/manifest.json")
+        manifests = results.arn_for_objects(outcome.manifest_key("jobs/*/"))
         self.status_updater.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=[manifests]))
         self._updater_wildcard_resources: list[str] = [manifests]
         for kind in ("inputs", "references"):
@@ -385,7 +385,7 @@ class JobApi(Construct):
         results = s3.Bucket.from_bucket_name(self, "TesResultsBucket", bucket_names["results"])
         task_documents = inputs.arn_for_objects("work/tes/*")
         readable = [results.arn_for_objects(names.TES_OUTPUTS_PREFIX + "*"),
-                    results.arn_for_objects("jobs/*/manifest.json")]
+                    results.arn_for_objects(outcome.manifest_key("jobs/*/"))]
         self.handler.add_to_role_policy(iam.PolicyStatement(actions=["s3:PutObject"], resources=[task_documents]))
         self.handler.add_to_role_policy(iam.PolicyStatement(actions=["s3:GetObject"], resources=readable))
         self.handler.add_to_role_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[results.bucket_arn]))

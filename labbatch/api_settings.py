@@ -7,15 +7,19 @@ local mode with its own values.
 
 from __future__ import annotations
 
+import copy
+
 from labbatch.api_limits import MAX_BODY_BYTES
-from labbatch.config import Lab
+from labbatch.config import Lab, Pipeline
 from labbatch_contract import names
-from labbatch_contract.settings import SETTINGS_ENV_VAR, Buckets, LabSettings
+from labbatch_contract.settings import SETTINGS_ENV_VAR, Buckets, LabSettings, PipelineSettings
 
 # Lambda allows 4 KB for all of a function's environment variables together.
 LAMBDA_ENVIRONMENT_LIMIT = 4096
 SETTINGS_VARIABLE = SETTINGS_ENV_VAR
 _LONGEST_ACCOUNT = "0" * 12
+# Set by local mode only (labbatch/local/lab.py), never in a deployed lab's settings.
+_PIPELINE_FIELDS_NOT_FROM_LAB = frozenset({"local"})
 
 
 class SettingsTooLarge(ValueError):
@@ -34,24 +38,30 @@ def _document(lab: Lab, account: str, region: str) -> dict:
         "scratch_gib": lab.compute.scratch.size_gib,
         "max_body_bytes": MAX_BODY_BYTES,
         "limits": {k: v for k, v in lab.job_limits.items() if k != "scratch_gib"},
-        "pipelines": {
-            name: {
-                "job_definition": names.job_definition(lab.name, name),
-                "vcpus": p.vcpus,
-                "memory_mib": p.memory_mib,
-                "timeout_minutes": p.timeout_minutes,
-                "disk_factor": p.disk_factor,
-                "parameters": dict(p.parameters),
-                "description": p.description,
-                "default_queue": p.default_queue,
-                "recovery": p.recovery,
-                "shared_inputs": p.shared_inputs,
-                "secondary_files": {key: list(patterns) for key, patterns in p.secondary_files.items()},
-            }
-            for name, p in lab.pipelines.items()
-        },
+        "pipelines": {name: _pipeline(lab, name, p) for name, p in lab.pipelines.items()},
         "tes": _tes(lab, account, region),
     }
+
+
+def _pipeline(lab: Lab, name: str, pipeline: Pipeline) -> dict:
+    """Every field PipelineSettings declares: the lab file's own where the names match, the
+    rest computed here. A field neither names nor computes fails the synth, never vanishes."""
+    computed = {
+        "job_definition": names.job_definition(lab.name, name),
+        "shared_inputs": pipeline.shared_inputs,  # what the command's placeholders ask of shared inputs
+    }
+    document = {}
+    for field in PipelineSettings.model_fields:
+        if field in _PIPELINE_FIELDS_NOT_FROM_LAB:
+            continue
+        if field in computed:
+            document[field] = computed[field]
+        elif field in Pipeline.model_fields:
+            document[field] = copy.deepcopy(getattr(pipeline, field))
+        else:
+            raise ValueError(f"PipelineSettings.{field} is neither a field of the lab file's pipelines "
+                             "(labbatch.config.Pipeline) nor computed in labbatch/api_settings.py:_pipeline")
+    return document
 
 
 def _tes(lab: Lab, account: str, region: str) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from labbatch_contract import job_layout, names, runner_env
+from labbatch_contract import batch_reasons, job_layout, names, runner_env
 from labbatch_contract.job_layout import (RETRY_RULES, RUNNER_HOST_PATH, RUNNER_MOUNT, SCRATCH_MOUNT,  # noqa: F401
                                          SPOT_RECLAIM_STATUS_REASON, runner_launch)
 from labbatch.config import Lab, Pipeline
@@ -36,9 +36,8 @@ def on_host(command: list[str] | tuple[str, ...]) -> list[str]:
     return list(command)
 
 
-UNPLACEABLE_REASONS = ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
-                       "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE")
-NO_CAPACITY_REASON = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
+UNPLACEABLE_REASONS = batch_reasons.UNPLACEABLE
+NO_CAPACITY_REASON = batch_reasons.INSUFFICIENT_INSTANCE_CAPACITY
 
 
 @dataclass(frozen=True)

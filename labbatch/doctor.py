@@ -33,6 +33,7 @@ from typing import Any, Callable
 from labbatch.batch_layout import RUNNER_COMMAND, on_host
 from labbatch.client import (DOCTOR_CANARY_PREFIX, Connection, LabBatchApiError, LabBatchClient,
                              LabBatchConnectionError, LabBatchError, local_lab_state, resolve_connection)
+from labbatch_contract import batch_reasons, outcome
 
 EXIT_OK, EXIT_FAILED = 0, 1
 CANARY_PIPELINE = "fastq-stats"
@@ -313,7 +314,8 @@ def _image_checks(target: Target, view: dict[str, Any], canary: dict[str, bool] 
                 add(Check(label, True, f"{image} (pulled by the canary)"))
             else:
                 add(Check(label, False, f"{image}: the canary did not run, so the image is unproven",
-                          "see the canary's line above; an image that cannot be pulled fails with CannotPullContainerError"))
+                          "see the canary's line above; an image that cannot be pulled fails with "
+                          f"{batch_reasons.CANNOT_PULL_CONTAINER}"))
         else:
             add(Check(label, True, f"{image} (job definition ACTIVE; pulled when its first job runs)"))
 
@@ -402,7 +404,7 @@ def _judge_canary(target: Target, queue: str, record: dict[str, Any], add: Calla
             why = "; ".join(str(v) for v in (record.get("failure"), record.get("status_reason"),
                                               last.get("reason")) if v)
             add(Check(label, False, f"{job_id} FAILED: {why or 'no reason given'}",
-                      f"`labbatch status {job_id}` and its log; CannotPullContainerError means the image, "
+                      f"`labbatch status {job_id}` and its log; {batch_reasons.CANNOT_PULL_CONTAINER} means the image, "
                       "AccessDenied the job role's S3 access"))
         else:
             add(Check(label, False, f"{job_id} still {status} after the timeout",
@@ -413,11 +415,11 @@ def _judge_canary(target: Target, queue: str, record: dict[str, Any], add: Calla
     prefix = record["output_prefix"]
     results_bucket, results_key = prefix.removeprefix("s3://").split("/", 1)
     try:
-        manifest = json.loads(s3.get_object(Bucket=results_bucket, Key=f"{results_key}manifest.json")["Body"].read())
+        manifest = json.loads(s3.get_object(Bucket=results_bucket, Key=outcome.manifest_key(results_key))["Body"].read())
         if manifest.get("status") != "succeeded":
             problems.append(f"its manifest says {manifest.get('status')}")
     except Exception as error:  # noqa: BLE001
-        problems.append(f"no manifest.json under {prefix} ({_aws_reason(error)})")
+        problems.append(f"no {outcome.MANIFEST_NAME} under {prefix} ({_aws_reason(error)})")
     log = dict(record.get("log") or {})
     # The record names the stream; the group is the job definition's (or, locally, the lab's).
     log["group"] = log.get("group") or definition_log_group or (target.local or {}).get("log_group")
@@ -435,7 +437,7 @@ def _judge_canary(target: Target, queue: str, record: dict[str, Any], add: Calla
                   "your profile needs s3:GetObject there and logs:GetLogEvents to verify"))
         return False
     seconds = _duration(record)
-    add(Check(label, True, f"{job_id} read the inputs bucket, wrote {prefix}manifest.json, logged to "
+    add(Check(label, True, f"{job_id} read the inputs bucket, wrote {outcome.manifest_key(prefix)}, logged to "
                            f"{log.get('group')}" + (f" ({seconds})" if seconds else "")))
     return True
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from labbatch.client import FINAL_STATUSES, LabBatchError
 from labbatch.labdata import LabData, aws_code, aws_reason, split_uri
+from labbatch_contract import outcome
 
 FOLLOW_INTERVAL_SECONDS = 2.0
 
@@ -158,7 +159,7 @@ def _child_s3_source(data: LabData, record: Mapping[str, Any], index: int, label
     if sample is None:
         raise LabBatchError("no_log", f"cannot find {label}'s log: {why}")
     prefix = f"{record['output_prefix']}{sample}/"
-    uris = [f"{prefix}logs/tool.log", f"{prefix}logs/runner.log"]
+    uris = [prefix + outcome.TOOL_LOG, prefix + outcome.RUNNER_LOG]
     print(f"labbatch: {why}; showing {label}'s ({sample}) runner logs from S3 instead", file=sys.stderr)
     return Source(label, record.get("status") if record.get("status") in FINAL_STATUSES else None, [], uris)
 

@@ -30,6 +30,7 @@ from typing import Any
 from labbatch.error_line import print_error
 from labbatch.client import FINAL_STATUSES, LabBatchError
 from labbatch.labdata import LabData, aws_code, aws_reason, split_uri
+from labbatch_contract import outcome
 
 MiB = 1024 * 1024
 MULTIPART_BYTES = 8 * MiB
@@ -490,7 +491,7 @@ def run_results(args: argparse.Namespace) -> int:
     else:
         kept = sum(1 for w in written if w)
         print(f"{_files(len(outputs))} ({human_bytes(total)}) of {record['job_id']} in {destination}/, sizes and sha256 "
-              f"verified against manifest.json" + (f" ({len(outputs) - kept} already there)" if kept < len(outputs)
+              f"verified against {outcome.MANIFEST_NAME}" + (f" ({len(outputs) - kept} already there)" if kept < len(outputs)
                                                    else ""))
     return _finish(problems, record)
 
@@ -529,16 +530,16 @@ def job_outputs(data: LabData, record: Mapping[str, Any]) -> tuple[list[Output],
         children = _samples(data, record)
         with ThreadPoolExecutor(max_workers=16) as pool:
             fetched = list(pool.map(
-                lambda child: (child, _read_manifest(s3, f"{prefix}{child[1]}/manifest.json")), children))
+                lambda child: (child, _read_manifest(s3, outcome.manifest_key(f"{prefix}{child[1]}/"))), children))
     else:
-        fetched = [((None, None), _read_manifest(s3, f"{prefix}manifest.json"))]
+        fetched = [((None, None), _read_manifest(s3, outcome.manifest_key(prefix)))]
     outputs: list[Output] = []
     manifests: dict[str | None, bytes] = {}
     problems: list[LabBatchError] = []
     for (index, sample), (uri, body, error) in fetched:
         who = job_id if sample is None else f"{job_id} child {index} ({sample})"
         if body is None:
-            problems.append(LabBatchError("no_manifest", f"{who} has no manifest.json at {uri} "
+            problems.append(LabBatchError("no_manifest", f"{who} has no {outcome.MANIFEST_NAME} at {uri} "
                                           f"({error}); status {status}: it may not have run yet"))
             continue
         try:
@@ -625,7 +626,7 @@ def download_outputs(data: LabData, outputs: Sequence[Output], manifests: Mappin
     for sample, body in manifests.items():
         folder = destination / sample if sample is not None else destination
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "manifest.json").write_bytes(body)
+        (folder / outcome.MANIFEST_NAME).write_bytes(body)
     s3 = data.client("s3")
     fetched = [False] * len(outputs)
     pending = []

@@ -12,6 +12,8 @@ has boto3). Nothing here talks to AWS on import.
 - `runner_env`   the environment a job's runner reads
 - `batch_submit` the SubmitJob request for a job (the API's first submission and recoveries)
 - `failures`     failure classes and which of them LabBatch recovers
+- `outcome`      how a runner attempt ends: exit codes, phases, manifest and log names
+- `batch_reasons` AWS Batch's own words for how attempts end and why jobs wait
 - `tes`          GA4GH TES tasks as LabBatch jobs
 - `tokens`       TES bearer tokens: format, ledger item, the check the authorizer and local mode share
 - `references`   folders, companion-file patterns (CWL secondaryFiles) and where the reference cache lives

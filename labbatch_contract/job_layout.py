@@ -8,13 +8,15 @@ every job definition LabBatch makes, wherever it is made, starts the runner the 
 
 from __future__ import annotations
 
+from labbatch_contract.batch_reasons import HOST_TERMINATED_PREFIX
+
 SCRATCH_MOUNT = "/scratch"
 RUNNER_MOUNT = "/opt/labbatch/runner"
 RUNNER_HOST_PATH = "/opt/labbatch/runner"  # where the boot script unpacks the tree on an instance
 LOADERS = {"x86_64": ("x86_64-linux-gnu", "ld-linux-x86-64.so.2"),
            "arm64": ("aarch64-linux-gnu", "ld-linux-aarch64.so.1")}
 # Spot reclaims show up as Batch's status reason "Host EC2 (instance i-...) terminated."
-SPOT_RECLAIM_STATUS_REASON = "Host EC2*"
+SPOT_RECLAIM_STATUS_REASON = HOST_TERMINATED_PREFIX + "*"
 # Batch retries a job that matches no rule, so the catch-all EXIT must come last.
 RETRY_RULES = (
     {"action": "RETRY", "onStatusReason": SPOT_RECLAIM_STATUS_REASON},

@@ -29,6 +29,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
+from labbatch_contract.failures import INFRASTRUCTURE
 from labbatch_contract.ids import utc_timestamp
 
 # The table's key schema: what the stack creates, local mode creates and the functions use.
@@ -49,7 +50,10 @@ CHILD_FAILURE_FIELDS = ("sample", "failure", "reason", "exit_code", "log", "mani
 # A child's reason is one readable line, not a log.
 CHILD_REASON_MAX_CHARS = 500
 # What a job that never reached Batch failed of (failures.py's class for "could not start").
-SUBMIT_FAILURE_CLASS = "infrastructure"
+SUBMIT_FAILURE_CLASS = INFRASTRUCTURE
+
+STATUS_PENDING_SUBMIT = "PENDING_SUBMIT"
+SUBMITTING_REASON = "Recorded; submitting to AWS Batch"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -76,6 +80,37 @@ def sample_name_at(sample_list: Any, index: int) -> str | None:
     sample = sample_list[index]
     name = sample.get("name") if isinstance(sample, dict) else None
     return name if isinstance(name, str) and name else None
+
+
+def new_job_record(*, job_id: str, lab: str, pipeline: str | None, queue: str, job_queue: str,
+                   job_definition: str, vcpus: int | None, memory_mib: int, output_prefix: str,
+                   status_reason: str = SUBMITTING_REASON, created_at: str | None = None,
+                   **fields: Any) -> dict[str, Any]:
+    """A job's record as every submitter writes it before SubmitJob (PENDING_SUBMIT): the job
+    API, the TES API and the status updater's recoveries. `fields` are what only that submitter
+    knows (name, submitted_by, inputs, tes, recovered_from, ...); None values are left out, as
+    the ledger leaves them out (to_item)."""
+    created_at = created_at or utc_timestamp()
+    record = {
+        PARTITION_KEY: job_id,
+        BY_CREATED_PARTITION: RECORD_TYPE_JOB,
+        BY_CREATED_SORT: created_at,
+        "updated_at": created_at,
+        "lab": lab,
+        "pipeline": pipeline,
+        "queue": queue,
+        "job_queue": job_queue,
+        "job_definition": job_definition,
+        "vcpus": vcpus,
+        "memory_mib": memory_mib,
+        "output_prefix": output_prefix,
+        "status": STATUS_PENDING_SUBMIT,
+        "status_reason": status_reason,
+        "progress": PROGRESS_PENDING_SUBMIT,
+        "attempts": [],
+        **fields,
+    }
+    return {key: value for key, value in record.items() if value is not None}
 
 
 def to_item(record: dict[str, Any]) -> dict[str, Any]:
@@ -171,7 +206,7 @@ class LedgerWrites:
                 ConditionExpression="#status = :pending",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues=to_item({
-                    ":failed": "FAILED", ":pending": "PENDING_SUBMIT", ":r": reason, ":e": submit_error,
+                    ":failed": "FAILED", ":pending": STATUS_PENDING_SUBMIT, ":r": reason, ":e": submit_error,
                     ":p": PROGRESS_FINAL, ":t": at, ":failure": SUBMIT_FAILURE_CLASS}),
             )
         except ClientError as exc:

@@ -43,10 +43,6 @@ class Limits(_Strict):
     # instances give, so that a refusal says whose limit it is.
     lab_max_vcpus: int | None = None
     lab_max_memory_mib: int | None = None
-    # Local mode only, when this machine allows less than the lab's instances would: what the
-    # instances give, so that a refusal says whose limit it is.
-    lab_max_vcpus: int | None = None
-    lab_max_memory_mib: int | None = None
 
 
 class RecoverySettings(_Strict):

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from labbatch_contract import batch_reasons
 from labbatch_contract.references import CACHE_DIR_NAME
 from labbatch_contract.local_state import labbatch_home
 from labbatch.batch_layout import RUNNER_MOUNT, SCRATCH_MOUNT
@@ -170,7 +171,7 @@ def container_name(*parts: str) -> str:
 
 
 def image_missing_reason(image: str, engine: str) -> str:
-    return (f'CannotPullContainerError: image "{image}" is not present in the local container engine ({engine}) '
+    return (f'{batch_reasons.CANNOT_PULL_CONTAINER}: image "{image}" is not present in the local container engine ({engine}) '
             f"and local mode never pulls; load it with {engine} load or {engine} build")
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from labbatch_contract.ids import utc_timestamp
+from labbatch_contract.failures import INFRASTRUCTURE
 from labbatch_contract.ledger import FINAL_STATUSES, PROGRESS_FINAL, RECORD_TYPE_JOB, expression_values, from_item
 
 FORMAT = 1
@@ -187,7 +188,7 @@ class LabData:
                 continue
             now = utc_timestamp()
             values = {":failed": "FAILED", ":reason": STOPPED_REASON.format(status=status),
-                      ":failure": "infrastructure", ":final": PROGRESS_FINAL, ":now": now}
+                      ":failure": INFRASTRUCTURE, ":final": PROGRESS_FINAL, ":now": now}
             update = ("SET #status = :failed, status_reason = :reason, failure = :failure, "
                       "progress = :final, stopped_at = :now, updated_at = :now")
             children = from_item({"c": item["children"]})["c"] if "children" in item else None

@@ -49,6 +49,7 @@ from aws_faults import error_code, is_retryable
 from batch_requests import stop_job
 from labbatch_contract.ids import JOB_ID_PATTERN, utc_timestamp
 from labbatch_contract.ledger import FINAL_STATUSES, sample_name_at
+from labbatch_contract import batch_reasons
 from labbatch_contract import tes as tes_rules
 from job_models import (
     ChildListResponse,
@@ -371,7 +372,7 @@ def cancel_job(job_id: str) -> Response[JobView]:
     live = rt.clients.batch.describe_jobs(jobs=[batch_job_id]).get("jobs", [])
     if not live or live[0]["status"] in FINAL_STATUSES:
         raise _finished(job_id, live[0]["status"] if live else "finished")
-    action = stop_job(rt.clients.batch, batch_job_id, live[0]["status"], f"Cancelled through the LabBatch API by {caller}")
+    action = stop_job(rt.clients.batch, batch_job_id, live[0]["status"], batch_reasons.api_cancel(caller))
     logger.info("Stop requested", extra={"job_id": job_id, "batch_job_id": batch_job_id, "action": action})
     record = rt.ledger.record_cancel(
         job_id, {"requested_at": utc_timestamp(), "requested_by": caller, "action": action}

@@ -23,7 +23,7 @@ from labbatch_contract.settings import LabSettings
 from aws_faults import attempts_made, error_code, is_retryable, request_may_have_landed
 from batch_requests import batch_job_name, submit_job_request
 from labbatch_contract.ids import new_job_id, utc_timestamp
-from labbatch_contract.ledger import PROGRESS_PENDING_SUBMIT, RECORD_TYPE_JOB
+from labbatch_contract.ledger import new_job_record
 from labbatch_contract.names import output_prefix, samples_key
 from ledger import JobLedger
 
@@ -50,39 +50,31 @@ def submit(
         job, lab=settings.lab, job_id=job_id, job_name=name, job_output_prefix=prefix, samples_uri=samples_uri
     )
     array_size = len(job.array_samples) if job.array_samples else None
-    ledger.create_pending(
-        {
-            "job_id": job_id,
-            "record_type": RECORD_TYPE_JOB,
-            "created_at": created_at,
-            "updated_at": created_at,
-            "lab": settings.lab,
-            "pipeline": job.pipeline_name,
-            "queue": job.queue,
-            "job_queue": job.job_queue,
-            "job_definition": job.pipeline.job_definition,
-            "name": job.name,
-            "batch_job_name": name,
-            "submitted_by": caller,
-            "idempotency_key": idempotency_key,
-            "inputs": job.inputs,
-            "shared_inputs": job.shared_inputs or None,
-            "parameters": job.parameters,
-            "vcpus": job.vcpus,
-            "memory_mib": job.memory_mib,
-            "output_prefix": prefix,
-            "samples_uri": samples_uri,
-            "array_size": array_size,
-            # Children nobody has heard from yet count as SUBMITTED (see lambda/status).
-            "children": {"SUBMITTED": array_size} if array_size else None,
-            "input_bytes": job.input_bytes,
-            "scratch_needed_bytes": job.scratch_needed_bytes,
-            "status": "PENDING_SUBMIT",
-            "status_reason": "Recorded; submitting to AWS Batch",
-            "progress": PROGRESS_PENDING_SUBMIT,
-            "attempts": [],
-        }
-    )
+    ledger.create_pending(new_job_record(
+        job_id=job_id,
+        created_at=created_at,
+        lab=settings.lab,
+        pipeline=job.pipeline_name,
+        queue=job.queue,
+        job_queue=job.job_queue,
+        job_definition=job.pipeline.job_definition,
+        vcpus=job.vcpus,
+        memory_mib=job.memory_mib,
+        output_prefix=prefix,
+        name=job.name,
+        batch_job_name=name,
+        submitted_by=caller,
+        idempotency_key=idempotency_key,
+        inputs=job.inputs,
+        shared_inputs=job.shared_inputs or None,
+        parameters=job.parameters,
+        samples_uri=samples_uri,
+        array_size=array_size,
+        # Children nobody has heard from yet count as SUBMITTED (see lambda/status).
+        children={"SUBMITTED": array_size} if array_size else None,
+        input_bytes=job.input_bytes,
+        scratch_needed_bytes=job.scratch_needed_bytes,
+    ))
     logger.append_keys(job_id=job_id)
 
     if job.array_samples:

@@ -30,10 +30,10 @@ from admission import MAX_FOLDER_OBJECTS, check_resources
 from aws_faults import request_may_have_landed
 from batch_requests import batch_job_name, stop_job
 from input_objects import S3Object, list_prefix, object_sizes, parse_lab_prefix, parse_lab_uri
-from labbatch_contract import batch_submit, names, runner_env
+from labbatch_contract import batch_submit, names, outcome, runner_env
 from labbatch_contract import tes as tes_rules
 from labbatch_contract.ids import JOB_ID_PATTERN, new_job_id, utc_timestamp
-from labbatch_contract.ledger import FINAL_STATUSES, PROGRESS_PENDING_SUBMIT, RECORD_TYPE_JOB
+from labbatch_contract.ledger import FINAL_STATUSES, new_job_record
 from labbatch_contract.settings import LabSettings
 import tes_models as m
 import token_routes
@@ -366,18 +366,15 @@ def create_task():
     request = batch_submit.submit_job_request(
         job_name=name, job_queue=settings.queues[queue], job_definition=job_definition, environment=environment,
         vcpus=vcpus, memory_mib=memory_mib, lab=settings.lab)
-    rt.ledger.create_pending({
-        "job_id": job_id, "record_type": RECORD_TYPE_JOB, "created_at": created_at, "updated_at": created_at,
-        "lab": settings.lab, "pipeline": tes_rules.TES_PIPELINE, "queue": queue,
-        "job_queue": settings.queues[queue], "job_definition": job_definition, "name": task.name,
-        "batch_job_name": name, "submitted_by": caller, "inputs": [], "parameters": {}, "vcpus": vcpus,
-        "memory_mib": memory_mib, "output_prefix": prefix, "input_bytes": input_bytes,
-        "status": "PENDING_SUBMIT", "status_reason": "Recorded; submitting to AWS Batch",
-        "progress": PROGRESS_PENDING_SUBMIT, "attempts": [],
+    rt.ledger.create_pending(new_job_record(
+        job_id=job_id, created_at=created_at, lab=settings.lab, pipeline=tes_rules.TES_PIPELINE, queue=queue,
+        job_queue=settings.queues[queue], job_definition=job_definition, vcpus=vcpus, memory_mib=memory_mib,
+        output_prefix=prefix, name=task.name, batch_job_name=name, submitted_by=caller, inputs=[], parameters={},
+        input_bytes=input_bytes,
         # As JSON text: DynamoDB takes no floats (ram_gb), and the document is only ever read whole.
-        "tes": document_text(task),
-        **({"tes_task_document": runner_task} if runner_task_key is not None else {}),
-    })
+        tes=document_text(task),
+        tes_task_document=runner_task if runner_task_key is not None else None,
+    ))
     logger.append_keys(job_id=job_id)
     from submission import _submit_failed  # one way of recording a failed submission
 
@@ -440,7 +437,7 @@ def _stored_json(s3, uri: str) -> Optional[dict]:
 def _manifest(record: dict, s3) -> Optional[dict]:
     if record.get("status") not in FINAL_STATUSES:
         return None
-    return _stored_json(s3, record["output_prefix"] + "manifest.json")
+    return _stored_json(s3, outcome.manifest_key(record["output_prefix"]))
 
 
 def input_contents(record: dict, s3) -> dict[str, str]:

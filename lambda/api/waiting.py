@@ -32,6 +32,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from labbatch_contract import batch_reasons
 from labbatch_contract.settings import LabSettings
 from lab_state import environment_details, environment_order, is_usable, queue_details, short_name
 
@@ -44,11 +45,11 @@ ACTIVE_STATUSES = ("STARTING", "RUNNING")
 MAX_LIST_PAGES = 10
 MAX_ARRAY_PARENTS = 20
 
-JOB_TOO_LARGE = "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"
-ABOVE_MAX_VCPUS = "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"
-NO_CAPACITY = "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"
-SERVICE_ROLE = "MISCONFIGURATION:SERVICE_ROLE_PERMISSIONS"
-ENVIRONMENTS_INVALID = "ACTION_REQUIRED"
+JOB_TOO_LARGE = batch_reasons.JOB_RESOURCE_REQUIREMENT
+ABOVE_MAX_VCPUS = batch_reasons.COMPUTE_ENVIRONMENT_MAX_RESOURCE
+NO_CAPACITY = batch_reasons.INSUFFICIENT_INSTANCE_CAPACITY
+SERVICE_ROLE = batch_reasons.SERVICE_ROLE_PERMISSIONS
+ENVIRONMENTS_INVALID = batch_reasons.ACTION_REQUIRED
 # Batch's words after a jobStateTimeLimitAction; local mode's own words too.
 _TIME_LIMIT = re.compile(
     r"Canceled by JobStateTimeLimit action due to reason: (?P<code>[A-Z_]+:[A-Z_]+)"

@@ -4,7 +4,7 @@ Pure: it reads the final "Batch Job State Change" detail (the job's status reaso
 attempt's exit code and container reason), whether a cancel was asked through the API, and,
 where Batch's words cannot tell, the runner's manifest of that attempt
 (containers/runner/README.md: exit codes and `failed_phase`). Local mode's executor reports
-attempts in Batch's own words (labbatch/local/batch/reasons.py), so both classify alike.
+attempts in Batch's own words (labbatch_contract/batch_reasons.py), so both classify alike.
 
 Classes, first match wins:
 - cancelled        asked through the API (record's `cancel`, or the API's stop reason), a job
@@ -31,40 +31,17 @@ only when the manifest of the same attempt says so (`failed_phase` other than `r
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Literal, Mapping
+from typing import Any, Iterable, Mapping
 
-Failure = Literal[
-    "spot_reclaimed", "infrastructure", "out_of_memory", "out_of_scratch", "timeout", "cancelled", "application"
-]
-FAILURE_CLASSES: tuple[str, ...] = (
-    "spot_reclaimed", "infrastructure", "out_of_memory", "out_of_scratch", "timeout", "cancelled", "application"
-)
+from labbatch_contract import batch_reasons as words
+from labbatch_contract import outcome
+from labbatch_contract.failures import (APPLICATION, CANCELLED, FAILURE_CLASSES, INFRASTRUCTURE, OUT_OF_MEMORY,
+                                        OUT_OF_SCRATCH, SPOT_RECLAIMED, TIMEOUT, Failure)
+from labbatch_contract.outcome import ExitCode
 
-# Batch's words (see labbatch/local/batch/reasons.py for where local mode says the same).
-_HOST_TERMINATED = re.compile(r"^Host EC2 \(instance [^)]*\) terminated\.?$")
-TIMEOUT_REASON = "Job attempt duration exceeded timeout"
-OUT_OF_MEMORY_PREFIX = "OutOfMemoryError"
-INFRASTRUCTURE_PREFIXES = (
-    "CannotPullContainerError",
-    "CannotStartContainerError",
-    "CannotCreateContainerError",
-    "CannotInspectContainerError",
-    "ResourceInitializationError",
-    "Task failed to start",
-)
-TIME_LIMIT_PREFIXES = ("MISCONFIGURATION:", "CAPACITY:")
-# The reason lambda/api (batch_requests.stop_job's caller) gives CancelJob/TerminateJob; the
-# DELETE records `cancel` on the record only after Batch answered, so the FAILED event can
-# arrive first: the reason says it too.
-API_CANCEL_PREFIX = "Cancelled through the LabBatch API"
-
-# Runner exit codes by what they mean for the job (containers/runner/README.md).
-RUNNER_NO_SCRATCH = 66
-RUNNER_INFRASTRUCTURE = frozenset({67, 68, 69, 70})
-RUNNER_REQUEST_FAULTS = frozenset({64, 65})
-RUNNER_PHASES = frozenset({"contract", "stage_in", "stage_out", "terminated"})
+# FAILURE_CLASSES and Failure are the contract's (labbatch_contract/failures.py), named here for callers.
+__all__ = ["AttemptEvidence", "FAILURE_CLASSES", "Failure", "classify", "classify_array_parent", "manifest_wanted"]
 
 
 @dataclass(frozen=True)
@@ -74,18 +51,13 @@ class AttemptEvidence:
     status_reason: str | None
 
 
-def is_host_terminated(reason: str | None) -> bool:
-    return bool(reason) and _HOST_TERMINATED.match(reason.strip()) is not None
-
-
 def _starts(reason: str | None, prefixes: Iterable[str]) -> bool:
     return bool(reason) and reason.lstrip().startswith(tuple(prefixes))
 
 
 def manifest_wanted(last: AttemptEvidence | None) -> bool:
     """True when only the runner's manifest can tell this exit code's meaning."""
-    return last is not None and last.exit_code is not None and (
-        64 <= last.exit_code <= 70 or last.exit_code in (130, 143))
+    return last is not None and outcome.runner_failure_possible(last.exit_code)
 
 
 def classify(
@@ -96,32 +68,32 @@ def classify(
     manifest: Mapping[str, Any] | None = None,
 ) -> str:
     """The failure class of a FAILED (non-array-parent) job; see the module docstring."""
-    if cancel_requested or _starts(status_reason, (API_CANCEL_PREFIX,)):
-        return "cancelled"
-    if _starts(status_reason, TIME_LIMIT_PREFIXES):
-        return "cancelled"
+    if cancel_requested or _starts(status_reason, (words.API_CANCEL_PREFIX,)):
+        return CANCELLED
+    if _starts(status_reason, words.TIME_LIMIT_PREFIXES):
+        return CANCELLED
     if not attempts:
-        return "cancelled"
+        return CANCELLED
     last = attempts[-1]
     reasons = (last.status_reason, status_reason)
-    if any(is_host_terminated(r) for r in reasons):
-        return "spot_reclaimed"
-    if any((r or "").strip() == TIMEOUT_REASON for r in reasons):
-        return "timeout"
-    if _starts(last.container_reason, (OUT_OF_MEMORY_PREFIX,)):
-        return "out_of_memory"
-    if _starts(last.container_reason, INFRASTRUCTURE_PREFIXES) or any(
-            _starts(r, INFRASTRUCTURE_PREFIXES) for r in reasons):
-        return "infrastructure"
+    if any(words.is_host_terminated(r) for r in reasons):
+        return SPOT_RECLAIMED
+    if any((r or "").strip() == words.TIMEOUT for r in reasons):
+        return TIMEOUT
+    if _starts(last.container_reason, (words.OUT_OF_MEMORY_PREFIX,)):
+        return OUT_OF_MEMORY
+    if _starts(last.container_reason, words.INFRASTRUCTURE_PREFIXES) or any(
+            _starts(r, words.INFRASTRUCTURE_PREFIXES) for r in reasons):
+        return INFRASTRUCTURE
     if last.exit_code is None:
-        return "infrastructure"
+        return INFRASTRUCTURE
     runner = _runner_failure(last.exit_code, manifest, attempt_number=len(attempts))
     if runner is not None:
         return runner
     if last.exit_code != 0:
-        return "application"
+        return APPLICATION
     # FAILED with exit code 0: Batch lost track of a container that exited cleanly.
-    return "infrastructure"
+    return INFRASTRUCTURE
 
 
 def _runner_failure(exit_code: int, manifest: Mapping[str, Any] | None, *, attempt_number: int) -> str | None:
@@ -130,16 +102,16 @@ def _runner_failure(exit_code: int, manifest: Mapping[str, Any] | None, *, attem
     if manifest.get("attempt") not in (None, attempt_number):
         return None  # an earlier attempt's manifest: says nothing about this one
     phase = manifest.get("failed_phase")
-    if phase not in RUNNER_PHASES:
+    if phase not in outcome.RUNNER_PHASES:
         return None
-    if phase == "terminated":
-        return "cancelled"
-    if exit_code == RUNNER_NO_SCRATCH and phase == "stage_in":
-        return "out_of_scratch"
-    if exit_code in RUNNER_INFRASTRUCTURE:
-        return "infrastructure"
-    if exit_code in RUNNER_REQUEST_FAULTS:
-        return "application"
+    if phase == outcome.TERMINATED:
+        return CANCELLED
+    if exit_code == ExitCode.NO_SCRATCH_SPACE and phase == outcome.STAGE_IN:
+        return OUT_OF_SCRATCH
+    if exit_code in outcome.INFRASTRUCTURE_EXITS:
+        return INFRASTRUCTURE
+    if exit_code in outcome.REQUEST_FAULT_EXITS:
+        return APPLICATION
     return None
 
 
@@ -147,9 +119,9 @@ def classify_array_parent(*, status_reason: str | None, cancel_requested: bool,
                           child_failures: Mapping[str, int] | None) -> str:
     """An array job failed because children did: the class most of its failed children share
     (ties: the order of FAILURE_CLASSES), or `application` when none was recorded."""
-    if cancel_requested or _starts(status_reason, (API_CANCEL_PREFIX,) + TIME_LIMIT_PREFIXES):
-        return "cancelled"
+    if cancel_requested or _starts(status_reason, (words.API_CANCEL_PREFIX,) + words.TIME_LIMIT_PREFIXES):
+        return CANCELLED
     counts = {k: int(v) for k, v in (child_failures or {}).items() if k in FAILURE_CLASSES and int(v) > 0}
     if not counts:
-        return "application"
+        return APPLICATION
     return max(FAILURE_CLASSES, key=lambda k: (counts.get(k, 0), -FAILURE_CLASSES.index(k)))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from labbatch_contract.failures import APPLICATION
 from labbatch_contract.ledger import FAILED_CHILD_INDEXES
 
 TOPIC_ENV_VAR = "LABBATCH_ALERT_TOPIC_ARN"
@@ -52,7 +53,7 @@ def notice(lab: str, record: dict[str, Any], *, failure: str | None, status_reas
             lines.append(f"  indexes:     {shown}{more} (`labbatch status` names their samples, JOB:SAMPLE)")
     if recovery and recovery.get("refused"):
         lines.append(f"Not resubmitted: {recovery['refused'].get('reason')}")
-    elif failure == "application":
+    elif failure == APPLICATION:
         lines.append("Not resubmitted: the tool itself exited non-zero; LabBatch never retries that.")
     lines.append(f"See it with:   labbatch status {job_id} --lab {lab}")
     return subject, "\n".join(lines) + "\n"

@@ -36,9 +36,9 @@ import failure_notice
 import recovery
 from batch_events import NotALabBatchJob, StatusUpdate, parse_state_change
 from failure_classes import classify, classify_array_parent, manifest_wanted
-from labbatch_contract import runner_env
+from labbatch_contract import outcome, runner_env
 from labbatch_contract import tes as tes_rules
-from labbatch_contract.failures import RECOVERABLE_FAILURES
+from labbatch_contract.failures import APPLICATION, RECOVERABLE_FAILURES
 from labbatch_contract.ledger import CHILD_REASON_MAX_CHARS, sample_name_at
 from labbatch_contract.names import output_prefix
 from labbatch_contract.settings import LabSettings, load_settings
@@ -150,7 +150,7 @@ def classify_failure(update: StatusUpdate, record: dict[str, Any] | None) -> str
     last = update.evidence[-1] if update.evidence else None
     # Only an exit code in the runner's own range needs its manifest (array children:
     # describe_failed_child).
-    if failure == "application" and update.child_index is None and manifest_wanted(last):
+    if failure == APPLICATION and update.child_index is None and manifest_wanted(last):
         manifest = read_manifest(update.environment.get(runner_env.OUTPUT_PREFIX))
         if manifest is not None:
             failure = classify(**evidence, manifest=manifest)
@@ -186,7 +186,7 @@ def describe_failed_child(update: StatusUpdate, parent: dict[str, Any] | None) -
         "reason": reason,
         "exit_code": last.exit_code if last is not None else None,
         "log": update.log,
-        "manifest": f"{child_prefix}manifest.json" if child_prefix else None,
+        "manifest": outcome.manifest_key(child_prefix) if child_prefix else None,
         "stopped_at": update.stopped_at,
     }
     return dataclasses.replace(update, failure=failure,
@@ -227,7 +227,7 @@ def read_manifest(prefix: str | None) -> dict[str, Any] | None:
     bucket, key = prefix[5:].split("/", 1)
     s3, _ = other_clients()
     try:
-        body = s3.get_object(Bucket=bucket, Key=f"{key}manifest.json")["Body"].read()
+        body = s3.get_object(Bucket=bucket, Key=outcome.manifest_key(key))["Body"].read()
         manifest = json.loads(body)
     except (ClientError, BotoCoreError, ValueError) as exc:
         logger.warning("No readable runner manifest; classified without it", extra={"error": str(exc)[:500]})

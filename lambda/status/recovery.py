@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from labbatch_contract import batch_submit, runner_env
-from labbatch_contract.failures import RECOVERY_FOR
-from labbatch_contract.ids import job_id_from, utc_timestamp
+from labbatch_contract.failures import MORE_MEMORY, RECOVERY_FOR, SPOT_TO_ON_DEMAND
+from labbatch_contract.ids import job_id_from
+from labbatch_contract.ledger import new_job_record
 
 MEMORY_FACTOR = 1.5
 MEMORY_STEP_MIB = 256
@@ -102,7 +103,7 @@ def plan(
                              "LabBatch resubmits each kind of failure only once")
     vcpus, memory, queue = int(record["vcpus"]), int(record["memory_mib"]), record["queue"]
     what = status_reason or failure
-    if kind == "spot_to_on_demand":
+    if kind == SPOT_TO_ON_DEMAND:
         if queue != "spot":
             return None  # reclaimed on on-demand cannot happen; nothing sensible to add
         if "on-demand" not in queues:
@@ -113,7 +114,7 @@ def plan(
         tries = f"all {attempts} attempts" if attempts > 1 else "its attempt"
         return Plan(kind, f"{tries} on spot were reclaimed ({what}); resubmitted once on the on-demand queue",
                     "on-demand", memory)
-    if kind == "more_memory":
+    if kind == MORE_MEMORY:
         wanted = more_memory(memory)
         if wanted > max_memory_mib and lab_max_memory_mib:
             # Local mode, whose machine gives less than the lab's instances would.
@@ -132,32 +133,17 @@ def plan(
 
 def new_record(old: Mapping[str, Any], plan_: Plan, *, job_id: str, prefix: str, job_queue: str,
                job_definition: str, lab: str) -> dict[str, Any]:
-    now = utc_timestamp()
     original = (old.get("recovery") or {}).get("original_job_id") or old["job_id"]
-    record = {
-        "job_id": job_id,
-        "record_type": "job",
-        "created_at": now,
-        "updated_at": now,
-        "lab": lab,
-        "queue": plan_.queue,
-        "job_queue": job_queue,
-        "job_definition": old.get("job_definition") or job_definition,
-        "memory_mib": plan_.memory_mib,
-        "output_prefix": prefix,
-        "status": "PENDING_SUBMIT",
-        "status_reason": f"Recorded by LabBatch recovery ({plan_.kind}); submitting to AWS Batch",
-        "progress": 0,
-        "attempts": [],
-        "recovered_from": old["job_id"],
-        "recovery": {"kind": plan_.kind, "reason": plan_.reason, "original_job_id": original,
-                     "kinds_used": kinds_used(old) + [plan_.kind]},
-    }
-    for field in ("pipeline", "name", "batch_job_name", "submitted_by", "inputs", "shared_inputs", "parameters",
-                  "vcpus", "input_bytes", "scratch_needed_bytes"):
-        if old.get(field) is not None:
-            record[field] = old[field]
-    return record
+    return new_job_record(
+        job_id=job_id, lab=lab, pipeline=old.get("pipeline"), queue=plan_.queue, job_queue=job_queue,
+        job_definition=old.get("job_definition") or job_definition, vcpus=old.get("vcpus"),
+        memory_mib=plan_.memory_mib, output_prefix=prefix,
+        status_reason=f"Recorded by LabBatch recovery ({plan_.kind}); submitting to AWS Batch",
+        recovered_from=old["job_id"],
+        recovery={"kind": plan_.kind, "reason": plan_.reason, "original_job_id": original,
+                  "kinds_used": kinds_used(old) + [plan_.kind]},
+        **{field: old.get(field) for field in ("name", "batch_job_name", "submitted_by", "inputs", "shared_inputs",
+                                              "parameters", "input_bytes", "scratch_needed_bytes")})
 
 
 def submit_job_request(old: Mapping[str, Any], new: Mapping[str, Any], environment: Mapping[str, str], *,

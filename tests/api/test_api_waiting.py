@@ -284,7 +284,7 @@ def test_threshold_defaults_to_a_minute_and_is_set_by_the_environment(monkeypatc
      "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY"),
     ("Canceled by JobStateTimeLimit action due to reason: MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
      "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT"),
-    # local mode's words (labbatch/local/batch/reasons.py)
+    # local mode's words (labbatch_contract/batch_reasons.py)
     ("MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - cancelled by the job queue's state time limit: RUNNABLE "
      "for more than 1800 s without a compute environment able to run it",
      "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE"),

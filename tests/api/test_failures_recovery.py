@@ -111,10 +111,10 @@ def test_a_manifest_of_another_attempt_or_exit_code_is_not_evidence():
 
 
 def test_local_mode_words_classify_as_batchs_do():
-    """labbatch/local/batch/reasons.py is what the local executor says; it must classify alike."""
+    """labbatch_contract/batch_reasons.py is what the local executor says; it must classify alike."""
     from failure_classes import AttemptEvidence, classify
 
-    from labbatch.local.batch import reasons as words
+    from labbatch_contract import batch_reasons as words
 
     def one(exit_code, reason, status_reason, job_reason=None):
         return classify(status_reason=job_reason or status_reason,

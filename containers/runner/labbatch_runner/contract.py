@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from labbatch_contract import references, runner_env
+from labbatch_contract.outcome import ExitCode
 
-from .errors import ExitCode, RunnerError
+from .errors import RunnerError
 from .s3client import describe_client_error
 from .s3uri import S3Uri
 

@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-from enum import IntEnum
+from labbatch_contract.outcome import ExitCode
 
-
-class ExitCode(IntEnum):
-    # 64-70 follow sysexits.h loosely so they stand apart from the usual 1/2 of tools; the
-    # manifest's failed_phase removes any remaining ambiguity with a tool that uses them too.
-    CONTRACT = 64
-    INPUT_UNAVAILABLE = 65
-    NO_SCRATCH_SPACE = 66
-    CHECKSUM_MISMATCH = 67
-    STAGE_IN_FAILED = 68
-    STAGE_OUT_FAILED = 69
-    INTERNAL = 70
-    # Shell conventions, so that people read them the way they already do.
-    TOOL_NOT_EXECUTABLE = 126
-    TOOL_NOT_FOUND = 127
-    INTERRUPTED = 130
-    TERMINATED = 143
+__all__ = ["ExitCode", "RunnerError", "Terminated"]
 
 
 class RunnerError(Exception):

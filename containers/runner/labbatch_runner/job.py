@@ -11,11 +11,13 @@ from dataclasses import dataclass
 import traceback
 from typing import Any, Callable, Mapping
 
+from labbatch_contract import outcome
 from labbatch_contract import runner_env
+from labbatch_contract.outcome import ExitCode
 
 from . import scratch
 from .contract import SCRATCH_DIR, JobContract, load_sample_list, publishable_prefix, read_contract, select_sample
-from .errors import ExitCode, RunnerError, Terminated
+from .errors import RunnerError, Terminated
 from .manifest import Report, publish
 from .placeholders import expand_argv
 from .run import run_tool
@@ -77,7 +79,7 @@ def run_job(argv: list[str], environ: Mapping[str, str], *, log: RunnerLog, guar
     report.output_prefix = publishable_prefix(environ)
 
     def phases(state: AttemptState) -> None:
-        with report.phase("contract"):
+        with report.phase(outcome.CONTRACT):
             s3, contract = _prepare(argv, environ, report, log)
             state.s3 = s3
             attempt_dir = state.dir = AttemptDir.create(contract.scratch_dir, contract.job_id, contract.array_index, contract.attempt)
@@ -86,24 +88,24 @@ def run_job(argv: list[str], environ: Mapping[str, str], *, log: RunnerLog, guar
         engine = make_engine(report.transfer_engine, s3)
         with PeakUsage(attempt_dir.root) as usage:
             state.usage = usage
-            with report.phase("stage_in"):
+            with report.phase(outcome.STAGE_IN):
                 # Looked up at call time so that tests can stand in for the filesystem.
                 state.cache = ReferenceCache(cache_dir(contract.scratch_dir), log)
                 report.inputs = stage_in(s3, engine, planned, contract.scratch_dir, free_bytes=scratch.free_bytes, log=log,
                                          cache=state.cache, disk_factor=contract.disk_factor)
             usage.sample()
-            with report.phase("run"):
+            with report.phase(outcome.RUN):
                 log.info(f"run: {report.argv}")
                 tool_env = tool_environment(environ, tmp=attempt_dir.tmp)
-                report.tool = run_tool(report.argv, cwd=attempt_dir.work, env=tool_env, log_path=attempt_dir.logs / "tool.log")
+                report.tool = run_tool(report.argv, cwd=attempt_dir.work, env=tool_env, log_path=attempt_dir.logs / outcome.TOOL_LOG_NAME)
             usage.sample()
         report.peak_scratch_bytes = usage.peak
         if report.tool.exit_code != 0:
             how = f"killed by {report.tool.signal}" if report.tool.signal else f"exited with {report.tool.exit_code}"
             said = f": {report.tool.last_line}" if report.tool.last_line else ""
-            report.fail("run", "tool_failed", f"tool {report.argv[0]!r} {how}{said}", report.tool.exit_code)
+            report.fail(outcome.RUN, "tool_failed", f"tool {report.argv[0]!r} {how}{said}", report.tool.exit_code)
         else:
-            with report.phase("stage_out"):
+            with report.phase(outcome.STAGE_OUT):
                 report.outputs = stage_out(s3, engine, attempt_dir.outputs, contract.output_prefix, log=log)
                 log.info(f"succeeded in {sum(report.timings.values()):.1f} s")
                 _publish(s3, report, attempt_dir, log, best_effort=False)
@@ -132,7 +134,7 @@ def conclude(report: Report, phases: Callable[[AttemptState], None], *, log: Run
             phases(state)
         except Terminated as exc:
             name = signal.Signals(exc.signum).name
-            report.fail("terminated", "terminated", f"received {name} during {report.current_phase}", 128 + exc.signum)
+            report.fail(outcome.TERMINATED, "terminated", f"received {name} during {report.current_phase}", 128 + exc.signum)
         except RunnerError as exc:
             report.fail_with(exc)
         except Exception as exc:  # a runner bug must still end with a manifest and a clean scratch
@@ -159,8 +161,8 @@ def _publish(s3: Any, report: Report, attempt_dir: AttemptDir | None, log: Runne
         return
     try:
         s3 = s3 or make_s3_client()
-        tool_log = attempt_dir.logs / "tool.log" if attempt_dir is not None else None
-        terminated = report.failure is not None and report.failure.phase == "terminated"
+        tool_log = attempt_dir.logs / outcome.TOOL_LOG_NAME if attempt_dir is not None else None
+        terminated = report.failure is not None and report.failure.phase == outcome.TERMINATED
         publish(s3, report, tool_log=tool_log, runner_log=log.text(), manifest_first=terminated)
     except Exception as exc:
         from botocore.exceptions import BotoCoreError, ClientError

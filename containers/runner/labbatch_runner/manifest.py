@@ -10,19 +10,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from labbatch_contract import outcome
+from labbatch_contract.outcome import MANIFEST_NAME, RUNNER_LOG, TOOL_LOG
+
 from . import __version__
 from .errors import RunnerError
 from .run import ToolResult
 from .runlog import utc_now
 from .s3uri import S3Uri
-from .staging import MANIFEST_NAME, RUNNER_LOG, TOOL_LOG, StagedInput, StagedOutput
+from .staging import StagedInput, StagedOutput
 
 MANIFEST_VERSION = 1
 
 
 @dataclass
 class Failure:
-    phase: str  # contract | stage_in | run | stage_out | terminated
+    phase: outcome.Phase
     code: str
     message: str
     exit_code: int
@@ -44,7 +47,7 @@ class Report:
     failure: Failure | None = None
     timings: dict[str, float] = field(default_factory=dict)
     peak_scratch_bytes: int | None = None
-    current_phase: str = "contract"
+    current_phase: str = outcome.CONTRACT
     # TES mode only: {"executors": [{start_time, end_time, exit_code, stdout}], "outputs": [{url, path, size_bytes}]}
     tes: dict[str, Any] | None = None
     started_at: str = field(default_factory=utc_now)

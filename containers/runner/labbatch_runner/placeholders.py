@@ -17,8 +17,9 @@ import re
 from typing import Mapping
 
 from labbatch_contract import runner_env
+from labbatch_contract.outcome import ExitCode
 
-from .errors import ExitCode, RunnerError
+from .errors import RunnerError
 
 _TOKEN = re.compile(runner_env.PLACEHOLDER_TOKEN)
 _SIMPLE = ("input", "shared_input", "output_dir", "work_dir")

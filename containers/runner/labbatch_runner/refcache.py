@@ -33,8 +33,9 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from labbatch_contract.references import CACHE_DIR_NAME
+from labbatch_contract.outcome import ExitCode
 
-from .errors import ExitCode, RunnerError
+from .errors import RunnerError
 from .runlog import RunnerLog
 from .s3uri import S3Uri
 

@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Mapping
 
-from .errors import ExitCode, RunnerError
+from labbatch_contract.outcome import ExitCode
+
+from .errors import RunnerError
 
 # Batch allows 30 s between SIGTERM and SIGKILL; the rest is for uploading logs and manifest.
 TOOL_STOP_GRACE_SECONDS = 10

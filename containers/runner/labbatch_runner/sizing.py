@@ -19,7 +19,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Iterable
 
-from .errors import ExitCode, RunnerError
+from labbatch_contract.outcome import ExitCode
+
+from .errors import RunnerError
 from .runlog import RunnerLog
 from .s3client import describe_client_error
 from .s3uri import S3Uri

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any, Callable
 
 from labbatch_contract import references
+from labbatch_contract.outcome import RESERVED_OUTPUTS, ExitCode
 
 from .checksums import Checksum, expected_checksum, file_checksum, sha256_hex
 from .contract import JobContract
-from .errors import ExitCode, RunnerError
+from .errors import RunnerError
 from .runlog import RunnerLog
 from . import sizing, smallget
 from .s3uri import S3Uri
@@ -24,13 +25,6 @@ from .transfer import Transfer, TransferEngine, TransferFailed
 
 # Hashing is CPU-bound and releases the GIL on large reads: one thread per core.
 _HASH_THREADS = max(2, os.cpu_count() or 2)
-MANIFEST_NAME = "manifest.json"
-LOGS_DIR = "logs/"
-# The runner's own files under a job's prefix. Only these names are reserved, not the whole of
-# logs/: tools write their own logs there too (salmon quant -o writes logs/salmon_quant.log).
-TOOL_LOG = LOGS_DIR + "tool.log"
-RUNNER_LOG = LOGS_DIR + "runner.log"
-RESERVED_OUTPUTS = (MANIFEST_NAME, TOOL_LOG, RUNNER_LOG)
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,13 @@ import threading
 from pathlib import Path
 from typing import Any, Mapping
 
+from labbatch_contract import outcome
 from labbatch_contract import runner_env
+from labbatch_contract.outcome import ExitCode
 
 from . import scratch
 from .contract import SCRATCH_DIR, publishable_prefix, read_contract
-from .errors import ExitCode, RunnerError
+from .errors import RunnerError
 from .manifest import Report
 from .run import ToolResult, _pump, _signal_group, _stop
 from .runlog import RunnerLog, utc_now
@@ -204,7 +206,7 @@ def run_tes_task(environ: Mapping[str, str], *, log: RunnerLog, guard: Terminati
     report.tes = {"executors": [], "outputs": []}
 
     def phases(state: AttemptState) -> None:
-        with report.phase("contract"):
+        with report.phase(outcome.CONTRACT):
             contract = read_contract(["--", "tes-task"], environ)
             report.job_id, report.attempt = contract.job_id, contract.attempt
             report.output_prefix = contract.output_prefix
@@ -233,7 +235,7 @@ def run_tes_task(environ: Mapping[str, str], *, log: RunnerLog, guard: Terminati
         engine = make_engine(report.transfer_engine, s3)
         with PeakUsage(attempt_dir.root) as usage:
             state.usage = usage
-            with report.phase("stage_in"):
+            with report.phase(outcome.STAGE_IN):
                 root = Path("/") if where == "container" else (
                     Path(environ[TEST_ROOT]) if where == "test" and environ.get(TEST_ROOT) else None)
                 if root is not None:
@@ -242,13 +244,13 @@ def run_tes_task(environ: Mapping[str, str], *, log: RunnerLog, guard: Terminati
                 report.inputs = stage_in(s3, engine, planned, contract.scratch_dir,
                                          free_bytes=scratch.free_bytes, log=log)
                 _place_inputs(task, staged_paths, log)
-            with report.phase("run"):
+            with report.phase(outcome.RUN):
                 tool_env = tool_environment(environ, tmp=attempt_dir.tmp)
                 for index, executor in enumerate(task["executors"]):
                     log.info(f"executor {index}: {executor['command']}")
                     report.argv = list(executor["command"])
                     report.tool, entry = run_executor(executor, env=tool_env, cwd=attempt_dir.work,
-                                                      log_path=attempt_dir.logs / "tool.log")
+                                                      log_path=attempt_dir.logs / outcome.TOOL_LOG_NAME)
                     report.tes["executors"].append(entry)
                     if report.tool.exit_code != 0 and not executor.get("ignore_error"):
                         break
@@ -256,10 +258,10 @@ def run_tes_task(environ: Mapping[str, str], *, log: RunnerLog, guard: Terminati
         report.peak_scratch_bytes = usage.peak
         if report.tool is not None and report.tool.exit_code != 0 and not task["executors"][
                 len(report.tes["executors"]) - 1].get("ignore_error"):
-            report.fail("run", "tool_failed", f"executor {len(report.tes['executors']) - 1} "
+            report.fail(outcome.RUN, "tool_failed", f"executor {len(report.tes['executors']) - 1} "
                         f"{report.argv[0]!r} exited with {report.tool.exit_code}", report.tool.exit_code)
         else:
-            with report.phase("stage_out"):
+            with report.phase(outcome.STAGE_OUT):
                 report.tes["outputs"] = upload_outputs(s3, task, log)
                 _publish(s3, report, attempt_dir, log, best_effort=False)
 

@@ -26,8 +26,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Mapping
 
 from labbatch_contract import runner_env
+from labbatch_contract.outcome import ExitCode
 
-from .errors import ExitCode, RunnerError
+from .errors import RunnerError
 from .runlog import RunnerLog
 
 ALLOW_HOST = "LABBATCH_TES_ALLOW_HOST"

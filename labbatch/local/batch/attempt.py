@@ -33,7 +33,7 @@ from typing import Callable
 
 from labbatch.local import docker_runner
 from labbatch.local import awslogs
-from labbatch.local.batch import reasons as batch_reasons
+from labbatch_contract import batch_reasons
 from labbatch.local.docker_runner import ContainerSpec
 from labbatch.local.batch.process_tree import ProcessInfo, ProcessTree, kill_process
 
@@ -322,16 +322,19 @@ class ContainerAttempt(RunningAttempt):
             created = subprocess.run(container.create_argv, capture_output=True, text=True,
                                      stdin=subprocess.DEVNULL, timeout=docker_runner.ENGINE_TIMEOUT_SECONDS)
             if created.returncode != 0:
-                return self._not_started(f"CannotCreateContainerError: {docker_runner.last_line(created.stderr)}")
+                return self._not_started(batch_reasons.container_error(
+                    batch_reasons.CANNOT_CREATE_CONTAINER, docker_runner.last_line(created.stderr)))
             started = self._engine("start", container.name)
             if started.returncode != 0:
-                return self._not_started(f"CannotStartContainerError: {docker_runner.last_line(started.stderr)}")
+                return self._not_started(batch_reasons.container_error(
+                    batch_reasons.CANNOT_START_CONTAINER, docker_runner.last_line(started.stderr)))
             process = subprocess.Popen(
                 [container.engine, "logs", "--follow", container.name], cwd=self.spec.cwd,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 start_new_session=True, close_fds=True)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return self._not_started(f"CannotStartContainerError: {container.engine}: {exc}")
+            return self._not_started(batch_reasons.container_error(
+                batch_reasons.CANNOT_START_CONTAINER, f"{container.engine}: {exc}"))
         with self._lock:
             self._process = process
             self._tree = ProcessTree(process.pid)

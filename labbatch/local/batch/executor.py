@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable, Mapping
 from labbatch.batch_layout import RUNNER_COMMAND, on_host
 from labbatch_contract.references import CACHE_DIR_NAME
 from labbatch_contract import runner_env
-from labbatch.local.batch import reasons as batch_reasons
+from labbatch_contract import batch_reasons
 from labbatch.local.batch.calls import BatchServerError, SubmitRequest
 from labbatch.local.batch.attempt import (AttemptOutcome, AttemptSpec, ContainerAttempt, RunningAttempt,
                                           base_environment)

@@ -12,16 +12,13 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal, Mapping, TypeVar
 
 from labbatch.local.batch import retry as batch_retry
+from labbatch_contract import batch_reasons
 
 ComputeKind = Literal["spot", "on-demand"]
 DEFAULT_ACCOUNT = "123456789012"  # moto's default account, so ARNs agree with the emulator's
 DEFAULT_REGION = "us-east-1"
 # The only RUNNABLE reasons Batch lets a queue's jobStateTimeLimitActions act on.
-TIME_LIMIT_REASONS = (
-    "CAPACITY:INSUFFICIENT_INSTANCE_CAPACITY",
-    "MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE",
-    "MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT",
-)
+TIME_LIMIT_REASONS = batch_reasons.TIME_LIMIT_REASONS
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ import threading
 from pathlib import Path
 
 from labbatch_contract import runner_env
-from labbatch.local.batch import reasons as batch_reasons
+from labbatch_contract import batch_reasons
 from labbatch.local.batch.attempt import AttemptOutcome, RunningAttempt
 
 # $0: the fresh directory; $1: how many names follow; then the names of the host's /tmp entries

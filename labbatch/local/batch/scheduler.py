@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from labbatch.local.batch import reasons as batch_reasons
+from labbatch_contract import batch_reasons
 from labbatch.local.batch.models import ComputeEnvironment, JobQueue
 
 
