@@ -33,6 +33,9 @@ class ExitCode(IntEnum):
 RUNNER_RANGE = range(ExitCode.CONTRACT, ExitCode.INTERNAL + 1)
 # Signals the runner was sent (128 + SIGINT, 128 + SIGTERM): the tool's or the runner's, by the manifest.
 SIGNAL_EXITS = frozenset({ExitCode.INTERRUPTED, ExitCode.TERMINATED})
+# 128 + SIGKILL: the runner's tool killed outright, by the kernel's OOM killer among others;
+# the manifest's `tool.oom_killed` says whether it was that.
+KILLED = 137
 
 # What each code means for the job (lambda/status/failure_classes.py).
 INFRASTRUCTURE_EXITS = frozenset({ExitCode.CHECKSUM_MISMATCH, ExitCode.STAGE_IN_FAILED,
@@ -61,6 +64,12 @@ RESERVED_OUTPUTS = (MANIFEST_NAME, TOOL_LOG, RUNNER_LOG)
 def manifest_key(prefix: str) -> str:
     """The manifest of the attempt whose outputs are under `prefix` (a key or s3:// URI ending in /)."""
     return prefix + MANIFEST_NAME
+
+
+def manifest_tells_more(exit_code: int | None) -> bool:
+    """True when the attempt's manifest may class an exit code otherwise than as the tool's own:
+    the runner's codes, and a SIGKILL that the kernel's OOM killer may have sent."""
+    return runner_failure_possible(exit_code) or exit_code == KILLED
 
 
 def runner_failure_possible(exit_code: int | None) -> bool:

@@ -15,7 +15,9 @@ Classes, first match wins:
                    (Batch retries those by the job definition's rule, so the last attempt
                    being reclaimed means every attempt was)
 - timeout          `Job attempt duration exceeded timeout`
-- out_of_memory    container reason `OutOfMemoryError: Container killed due to memory usage`
+- out_of_memory    container reason `OutOfMemoryError: Container killed due to memory usage`,
+                   or exit 137 with the runner's manifest saying the kernel's OOM killer ended
+                   the tool (`tool.oom_killed`, from its memory cgroup's count)
 - infrastructure   could not start, pull or mount (CannotPullContainerError,
                    CannotStartContainerError, CannotCreateContainerError,
                    CannotInspectContainerError, ResourceInitializationError, `Task failed to
@@ -57,7 +59,7 @@ def _starts(reason: str | None, prefixes: Iterable[str]) -> bool:
 
 def manifest_wanted(last: AttemptEvidence | None) -> bool:
     """True when only the runner's manifest can tell this exit code's meaning."""
-    return last is not None and outcome.runner_failure_possible(last.exit_code)
+    return last is not None and outcome.manifest_tells_more(last.exit_code)
 
 
 def classify(
@@ -101,6 +103,11 @@ def _runner_failure(exit_code: int, manifest: Mapping[str, Any] | None, *, attem
         return None
     if manifest.get("attempt") not in (None, attempt_number):
         return None  # an earlier attempt's manifest: says nothing about this one
+    tool = manifest.get("tool")
+    if exit_code == outcome.KILLED and isinstance(tool, Mapping) and tool.get("oom_killed") is True:
+        # The kernel killed the tool for memory although the engine did not say so (Docker 20.10
+        # on cgroup v1 leaves OOMKilled false at times); its cgroup's count, read by the runner, does.
+        return OUT_OF_MEMORY
     phase = manifest.get("failed_phase")
     if phase not in outcome.RUNNER_PHASES:
         return None

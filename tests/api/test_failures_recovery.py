@@ -524,3 +524,35 @@ def test_labbatch_status_shows_the_class_and_the_links():
     assert "j-0 (more_memory: killed for memory at 1,024 MiB)" in text
     assert "already recovered once by more_memory" in text
     assert "FAILED (out_of_memory)" in text
+
+
+def _oom_unsaid(lab, job: dict) -> dict:
+    """The recorded OOM failure as Docker 20.10 on cgroup v1 reports it at times: exit 137, no
+    OutOfMemoryError reason anywhere."""
+    event = final_event(lab, "out_of_memory", job)
+    detail = event["detail"]
+    detail["container"].pop("reason", None)
+    for attempt in detail["attempts"]:
+        attempt["container"].pop("reason", None)
+    return event
+
+
+def _manifest(lab, job: dict, oom_killed) -> None:
+    manifest = {"job_id": job["job_id"], "attempt": 1, "exit_code": 137, "status": "failed", "failed_phase": "run",
+                "tool": {"argv": ["tail", "/dev/zero"], "exit_code": 137, "signal": "SIGKILL", "oom_killed": oom_killed}}
+    lab.s3.put_object(Bucket=RESULTS_BUCKET, Key=f"jobs/{job['job_id']}/manifest.json", Body=json.dumps(manifest).encode())
+
+
+@pytest.mark.parametrize(("oom_killed", "expected"), [(True, "out_of_memory"), (False, "application"),
+                                                        (None, "application")])
+def test_a_sigkill_the_runner_saw_the_oom_killer_send_is_out_of_memory(lab, oom_killed, expected):
+    job = submitted(lab, memory_mib=1000)
+    _manifest(lab, job, oom_killed)
+
+    answer = lab.deliver(_oom_unsaid(lab, job))
+
+    assert view(lab, job["job_id"])["failure"] == expected
+    if expected == "out_of_memory":
+        assert view(lab, answer["recovery"]["job_id"])["memory_mib"] == 1536  # and more memory follows
+    else:
+        assert "recovery" not in answer or not answer["recovery"].get("job_id")

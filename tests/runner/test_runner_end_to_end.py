@@ -351,3 +351,24 @@ def test_a_tool_may_write_its_own_logs_folder_but_not_the_runners_log_names(lab)
     result = lab.run(clash, lab.runner_env(inputs=[reads], LABBATCH_OUTPUT_PREFIX=f"s3://{RESULTS}/{lab.prefix}clash/"))
     assert result.returncode == 69
     assert "output logs/tool.log: the name is reserved for the runner" in lab.manifest(f"{lab.prefix}clash/")["error"]["message"]
+
+
+@pytest.mark.parametrize(("counted", "expected"), [(True, True), (False, False)])
+def test_a_tool_the_oom_killer_ended_is_said_so_in_the_manifest(lab, tmp_path, counted, expected):
+    # A stand-in for the container's memory cgroup (v2's memory.events); the tool plays the kernel:
+    # it bumps the count (or not) and dies of SIGKILL.
+    cgroup = tmp_path / "cgroup"
+    cgroup.mkdir()
+    (cgroup / "memory.events").write_text("low 0\nhigh 0\nmax 3\noom 1\noom_kill 0\n")
+    reads = lab.put("reads/a.fq", b"@r\nA\n+\nI\n")
+    bump = f"p.write_text(p.read_text().replace('oom_kill 0', 'oom_kill 1')); " if counted else ""
+    tool = python_tool(f"import os, pathlib, signal; p = pathlib.Path({str(cgroup / 'memory.events')!r}); "
+                       f"{bump}os.kill(os.getpid(), signal.SIGKILL)")
+    prelude = f"import pathlib; from labbatch_runner import oomkills; oomkills.CGROUP_ROOT = pathlib.Path({str(cgroup)!r})"
+
+    result = lab.run(tool, lab.runner_env(inputs=[reads]), python_prelude=prelude)
+
+    assert result.returncode == 137
+    manifest = lab.manifest()
+    assert manifest["tool"]["signal"] == "SIGKILL" and manifest["tool"]["oom_killed"] is expected
+    assert ("OOM killer" in manifest["error"]["message"]) is expected

@@ -102,6 +102,8 @@ def run_job(argv: list[str], environ: Mapping[str, str], *, log: RunnerLog, guar
         report.peak_scratch_bytes = usage.peak
         if report.tool.exit_code != 0:
             how = f"killed by {report.tool.signal}" if report.tool.signal else f"exited with {report.tool.exit_code}"
+            if report.tool.oom_killed:
+                how += " (the kernel's OOM killer: it used more than the job's memory)"
             said = f": {report.tool.last_line}" if report.tool.last_line else ""
             report.fail(outcome.RUN, "tool_failed", f"tool {report.argv[0]!r} {how}{said}", report.tool.exit_code)
         else:

@@ -104,6 +104,7 @@ class Report:
                 "argv": self.argv,
                 "exit_code": self.tool.exit_code if self.tool else None,
                 "signal": self.tool.signal if self.tool else None,
+                "oom_killed": self.tool.oom_killed if self.tool else None,
             },
             "inputs": [
                 {

@@ -9,10 +9,11 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Mapping
+from typing import BinaryIO, Callable, Mapping
 
 from labbatch_contract.outcome import ExitCode
 
+from . import oomkills
 from .errors import RunnerError
 
 # Batch allows 30 s between SIGTERM and SIGKILL; the rest is for uploading logs and manifest.
@@ -28,6 +29,9 @@ class ToolResult:
     # The tool's last non-blank line of output (stdout and stderr): a failing tool's own
     # words, usually its error ("fastq-stats: error: ... Not a gzipped file").
     last_line: str | None = None
+    # The kernel's OOM killer ended it (its memory cgroup's count went up); None: not SIGKILLed,
+    # or the count could not be read (oomkills.py).
+    oom_killed: bool | None = None
 
 
 LAST_LINE_MAX_CHARS = 400
@@ -84,8 +88,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
     _signal_group(process.pid, signal.SIGKILL)
 
 
-def run_tool(argv: list[str], *, cwd: Path, env: Mapping[str, str], log_path: Path) -> ToolResult:
+def run_tool(argv: list[str], *, cwd: Path, env: Mapping[str, str], log_path: Path,
+             oom_kill_count: Callable[[], int | None] | None = None) -> ToolResult:
     stdout = sys.stdout.buffer
+    oom_kill_count = oom_kill_count or oomkills.oom_kill_count
+    oom_kills_before = oom_kill_count()
     with open(log_path, "ab") as log_file:
         try:
             # A session of its own, so that stopping the tool reaches the processes it started.
@@ -115,4 +122,5 @@ def run_tool(argv: list[str], *, cwd: Path, env: Mapping[str, str], log_path: Pa
         pump.join(timeout=5)
     code = process.returncode
     signal_name = signal.Signals(-code).name if code < 0 else None
-    return ToolResult(128 - code if code < 0 else code, signal_name, usage.ru_maxrss * 1024, last.text)
+    oom_killed = oomkills.killed_for_memory(oom_kills_before, oom_kill_count()) if code == -signal.SIGKILL else None
+    return ToolResult(128 - code if code < 0 else code, signal_name, usage.ru_maxrss * 1024, last.text, oom_killed)
