@@ -339,7 +339,7 @@ class Connection:
     found_by: str
 
     def client(self, **kwargs: Any) -> LabBatchClient:
-        session = None if self.credentials is not None else _session(self.profile)
+        session = None if self.credentials is not None else profile_session(self.profile)
         return LabBatchClient(self.endpoint, region=self.region, credentials=self.credentials,
                               session=session, **kwargs)
 
@@ -424,7 +424,7 @@ def _local_connection(state: Mapping[str, Any], region: str | None, found_by: st
 
 def _deployed_connection(lab: str, profile: str | None, region: str | None) -> Connection:
     stack = names.stack(lab, "Api")
-    session = _session(profile)
+    session = profile_session(profile)
     region = region or session.get_config_variable("region")
     if not region:
         raise LabBatchError("no_region", f"which Region is lab {lab} in? pass --region or set one in your AWS profile")
@@ -446,7 +446,7 @@ def _deployed_connection(lab: str, profile: str | None, region: str | None) -> C
     return Connection(url, region, None, profile, f"stack {stack}")
 
 
-def _session(profile: str | None) -> botocore.session.Session:
+def profile_session(profile: str | None) -> botocore.session.Session:
     session = botocore.session.Session(profile=profile)
     try:
         session.get_scoped_config()  # a misspelt --profile fails here, in one line, not later in a traceback
@@ -460,7 +460,7 @@ def _region_of(url: str, profile: str | None) -> str:
     host_parts = (urlsplit(url).hostname or "").split(".")
     if "execute-api" in host_parts and host_parts.index("execute-api") + 1 < len(host_parts):
         return host_parts[host_parts.index("execute-api") + 1]
-    region = _session(profile).get_config_variable("region")
+    region = profile_session(profile).get_config_variable("region")
     if not region:
         raise LabBatchError("no_region", f"cannot tell the Region of {url}: pass --region")
     return region

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from botocore.awsrequest import AWSRequest
 from botocore.httpsession import URLLib3Session
 
-from labbatch.client import Connection, LabBatchError, _session, resolve_connection, sign_request
+from labbatch.client import Connection, LabBatchError, profile_session, resolve_connection, sign_request
 from labbatch_contract.tes import TES_BASE, tes_api_path
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -59,7 +59,7 @@ class TesProxy:
     def credentials(self):
         if self.connection.credentials is not None:
             return self.connection.credentials
-        credentials = _session(self.connection.profile).get_credentials()
+        credentials = profile_session(self.connection.profile).get_credentials()
         if credentials is None:
             raise RuntimeError("no AWS credentials to sign with (set a profile or the usual environment)")
         return credentials

@@ -86,12 +86,12 @@ def submit(
                 ContentType="application/json",
             )
         except (ClientError, BotoCoreError) as exc:
-            raise _submit_failed(ledger, job_id, exc, step="writing the sample list to S3", landed=False)
+            raise submit_failed(ledger, job_id, exc, step="writing the sample list to S3", landed=False)
 
     try:
         answer = clients.batch.submit_job(**request)
     except (ClientError, BotoCoreError) as exc:
-        raise _submit_failed(ledger, job_id, exc, step="AWS Batch SubmitJob", landed=request_may_have_landed(exc))
+        raise submit_failed(ledger, job_id, exc, step="AWS Batch SubmitJob", landed=request_may_have_landed(exc))
     batch_job_id = answer["jobId"]
     logger.info("Submitted to AWS Batch", extra={"batch_job_id": batch_job_id, "array_size": array_size})
 
@@ -115,7 +115,7 @@ def submit(
     }
 
 
-def _submit_failed(ledger: JobLedger, job_id: str, exc: BaseException, *, step: str, landed: bool) -> ApiError:
+def submit_failed(ledger: JobLedger, job_id: str, exc: BaseException, *, step: str, landed: bool) -> ApiError:
     """Record the failure on the ledger and choose the answer."""
     code = error_code(exc)
     attempts = attempts_made(exc)

@@ -37,6 +37,7 @@ from labbatch_contract.ledger import FINAL_STATUSES, new_job_record
 from labbatch_contract.settings import LabSettings
 import tes_models as m
 import token_routes
+from submission import submit_failed  # one way of recording a failed submission, for jobs and tasks
 
 logger = Logger(service="labbatch-api", child=True)
 router = APIGatewayRouter()
@@ -376,7 +377,6 @@ def create_task():
         tes_task_document=runner_task if runner_task_key is not None else None,
     ))
     logger.append_keys(job_id=job_id)
-    from submission import _submit_failed  # one way of recording a failed submission
 
     # After the record, as the job API writes a sample list: a failure is then on the ledger,
     # and no object is left that no record names.
@@ -385,11 +385,11 @@ def create_task():
             rt.clients.s3.put_object(Bucket=settings.buckets.inputs, Key=runner_task_key, Body=runner_task_body,
                                      ContentType="application/json")
         except (ClientError, BotoCoreError) as exc:
-            raise _submit_failed(rt.ledger, job_id, exc, step="writing the task document to S3", landed=False)
+            raise submit_failed(rt.ledger, job_id, exc, step="writing the task document to S3", landed=False)
     try:
         answer = rt.clients.batch.submit_job(**request)
     except (ClientError, BotoCoreError) as exc:
-        raise _submit_failed(rt.ledger, job_id, exc, step="AWS Batch SubmitJob",
+        raise submit_failed(rt.ledger, job_id, exc, step="AWS Batch SubmitJob",
                              landed=request_may_have_landed(exc))
     try:
         rt.ledger.mark_submitted(job_id, answer["jobId"], utc_timestamp())

@@ -256,7 +256,7 @@ class ReferenceCache:
 
     def _by_last_use(self) -> list[tuple[float, Path, Path]]:
         found = []
-        for lock_path in self.root.glob(f"*/*.lock"):
+        for lock_path in self.root.glob("*/*.lock"):
             root = lock_path.with_suffix("")
             try:
                 used = meta_path(root).stat().st_mtime

@@ -47,7 +47,7 @@ class _LastLine:
             self.text = text if len(text) <= LAST_LINE_MAX_CHARS else text[: LAST_LINE_MAX_CHARS - 3] + "..."
 
 
-def _pump(source: BinaryIO, log_file: BinaryIO, stdout: BinaryIO, last: _LastLine | None = None) -> None:
+def pump_output(source: BinaryIO, log_file: BinaryIO, stdout: BinaryIO, last: _LastLine | None = None) -> None:
     """Line by line to the runner's stdout (CloudWatch) and to logs/tool.log.
 
     Neither sink may stop the draining: a tool blocked on a full pipe would hang the job, and
@@ -70,22 +70,22 @@ def _pump(source: BinaryIO, log_file: BinaryIO, stdout: BinaryIO, last: _LastLin
         pass
 
 
-def _signal_group(pid: int, signum: int) -> None:
+def signal_group(pid: int, signum: int) -> None:
     try:
         os.killpg(pid, signum)
     except (ProcessLookupError, PermissionError):
         pass
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
+def stop_tool(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the tool's whole process group, SIGKILL if it outstays the grace period."""
-    _signal_group(process.pid, signal.SIGTERM)
+    signal_group(process.pid, signal.SIGTERM)
     try:
         process.wait(timeout=TOOL_STOP_GRACE_SECONDS)
     except subprocess.TimeoutExpired:
-        _signal_group(process.pid, signal.SIGKILL)
+        signal_group(process.pid, signal.SIGKILL)
         process.wait()
-    _signal_group(process.pid, signal.SIGKILL)
+    signal_group(process.pid, signal.SIGKILL)
 
 
 def run_tool(argv: list[str], *, cwd: Path, env: Mapping[str, str], log_path: Path,
@@ -106,19 +106,19 @@ def run_tool(argv: list[str], *, cwd: Path, env: Mapping[str, str], log_path: Pa
             raise RunnerError(ExitCode.TOOL_NOT_EXECUTABLE, f"tool {argv[0]!r}: not executable") from None
         assert process.stdout is not None
         last = _LastLine()
-        pump = threading.Thread(target=_pump, args=(process.stdout, log_file, stdout, last), name="tool-output",
+        pump = threading.Thread(target=pump_output, args=(process.stdout, log_file, stdout, last), name="tool-output",
                                 daemon=True)
         pump.start()
         try:
             # wait4, not Popen.wait: it also gives the tool's own peak RSS.
             _, status, usage = os.wait4(process.pid, 0)
         except BaseException:
-            _stop(process)
+            stop_tool(process)
             pump.join(timeout=2)
             raise
         process.returncode = os.waitstatus_to_exitcode(status)
         # A daemon the tool left behind would hold files open in the directory about to go.
-        _signal_group(process.pid, signal.SIGKILL)
+        signal_group(process.pid, signal.SIGKILL)
         pump.join(timeout=5)
     code = process.returncode
     signal_name = signal.Signals(-code).name if code < 0 else None

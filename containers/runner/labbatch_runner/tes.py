@@ -35,7 +35,8 @@ from . import scratch
 from .contract import SCRATCH_DIR, publishable_prefix, read_contract
 from .errors import RunnerError
 from .manifest import Report
-from .run import ToolResult, _pump, _signal_group, _stop
+from .attempt import AttemptState, conclude, publish_attempt, tool_environment
+from .run import ToolResult, pump_output, signal_group, stop_tool
 from .runlog import RunnerLog, utc_now
 from .s3client import make_s3_client
 from .s3uri import S3Uri
@@ -141,19 +142,19 @@ def run_executor(executor: dict[str, Any], *, env: Mapping[str, str], cwd: Path,
         pumps = []
         for stream in (process.stdout, process.stderr):
             if stream is not None:
-                pump = threading.Thread(target=_pump, args=(stream, log_file, sys.stdout.buffer), daemon=True)
+                pump = threading.Thread(target=pump_output, args=(stream, log_file, sys.stdout.buffer), daemon=True)
                 pump.start()
                 pumps.append(pump)
         try:
             _, status, usage = os.wait4(process.pid, 0)
         except BaseException:
-            _stop(process)
+            stop_tool(process)
             raise
         finally:
             for handle in files:
                 handle.close()
         process.returncode = os.waitstatus_to_exitcode(status)
-        _signal_group(process.pid, signal.SIGKILL)
+        signal_group(process.pid, signal.SIGKILL)
         for pump in pumps:
             pump.join(timeout=5)
     code = process.returncode
@@ -199,8 +200,6 @@ def upload_outputs(s3: Any, task: dict[str, Any], log: RunnerLog) -> list[dict[s
 
 
 def run_tes_task(environ: Mapping[str, str], *, log: RunnerLog, guard: TerminationGuard) -> int:
-    from .job import AttemptState, _publish, conclude, tool_environment
-
     report = Report(transfer_engine=DEFAULT_ENGINE)
     report.output_prefix = publishable_prefix(environ)
     report.tes = {"executors": [], "outputs": []}
@@ -263,6 +262,6 @@ def run_tes_task(environ: Mapping[str, str], *, log: RunnerLog, guard: Terminati
         else:
             with report.phase(outcome.STAGE_OUT):
                 report.tes["outputs"] = upload_outputs(s3, task, log)
-                _publish(s3, report, attempt_dir, log, best_effort=False)
+                publish_attempt(s3, report, attempt_dir, log, best_effort=False)
 
     return conclude(report, phases, log=log, guard=guard)
