@@ -10,6 +10,7 @@ LABBATCH_JOB_ID every job carries in its environment).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -76,30 +77,13 @@ def submit(
         scratch_needed_bytes=job.scratch_needed_bytes,
     ))
     logger.append_keys(job_id=job_id)
-
+    document = None
     if job.array_samples:
-        try:
-            clients.s3.put_object(
-                Bucket=settings.buckets.inputs,
-                Key=samples_key(job_id),
-                Body=json.dumps([s.as_json() for s in job.array_samples], separators=(",", ":")).encode(),
-                ContentType="application/json",
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise submit_failed(ledger, job_id, exc, step="writing the sample list to S3", landed=False)
-
-    try:
-        answer = clients.batch.submit_job(**request)
-    except (ClientError, BotoCoreError) as exc:
-        raise submit_failed(ledger, job_id, exc, step="AWS Batch SubmitJob", landed=request_may_have_landed(exc))
-    batch_job_id = answer["jobId"]
+        document = StagedDocument(
+            "writing the sample list to S3", settings.buckets.inputs, samples_key(job_id),
+            json.dumps([s.as_json() for s in job.array_samples], separators=(",", ":")).encode())
+    batch_job_id = submit_recorded(job_id, request, ledger=ledger, clients=clients, document=document)
     logger.info("Submitted to AWS Batch", extra={"batch_job_id": batch_job_id, "array_size": array_size})
-
-    try:
-        ledger.mark_submitted(job_id, batch_job_id, utc_timestamp())
-    except (ClientError, BotoCoreError):
-        # The job is real, so the answer is still 202; the status updater will catch up.
-        logger.exception("Submitted, but the ledger could not be completed", extra={"batch_job_id": batch_job_id})
 
     return {
         "job_id": job_id,
@@ -113,6 +97,41 @@ def submit(
         "array_size": array_size,
         "samples_uri": samples_uri,
     }
+
+
+@dataclass(frozen=True)
+class StagedDocument:
+    """What the job reads from S3 and its request only names (a sample list, a TES task document)."""
+
+    step: str  # how a failure to write it is told: "writing the sample list to S3"
+    bucket: str
+    key: str
+    body: bytes
+
+
+def submit_recorded(job_id: str, request: dict[str, Any], *, ledger: JobLedger, clients: ApiClients,
+                    document: StagedDocument | None = None) -> str:
+    """The one way a recorded job reaches AWS Batch, for jobs and TES tasks alike: its document to
+    S3 (after the record, so a failure is on the ledger and no object is left that no record
+    names), SubmitJob, then the record completed. Returns Batch's job id; a failure is recorded
+    on the ledger and raised as the answer to give."""
+    if document is not None:
+        try:
+            clients.s3.put_object(Bucket=document.bucket, Key=document.key, Body=document.body,
+                                  ContentType="application/json")
+        except (ClientError, BotoCoreError) as exc:
+            raise submit_failed(ledger, job_id, exc, step=document.step, landed=False)
+    try:
+        answer = clients.batch.submit_job(**request)
+    except (ClientError, BotoCoreError) as exc:
+        raise submit_failed(ledger, job_id, exc, step="AWS Batch SubmitJob", landed=request_may_have_landed(exc))
+    batch_job_id = answer["jobId"]
+    try:
+        ledger.mark_submitted(job_id, batch_job_id, utc_timestamp())
+    except (ClientError, BotoCoreError):
+        # The job is real, so the answer is still a success; the status updater will catch up.
+        logger.exception("Submitted, but the ledger could not be completed", extra={"batch_job_id": batch_job_id})
+    return batch_job_id
 
 
 def submit_failed(ledger: JobLedger, job_id: str, exc: BaseException, *, step: str, landed: bool) -> ApiError:

@@ -13,7 +13,6 @@ specification defines (tes_models.py).
 from __future__ import annotations
 
 import json
-import math
 import re
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
@@ -26,8 +25,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
 from api_errors import ApiError, iam_caller, refused
-from admission import MAX_FOLDER_OBJECTS, check_resources
-from aws_faults import request_may_have_landed
+from admission import MAX_FOLDER_OBJECTS
+from tes_resources import task_resources
 from batch_requests import batch_job_name, stop_job
 from input_objects import S3Object, list_prefix, object_sizes, parse_lab_prefix, parse_lab_uri
 from labbatch_contract import batch_submit, names, outcome, runner_env
@@ -37,19 +36,16 @@ from labbatch_contract.ledger import FINAL_STATUSES, new_job_record
 from labbatch_contract.settings import LabSettings
 import tes_models as m
 import token_routes
-from submission import submit_failed  # one way of recording a failed submission, for jobs and tasks
+from submission import StagedDocument, submit_recorded  # the one way a recorded job reaches Batch
 
 logger = Logger(service="labbatch-api", child=True)
 router = APIGatewayRouter()
 PREFIX = "/ga4gh/tes/v1"
 GIB = 1024**3
-DEFAULT_MEMORY_MIB = 2048
 MAX_CONTENT_BYTES = 256 * 1024  # all `content` inputs of a task together
 # The task document as the ledger keeps it (UTF-8 JSON): a DynamoDB item holds at most 400 KB,
 # and the record's other attributes take a few KB.
 MAX_TASK_BYTES = 350_000
-# Batch refuses a container with less.
-MIN_MEMORY_MIB = 4
 MAX_PAGE_SIZE = 100
 # Manifests a list reads at once (one S3 GET each for the tasks that ended).
 MANIFEST_READERS = 8
@@ -256,39 +252,6 @@ def _absolute(path: str, where: str) -> None:
                       "there); use another path", field=where)
 
 
-def task_resources(task: m.TesTaskRequest, settings: LabSettings) -> tuple[str, int, int]:
-    """(queue, vcpus, memory MiB) through the same admission as POST /jobs."""
-    resources = task.resources or m.TesResources()
-    queue = "spot" if resources.preemptible else "on-demand"
-    if queue not in settings.queues:
-        other = next(iter(settings.queues))
-        if resources.preemptible:
-            queue = other  # spot asked for and none: on-demand is no worse for the task
-        else:
-            raise refused("no_on_demand_queue", f"resources.preemptible: lab {settings.lab} has no on-demand "
-                          "queue; send preemptible: true", field="resources.preemptible")
-    vcpus = resources.cpu_cores or 1
-    limit_mib = settings.limits.max_memory_mib
-    if resources.ram_gb and resources.ram_gb * 1024 > limit_mib:
-        # Refused here, in the unit asked in (check_resources speaks MiB), and before any ceil():
-        # 1e308 GB x 1024 is infinite.
-        limit_gb = math.floor(limit_mib / 1024 * 100) / 100
-        raise refused("memory_too_large", f"resources.ram_gb: {resources.ram_gb:g} GB is more than a job can get "
-                      f"on this lab ({limit_mib:,} MiB); ask for {limit_gb:g} or less", field="resources.ram_gb",
-                      asked=resources.ram_gb, available=limit_gb)
-    if resources.ram_gb:
-        memory_mib = max(MIN_MEMORY_MIB, math.ceil(resources.ram_gb * 1024))
-    else:
-        memory_mib = min(DEFAULT_MEMORY_MIB, limit_mib)
-    check_resources(vcpus, memory_mib, queue, settings, vcpus_field="resources.cpu_cores",
-                    memory_field="resources.ram_gb")
-    if resources.disk_gb and resources.disk_gb > settings.scratch_gib:
-        raise refused("scratch_too_small", f"resources.disk_gb: {resources.disk_gb:g} GB is more than the lab's "
-                      f"scratch volume ({settings.scratch_gib} GiB); ask for {settings.scratch_gib} or less",
-                      field="resources.disk_gb", asked=resources.disk_gb, available=settings.scratch_gib)
-    return queue, vcpus, memory_mib
-
-
 def _resolve_inputs(task: m.TesTaskRequest, settings: LabSettings, s3) -> tuple[int, list[dict]]:
     """The inputs as the runner stages them, and their size. A DIRECTORY input stays one input, its
     url a folder (`s3://bucket/prefix/`), which the runner stages as it stages a pipeline's folder;
@@ -378,23 +341,11 @@ def create_task():
     ))
     logger.append_keys(job_id=job_id)
 
-    # After the record, as the job API writes a sample list: a failure is then on the ledger,
-    # and no object is left that no record names.
+    document = None
     if runner_task_key is not None:
-        try:
-            rt.clients.s3.put_object(Bucket=settings.buckets.inputs, Key=runner_task_key, Body=runner_task_body,
-                                     ContentType="application/json")
-        except (ClientError, BotoCoreError) as exc:
-            raise submit_failed(rt.ledger, job_id, exc, step="writing the task document to S3", landed=False)
-    try:
-        answer = rt.clients.batch.submit_job(**request)
-    except (ClientError, BotoCoreError) as exc:
-        raise submit_failed(rt.ledger, job_id, exc, step="AWS Batch SubmitJob",
-                             landed=request_may_have_landed(exc))
-    try:
-        rt.ledger.mark_submitted(job_id, answer["jobId"], utc_timestamp())
-    except (ClientError, BotoCoreError):
-        logger.exception("Submitted, but the ledger could not be completed")
+        document = StagedDocument("writing the task document to S3", settings.buckets.inputs, runner_task_key,
+                                  runner_task_body)
+    submit_recorded(job_id, request, ledger=rt.ledger, clients=rt.clients, document=document)
     return _answer(HTTPStatus.OK, m.CreateTaskResponse(id=job_id))
 
 
