@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # jsii and the CDK CLI must both run on the pinned Node 22, not the machine's Node 20.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo synth images engines test clean
+.PHONY: setup demo synth images engines test rehearse clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -49,10 +49,17 @@ images: setup
 
 # With a container engine, the container tests need the images (cheap when cached); without
 # one they skip, except under CI=true, where .ci/run has started an engine.
+# --dist loadgroup: the instance rehearsal (xdist_group "rehearsal") boots its instances in one worker.
 test: setup engines
 	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory images; \
 	else echo "make test: no container engine answers ('docker info' failed): not building images, container tests will skip"; fi
-	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2
+	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup
+
+# The instance rehearsal alone (#24 item 1): the launch template's user data booted under systemd
+# + cloud-init in labbatch-instance:rehearsal (containers/instance/build.sh, cached). Needs root,
+# Docker, mmdebstrap and loop devices; about a minute once the image is built.
+rehearse: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/rehearsal
 
 clean:
 	rm -rf cdk.out $(VENV) .venv-snakemake node_modules

@@ -16,18 +16,21 @@ from constructs import Construct
 
 from labbatch.batch_layout import RUNNER_HOST_PATH
 from labbatch.instance_types import Architecture
+from lab_constructs.scratch_launch_template import BootStep
 
 RUNNER_DIR = Path(__file__).resolve().parent.parent / "containers" / "runner"
 _PLATFORMS = {"x86_64": ecr_assets.Platform.LINUX_AMD64, "arm64": ecr_assets.Platform.LINUX_ARM64}
 
-# Runs from the launch template's user data, after the scratch volume is mounted and before the
-# ECS agent starts (the ECS-optimized AMI starts it after cloud-init's final stage), so no job
-# can start on an instance without the tree. The AMI (built from AL2023 minimal) has no AWS
-# CLI: Amazon's ECR credential helper, from the AL2023 repository (reachable through the lab's S3
-# gateway endpoint), lets Docker pull with the instance role. The tree is unpacked beside its
-# final place and renamed into it, so a half-unpacked tree is never mounted. If any of it fails,
-# the ECS agent is kept from starting: jobs wait (and `labbatch why` says why) instead of
-# failing one after another on an instance that cannot run them.
+# A boot step (scratch_launch_template.BootStep): the launch template's user data installs it
+# as the oneshot unit labbatch-runner-tree.service, ordered after docker.service and before
+# ecs.service, which requires it; nothing here starts Docker or the agent, so it cannot deadlock
+# on the ECS-optimized AMI, where both wait for cloud-init's final stage (containers/runner/README.md,
+# "How an instance boots"). The AMI (built from AL2023 minimal) has no AWS CLI: Amazon's ECR
+# credential helper, from the AL2023 repository (reachable through the lab's S3 gateway
+# endpoint), lets Docker pull with the instance role. The tree is unpacked beside its final place
+# and renamed into it, so a half-unpacked tree is never mounted. If any of it fails, the unit
+# fails and ecs.service, which requires it, does not start: jobs wait (and `labbatch why` says
+# why) instead of failing one after another on an instance that cannot run them.
 _INSTALL_SCRIPT = """\
 labbatch_runner_tree() {{
   local image="{image_uri}" tree="{host_path}"
@@ -35,7 +38,6 @@ labbatch_runner_tree() {{
   command -v docker-credential-ecr-login >/dev/null || dnf install -y -q amazon-ecr-credential-helper
   mkdir -p /root/.docker
   printf '{{"credHelpers": {{"%s": "ecr-login"}}}}\\n' "$registry" > /root/.docker/config.json
-  systemctl start docker
   docker pull --quiet "$image"
   local container
   container=$(docker create "$image" /labbatch-never-runs)
@@ -50,24 +52,23 @@ labbatch_runner_tree() {{
 }}
 # Not `if ! labbatch_runner_tree`: bash ignores -e inside a function called as a condition.
 # Three tries, 10 and 20 s apart: a passing throttle or mirror hiccup must not idle the instance.
-set +e
+errors=$(mktemp)
 for attempt in 1 2 3; do
-  ( set -euo pipefail; labbatch_runner_tree )
+  ( set -euo pipefail; labbatch_runner_tree ) 2>"$errors"
   runner_tree_status=$?
+  cat "$errors" >&2
   [ "$runner_tree_status" -eq 0 ] && break
   [ "$attempt" -lt 3 ] && sleep $(( attempt * 10 ))
 done
-set -e
 if [ "$runner_tree_status" -ne 0 ]; then
-  echo "labbatch: could not install the runner tree from {image_uri}; keeping the ECS agent stopped" >&2
-  systemctl mask --now ecs.service || true
-  exit 1
+  labbatch_boot_failed "could not install the runner tree from {image_uri} (3 tries): $(tail -n 3 "$errors" | tr '\\n' ' ')"
 fi
+rm -f "$errors"
 """
 
 
 class RunnerImage(Construct):
-    """Exposes `asset` (the runner image) and `install_script`, the boot step that unpacks it."""
+    """Exposes `asset` (the runner image) and `boot_step`, the unit that unpacks it at boot."""
 
     def __init__(self, scope: Construct, construct_id: str, *, architecture: Architecture) -> None:
         super().__init__(scope, construct_id)
@@ -76,4 +77,7 @@ class RunnerImage(Construct):
             self, "Image", directory=str(RUNNER_DIR), platform=_PLATFORMS[architecture],
             follow_symlinks=SymlinkFollowMode.ALWAYS,
             exclude=["**/__pycache__", "**/*.egg-info", "**/.pytest_cache"])
-        self.install_script = _INSTALL_SCRIPT.format(image_uri=self.asset.image_uri, host_path=RUNNER_HOST_PATH)
+        self.boot_step = BootStep(
+            name="runner-tree", description="LabBatch runner tree (unpacked from the runner image)",
+            script=_INSTALL_SCRIPT.format(image_uri=self.asset.image_uri, host_path=RUNNER_HOST_PATH),
+            after=("docker.service",), requires=("docker.service",))

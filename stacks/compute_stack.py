@@ -27,7 +27,7 @@ class ComputeStack(LabStack):
         runner = RunnerImage(self, "RunnerImage", architecture=lab.compute.architecture)
         scratch = ScratchLaunchTemplate(self, "ScratchLaunchTemplate", scratch=lab.compute.scratch,
                                         custom_ami=lab.compute.ami_id is not None, kms_key=key,
-                                        boot_steps=[runner.install_script])
+                                        boot_steps=[runner.boot_step])
         self.compute = BatchCompute(self, "BatchCompute", lab=lab, network=network,
                                     launch_template=scratch.launch_template)
         # Buckets are found by their deterministic names rather than cross-stack exports, so the

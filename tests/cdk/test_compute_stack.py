@@ -132,8 +132,11 @@ def test_user_data_is_mime_multipart_and_mounts_scratch(synthesized):
     text = user_data(synthesized["example"].compute_json)
     assert "Content-Type: multipart/mixed; boundary=" in text
     assert "Content-Type: text/x-shellscript" in text
-    assert "mkfs.xfs" in text and "mount -o noatime \"$dev\" /scratch" in text
+    assert "mkfs.xfs -q \"$dev\"" in text and "mount -o noatime \"$dev\" /scratch" in text
     assert "size_bytes=$(( 100 * 1024 * 1024 * 1024 ))" in text
+    # Idempotent, because the unit runs on every boot: the fstab line mounts it first.
+    assert "if ! mountpoint -q /scratch; then" in text
+    assert "grep -q ' /scratch xfs ' /etc/fstab || echo \"$dev /scratch xfs defaults,noatime,nofail 0 2\"" in text
     # Docker keeps its image storage on the root volume.
     assert "/var/lib/docker" not in text
 
@@ -145,6 +148,46 @@ def test_user_data_makes_the_reference_cache_on_the_scratch_volume_after_mountin
     assert text.index("mount -o noatime \"$dev\" /scratch") < made
     assert "chmod 1777 /scratch/labbatch-cache" in text
     assert "evicted" in text  # the template says how it is bounded
+
+
+def written_files(text: str) -> dict[str, str]:
+    """The files the user data writes with `cat > PATH <<'LABBATCH_EOF'` here-documents."""
+    files = {}
+    for chunk in text.split("cat > ")[1:]:
+        head, _, rest = chunk.partition(" <<'LABBATCH_EOF'\n")
+        files[head] = rest.partition("LABBATCH_EOF\n")[0]
+    return files
+
+
+def unit_lines(unit: str) -> set[str]:
+    return {line for line in unit.splitlines() if "=" in line}
+
+
+@pytest.mark.parametrize("lab", ["example", "variant"])
+def test_boot_steps_are_units_enabled_without_blocking_never_a_synchronous_start(synthesized, lab):
+    """The AL2023 ECS AMI orders docker.service and ecs.service after cloud-final.service, which
+    runs the user data: a `systemctl start` (or restart) of either from user data waits for itself.
+    tests/rehearsal boots this user data and shows both the old hang and the new order."""
+    text = user_data(synthesized[lab].compute_json)
+    shell = text[text.index("#!/bin/bash"):]
+    script = shell.split("LABBATCH_EOF")[::2]  # the user data's own lines, without the files it writes
+    own = "".join(script)
+    assert "systemctl enable --now --no-block labbatch-scratch.service labbatch-runner-tree.service" in own
+    for forbidden in ("systemctl start", "systemctl restart", "systemctl mask"):
+        assert forbidden not in text, forbidden
+    files = written_files(text)
+    scratch = unit_lines(files["/etc/systemd/system/labbatch-scratch.service"])
+    tree = unit_lines(files["/etc/systemd/system/labbatch-runner-tree.service"])
+    for unit in (scratch, tree):
+        assert {"Type=oneshot", "RemainAfterExit=yes", "Before=ecs.service", "RequiredBy=ecs.service",
+                "ExecStopPost=/usr/local/sbin/labbatch-boot-result " + ("scratch" if unit is scratch else "runner-tree")
+                } <= unit
+    # The tree needs Docker and comes after the scratch volume; the scratch volume needs neither.
+    assert {"After=docker.service", "Requires=docker.service", "After=labbatch-scratch.service",
+            "Requires=labbatch-scratch.service"} <= tree
+    assert not any(line.startswith(("After=", "Requires=")) for line in scratch)
+    # Spot draining is configured before the agent starts (cloud-final runs before it).
+    assert "echo ECS_ENABLE_SPOT_INSTANCE_DRAINING=true >> /etc/ecs/ecs.config" in own
 
 
 # --- AMI and compute environments -----------------------------------------------------------
@@ -309,15 +352,16 @@ def test_a_job_reserves_exactly_its_pipeline_vcpus_and_memory(synthesized, lab):
 def test_instances_unpack_the_runner_image_before_the_ecs_agent_starts(synthesized, lab):
     template = synthesized[lab].compute_json
     text = user_data(template)
-    # After the scratch volume is mounted, in the same script that runs before the ECS agent.
-    assert text.index("mount -o noatime") < text.index("labbatch_runner_tree()")
-    assert "docker-credential-ecr-login" in text and "ecr-login" in text
-    assert 'docker export "$container" | tar -x -C "$tree.new"' in text
-    assert 'mv "$tree.new" "$tree"' in text and 'tree="/opt/labbatch/runner"' in text
+    install = written_files(text)["/usr/local/sbin/labbatch-runner-tree"]
+    assert "labbatch_runner_tree()" in install and "mount -o noatime" not in install
+    assert "docker-credential-ecr-login" in install and "ecr-login" in install
+    assert 'docker export "$container" | tar -x -C "$tree.new"' in install
+    assert 'mv "$tree.new" "$tree"' in install and 'tree="/opt/labbatch/runner"' in install
     # The image is the runner asset, pulled from the lab's account and Region at boot.
-    assert ".dkr.ecr.${AWS::Region}." in text and "cdk-hnb659fds-container-assets-${AWS::AccountId}" in text
-    # A failed install keeps the agent from taking jobs it cannot run.
-    assert "systemctl mask --now ecs.service" in text
+    assert ".dkr.ecr.${AWS::Region}." in install and "cdk-hnb659fds-container-assets-${AWS::AccountId}" in install
+    # A failed install fails the unit ecs.service requires, with a reason kept for `labbatch why`.
+    assert 'labbatch_boot_failed "could not install the runner tree from' in install
+    assert "> /var/lib/labbatch/boot/runner-tree.failed" in install
 
 
 def test_job_definition_resources_timeout_and_command_from_config(synthesized):
