@@ -61,14 +61,8 @@ die() { printf 'images: error: %s\n' "$*" >&2; exit 1; }
 "$DOCKER" info >/dev/null 2>&1 || die "no container engine answers ('$DOCKER info' failed)"
 mkdir -p "$CACHE"
 
-# The mirror this machine's apt uses: its deb822 or one-line sources file, as mmdebstrap takes it.
-apt_sources() {
-    local file
-    for file in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
-        if [ -s "$file" ] && grep -q '^[^#]*deb' "$file"; then echo "$file"; return; fi
-    done
-    echo "http://deb.debian.org/debian"
-}
+# shellcheck source=apt_sources.sh
+. "$ROOT/containers/apt_sources.sh"
 SOURCES=$(apt_sources)
 
 # hash_of WORD... : words are literal strings, or files/directories (contents, sorted, no caches).

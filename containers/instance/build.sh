@@ -38,13 +38,8 @@ die() { printf 'instance: error: %s\n' "$*" >&2; exit 1; }
 command -v mmdebstrap >/dev/null || die "mmdebstrap is not installed (apt-get install mmdebstrap)"
 mkdir -p "$CACHE"
 
-apt_sources() {
-    local file
-    for file in /etc/apt/sources.list.d/debian.sources /etc/apt/sources.list; do
-        if [ -s "$file" ] && grep -q '^[^#]*deb' "$file"; then echo "$file"; return; fi
-    done
-    echo "http://deb.debian.org/debian"
-}
+# shellcheck source=../apt_sources.sh
+. "$ROOT/containers/apt_sources.sh"
 SOURCES=$(apt_sources)
 
 started=$SECONDS

@@ -22,7 +22,6 @@ symbolic links into it.
 
 from __future__ import annotations
 
-import errno
 import fcntl
 import hashlib
 import json
@@ -38,6 +37,7 @@ from labbatch_contract.outcome import ExitCode
 from .errors import RunnerError
 from .runlog import RunnerLog
 from .s3uri import S3Uri
+from .scratch import lock_if_unheld
 
 PART_SUFFIX = ".part"
 
@@ -220,29 +220,10 @@ class ReferenceCache:
                 break
             if lock_path in keep:
                 continue
-            try:
-                fd = os.open(lock_path, os.O_RDWR)
-            except FileNotFoundError:
+            # Unheld: no running job uses it and none is downloading it.
+            fd = lock_if_unheld(lock_path)
+            if fd is None:
                 continue
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)
-                if exc.errno in (errno.EWOULDBLOCK, errno.EACCES):
-                    continue  # in use by a running job, or being downloaded
-                raise
-            try:
-                # Another evictor may have removed this entry (and its lock file) between our open
-                # and our lock, and a job made it anew since: that one is not ours to take.
-                if os.fstat(fd).st_ino != os.stat(lock_path).st_ino:
-                    os.close(fd)
-                    continue
-            except FileNotFoundError:
-                os.close(fd)
-                continue
-            except BaseException:
-                os.close(fd)
-                raise
             try:
                 size = _tree_size(root)
                 _remove_entry_files(root)

@@ -120,6 +120,24 @@ def _remove_tree(root: Path) -> None:
         shutil.rmtree(root, onerror=make_writable_and_retry)
 
 
+def lock_if_unheld(path: Path) -> int | None:
+    """An exclusive lock on `path` when nobody holds one (the open file, to close when done), else
+    None; None too when the file is gone, or was replaced between our open and our lock (whoever
+    removed it removed what it guarded, and a new one belongs to someone else)."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if os.fstat(fd).st_ino == os.stat(path).st_ino:
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
 def sweep_stale_attempts(scratch_dir: Path) -> list[Path]:
     """Removes attempt directories whose runner died without cleaning up (SIGKILL, OOM kill).
 
@@ -128,14 +146,8 @@ def sweep_stale_attempts(scratch_dir: Path) -> list[Path]:
     """
     removed = []
     for lock in scratch_dir.glob(f"labbatch/*/attempt-*/{LOCK_NAME}"):
-        try:
-            fd = os.open(lock, os.O_RDWR)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+        fd = lock_if_unheld(lock)
+        if fd is None:
             continue
         try:
             shutil.rmtree(lock.parent, ignore_errors=True)
