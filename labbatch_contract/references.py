@@ -69,6 +69,12 @@ def parameter_key(name: str) -> str:
     return PARAMETER_KEY_PREFIX + name
 
 
+def stageable_key(key: str) -> bool:
+    """Whether a key (or a key relative to a folder) can become a path below the job's inputs
+    directory as it is: no empty, `.` or `..` segment, which would merge two keys or climb out."""
+    return not any(segment in ("", ".", "..") for segment in key.split("/"))
+
+
 def is_folder_uri(uri: str) -> bool:
     """`s3://bucket/prefix/`: a folder, whose objects are staged into one directory."""
     return uri.startswith("s3://") and uri.endswith("/") and uri.count("/") >= 4

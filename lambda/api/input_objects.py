@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from api_errors import refused
+from api_errors import ApiError, refused
+from labbatch_contract import references
 
 MAX_KEY_BYTES = 1_024
 HEAD_THREADS = 32
@@ -54,7 +55,7 @@ def parse_lab_uri(uri: str, field: str, allowed_buckets: tuple[str, ...]) -> S3O
             field=field,
             uri=uri,
         )
-    if any(segment in ("", ".", "..") for segment in key.split("/")):
+    if not references.stageable_key(key):
         raise refused(
             "invalid_s3_uri",
             f"{field}: {uri!r} has an empty, '.' or '..' path segment",
@@ -91,7 +92,7 @@ def list_prefix(s3_client, folder: S3Object, field: str, *, most: int) -> list[t
                 relative = item["Key"][len(folder.key):]
                 if not relative or relative.endswith("/"):
                     continue  # a folder marker, not a file
-                if any(segment in ("", ".", "..") for segment in relative.split("/")):
+                if not references.stageable_key(relative):
                     raise refused("invalid_s3_uri", f"{field}: {folder.uri}{relative!r} has an empty, '.' or '..' "
                                   "path segment", field=field, uri=folder.uri)
                 found.append((relative, S3Object(folder.bucket, item["Key"]), int(item["Size"])))
@@ -109,64 +110,67 @@ def list_prefix(s3_client, folder: S3Object, field: str, *, most: int) -> list[t
     return found
 
 
-def object_sizes(s3_client, objects: dict[S3Object, str]) -> dict[S3Object, int]:
-    """Size of every object (HEAD), refusing the first that is missing or unreadable.
+# What a HEAD found besides a size.
+MISSING, DENIED = "missing", "denied"
 
-    `objects` maps each distinct object to the request field that first named it, so a
-    refusal points at what the caller wrote. Throttling that outlives the client's retries
-    propagates (the route answers 503).
-    """
 
-    def head(obj: S3Object) -> tuple[S3Object, int]:
+def _head_sizes(s3_client, objects: list[S3Object]) -> list[int | str | ClientError]:
+    """One HEAD per object, 32 at a time, in order: its size, MISSING (404), DENIED (403), or the
+    error, which the caller raises when it comes to it (throttling that outlives the client's
+    retries: the route answers 503), so that the first object at fault in order is the one named."""
+
+    def head(obj: S3Object) -> int | str | ClientError:
         try:
-            answer = s3_client.head_object(Bucket=obj.bucket, Key=obj.key)
+            return int(s3_client.head_object(Bucket=obj.bucket, Key=obj.key)["ContentLength"])
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            field = objects[obj]
-            if status == 404:
-                raise refused("input_not_found", f"{field}: {obj.uri} does not exist", field=field, uri=obj.uri)
-            if status == 403:
-                raise refused(
-                    "input_not_readable",
-                    f"{field}: LabBatch may not read {obj.uri} (access denied)",
-                    field=field,
-                    uri=obj.uri,
-                )
-            raise
-        return obj, int(answer["ContentLength"])
+            if status in (403, 404):
+                return DENIED if status == 403 else MISSING
+            return exc
 
+    if len(objects) <= 1:
+        return [head(obj) for obj in objects]
+    with ThreadPoolExecutor(max_workers=min(HEAD_THREADS, len(objects))) as pool:
+        return list(pool.map(head, objects))
+
+
+def _refuse_unreadable(obj: S3Object, field: str) -> ApiError:
+    return refused("input_not_readable", f"{field}: LabBatch may not read {obj.uri} (access denied)",
+                   field=field, uri=obj.uri)
+
+
+def object_sizes(s3_client, objects: dict[S3Object, str]) -> dict[S3Object, int]:
+    """Size of every object (a listing where it sizes many, else HEAD), refusing the first that is
+    missing or unreadable.
+
+    `objects` maps each distinct object to the request field that first named it, so a
+    refusal points at what the caller wrote.
+    """
     sizes = listed_sizes(s3_client, objects)
     rest = [obj for obj in objects if obj not in sizes]
-    if len(rest) <= 1:
-        sizes.update(head(obj) for obj in rest)
-        return sizes
-    with ThreadPoolExecutor(max_workers=min(HEAD_THREADS, len(rest))) as pool:
-        sizes.update(pool.map(head, rest))
+    for obj, size in zip(rest, _head_sizes(s3_client, rest)):
+        field = objects[obj]
+        if isinstance(size, ClientError):
+            raise size
+        if size == MISSING:
+            raise refused("input_not_found", f"{field}: {obj.uri} does not exist", field=field, uri=obj.uri)
+        if size == DENIED:
+            raise _refuse_unreadable(obj, field)
+        sizes[obj] = size
     return sizes
 
 
 def probe_sizes(s3_client, objects: dict[S3Object, str]) -> dict[S3Object, int | None]:
     """Size of each object, None where it does not exist (optional companions may be absent).
-    `objects` maps each to the request field that named it. Access denied is refused as for any
-    input; other errors propagate (the route answers 503)."""
-
-    def head(obj: S3Object) -> tuple[S3Object, int | None]:
-        try:
-            return obj, int(s3_client.head_object(Bucket=obj.bucket, Key=obj.key)["ContentLength"])
-        except ClientError as exc:
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if status == 404:
-                return obj, None
-            if status == 403:
-                field = objects[obj]
-                raise refused("input_not_readable", f"{field}: LabBatch may not read {obj.uri} (access denied)",
-                              field=field, uri=obj.uri) from None
-            raise
-
-    if not objects:
-        return {}
-    with ThreadPoolExecutor(max_workers=min(HEAD_THREADS, len(objects))) as pool:
-        return dict(pool.map(head, objects))
+    `objects` maps each to the request field that named it; access denied is refused as for any input."""
+    found: dict[S3Object, int | None] = {}
+    for obj, size in zip(objects, _head_sizes(s3_client, list(objects))):
+        if isinstance(size, ClientError):
+            raise size
+        if size == DENIED:
+            raise _refuse_unreadable(obj, objects[obj])
+        found[obj] = None if size == MISSING else size
+    return found
 
 
 def listed_sizes(s3_client, objects) -> dict[S3Object, int]:

@@ -27,13 +27,14 @@ import hashlib
 import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
 from labbatch_contract.references import CACHE_DIR_NAME
 from labbatch_contract.outcome import ExitCode
 
+from .checksums import Checksum
 from .errors import RunnerError
 from .runlog import RunnerLog
 from .s3uri import S3Uri
@@ -167,13 +168,13 @@ class ReferenceCache:
         _shared_dir(entry.root)
         return True
 
-    def commit(self, entry: Entry, checksum: dict | None) -> None:
+    def commit(self, entry: Entry, checksum: Checksum | None) -> None:
         """A verified download in the part file becomes the entry; this attempt keeps a shared lock."""
         entry.part.chmod(0o444)
         os.replace(entry.part, entry.data)
         stat = entry.data.stat()
         meta = {"uri": str(entry.uri), "etag": entry.etag, "size": entry.size, "mtime_ns": stat.st_mtime_ns,
-                "checksum": checksum, "fetched_at": time.time()}
+                "checksum": asdict(checksum) if checksum else None, "fetched_at": time.time()}
         tmp = entry.meta.with_name(entry.meta.name + PART_SUFFIX)
         tmp.write_text(json.dumps(meta))
         tmp.chmod(0o666)  # any user's job records its use of the entry on it (os.utime)
@@ -196,11 +197,14 @@ class ReferenceCache:
         self.release(self.held)
         self.held = []
 
-    def recorded_checksum(self, entry: Entry) -> dict | None:
+    def recorded_checksum(self, entry: Entry) -> Checksum | None:
+        """What a hit was verified against when it was fetched (its size and mtime are checked on
+        each use)."""
         try:
-            return json.loads(entry.meta.read_text()).get("checksum")
+            recorded = json.loads(entry.meta.read_text()).get("checksum")
         except (OSError, ValueError):
             return None
+        return Checksum(recorded["algorithm"], recorded["value"]) if recorded else None
 
     def discard_partial(self, entries: Iterable[Entry]) -> None:
         for entry in entries:

@@ -126,11 +126,10 @@ def resolve_objects(s3: Any, planned: list[PlannedInput], log: RunnerLog) -> lis
                         if not relative or relative.endswith("/"):
                             continue  # a folder marker, not a file
                         uri = S3Uri(item.uri.bucket, listed["Key"])
-                        segments = relative.split("/")
-                        if any(segment in ("", ".", "..") for segment in segments):
+                        if not references.stageable_key(relative):
                             raise RunnerError(ExitCode.CONTRACT, f"input {uri}: key has empty, '.' or '..' "
                                                                  "segments and cannot be staged safely")
-                        path = item.path.joinpath(*segments)  # the folder's layout, below its directory
+                        path = item.path.joinpath(*relative.split("/"))  # the folder's layout, below its directory
                         found += 1
                         known = objects.get(uri)
                         objects[uri] = PlannedInput(uri, path, item.used_as, reference=item.reference and
@@ -221,8 +220,8 @@ def stage_in(
     if cached:
         assert cache is not None
         entries = {i: cache.entry(objects[i].uri, sized[i].etag, sizes[i]) for i in cached}
-        missing = {id(entry) for entry in cache.acquire(list(entries.values()))}
-        misses = {i: entry for i, entry in entries.items() if id(entry) in missing}
+        cache.acquire(list(entries.values()))
+        misses = {i: entry for i, entry in entries.items() if not entry.hit}
     try:
         # What this attempt downloads: its own inputs into its directory, missing references into the cache.
         fetch = [i for i in range(len(objects)) if i not in cached or i in misses]
@@ -254,9 +253,7 @@ def stage_in(
         _fetch(s3, engine, targets, fetch_sizes, expected, small, log)
         position = {i: n for n, i in enumerate(fetch)}
         for i, entry in misses.items():
-            checksum = expected[position[i]]
-            cache.commit(entry, {"algorithm": checksum.algorithm, "value": checksum.value}  # type: ignore[union-attr]
-                         if checksum else None)
+            cache.commit(entry, expected[position[i]])  # type: ignore[union-attr]
     except BaseException:
         if cache is not None:
             cache.discard_partial(misses.values())
@@ -268,19 +265,13 @@ def stage_in(
     checksums = dict(zip(fetch, expected))
     return [
         StagedInput(item.uri, item.path, sizes[i],
-                    checksums.get(i) if i not in entries or i in misses else _recorded_checksum(cache, entries[i]),
+                    checksums.get(i) if i not in entries or i in misses else cache.recorded_checksum(entries[i]),
                     item.used_as,
                     "cache" if i in entries and i not in misses else
                     ("get" if sizes[i] < small_object_bytes else engine.name),
                     None if i not in entries else ("miss" if i in misses else "hit"))
         for i, item in enumerate(objects)
     ]
-
-
-def _recorded_checksum(cache: Any, entry: Entry) -> Checksum | None:
-    """A hit was verified when it was fetched; its size and mtime are checked on each use."""
-    recorded = cache.recorded_checksum(entry)
-    return Checksum(recorded["algorithm"], recorded["value"]) if recorded else None
 
 
 def _fetch(
