@@ -6,13 +6,20 @@ from __future__ import annotations
 from typing import Any
 
 from labbatch_contract import names
-from labbatch.batch_layout import BatchLayout
+from labbatch.batch_layout import BatchLayout, HostMount
 from labbatch.local.batch.models import ComputeEnvironment, JobDefinition, JobQueue, StateTimeLimitAction
 
 
 def compute_environment_name(lab: str, kind: str) -> str:
     # CloudFormation names them in AWS; locally they only need to be stable and readable.
     return f"{names.PREFIX}-{lab}-{kind}"
+
+
+def mounts_properties(mounts: tuple[HostMount, ...]) -> dict[str, Any]:
+    """The definition's volumes and mount points, spelled as lab_constructs/pipelines.py has CDK spell them."""
+    return {"volumes": [{"name": m.name, "host": {"sourcePath": m.host_path}} for m in mounts],
+            "mountPoints": [{"containerPath": m.container_path, "readOnly": m.read_only, "sourceVolume": m.name}
+                            for m in mounts]}
 
 
 def registration(layout: BatchLayout, lab: str) -> dict[str, Any]:
@@ -29,7 +36,7 @@ def registration(layout: BatchLayout, lab: str) -> dict[str, Any]:
     definitions = [JobDefinition(name=spec.name, command=spec.command, image=spec.image,
                                  environment=spec.environment, vcpus=spec.vcpus, memory_mib=spec.memory_mib,
                                  timeout_seconds=spec.timeout_seconds, log_stream_prefix=spec.pipeline,
-                                 log_group=spec.log_group,
+                                 log_group=spec.log_group, extra_properties=mounts_properties(spec.mounts),
                                  retry={"attempts": spec.attempts, "evaluateOnExit": [dict(r) for r in spec.retry_rules]})
                    for spec in layout.job_definitions]
     return {"compute_environments": environments, "queues": queues, "job_definitions": definitions}
