@@ -112,6 +112,8 @@ class Instance:
     docker_after_cloud_final: bool = True
     scratch_device: str = "/dev/xvdb"
     image: str = IMAGE
+    # More `docker run` volume arguments (`-v`, `host:container[:ro]`): the agent, its spool, a registry.
+    volumes: list[str] = field(default_factory=list)
     workdir: Path = field(init=False)
     loop: str | None = field(default=None, init=False)
     container: str | None = field(default=None, init=False)
@@ -147,7 +149,8 @@ class Instance:
             self.started_at = time.monotonic()
             run("docker", "run", "-d", "--name", self.container, "--hostname", self.name, "--label", f"{LABEL}=1",
                 *RUN_FLAGS, "--device", f"{self.loop}:{self.scratch_device}",
-                "-v", f"{self.workdir / 'docker'}:/var/lib/docker", *mounts, self.image, "/sbin/init")
+                "-v", f"{self.workdir / 'docker'}:/var/lib/docker", *mounts,
+                *[arg for volume in self.volumes for arg in ("-v", volume)], self.image, "/sbin/init")
         except BaseException:
             self.remove()
             raise
