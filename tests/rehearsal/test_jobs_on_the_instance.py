@@ -24,6 +24,8 @@ import yaml
 from admission import admit
 from batch_requests import batch_job_name, submit_job_request
 from job_models import SubmitJobRequest
+from labbatch_contract import batch_submit, runner_env
+from labbatch_contract import tes as tes_rules
 from labbatch_contract.ids import new_job_id
 from labbatch_contract.names import output_prefix, samples_key
 from labbatch_contract.settings import LabSettings
@@ -164,7 +166,7 @@ def test_a_demo_job_runs_from_its_deployed_definition_and_counts_the_reads(insta
     uri = api.put("inputs", "rehearsal/reads.fastq.gz", gzip.compress(reads))
     prefix, (task,) = api.submit({"pipeline": "fastq-stats", "inputs": [uri]})
     result = api.spool.result(task, JOB_BOUND)
-    assert (result["started"], result["exit_code"]) == (True, 0), result
+    assert (result["started"], result.get("exit_code")) == (True, 0), (result, result["log"][-3000:])
     sequences = reads_of(reads)
     stats = json.loads(api.read(f"{prefix}stats.json"))
     assert (stats["reads"], stats["bases"]) == (len(sequences), sum(map(len, sequences)))
@@ -191,11 +193,11 @@ def test_bwa_runs_unmodified_in_the_bare_debian_image_plain_and_as_an_array(inst
     array_prefix, children = api.submit({"pipeline": "bwa-flagstat", "samples": samples[1:]})
     assert len(children) == 2
     result = api.spool.result(plain, JOB_BOUND)
-    assert (result["started"], result["exit_code"]) == (True, 0), result
+    assert (result["started"], result.get("exit_code")) == (True, 0), (result, result["log"][-3000:])
     assert primary_mapped(api.read(f"{plain_prefix}flagstat.txt").decode()) == expected["s71"]
     for index, (task, sample) in enumerate(zip(children, samples[1:])):
         result = api.spool.result(task, JOB_BOUND)
-        assert (result["started"], result["exit_code"]) == (True, 0), result
+        assert (result["started"], result.get("exit_code")) == (True, 0), (result, result["log"][-3000:])
         assert f"AWS_BATCH_JOB_ARRAY_INDEX={index}" in result["create"]
         flagstat = api.read(f"{array_prefix}{sample['name']}/flagstat.txt").decode()
         assert primary_mapped(flagstat) == expected[sample["name"]], sample["name"]
@@ -207,13 +209,58 @@ def test_an_attempt_over_its_memory_is_killed_and_the_runner_records_the_kill(in
     uri = api.put("inputs", "rehearsal/hog.txt", b"x")
     prefix, (task,) = api.submit({"pipeline": "hog", "inputs": [uri]})
     result = api.spool.result(task, JOB_BOUND)
-    assert (result["started"], result["exit_code"]) == (True, 137), result
+    assert (result["started"], result.get("exit_code")) == (True, 137), result
     assert "--memory" in result["create"] and result["create"][result["create"].index("--memory") + 1] == "256m"
     manifest = json.loads(api.read(f"{prefix}manifest.json"))
     assert manifest["tool"]["signal"] == "SIGKILL" and manifest["tool"]["oom_killed"] is True, manifest["tool"]
 
 
+def test_a_tes_task_runs_from_the_definition_the_api_registers_on_demand(instance):
+    """The API registers a TES image's definition at the first task (labbatch_contract.tes); the
+    agent starts it like any other, and the runner runs the task's executor in the bare image."""
+    _, api = instance
+    lines = [f"line {n}" for n in range(37)]
+    source = api.put("inputs", "rehearsal/tes-in.txt", ("\n".join(lines) + "\n").encode())
+    results = api.settings.buckets.results
+    definition = tes_rules.job_definition_request(
+        lab="example", image="localhost:5000/labbatch/bwa:real", job_role_arn="", execution_role_arn="",
+        log_group="/labbatch/example/jobs", architecture="x86_64", timeout_minutes=10, attempts=1)
+    task = {"inputs": [{"path": "/data/in.txt", "url": source, "type": "FILE"}],
+            "outputs": [{"path": "/data/out/count.txt", "url": f"s3://{results}/rehearsal/tes/count.txt",
+                         "type": "FILE"}],
+            "executors": [{"image": "localhost:5000/labbatch/bwa:real",
+                           "command": ["sh", "-c", "wc -l < /data/in.txt > /data/out/count.txt"]}]}
+    job_id = new_job_id()
+    request = batch_submit.submit_job_request(
+        job_name="tes-task", job_queue=api.settings.queues["spot"], job_definition=definition["jobDefinitionName"],
+        environment={runner_env.JOB_ID: job_id, runner_env.INPUTS: "[]",
+                     runner_env.OUTPUT_PREFIX: output_prefix(results, job_id),
+                     runner_env.TES_TASK: tes_rules.encode_runner_task(task)},
+        vcpus=1, memory_mib=512, lab="example")
+    task_id = api.spool.hand({
+        "definition": definition, "overrides": request["containerOverrides"], "parameters": {},
+        "context": {"job_id": f"rehearsal-{job_id.lower()}", "attempt": 1,
+                    "compute_environment": "labbatch-example-spot", "job_queue": request["jobQueue"]},
+        "agent_environment": agent_environment(api.endpoint)})
+    result = api.spool.result(task_id, JOB_BOUND)
+    assert (result["started"], result.get("exit_code")) == (True, 0), (result, result["log"][-3000:])
+    assert api.read(f"s3://{results}/rehearsal/tes/count.txt").decode().strip() == str(len(lines))
+
+
+def test_the_agent_refuses_a_definition_local_mode_refuses(instance):
+    _, api = instance
+    definition = copy.deepcopy(next(iter(api.definitions.values())))
+    definition["containerProperties"]["privileged"] = True
+    task = api.spool.hand({"definition": definition, "overrides": {}, "parameters": {},
+                           "context": {"job_id": "x", "attempt": 1, "compute_environment": "ce", "job_queue": "q"}})
+    result = api.spool.result(task, 30)
+    assert result == {"started": False, "log": "",
+                      "reason": "ClientException: containerProperties.privileged: LabBatch never runs privileged "
+                                "containers"}
+
+
 def test_a_spot_interruption_stops_the_running_job_as_ecs_draining_does(instance):
+    """Last in the module: after the notice the instance starts nothing more, as a draining one."""
     booted, api = instance
     uri = api.put("inputs", "rehearsal/sleep.txt", b"x")
     prefix, (task,) = api.submit({"pipeline": "sleeper", "inputs": [uri]})
@@ -232,16 +279,3 @@ def test_a_spot_interruption_stops_the_running_job_as_ecs_draining_does(instance
 
 def booted_since(instance: Instance) -> float:
     return time.monotonic() - instance.started_at
-
-
-def test_the_agent_refuses_a_definition_local_mode_refuses(instance):
-    _, api = instance
-    definition = copy.deepcopy(next(iter(api.definitions.values())))
-    definition["containerProperties"]["privileged"] = True
-    task = api.spool.hand({"definition": definition, "overrides": {}, "parameters": {},
-                           "context": {"job_id": "x", "attempt": 1, "compute_environment": "ce", "job_queue": "q"}})
-    result = api.spool.result(task, 30)
-    assert result == {"started": False, "log": "",
-                      "reason": "ClientException: containerProperties.privileged: LabBatch never runs privileged "
-                                "containers"}
-
