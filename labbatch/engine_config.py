@@ -32,6 +32,8 @@ ENGINES = ("snakemake", "nextflow", "toil", "cromwell", "py-tes")
 
 
 MINTED_TOKEN_DAYS = 90
+# Rule jobs Snakemake keeps in flight (its --jobs, required for remote executors).
+SNAKEMAKE_JOBS = 8
 # What a local lab's Snakemake tasks run in (containers/snakemake/, built by `make images`).
 LOCAL_SNAKEMAKE_IMAGE = "labbatch-snakemake:local"
 
@@ -110,7 +112,9 @@ def snakemake_invocation(url: str, token: str, work: str, local_s3: LocalS3 | No
     KeyError without it, so the environment names a directory that `prepare_snakemake_workspace`
     gives an empty funnel.log."""
     argv = ["snakemake", "--executor", "tes", "--tes-url", url, "--tes-user", "labbatch", "--tes-password", token,
-            "--default-storage-provider", "s3", "--default-storage-prefix", f"{work}snakemake"]
+            "--default-storage-provider", "s3", "--default-storage-prefix", f"{work}snakemake",
+            # Snakemake refuses to start a remote executor without it; raise it to what the lab's queues hold.
+            "--jobs", str(SNAKEMAKE_JOBS)]
     if region:
         # Into each task's script too: a task's container need not know its Region.
         argv += ["--storage-s3-region", region]

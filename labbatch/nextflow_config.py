@@ -44,6 +44,10 @@ NEXTFLOW_KEYS = {
     "aws.batch.cliPath": "plugins/nf-amazon/src/main/nextflow/cloud/aws/config/AwsBatchConfig.groovy (parseCliPath)",
     "aws.batch.jobRole": "plugins/nf-amazon/src/main/nextflow/cloud/aws/config/AwsBatchConfig.groovy",
     "aws.batch.maxSpotAttempts": "plugins/nf-amazon/src/main/nextflow/cloud/aws/config/AwsBatchConfig.groovy",
+    "aws.batch.logsGroup": "plugins/nf-amazon/src/main/nextflow/cloud/aws/config/AwsBatchConfig.groovy "
+                           "(AwsBatchTaskHandler.configJobDefRequest: awslogs logConfiguration)",
+    "process.resourceLabels": "plugins/nf-amazon/src/main/nextflow/cloud/aws/batch/AwsBatchTaskHandler.groovy "
+                              "(newSubmitRequest: builder.tags(labels); propagateTags(true))",
     "tes.endpoint": "nf-ga4gh src/main/groovy/nextflow/ga4gh/tes/config/TesConfig.groovy",
     "tes.oauthToken": "nf-ga4gh src/main/groovy/nextflow/ga4gh/tes/config/TesConfig.groovy",
 }
@@ -60,20 +64,24 @@ def native_config(lab_view: dict[str, Any], region: str) -> dict[str, Any]:
     """The config text and its settings, from the lab's GET /lab answer and its Region."""
     lab = lab_view["lab"]
     queues = {q["queue"]: q["name"] for q in lab_view["queues"]}
-    missing = [q for q in ("spot", "on-demand") if q not in queues]
-    if missing:
-        raise LabBatchError("no_queue", f"lab {lab} has no {' or '.join(missing)} queue in its GET /lab answer")
+    if not queues:
+        raise LabBatchError("no_queue", f"lab {lab} has no job queue in its GET /lab answer")
+    # A spot-only lab (on_demand_max_vcpus: 0) has no on-demand queue to label processes onto.
+    default = queues.get("spot") or queues["on-demand"]
+    on_demand = queues.get("on-demand")
     results = lab_view["buckets"]["results"]
     role = f"arn:aws:iam::{account_of(lab_view['caller'])}:role/{names.job_role(lab)}"
     work = f"s3://{results}/{WORK_PREFIX}work"
     settings = {
         "process.executor": "awsbatch",
-        "process.queue": queues["spot"],
+        "process.queue": default,
         "workDir": work,
         "aws.region": region,
         "aws.batch.cliPath": CLI_PATH,
         "aws.batch.jobRole": role,
         "aws.batch.maxSpotAttempts": SPOT_ATTEMPTS,
+        "aws.batch.logsGroup": names.job_log_group(lab),
+        "process.resourceLabels": {names.LAB_TAG: lab},
     }
     text = "\n".join([
         f"// nextflow.config for LabBatch lab {lab}: Nextflow's own AWS Batch executor (nf-amazon).",
@@ -82,18 +90,23 @@ def native_config(lab_view: dict[str, Any], region: str) -> dict[str, Any]:
         "plugins { id 'nf-amazon' }",
         f"process.executor = '{settings['process.executor']}'",
         f"process.queue = '{settings['process.queue']}'          // spot: reclaims retried by Batch",
-        "process {",
-        f"    withLabel: '{ON_DEMAND_LABEL}' {{ queue = '{queues['on-demand']}' }}   // label a process to skip spot",
-        "}",
+        "// Every job tagged with its lab (propagated to its ECS task): the lab's Nextflow policy submits,",
+        "// terminates and cancels only jobs with this tag, and the lab's cost and `labbatch list` see them.",
+        f"process.resourceLabels = ['{names.LAB_TAG}': '{lab}']",
+        *(["process {",
+           f"    withLabel: '{ON_DEMAND_LABEL}' {{ queue = '{on_demand}' }}   // label a process to skip spot",
+           "}"] if on_demand and on_demand != default else
+          ["// No on-demand queue in this lab (compute.on_demand_max_vcpus: 0): every process runs on spot."]),
         f"workDir = '{work}'",
         f"aws.region = '{region}'",
         f"aws.batch.cliPath = '{CLI_PATH}'",
         f"aws.batch.jobRole = '{role}'",
         f"aws.batch.maxSpotAttempts = {SPOT_ATTEMPTS}   // as LabBatch's own jobs: retried only on 'Host EC2*'",
+        f"aws.batch.logsGroup = '{settings['aws.batch.logsGroup']}'   // the lab's job logs",
         f"// Outputs: publishDir them under s3://{results}/{WORK_PREFIX} (the job role may write there).",
     ])
     return {"engine": "nextflow", "executor": "awsbatch", "settings": settings,
-            "on_demand": {"label": ON_DEMAND_LABEL, "queue": queues["on-demand"]},
+            "on_demand": {"label": ON_DEMAND_LABEL, "queue": on_demand} if on_demand else None,
             "work_prefix": f"s3://{results}/{WORK_PREFIX}", "config": text}
 
 

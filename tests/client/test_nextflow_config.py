@@ -12,6 +12,7 @@ import re
 import pytest
 
 from labbatch.cli import main
+from labbatch.client import LabBatchError
 from labbatch.local.apigateway import LocalApiGateway
 from labbatch.nextflow_config import NEXTFLOW_KEYS, native_config, tes_config
 
@@ -58,7 +59,12 @@ def test_native_config_sets_each_key_nextflow_reads_for_awsbatch():
     # AwsBatchConfig.maxSpotAttempts (default 0): AwsBatchTaskHandler.newSubmitRequest adds RETRY on
     # 'Host EC2*' and EXIT on '*' with that many attempts; LabBatch pipelines' default attempts are 3.
     assert keys["aws.batch.maxSpotAttempts"] == "3"
-    assert set(keys) == set(NEXTFLOW_KEYS) - {"tes.endpoint", "tes.oauthToken"}
+    # AwsBatchConfig.logsGroup: configJobDefRequest gives each job definition an awslogs
+    # logConfiguration in that group (default /aws/batch/job): the lab's own job log group.
+    assert keys["aws.batch.logsGroup"] == "/labbatch/example/jobs"
+    # TaskConfig.getResourceLabels -> AwsBatchTaskHandler.newSubmitRequest: SubmitJob tags, propagateTags(true).
+    assert "process.resourceLabels = ['labbatch:lab': 'example']" in config["config"]
+    assert set(keys) | {"process.resourceLabels"} == set(NEXTFLOW_KEYS) - {"tes.endpoint", "tes.oauthToken"}
     assert config["settings"]["aws.batch.maxSpotAttempts"] == 3
 
 
@@ -69,10 +75,12 @@ def test_native_config_sends_on_demand_labelled_processes_to_the_on_demand_queue
     assert "plugins { id 'nf-amazon' }" in text
 
 
-def test_native_config_refuses_a_lab_view_without_its_queues():
-    view = {**LAB_VIEW, "queues": [{"queue": "spot", "name": "x"}]}
-    with pytest.raises(Exception, match="no on-demand queue"):
-        native_config(view, REGION)
+def test_a_spot_only_lab_gets_no_on_demand_label_and_a_lab_without_queues_is_refused():
+    config = native_config({**LAB_VIEW, "queues": [{"queue": "spot", "name": "spot-q"}]}, REGION)
+    assert config["on_demand"] is None and "withLabel" not in config["config"]
+    assert "every process runs on spot" in config["config"]
+    with pytest.raises(LabBatchError, match="no_queue"):
+        native_config({**LAB_VIEW, "queues": []}, REGION)
 
 
 def test_tes_config_names_the_plugin_version_and_an_endpoint_without_trailing_slash():
