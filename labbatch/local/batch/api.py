@@ -193,6 +193,7 @@ class BatchApi:
             command=substitute_parameters(command, parameters), environment=environment,
             vcpus=vcpus, memory_mib=memory_mib, array_size=array_size, retry=retry,
             timeout_seconds=timeout_seconds, parameters=parameters, tags=tags,
+            propagate_tags=_expect(body.get("propagateTags", False), bool, "propagateTags"),
         )
 
     def describe_jobs(self, body: dict[str, Any]) -> dict[str, Any]:

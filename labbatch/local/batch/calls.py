@@ -35,3 +35,5 @@ class SubmitRequest:
     timeout_seconds: int | None
     parameters: dict[str, str]
     tags: dict[str, str]
+    # Batch copies the job's tags to its ECS task (cost allocation by tag); reported as given.
+    propagate_tags: bool = False

@@ -351,7 +351,7 @@ class LocalBatch:
             definition_arn=self.arns.job_definition(request.definition.name, request.definition.revision),
             command=list(request.command), environment=dict(request.environment), vcpus=request.vcpus,
             memory_mib=request.memory_mib, retry=request.retry, timeout_seconds=request.timeout_seconds,
-            parameters=dict(request.parameters), tags=dict(request.tags),
+            parameters=dict(request.parameters), tags=dict(request.tags), propagate_tags=request.propagate_tags,
         )
 
     def _emit(self, job: Job) -> None:

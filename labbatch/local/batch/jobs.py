@@ -64,6 +64,7 @@ class Job:
     timeout_seconds: int | None
     parameters: dict[str, str]
     tags: dict[str, str]
+    propagate_tags: bool = False
     created_at: int = field(default_factory=now_ms)
     status: str = "SUBMITTED"
     status_reason: str | None = None
@@ -107,7 +108,7 @@ class Job:
             "parameters": dict(self.parameters),
             "container": self._container(),
             "tags": dict(self.tags),
-            "propagateTags": False,
+            "propagateTags": self.propagate_tags,
             "platformCapabilities": ["EC2"],
             "isCancelled": self.is_cancelled,
             "isTerminated": self.is_terminated,
