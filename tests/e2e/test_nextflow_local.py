@@ -119,3 +119,9 @@ def test_jobs_nextflow_submits_run_and_are_listed_with_their_failure_class(lab):
     assert broken["status"] == "FAILED", (broken, described[bad])
     assert broken["failure"] == "application"  # the task's own exit code, not LabBatch's or AWS's
     assert described[bad]["tags"] == {"labbatch:lab": lab.info["lab"]} and described[bad]["propagateTags"] is True
+    env = {"LABBATCH_HOME": str(lab.home), "PATH": "/usr/bin:/bin"}
+    why = subprocess.run([LABBATCH, "why", broken["job_id"], "--lab", lab.info["lab"]], env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert why.returncode == 0, why.stderr
+    assert "FAILED (application)" in why.stdout and "last: exit 3" in why.stdout, why.stdout
+    assert "/labbatch/example/jobs nf-labbatch-bwa-local/" in why.stdout  # aws.batch.logsGroup's stream
