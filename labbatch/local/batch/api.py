@@ -168,6 +168,7 @@ class BatchApi:
             command=list(container.command), environment=dict(container.environment),
             vcpus=int(container.vcpus), memory_mib=container.memory_mib, array_size=array_size, retry=retry,
             timeout_seconds=timeout_seconds, parameters=parameters, tags=tags, container=container,
+            propagate_tags=_expect(body.get("propagateTags", False), bool, "propagateTags"),
         )
 
     def describe_jobs(self, body: dict[str, Any]) -> dict[str, Any]:

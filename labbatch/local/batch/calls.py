@@ -38,3 +38,5 @@ class SubmitRequest:
     parameters: dict[str, str]
     tags: dict[str, str]
     container: Container  # what the agent starts for it (labbatch_contract.batch_container)
+    # Batch copies the job's tags to its ECS task (cost allocation by tag); reported as given.
+    propagate_tags: bool = False

@@ -352,6 +352,7 @@ class LocalBatch:
             command=list(request.command), environment=dict(request.environment), vcpus=request.vcpus,
             memory_mib=request.memory_mib, retry=request.retry, timeout_seconds=request.timeout_seconds,
             parameters=dict(request.parameters), tags=dict(request.tags), container=request.container,
+            propagate_tags=request.propagate_tags,
         )
 
     def _emit(self, job: Job) -> None:
