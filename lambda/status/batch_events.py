@@ -35,8 +35,14 @@ class LogConfiguration(_Event):
     options: dict[str, str] = Field(default_factory=dict)
 
 
+class ResourceRequirement(_Event):
+    type: str
+    value: str
+
+
 class Container(_Event):
     environment: list[EnvironmentVariable] = Field(default_factory=list)
+    resourceRequirements: list[ResourceRequirement] = Field(default_factory=list)
     exitCode: int | None = None
     reason: str | None = None
     logStreamName: str | None = None
@@ -62,6 +68,7 @@ class JobDetail(_Event):
     jobQueue: str | None = None
     status: str
     statusReason: str | None = None
+    createdAt: int | None = None
     attempts: list[AttemptDetail] = Field(default_factory=list)
     startedAt: int | None = None
     stoppedAt: int | None = None
@@ -101,6 +108,12 @@ class StatusUpdate:
     # A FAILED array child: what its ledger item keeps for GET /jobs/{id} (sample, reason,
     # exit_code, log, manifest, stopped_at; see labbatch_contract.ledger).
     child_detail: dict[str, Any] | None = None
+    # What the job asked for (the container's resourceRequirements) and when Batch created it.
+    vcpus: int | None = None
+    memory_mib: int | None = None
+    created_at: str | None = None
+    # A final job's or child's measured figures per attempt (labbatch_contract.measures).
+    figures: list[dict[str, Any]] | None = None
 
     @property
     def is_final(self) -> bool:
@@ -153,7 +166,20 @@ def parse_state_change(event: dict[str, Any]) -> StatusUpdate:
         job_name=detail.jobName,
         job_queue=detail.jobQueue,
         evidence=_evidence(detail),
+        vcpus=_requirement(detail.container, "VCPU"),
+        memory_mib=_requirement(detail.container, "MEMORY"),
+        created_at=iso_from_millis(detail.createdAt),
     )
+
+
+def _requirement(container: Container, kind: str) -> int | None:
+    for requirement in container.resourceRequirements:
+        if requirement.type == kind:
+            try:
+                return int(float(requirement.value))
+            except ValueError:
+                return None
+    return None
 
 
 def _evidence(detail: JobDetail) -> list[AttemptEvidence]:

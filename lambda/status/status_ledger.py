@@ -27,6 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from batch_events import StatusUpdate
+from labbatch_contract import measures
 from labbatch_contract.ids import utc_timestamp
 from labbatch_contract.ledger import (CHILD_FAILURE_FIELDS, CHILD_ITEM_TTL_SECONDS, FAILED_CHILD_INDEXES,
                                       LedgerWrites, child_key, expression_values, from_item,
@@ -70,6 +71,7 @@ class StatusLedger(LedgerWrites):
             "failure": update.failure if update.status == "FAILED" else None,
             "recovered_by": recovered_by if update.status == "FAILED" else None,
             "recovery_refused": recovery_refused if update.status == "FAILED" else None,
+            measures.FIGURES: update.figures,
         }
         names = {"#status": "status"}
         for name, value in optional.items():
@@ -118,7 +120,14 @@ class StatusLedger(LedgerWrites):
         detail: dict[str, Any] = {"log": update.log, "started_at": update.started_at, "stopped_at": update.stopped_at}
         if child_failure:
             detail.update({**(update.child_detail or {}), "failure": child_failure})
-        for name in ("started_at", *CHILD_FAILURE_FIELDS):
+        elif update.child_detail and update.child_detail.get("sample"):
+            detail["sample"] = update.child_detail["sample"]
+        if update.figures is not None:
+            # An ended child joins the by_parent index, which reports read a page at a time.
+            detail.update({measures.FIGURES: update.figures, measures.BY_PARENT_PARTITION: update.ledger_job_id,
+                           measures.BY_PARENT_SORT: update.child_index})
+        for name in ("started_at", *CHILD_FAILURE_FIELDS, measures.FIGURES, measures.BY_PARENT_PARTITION,
+                     measures.BY_PARENT_SORT):
             if detail.get(name) is not None:
                 # Placeholders for every name: "log" is a DynamoDB reserved word.
                 sets.append(f"#{name} = :{name}")

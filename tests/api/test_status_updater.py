@@ -74,6 +74,7 @@ def test_plain_job_through_a_spot_reclaim_to_success(lab):
         {
             "exit_code": None,
             "reason": "Host EC2 (instance i-0123456789abcdef0) terminated.",
+            "stderr_tail": None,
             "log_stream": "fastq-stats/default/1a2b3c4d5e6f",
             "started_at": "2026-11-02T10:01:00.000000Z",
             "stopped_at": "2026-11-02T10:05:00.000000Z",
@@ -81,6 +82,7 @@ def test_plain_job_through_a_spot_reclaim_to_success(lab):
         {
             "exit_code": 0,
             "reason": "Essential container in task exited",
+            "stderr_tail": None,
             "log_stream": "fastq-stats/default/6f5e4d3c2b1a",
             "started_at": "2026-11-02T10:06:40.000000Z",
             "stopped_at": "2026-11-02T10:15:00.000000Z",

@@ -1,0 +1,145 @@
+"""What each attempt measured, as the ledger keeps it for reports: the one definition.
+
+The status updater writes these figures when a job or array child ends (it has the Batch event's
+attempts and reads the runner's manifest once); the job API serves them (`GET /jobs/{id}/report`,
+`GET /report`) and `labbatch report` reads nothing else, so a 10,000-child array is a few paged
+queries, never 10,000 manifest reads.
+
+Layout:
+- a job record, and an array child's item, carry `figures`: a list with one compact map per
+  Batch attempt, keys in ATTEMPT_FIELDS (absent when not known);
+- a child's item also carries `parent_job_id` and `array_index` once it has ended, which puts it
+  in the sparse `by_parent` index (partition `parent_job_id`, sort `array_index`): an array job's
+  children's figures are read back in index order, a page at a time.
+
+Only the last attempt has a manifest (every attempt of a job writes to the same prefix); earlier
+attempts' figures come from the Batch event alone (times, exit code, reason).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+FIGURES = "figures"
+BY_PARENT_INDEX = "by_parent"
+BY_PARENT_PARTITION = "parent_job_id"
+BY_PARENT_SORT = "array_index"
+
+# One attempt's map. Times are ISO-8601 UTC; durations seconds; memory MiB; bytes bytes.
+ATTEMPT_FIELDS = (
+    "attempt",          # 1-based, Batch's order
+    "started_at", "stopped_at",
+    "queue_wait_s",     # from the job's creation (first attempt) or the previous attempt's end
+    "run_s",            # started -> stopped, as Batch saw it
+    "vcpus", "memory_mib",  # requested
+    "peak_memory_mib",  # the tool's peak resident memory (runner's wait4)
+    "cpu_s",            # the tool's CPU time (user + system); cpu_s / run_s is vCPUs used
+    "bytes_in", "bytes_out",  # staged in (inputs' sizes) and out (outputs' sizes)
+    "exit_code",
+    "failure",          # the attempt's failure class (the job's class on its last attempt)
+    "market",           # "spot" or "on-demand": the queue the attempt ran from
+    "instance_type",    # when the runner could read it; local mode has none
+    "stderr_tail",      # the tool's last output line as the runner named it, else Batch's reason
+)
+STDERR_TAIL_MAX_CHARS = 400
+MIB = 1024 * 1024
+
+
+def parse_time(moment: str | None) -> datetime | None:
+    if not moment:
+        return None
+    try:
+        return datetime.strptime(moment, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
+
+
+def _seconds(start: str | None, end: str | None) -> float | None:
+    a, b = parse_time(start), parse_time(end)
+    if a is None or b is None:
+        return None
+    return round(max(0.0, (b - a).total_seconds()), 3)
+
+
+def _tail(text: Any) -> str | None:
+    if not isinstance(text, str) or not text.strip():
+        return None
+    text = " ".join(text.split())
+    return text if len(text) <= STDERR_TAIL_MAX_CHARS else "..." + text[-(STDERR_TAIL_MAX_CHARS - 3):]
+
+
+def manifest_figures(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """What the runner's manifest adds to its attempt's figures."""
+    tool = manifest.get("tool") if isinstance(manifest.get("tool"), dict) else {}
+    peaks = manifest.get("peak_memory_bytes") if isinstance(manifest.get("peak_memory_bytes"), dict) else {}
+    error = manifest.get("error") if isinstance(manifest.get("error"), dict) else {}
+    peak = peaks.get("tool")
+    figures = {
+        "peak_memory_mib": round(peak / MIB, 1) if isinstance(peak, (int, float)) else None,
+        "cpu_s": tool.get("cpu_seconds") if isinstance(tool.get("cpu_seconds"), (int, float)) else None,
+        "bytes_in": sum(i.get("size") or 0 for i in manifest.get("inputs") or [] if isinstance(i, dict)),
+        "bytes_out": sum(o.get("size") or 0 for o in manifest.get("outputs") or [] if isinstance(o, dict)),
+        "instance_type": manifest.get("instance_type"),
+        "stderr_tail": _tail(error.get("message")) if manifest.get("status") == "failed" else None,
+    }
+    return {key: value for key, value in figures.items() if value is not None}
+
+
+def attempt_figures(*, attempts: Sequence[Mapping[str, Any]], created_at: str | None, vcpus: int | None,
+                    memory_mib: int | None, market: str | None, failure: str | None,
+                    manifest: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """One map per Batch attempt (`attempts`: the event's, each with started_at, stopped_at,
+    exit_code, reason). `failure` is the job's class, given to its last attempt; earlier
+    attempts of a job Batch retried failed too, and carry their exit code and reason.
+    `manifest` is the last attempt's, or None when there is none (or it is another attempt's)."""
+    rows: list[dict[str, Any]] = []
+    previous_end = created_at
+    for number, attempt in enumerate(attempts, start=1):
+        last = number == len(attempts)
+        started, stopped = attempt.get("started_at"), attempt.get("stopped_at")
+        row: dict[str, Any] = {
+            "attempt": number, "started_at": started, "stopped_at": stopped,
+            "queue_wait_s": _seconds(previous_end, started), "run_s": _seconds(started, stopped),
+            "vcpus": vcpus, "memory_mib": memory_mib, "exit_code": attempt.get("exit_code"),
+            "market": market, "failure": failure if last else None,
+            "stderr_tail": _tail(attempt.get("reason")) if attempt.get("exit_code") not in (0, None)
+            or not last else None,
+        }
+        if last and manifest is not None:
+            row.update(manifest_figures(manifest))
+        rows.append({key: value for key, value in row.items() if value is not None})
+        previous_end = stopped or previous_end
+    return rows
+
+
+def manifest_is_of(manifest: Mapping[str, Any] | None, *, attempts: int, exit_code: int | None) -> bool:
+    """True when a manifest found under a job's prefix is its last attempt's (an earlier attempt's
+    says nothing about the last one)."""
+    if manifest is None:
+        return False
+    if manifest.get("attempt") not in (None, attempts):
+        return False
+    return exit_code is None or manifest.get("exit_code") == exit_code
+
+
+def used_vcpus(row: Mapping[str, Any]) -> float | None:
+    """vCPUs an attempt kept busy on average: its tool's CPU time over its run time."""
+    cpu, run = row.get("cpu_s"), row.get("run_s")
+    if not isinstance(cpu, (int, float)) or not isinstance(run, (int, float)) or run <= 0:
+        return None
+    return round(cpu / run, 3)
+
+
+def attempts_with_tails(attempts: Sequence[Mapping[str, Any]],
+                        figures: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The ledger's `attempts` with each failed one's `stderr_tail` where it says more than
+    Batch's reason ("Essential container in task exited" names no cause; the tool's last line does)."""
+    merged = []
+    for attempt, row in zip(attempts, figures):
+        attempt = dict(attempt)
+        tail = row.get("stderr_tail")
+        if tail and tail != attempt.get("reason"):
+            attempt["stderr_tail"] = tail
+        merged.append(attempt)
+    return merged + [dict(a) for a in attempts[len(figures):]]
