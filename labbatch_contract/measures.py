@@ -21,6 +21,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
+from labbatch_contract.batch_reasons import is_host_terminated
+from labbatch_contract.failures import SPOT_RECLAIMED
+
 FIGURES = "figures"
 BY_PARENT_INDEX = "by_parent"
 BY_PARENT_PARTITION = "parent_job_id"
@@ -37,7 +40,7 @@ ATTEMPT_FIELDS = (
     "cpu_s",            # the tool's CPU time (user + system); cpu_s / run_s is vCPUs used
     "bytes_in", "bytes_out",  # staged in (inputs' sizes) and out (outputs' sizes)
     "exit_code",
-    "failure",          # the attempt's failure class (the job's class on its last attempt)
+    "failure",          # the job's class on its last attempt; spot_reclaimed on an earlier one reclaimed
     "market",           # "spot" or "on-demand": the queue the attempt ran from
     "instance_type",    # when the runner could read it; local mode has none
     "stderr_tail",      # the tool's last output line as the runner named it, else Batch's reason
@@ -102,7 +105,7 @@ def attempt_figures(*, attempts: Sequence[Mapping[str, Any]], created_at: str | 
             "attempt": number, "started_at": started, "stopped_at": stopped,
             "queue_wait_s": _seconds(previous_end, started), "run_s": _seconds(started, stopped),
             "vcpus": vcpus, "memory_mib": memory_mib, "exit_code": attempt.get("exit_code"),
-            "market": market, "failure": failure if last else None,
+            "market": market, "failure": failure if last else _earlier_failure(attempt),
             "stderr_tail": _tail(attempt.get("reason")) if attempt.get("exit_code") not in (0, None)
             or not last else None,
         }
@@ -111,6 +114,12 @@ def attempt_figures(*, attempts: Sequence[Mapping[str, Any]], created_at: str | 
         rows.append({key: value for key, value in row.items() if value is not None})
         previous_end = stopped or previous_end
     return rows
+
+
+def _earlier_failure(attempt: Mapping[str, Any]) -> str | None:
+    """An attempt Batch retried: a spot reclaim is known from its reason alone (the timeline shows
+    reclaims); other classes need the manifest only the last attempt has."""
+    return SPOT_RECLAIMED if is_host_terminated(attempt.get("reason")) else None
 
 
 def manifest_is_of(manifest: Mapping[str, Any] | None, *, attempts: int, exit_code: int | None) -> bool:

@@ -16,9 +16,9 @@ from plotly.offline import get_plotlyjs
 
 from labbatch.report import rightsizing
 from labbatch.report.summary import Report, Sample, failures_by_reason
+from labbatch_contract.failures import OUT_OF_MEMORY, SPOT_RECLAIMED
 
-OUTCOME_COLOURS = {"succeeded": "#2e7d32", "spot_reclaimed": "#f9a825", "out_of_memory": "#c62828",
-                   "failed": "#6a1b9a"}
+OUTCOME_COLOURS = {"succeeded": "#2e7d32", SPOT_RECLAIMED: "#f9a825", OUT_OF_MEMORY: "#c62828", "failed": "#6a1b9a"}
 STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
 table{border-collapse:collapse;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
@@ -36,7 +36,10 @@ rows.forEach(function(r){tb.appendChild(r);});});});
 
 
 def money(usd: float) -> str:
-    return f"${usd:,.2f}" if usd >= 1 else f"${usd:.4f}"
+    # A local demo's jobs cost fractions of a cent: keep three significant figures there.
+    if usd >= 1:
+        return f"${usd:,.2f}"
+    return f"${usd:.4f}" if usd >= 0.01 else f"${usd:.3g}"
 
 
 def _e(value: Any) -> str:
@@ -140,10 +143,8 @@ def _timeline(report: Report) -> go.Figure:
 def _outcome(attempt: dict[str, Any]) -> str:
     if attempt.get("succeeded"):
         return "succeeded"
-    if attempt.get("failure") in ("spot_reclaimed", "out_of_memory"):
+    if attempt.get("failure") in (SPOT_RECLAIMED, OUT_OF_MEMORY):
         return attempt["failure"]
-    if attempt.get("exit_code") is None and "terminated" in (attempt.get("stderr_tail") or "").lower():
-        return "spot_reclaimed"  # an earlier attempt Batch retried after its host went away
     return "failed"
 
 

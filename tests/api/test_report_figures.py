@@ -50,6 +50,7 @@ def test_a_retried_job_keeps_figures_for_each_attempt_and_its_manifests_for_the_
     assert second["run_s"] == (a2["stoppedAt"] - a2["startedAt"]) / 1000
     # The reclaimed attempt says why it ended; it has no manifest figures (its manifest was overwritten).
     assert first["stderr_tail"] == a1["statusReason"]
+    assert first["failure"] == "spot_reclaimed" and "failure" not in second
     assert "peak_memory_mib" not in first and "bytes_in" not in first
     assert second["exit_code"] == 0 and "stderr_tail" not in second
     assert (second["peak_memory_mib"], second["cpu_s"], second["bytes_in"], second["bytes_out"]) == (700, 400.0, 1024, 60)
