@@ -49,7 +49,8 @@ class JobLedger(Construct):
             index_name=measures.BY_PARENT_INDEX,
             partition_key=dynamodb.Attribute(name=measures.BY_PARENT_PARTITION, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=measures.BY_PARENT_SORT, type=dynamodb.AttributeType.NUMBER),
-            projection_type=dynamodb.ProjectionType.ALL,
+            projection_type=dynamodb.ProjectionType.INCLUDE,
+            non_key_attributes=list(measures.BY_PARENT_PROJECTED),
         )
         acknowledge(self.table, "HIPAA.Security-DynamoDBInBackupPlan",
                     "Point-in-time recovery keeps 35 days of continuous backups of the ledger; an AWS Backup "

@@ -6,11 +6,15 @@ attempts and reads the runner's manifest once); the job API serves them (`GET /j
 queries, never 10,000 manifest reads.
 
 Layout:
-- a job record, and an array child's item, carry `figures`: a list with one compact map per
-  Batch attempt, keys in ATTEMPT_FIELDS (absent when not known);
+- a job record, and an array child's item, carry `figures`: one string, compact JSON of a list
+  with one array per Batch attempt, its values in ATTEMPT_FIELDS order (null when not known,
+  trailing nulls left off). Positional and in one attribute because a 10,000-child array's
+  figures are read back whole: named nested maps would triple the bytes (DynamoDB counts every
+  attribute name in every item) and the time to read them (encode_figures, decode_figures);
 - a child's item also carries `parent_job_id` and `array_index` once it has ended, which puts it
-  in the sparse `by_parent` index (partition `parent_job_id`, sort `array_index`): an array job's
-  children's figures are read back in index order, a page at a time.
+  in the sparse `by_parent` index (partition `parent_job_id`, sort `array_index`, projecting
+  BY_PARENT_PROJECTED only): an array job's children's figures are read back in index order, a
+  page at a time.
 
 Only the last attempt has a manifest (every attempt of a job writes to the same prefix); earlier
 attempts' figures come from the Batch event alone (times, exit code, reason).
@@ -18,6 +22,7 @@ attempts' figures come from the Batch event alone (times, exit code, reason).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
@@ -28,6 +33,9 @@ FIGURES = "figures"
 BY_PARENT_INDEX = "by_parent"
 BY_PARENT_PARTITION = "parent_job_id"
 BY_PARENT_SORT = "array_index"
+# All the index keeps of a child besides its keys: what a report needs, no more, because every
+# attribute of 10,000 children is read and sent back (the class and reason are its last attempt's).
+BY_PARENT_PROJECTED = ("sample", "status", FIGURES)
 
 # One attempt's map. Times are ISO-8601 UTC; durations seconds; memory MiB; bytes bytes.
 ATTEMPT_FIELDS = (
@@ -152,3 +160,30 @@ def attempts_with_tails(attempts: Sequence[Mapping[str, Any]],
             attempt["stderr_tail"] = tail
         merged.append(attempt)
     return merged + [dict(a) for a in attempts[len(figures):]]
+
+
+def figure_rows(rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """Attempts' figures as positional arrays (ATTEMPT_FIELDS order, trailing nulls left off)."""
+    encoded = []
+    for row in rows:
+        values = [row.get(name) for name in ATTEMPT_FIELDS]
+        while values and values[-1] is None:
+            values.pop()
+        encoded.append(values)
+    return encoded
+
+
+def encode_figures(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The ledger's `figures` attribute."""
+    return json.dumps(figure_rows(rows), separators=(",", ":"))
+
+
+def decode_figures(value: Any, fields: Sequence[str] = ATTEMPT_FIELDS) -> list[dict[str, Any]]:
+    """Attempts' figures as maps, from the ledger's string or the API's arrays (`fields`: the
+    names the API sent with them, so an older or newer order still reads right)."""
+    if value is None:
+        return []
+    rows = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(rows, list):
+        raise ValueError(f"figures: expected a list of attempts, not {type(rows).__name__}")
+    return [{name: v for name, v in zip(fields, row) if v is not None} for row in rows]

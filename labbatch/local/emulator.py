@@ -135,7 +135,7 @@ class Emulator:
                 "IndexName": measures.BY_PARENT_INDEX,
                 "KeySchema": [{"AttributeName": measures.BY_PARENT_PARTITION, "KeyType": "HASH"},
                               {"AttributeName": measures.BY_PARENT_SORT, "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(measures.BY_PARENT_PROJECTED)},
             }],
             **({"SSESpecification": {"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_arn}} if key_arn else {}),
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from labbatch.client import LabBatchClient
+from labbatch_contract.measures import FIGURES, decode_figures
 
 CHILDREN_PER_PAGE = 5000
 
@@ -59,9 +60,15 @@ def _job(client: LabBatchClient, job_id: str, found: Gathered) -> None:
     while True:
         query = {"limit": CHILDREN_PER_PAGE, **({"next_token": token} if token else {})}
         answer = found.count(client.request("GET", f"/jobs/{job_id}/report", query=query))
-        found.jobs[job_id] = answer["job"]
+        fields = answer["figure_fields"]
+        found.jobs[job_id] = _named(answer["job"], fields)
         if "children" in answer:
-            found.children.setdefault(job_id, []).extend(answer["children"])
+            found.children.setdefault(job_id, []).extend(_named(child, fields) for child in answer["children"])
         token = answer.get("next_token")
         if not token:
             return
+
+
+def _named(row: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    """A job's or child's attempts as maps, named by the fields the API sent with them."""
+    return {**row, FIGURES: decode_figures(row.get(FIGURES), fields)}

@@ -114,9 +114,9 @@ def lab_change(lab_file: str, pipeline: str, *, current_vcpus: int | None, curre
     """The lines to change in the lab file; None when the request is already right."""
     lines = []
     if vcpus is not None and vcpus != current_vcpus:
-        lines.append(f"    vcpus: {vcpus}          # was {current_vcpus}")
+        lines.append(f"    vcpus: {vcpus}  # was {current_vcpus}")
     if memory_mib is not None and memory_mib != current_memory_mib:
-        lines.append(f"    memory_mib: {memory_mib}     # was {current_memory_mib}")
+        lines.append(f"    memory_mib: {memory_mib}  # was {current_memory_mib}")
     if not lines:
         return None
     return "\n".join([f"# {lab_file}", "pipelines:", f"  {pipeline}:", *lines])

@@ -139,8 +139,10 @@ def _child_sample(book: costing.PriceBook, job: Mapping[str, Any], child: Mappin
     for row in attempts:
         row["index"] = child["index"]
     failed = child.get("status") == "FAILED"
+    # The index keeps no class or reason of its own: they are the last attempt's.
+    last = attempts[-1] if attempts else {}
     return Sample(job.get("pipeline") or "?", job["job_id"], label, child.get("status", "?"),
-                  child.get("failure") if failed else None, child.get("reason") if failed else None, attempts,
+                  last.get("failure") if failed else None, last.get("stderr_tail") if failed else None, attempts,
                   index=child["index"], log_command=f"labbatch logs {job['job_id']} --child {child['index']}")
 
 

@@ -34,8 +34,7 @@ _SINCE = re.compile(r"^\d{4}-\d\d-\d\d(T\d\d:\d\d(:\d\d(\.\d{1,6})?)?Z?)?$")
 JOB_FIELDS = ("job_id", "name", "pipeline", "queue", "status", "status_reason", "failure", "created_at",
               "started_at", "stopped_at", "vcpus", "memory_mib", "array_size", "children", "child_failures",
               "recovered_by", "recovered_from", "recovery", "log", "output_prefix", measures.FIGURES)
-CHILD_FIELDS = ("sample", "status", "failure", "reason", "exit_code", "log", "started_at", "stopped_at",
-                measures.FIGURES)
+CHILD_FIELDS = measures.BY_PARENT_PROJECTED
 
 
 def _runtime():
@@ -48,7 +47,16 @@ def _answer(body: Any) -> Response:
 
 
 def job_summary(record: dict[str, Any]) -> dict[str, Any]:
-    return {key: record[key] for key in JOB_FIELDS if record.get(key) is not None}
+    summary = {key: record[key] for key in JOB_FIELDS if record.get(key) is not None}
+    return _arrays(summary)
+
+
+def _arrays(row: dict[str, Any]) -> dict[str, Any]:
+    """The ledger's figures string as the arrays it holds (in ATTEMPT_FIELDS order, which every
+    answer names in `figure_fields`): no JSON inside JSON, no names repeated per attempt."""
+    if isinstance(row.get(measures.FIGURES), str):
+        row[measures.FIGURES] = json.loads(row[measures.FIGURES])
+    return row
 
 
 def _int_query(name: str, default: int, most: int) -> int:
@@ -69,7 +77,7 @@ def job_report(job_id: str):
         raise ApiError(HTTPStatus.NOT_FOUND, "no_such_job", f"job_id: there is no job {job_id!r}", field="job_id")
     limit = _int_query("limit", DEFAULT_CHILDREN_PER_PAGE, MAX_CHILDREN_PER_PAGE)
     token = router.current_event.get_query_string_value("next_token")
-    body: dict[str, Any] = {"job": job_summary(record)}
+    body: dict[str, Any] = {"figure_fields": measures.ATTEMPT_FIELDS, "job": job_summary(record)}
     if record.get("array_size"):
         after = decode_child_token(token) if token else None
         children, last = ended_children(rt.clients.dynamodb, rt.settings.table, job_id, limit=limit, after=after)
@@ -95,7 +103,7 @@ def ended_children(db: Any, table: str, job_id: str, *, limit: int,
         child = from_item(item)
         row = {"index": child[measures.BY_PARENT_SORT]}
         row.update({key: child[key] for key in CHILD_FIELDS if child.get(key) is not None})
-        children.append(row)
+        children.append(_arrays(row))
     more = answer.get("LastEvaluatedKey")
     return children, (children[-1]["index"] if more and children else None)
 
@@ -138,4 +146,4 @@ def report_jobs():
     if last:
         position = from_item(last)
         next_token = encode_page_token(position["created_at"], position["job_id"])
-    return _answer({"jobs": jobs, "next_token": next_token})
+    return _answer({"figure_fields": measures.ATTEMPT_FIELDS, "jobs": jobs, "next_token": next_token})

@@ -71,7 +71,7 @@ class StatusLedger(LedgerWrites):
             "failure": update.failure if update.status == "FAILED" else None,
             "recovered_by": recovered_by if update.status == "FAILED" else None,
             "recovery_refused": recovery_refused if update.status == "FAILED" else None,
-            measures.FIGURES: update.figures,
+            measures.FIGURES: measures.encode_figures(update.figures) if update.figures is not None else None,
         }
         names = {"#status": "status"}
         for name, value in optional.items():
@@ -124,7 +124,8 @@ class StatusLedger(LedgerWrites):
             detail["sample"] = update.child_detail["sample"]
         if update.figures is not None:
             # An ended child joins the by_parent index, which reports read a page at a time.
-            detail.update({measures.FIGURES: update.figures, measures.BY_PARENT_PARTITION: update.ledger_job_id,
+            detail.update({measures.FIGURES: measures.encode_figures(update.figures),
+                           measures.BY_PARENT_PARTITION: update.ledger_job_id,
                            measures.BY_PARENT_SORT: update.child_index})
         for name in ("started_at", *CHILD_FAILURE_FIELDS, measures.FIGURES, measures.BY_PARENT_PARTITION,
                      measures.BY_PARENT_SORT):

@@ -220,7 +220,7 @@ def create_lab_resources() -> None:
                     {"AttributeName": "parent_job_id", "KeyType": "HASH"},
                     {"AttributeName": "array_index", "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["sample", "status", "figures"]},
             },
         ],
     )

@@ -176,6 +176,7 @@ def test_ledger_table_is_retained_recoverable_and_keyed_for_the_handler(synthesi
     assert children["IndexName"] == "by_parent"
     assert children["KeySchema"] == [{"AttributeName": "parent_job_id", "KeyType": "HASH"},
                                      {"AttributeName": "array_index", "KeyType": "RANGE"}]
+    assert children["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["sample", "status", "figures"]}
     assert {"AttributeName": "array_index", "AttributeType": "N"} in props["AttributeDefinitions"]
 
 

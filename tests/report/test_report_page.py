@@ -47,7 +47,7 @@ def found() -> Gathered:
                          "array_size": 3}
     g.children["j-array"] = [
         {"index": 0, "sample": "a", "status": "SUCCEEDED", "figures": [fig(1, "01:00", "01:30", 30)]},
-        {"index": 1, "sample": "b", "status": "FAILED", "failure": "application", "reason": "tool exited with 1: bad",
+        {"index": 1, "sample": "b", "status": "FAILED",
          "figures": [fig(1, "01:00", "01:04", 4, exit_code=1, failure="application", stderr_tail="tool exited with 1: bad")]},
         {"index": 2, "sample": "c", "status": "SUCCEEDED", "figures": [fig(1, "01:00", "01:40", 40, vcpus=2)]},
     ]

@@ -43,8 +43,8 @@ def test_skewed_peaks_ask_for_the_95th_percentile_plus_headroom_yet_never_less_t
     assert rec.vcpus == max(1, math.ceil(0.5 * (1 + CPU_HEADROOM))) == 1
     # At $1 per reserved vCPU-hour: 40 attempts of 100 s at 4 vCPUs (8 GiB) against 1 vCPU (1280 MiB).
     assert rec.saving_usd == round(40 * 100 / 3600 * (4 - 1), 6)
-    assert rec.lab_change == ("# labs/example.yaml\npipelines:\n  align:\n    vcpus: 1          # was 4\n"
-                              "    memory_mib: 1280     # was 8192")
+    assert rec.lab_change == ("# labs/example.yaml\npipelines:\n  align:\n    vcpus: 1  # was 4\n"
+                              "    memory_mib: 1280  # was 8192")
 
 
 def test_busy_cpus_are_kept():
@@ -70,7 +70,7 @@ def test_an_out_of_memory_history_raises_the_recommendation_above_the_request_th
     rec = recommend("align", runs, lab_file=LAB, price=per_vcpu_hour, current_memory_mib=2048, current_vcpus=4)
     assert rec.memory_mib == math.ceil(2048 * (1 + OOM_HEADROOM) / MEMORY_STEP_MIB) * MEMORY_STEP_MIB == 2560
     assert "ran out of memory" in rec.reason
-    assert "memory_mib: 2560     # was 2048" in rec.lab_change
+    assert "memory_mib: 2560  # was 2048" in rec.lab_change
     # Without that history the peaks alone would have allowed less.
     rec_without = recommend("align", runs[:-1], lab_file=LAB)
     assert rec_without.memory_mib == math.ceil(1500 * (1 + MEMORY_HEADROOM) / MEMORY_STEP_MIB) * MEMORY_STEP_MIB == 2048
