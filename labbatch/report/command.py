@@ -68,7 +68,8 @@ def write_report(client: LabBatchClient, *, output: Path, labs_dir: Path, lab_na
     lab_file = str(labs_dir / f"{name}.yaml")
     requests = {p: (spec.vcpus, spec.memory_mib) for p, spec in lab.pipelines.items()}
     report = summary.build(found, costing.price_book(lab), lab_file=lab_file, requests=requests)
-    what = ", ".join(job_ids) if job_ids else f"jobs since {since}" + (f" of {pipeline}" if pipeline else "")
+    what = (", ".join(job_ids) if len(job_ids) <= 2 else f"{len(job_ids)} jobs and their recoveries") if job_ids \
+        else f"jobs since {since}" + (f" of {pipeline}" if pipeline else "")
     page = render.render(report, title=title or f"LabBatch report: lab {name}, {what}")
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(page, encoding="utf-8")

@@ -64,7 +64,8 @@ def data(report: Report) -> dict[str, Any]:
 def _plot(fig: go.Figure, div_id: str, title: str) -> str:
     fig.update_layout(title=title, margin={"l": 50, "r": 20, "t": 40, "b": 40}, showlegend=True)
     return ('<div class="plot">' + fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                                               config={"displaylogo": False, "responsive": True}) + "</div>")
+                                               config={"displaylogo": False, "displayModeBar": False,
+                                                       "responsive": True}) + "</div>")
 
 
 def _box(values: dict[str, list[float]], unit: str) -> go.Figure:
@@ -79,6 +80,9 @@ def pipeline_section(name: str, attempts: list[dict[str, Any]], n: int) -> str:
     def col(key: str, scale: float = 1.0) -> list[float]:
         return [a[key] / scale for a in attempts if isinstance(a.get(key), (int, float))]
 
+    largest = max(col("bytes_in") + col("bytes_out") + [0.0])
+    scale, unit = next((s, u) for s, u in ((1024 ** 3, "GiB"), (1024 ** 2, "MiB"), (1024, "KiB"), (1, "bytes"))
+                       if largest >= s or s == 1)
     plots = [
         _plot(_box({"run time": col("run_s"), "queue wait": col("queue_wait_s")}, "seconds"), f"p{n}-time",
               f"{name}: run time and queue wait"),
@@ -86,7 +90,7 @@ def pipeline_section(name: str, attempts: list[dict[str, Any]], n: int) -> str:
               f"{name}: memory requested vs peak"),
         _plot(_box({"requested": col("vcpus"), "used": col("used_vcpus")}, "vCPUs"), f"p{n}-cpu",
               f"{name}: vCPUs requested vs used"),
-        _plot(_box({"staged in": col("bytes_in", 1024 * 1024), "staged out": col("bytes_out", 1024 * 1024)}, "MiB"),
+        _plot(_box({"staged in": col("bytes_in", scale), "staged out": col("bytes_out", scale)}, unit),
               f"p{n}-bytes", f"{name}: data staged in and out"),
     ]
     return f'<h3>Pipeline {_e(name)} ({len(attempts)} attempts)</h3><div class="plots">{"".join(plots)}</div>'

@@ -81,7 +81,7 @@ def manifest_figures(lab, prefix: str) -> dict:
     m = lab.read_json(prefix + "manifest.json")
     return {"peak_memory_mib": round(m["peak_memory_bytes"]["tool"] / MIB, 1),
             "bytes_in": sum(i["size"] for i in m["inputs"]), "bytes_out": sum(o["size"] for o in m["outputs"]),
-            "exit_code": m["exit_code"]}
+            "exit_code": m["exit_code"], "cpu_s": m["tool"]["cpu_seconds"]}
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +196,17 @@ def test_the_page_opens_in_headless_chromium_with_every_plot_drawn_and_nothing_f
     shot = tmp_path / "report.png"
     shown = chromium("--window-size=1280,2400", f"--screenshot={shot}", page.as_uri())
     assert shown.returncode == 0 and shot.stat().st_size > 10_000, shown.stderr[-3000:]
+
+
+def test_a_report_of_one_pipeline_since_a_moment_finds_its_jobs_and_their_recoveries(ran, tmp_path):
+    lab, labs, jobs = ran
+    done = labbatch(lab, "report", "--since", "1h", "--pipeline", "hog", "-o", str(tmp_path / "hog.html"),
+                    "--labs-dir", str(labs), "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    assert [(s["job_id"], s["status"], len(s["attempts"])) for s in data["samples"]] == [
+        (jobs["hog"][0]["job_id"], "SUCCEEDED", 2)]
+    assert data["counts"]["jobs"] == 2
+    nothing = labbatch(lab, "report", "--since", "1h", "--pipeline", "no-such-pipeline", "-o", str(tmp_path / "n.html"),
+                       "--labs-dir", str(labs))
+    assert nothing.returncode != 0 and "nothing_to_report" in nothing.stderr
