@@ -8,12 +8,13 @@ timed: the array job's record, its sample list, one runner manifest per child un
 `<prefix><sample>/manifest.json` (the runner's shape: two inputs with checksums, four outputs
 with sha256, logs, timings, peaks), and each child's ledger item as the status updater leaves it
 when the child ends (status, sample, log, times, and `figures` built by
-labbatch_contract.measures from the child's Batch attempt and that manifest; written with
-BatchWriteItem, since 10,000 children's events through the updater would only slow the set-up).
+labbatch_contract.measures from the child's Batch attempt and that manifest), and the report
+blocks holding each child's row (written with BatchWriteItem, since 10,000 children's events
+through the updater would only slow the set-up).
 
 Timed, interleaved per repeat, over the same loopback:
 - report     the report as `labbatch report JOB` makes it: labbatch.report.gather over the signed
-             job API (GET /jobs/{id}/report, pages of 5,000 children from the by_parent index),
+             job API (GET /jobs/{id}/report, pages of 5,000 children from the report blocks),
              summary.build, render.render; bytes read: the API's JSON answers;
 - baseline   what a report would do without the ledger's figures: list the job's prefix and GET
              every manifest.json, one after another (bytes read: the manifests' bodies); the
@@ -40,6 +41,7 @@ from benchlib import ROOT, Summary, machine_line, median, spread, verdict  # noq
 from request_overhead import start_local, stop_local  # noqa: E402
 
 sys.path.insert(0, str(ROOT))
+from labbatch_contract import batch_reasons, outcome  # noqa: E402
 JOB_ID = "j-" + "01benchreportscale".ljust(26, "0")
 
 
@@ -59,8 +61,9 @@ def manifest(job_id: str, prefix: str, sample: str, index: int) -> dict:
         "outputs": [{"path": name, "key": f"{out[len('s3://'):].split('/', 1)[1]}{name}", "size": 4096 + index,
                      "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}
                     for name in ("stats.json", "qc/per_base.tsv", "qc/lengths.tsv", "logs/fastq-stats.log")],
-        "logs": {"runner": f"{out}logs/runner.log", "tool": f"{out}logs/tool.log"},
-        "timings_seconds": {"contract": 0.004, "stage_in": 3.2, "run": 61.5, "stage_out": 0.8, "total": 65.6},
+        "logs": {"runner": f"{out}{outcome.RUNNER_LOG}", "tool": f"{out}{outcome.TOOL_LOG}"},
+        "timings_seconds": {outcome.CONTRACT: 0.004, outcome.STAGE_IN: 3.2, outcome.RUN: 61.5, outcome.STAGE_OUT: 0.8,
+                            "total": 65.6},
         "started_at": "2026-12-01T10:00:00.000000Z", "finished_at": "2026-12-01T10:01:05.600000Z",
         "peak_scratch_bytes": 400_000_000, "peak_memory_bytes": {"tool": (900 + index % 300) * 1024 * 1024,
                                                                  "runner": 60 * 1024 * 1024},
@@ -90,20 +93,25 @@ def set_up(info: dict, children: int) -> str:
 
     def put(index: int) -> dict:
         body = manifest(JOB_ID, prefix, samples[index], index)
-        s3.put_object(Bucket=results, Key=f"jobs/{JOB_ID}/{samples[index]}/manifest.json",
+        s3.put_object(Bucket=results, Key=outcome.manifest_key(f"jobs/{JOB_ID}/{samples[index]}/"),
                       Body=json.dumps(body, indent=2).encode())
         attempt = {"started_at": "2026-12-01T10:00:00.000000Z", "stopped_at": "2026-12-01T10:01:06.000000Z",
-                   "exit_code": 0, "reason": "Essential container in task exited"}
+                   "exit_code": 0, "reason": batch_reasons.CONTAINER_EXITED}
         figures = measures.attempt_figures(attempts=[attempt], created_at="2026-12-01T09:59:00.000000Z", vcpus=2,
                                            memory_mib=4096, market="spot", failure=None, manifest=body)
         return {"job_id": ledger.child_key(JOB_ID, index), "status": "SUCCEEDED", "progress": ledger.PROGRESS_FINAL,
                 "sample": samples[index], "log": {"group": info["log_group"], "stream": f"fastq-stats/default/{index}"},
                 "started_at": attempt["started_at"], "stopped_at": attempt["stopped_at"],
                 measures.FIGURES: measures.encode_figures(figures),
-                measures.BY_PARENT_PARTITION: JOB_ID, measures.BY_PARENT_SORT: index}
+                "_row": measures.child_row(index, samples[index], "SUCCEEDED", figures)}
 
     with ThreadPoolExecutor(8) as pool:
         items = list(pool.map(put, range(children)))
+    blocks: dict[int, list[str]] = {}
+    for index, item in enumerate(items):
+        blocks.setdefault(measures.report_block_of(index), []).append(item.pop("_row"))
+    items += [{"job_id": measures.report_block_key(JOB_ID, block), measures.REPORT_ROWS: set(rows)}
+              for block, rows in blocks.items()]
     for start in range(0, len(items), 25):
         request = {table: [{"PutRequest": {"Item": ledger.to_item(i)}} for i in items[start:start + 25]]}
         while request:
@@ -143,7 +151,7 @@ def by_manifests(info: dict) -> tuple[float, int, int]:
     read, count = 0, 0
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=f"jobs/{JOB_ID}/"):
         for entry in page.get("Contents", []):
-            if entry["Key"].endswith("/manifest.json"):
+            if entry["Key"].endswith("/" + outcome.MANIFEST_NAME):
                 body = s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
                 json.loads(body)
                 read += len(body)

@@ -23,7 +23,6 @@ from constructs import Construct
 
 from labbatch_contract import names, outcome
 from labbatch.config import Api, Tes
-from labbatch_contract import measures
 from labbatch_contract.ledger import BY_CREATED_INDEX
 from labbatch_contract import tes as tes_rules
 
@@ -169,7 +168,6 @@ class JobApi(Construct):
 
         table = dynamodb.Table.from_table_name(self, "Ledger", table_name)
         index = f"{table.table_arn}/index/{BY_CREATED_INDEX}"
-        by_parent = f"{table.table_arn}/index/{measures.BY_PARENT_INDEX}"
         # Exactly what each function does: the handler writes, reads, lists and (idempotency)
         # deletes its own in-progress items, and reads an array job's failed children a page at a
         # time (BatchGetItem); the updater updates records, reads a failed job's record and,
@@ -178,8 +176,7 @@ class JobApi(Construct):
             actions=["dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:UpdateItem",
                      "dynamodb:DeleteItem"],
             resources=[table.table_arn]))
-        # Queries: job listings (by_created) and reports' pages of an array's children (by_parent).
-        self.handler.add_to_role_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=[index, by_parent]))
+        self.handler.add_to_role_policy(iam.PolicyStatement(actions=["dynamodb:Query"], resources=[index]))
         self.status_updater.add_to_role_policy(iam.PolicyStatement(
             actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"], resources=[table.table_arn]))
         self._grant_data_access(bucket_names)

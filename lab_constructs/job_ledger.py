@@ -8,7 +8,6 @@ from aws_cdk import aws_kms as kms
 from constructs import Construct
 
 from labbatch_contract import names
-from labbatch_contract import measures
 from labbatch_contract.ledger import (BY_CREATED_INDEX, BY_CREATED_PARTITION, BY_CREATED_SORT, PARTITION_KEY,
                                     TTL_ATTRIBUTE)
 
@@ -42,15 +41,6 @@ class JobLedger(Construct):
             partition_key=dynamodb.Attribute(name=BY_CREATED_PARTITION, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=BY_CREATED_SORT, type=dynamodb.AttributeType.STRING),
             projection_type=dynamodb.ProjectionType.ALL,
-        )
-        # Sparse: only ended array children carry its keys; reports read an array's figures
-        # from it a page at a time instead of reading every child's manifest.
-        self.table.add_global_secondary_index(
-            index_name=measures.BY_PARENT_INDEX,
-            partition_key=dynamodb.Attribute(name=measures.BY_PARENT_PARTITION, type=dynamodb.AttributeType.STRING),
-            sort_key=dynamodb.Attribute(name=measures.BY_PARENT_SORT, type=dynamodb.AttributeType.NUMBER),
-            projection_type=dynamodb.ProjectionType.INCLUDE,
-            non_key_attributes=list(measures.BY_PARENT_PROJECTED),
         )
         acknowledge(self.table, "HIPAA.Security-DynamoDBInBackupPlan",
                     "Point-in-time recovery keeps 35 days of continuous backups of the ledger; an AWS Backup "

@@ -11,10 +11,12 @@ Layout:
   trailing nulls left off). Positional and in one attribute because a 10,000-child array's
   figures are read back whole: named nested maps would triple the bytes (DynamoDB counts every
   attribute name in every item) and the time to read them (encode_figures, decode_figures);
-- a child's item also carries `parent_job_id` and `array_index` once it has ended, which puts it
-  in the sparse `by_parent` index (partition `parent_job_id`, sort `array_index`, projecting
-  BY_PARENT_PROJECTED only): an array job's children's figures are read back in index order, a
-  page at a time.
+- an array job's ended children are also gathered REPORT_BLOCK to an item, `<job_id>/report/<n>`
+  (report_block_key; no record_type, so never listed; expiring with the children's items), whose
+  string set `rows` holds one compact row per child (child_row: index, sample, status, figures).
+  A string set because ADD creates it and adds to it in one write, and adding the same row again
+  (a redelivered event) changes nothing. Reports read a 10,000-child array as 40 items in one
+  BatchGetItem, never 10,000 items nor 10,000 manifests.
 
 Only the last attempt has a manifest (every attempt of a job writes to the same prefix); earlier
 attempts' figures come from the Batch event alone (times, exit code, reason).
@@ -30,12 +32,10 @@ from labbatch_contract.batch_reasons import is_host_terminated
 from labbatch_contract.failures import SPOT_RECLAIMED
 
 FIGURES = "figures"
-BY_PARENT_INDEX = "by_parent"
-BY_PARENT_PARTITION = "parent_job_id"
-BY_PARENT_SORT = "array_index"
-# All the index keeps of a child besides its keys: what a report needs, no more, because every
-# attribute of 10,000 children is read and sent back (the class and reason are its last attempt's).
-BY_PARENT_PROJECTED = ("sample", "status", FIGURES)
+REPORT_ROWS = "rows"
+# 250 rows of a few hundred bytes: well under DynamoDB's 400 KB item limit, and 10,000 children
+# are 40 items, under BatchGetItem's 100 keys a call.
+REPORT_BLOCK = 250
 
 # One attempt's map. Times are ISO-8601 UTC; durations seconds; memory MiB; bytes bytes.
 ATTEMPT_FIELDS = (
@@ -187,3 +187,31 @@ def decode_figures(value: Any, fields: Sequence[str] = ATTEMPT_FIELDS) -> list[d
     if not isinstance(rows, list):
         raise ValueError(f"figures: expected a list of attempts, not {type(rows).__name__}")
     return [{name: v for name, v in zip(fields, row) if v is not None} for row in rows]
+
+
+def report_block_key(job_id: str, block: int) -> str:
+    """The ledger key of an array job's report block `block` (children block*REPORT_BLOCK on)."""
+    return f"{job_id}/report/{block}"
+
+
+def report_block_of(index: int) -> int:
+    return index // REPORT_BLOCK
+
+
+def report_block_count(array_size: int) -> int:
+    return -(-array_size // REPORT_BLOCK)
+
+
+def child_row(index: int, sample: str | None, status: str, figures: Sequence[Mapping[str, Any]]) -> str:
+    """One ended child as its report block keeps it (deterministic: a redelivered event's row is
+    the same string, which the string set keeps once)."""
+    return json.dumps([index, sample, status, figure_rows(figures)], separators=(",", ":"))
+
+
+def parse_child_row(text: str) -> dict[str, Any]:
+    """A report row as the API answers it: index, sample, status and figures (positional arrays)."""
+    index, sample, status, figures = json.loads(text)
+    row = {"index": index, "status": status, FIGURES: figures}
+    if sample is not None:
+        row["sample"] = sample
+    return row

@@ -23,7 +23,7 @@ from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoReque
 from werkzeug.serving import make_server
 
 from labbatch_contract import ledger as ledger_schema
-from labbatch_contract import measures, names
+from labbatch_contract import names
 from labbatch.config import Lab
 
 # moto's default account; any 12 digits would do, this one keeps moto's ARNs consistent.
@@ -122,8 +122,6 @@ class Emulator:
                 {"AttributeName": ledger_schema.PARTITION_KEY, "AttributeType": "S"},
                 {"AttributeName": ledger_schema.BY_CREATED_PARTITION, "AttributeType": "S"},
                 {"AttributeName": ledger_schema.BY_CREATED_SORT, "AttributeType": "S"},
-                {"AttributeName": measures.BY_PARENT_PARTITION, "AttributeType": "S"},
-                {"AttributeName": measures.BY_PARENT_SORT, "AttributeType": "N"},
             ],
             KeySchema=[{"AttributeName": ledger_schema.PARTITION_KEY, "KeyType": "HASH"}],
             GlobalSecondaryIndexes=[{
@@ -131,11 +129,6 @@ class Emulator:
                 "KeySchema": [{"AttributeName": ledger_schema.BY_CREATED_PARTITION, "KeyType": "HASH"},
                               {"AttributeName": ledger_schema.BY_CREATED_SORT, "KeyType": "RANGE"}],
                 "Projection": {"ProjectionType": "ALL"},
-            }, {
-                "IndexName": measures.BY_PARENT_INDEX,
-                "KeySchema": [{"AttributeName": measures.BY_PARENT_PARTITION, "KeyType": "HASH"},
-                              {"AttributeName": measures.BY_PARENT_SORT, "KeyType": "RANGE"}],
-                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(measures.BY_PARENT_PROJECTED)},
             }],
             **({"SSESpecification": {"Enabled": True, "SSEType": "KMS", "KMSMasterKeyId": key_arn}} if key_arn else {}),
         )

@@ -77,13 +77,14 @@ def write_report(client: LabBatchClient, *, output: Path, labs_dir: Path, lab_na
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from labbatch.cli import _client
+    from labbatch.client import resolve_connection
 
     if not args.job_ids and not args.since and not args.pipeline:
         raise LabBatchError("nothing_to_report", "name jobs (labbatch report JOB...), or give --since 7d or "
                             "--pipeline NAME")
     since = since_moment(args.since or DEFAULT_SINCE) if (args.since or args.pipeline) else None
-    with _client(args) as client:
+    connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
+    with connection.client() as client:
         result = write_report(client, output=args.output, labs_dir=args.labs_dir, lab_name=args.lab,
                               job_ids=args.job_ids, since=since, pipeline=args.pipeline)
     if args.json:

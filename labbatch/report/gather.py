@@ -3,7 +3,7 @@
 Jobs named on the command line, or every job created since a moment (optionally of one
 pipeline); each job's recoveries are followed (`recovered_by`), so a sample that ran out of
 memory and was resubmitted shows both attempts; an array job's ended children are read a page
-at a time (GET /jobs/{id}/report, from the ledger's by_parent index).
+at a time (GET /jobs/{id}/report, from the ledger's report blocks).
 """
 
 from __future__ import annotations

@@ -97,7 +97,7 @@ def pipeline_section(name: str, attempts: list[dict[str, Any]], n: int) -> str:
 
 
 def _sample_table(samples: list[Sample]) -> str:
-    head = ("sample", "index", "status", "class", "reason", "attempts", "queue wait s", "run s", "peak MiB",
+    head = ("sample", "index", "status", "class", "exit", "reason", "attempts", "queue wait s", "run s", "peak MiB",
             "vCPUs used", "cost", "log")
     rows = []
     for s in samples:
@@ -105,7 +105,9 @@ def _sample_table(samples: list[Sample]) -> str:
         wait = sum(a.get("queue_wait_s") or 0 for a in s.attempts)
         peaks = [a["peak_memory_mib"] for a in s.attempts if a.get("peak_memory_mib") is not None]
         used = [a["used_vcpus"] for a in s.attempts if a.get("used_vcpus") is not None]
-        cells = (s.label, s.index, s.status, s.failure, s.reason, len(s.attempts), f"{wait:.1f}", f"{run:.1f}",
+        failed = [a for a in s.attempts if a.get("exit_code") not in (0, None)]
+        exit_code = failed[-1]["exit_code"] if s.status == "FAILED" and failed else ""
+        cells = (s.label, s.index, s.status, s.failure, exit_code, s.reason, len(s.attempts), f"{wait:.1f}", f"{run:.1f}",
                  max(peaks) if peaks else "", max(used) if used else "", money(s.cost_usd), s.log_command)
         rows.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
     return ('<table class="sortable"><thead><tr>' + "".join(f"<th>{h}</th>" for h in head) + "</tr></thead><tbody>"

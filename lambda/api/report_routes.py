@@ -2,8 +2,8 @@
 
 Both answer from the ledger alone: the measured figures per attempt that the status updater
 wrote when each job or child ended (labbatch_contract.measures). An array job's children come
-from the `by_parent` index, a page of up to MAX_CHILDREN_PER_PAGE per request (one Query), so
-a 10,000-child array is a handful of requests and no manifest is read.
+from its report blocks (REPORT_BLOCK rows an item), up to MAX_CHILDREN_PER_PAGE per request in
+one BatchGetItem, so a 10,000-child array is two requests and no manifest is read.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from api_errors import ApiError, refused
 from labbatch_contract import measures
 from labbatch_contract.ids import JOB_ID_PATTERN
-from labbatch_contract.ledger import BY_CREATED_INDEX, RECORD_TYPE_JOB, child_key, from_item, to_item
+from labbatch_contract.ledger import BY_CREATED_INDEX, RECORD_TYPE_JOB, from_item, to_item
 from ledger import decode_child_token, decode_page_token, encode_child_token, encode_page_token
 
 router = APIGatewayRouter()
@@ -34,7 +34,6 @@ _SINCE = re.compile(r"^\d{4}-\d\d-\d\d(T\d\d:\d\d(:\d\d(\.\d{1,6})?)?Z?)?$")
 JOB_FIELDS = ("job_id", "name", "pipeline", "queue", "status", "status_reason", "failure", "created_at",
               "started_at", "stopped_at", "vcpus", "memory_mib", "array_size", "children", "child_failures",
               "recovered_by", "recovered_from", "recovery", "log", "output_prefix", measures.FIGURES)
-CHILD_FIELDS = measures.BY_PARENT_PROJECTED
 
 
 def _runtime():
@@ -79,33 +78,32 @@ def job_report(job_id: str):
     token = router.current_event.get_query_string_value("next_token")
     body: dict[str, Any] = {"figure_fields": measures.ATTEMPT_FIELDS, "job": job_summary(record)}
     if record.get("array_size"):
-        after = decode_child_token(token) if token else None
-        children, last = ended_children(rt.clients.dynamodb, rt.settings.table, job_id, limit=limit, after=after)
-        body["children"] = children
-        body["next_token"] = encode_child_token(last) if last is not None else None
+        # The token is the last block a page held (a child token: only this API's are accepted).
+        after = decode_child_token(token) if token else -1
+        blocks = range(after + 1, min(after + 1 + max(1, limit // measures.REPORT_BLOCK),
+                                      measures.report_block_count(int(record["array_size"]))))
+        body["children"] = ended_children(rt.clients.dynamodb, rt.settings.table, job_id, blocks)
+        body["next_token"] = encode_child_token(blocks[-1]) if blocks and blocks[-1] + 1 < \
+            measures.report_block_count(int(record["array_size"])) else None
     return _answer(body)
 
 
-def ended_children(db: Any, table: str, job_id: str, *, limit: int,
-                   after: int | None) -> tuple[list[dict[str, Any]], int | None]:
-    """A page of the job's ended children from the by_parent index; the last index when more follow."""
-    query: dict[str, Any] = {
-        "TableName": table, "IndexName": measures.BY_PARENT_INDEX, "Limit": limit,
-        "KeyConditionExpression": f"{measures.BY_PARENT_PARTITION} = :job",
-        "ExpressionAttributeValues": to_item({":job": job_id}),
-    }
-    if after is not None:
-        query["ExclusiveStartKey"] = to_item({"job_id": child_key(job_id, after),
-                                              measures.BY_PARENT_PARTITION: job_id, measures.BY_PARENT_SORT: after})
-    answer = db.query(**query)
-    children = []
-    for item in answer.get("Items", []):
-        child = from_item(item)
-        row = {"index": child[measures.BY_PARENT_SORT]}
-        row.update({key: child[key] for key in CHILD_FIELDS if child.get(key) is not None})
-        children.append(_arrays(row))
-    more = answer.get("LastEvaluatedKey")
-    return children, (children[-1]["index"] if more and children else None)
+def ended_children(db: Any, table: str, job_id: str, blocks: range) -> list[dict[str, Any]]:
+    """The ended children whose rows are in these report blocks, in index order."""
+    keys = [{"job_id": {"S": measures.report_block_key(job_id, n)}} for n in blocks]
+    rows: dict[int, dict[str, Any]] = {}
+    while keys:
+        batch, keys = keys[:100], keys[100:]
+        request = {table: {"Keys": batch, "ConsistentRead": True,
+                           "ProjectionExpression": "#rows", "ExpressionAttributeNames": {"#rows": measures.REPORT_ROWS}}}
+        while request:
+            answer = db.batch_get_item(RequestItems=request)
+            for item in answer.get("Responses", {}).get(table, []):
+                for text in item.get(measures.REPORT_ROWS, {}).get("SS", []):
+                    row = measures.parse_child_row(text)
+                    rows[row["index"]] = row
+            request = answer.get("UnprocessedKeys") or None
+    return [rows[i] for i in sorted(rows)]
 
 
 def _since() -> str:

@@ -123,12 +123,11 @@ class StatusLedger(LedgerWrites):
         elif update.child_detail and update.child_detail.get("sample"):
             detail["sample"] = update.child_detail["sample"]
         if update.figures is not None:
-            # An ended child joins the by_parent index, which reports read a page at a time.
-            detail.update({measures.FIGURES: measures.encode_figures(update.figures),
-                           measures.BY_PARENT_PARTITION: update.ledger_job_id,
-                           measures.BY_PARENT_SORT: update.child_index})
-        for name in ("started_at", *CHILD_FAILURE_FIELDS, measures.FIGURES, measures.BY_PARENT_PARTITION,
-                     measures.BY_PARENT_SORT):
+            detail[measures.FIGURES] = measures.encode_figures(update.figures)
+            # Before the child's own write: a delivery that fails after that write is redelivered,
+            # finds the child final and stops there, so its row must be in already.
+            self._add_report_row(update, detail.get("sample"))
+        for name in ("started_at", *CHILD_FAILURE_FIELDS, measures.FIGURES):
             if detail.get(name) is not None:
                 # Placeholders for every name: "log" is a DynamoDB reserved word.
                 sets.append(f"#{name} = :{name}")
@@ -168,6 +167,19 @@ class StatusLedger(LedgerWrites):
             if not is_condition_failure(exc):
                 raise
         return True
+
+    def _add_report_row(self, update: StatusUpdate, sample: str | None) -> None:
+        assert update.child_index is not None and update.figures is not None
+        row = measures.child_row(update.child_index, sample, update.status, update.figures)
+        self._db.update_item(
+            TableName=self._table,
+            Key={"job_id": {"S": measures.report_block_key(update.ledger_job_id,
+                                                           measures.report_block_of(update.child_index))}},
+            UpdateExpression="ADD #rows :row SET expires_at = :expires",
+            ExpressionAttributeNames={"#rows": measures.REPORT_ROWS},
+            ExpressionAttributeValues={":row": {"SS": [row]},
+                                       ":expires": {"N": str(int(time.time()) + CHILD_ITEM_TTL_SECONDS)}},
+        )
 
     def _parent_running(self, job_id: str) -> None:
         """Batch keeps an array parent PENDING while its children run; the ledger says RUNNING

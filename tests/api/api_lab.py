@@ -201,8 +201,6 @@ def create_lab_resources() -> None:
             {"AttributeName": "job_id", "AttributeType": "S"},
             {"AttributeName": "record_type", "AttributeType": "S"},
             {"AttributeName": "created_at", "AttributeType": "S"},
-            {"AttributeName": "parent_job_id", "AttributeType": "S"},
-            {"AttributeName": "array_index", "AttributeType": "N"},
         ],
         KeySchema=[{"AttributeName": "job_id", "KeyType": "HASH"}],
         GlobalSecondaryIndexes=[
@@ -213,15 +211,7 @@ def create_lab_resources() -> None:
                     {"AttributeName": "created_at", "KeyType": "RANGE"},
                 ],
                 "Projection": {"ProjectionType": "ALL"},
-            },
-            {
-                "IndexName": "by_parent",
-                "KeySchema": [
-                    {"AttributeName": "parent_job_id", "KeyType": "HASH"},
-                    {"AttributeName": "array_index", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["sample", "status", "figures"]},
-            },
+            }
         ],
     )
     dynamodb.update_time_to_live(

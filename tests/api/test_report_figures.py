@@ -86,7 +86,11 @@ def test_another_attempts_manifest_adds_nothing(lab):
     assert "peak_memory_mib" not in ledger_figures(lab, job_id)[-1]
 
 
-def test_array_children_figures_are_read_back_a_page_at_a_time_in_index_order(lab):
+def test_array_children_figures_are_read_back_a_page_at_a_time_in_index_order(lab, monkeypatch):
+    from labbatch_contract import measures
+
+    # Two rows a block, so that three children make two blocks and a page of one block is short.
+    monkeypatch.setattr(measures, "REPORT_BLOCK", 2)
     job_id = array_job(lab, SAMPLES)
     for index, sample in enumerate(SAMPLES):
         failed = sample == "s-broken"
@@ -119,7 +123,22 @@ def test_array_children_figures_are_read_back_a_page_at_a_time_in_index_order(la
         token = answer.body["next_token"]
         if token is None:
             break
-    assert [i for page in pages for i in page] == [0, 1, 2]
+    assert pages == [[0, 1], [2]]
+    # Rows live in two block items, not in 3 reads of the children's own items.
+    blocks = {i["job_id"]: i["rows"] for i in lab.ledger_items() if "/report/" in i["job_id"]}
+    assert sorted(blocks) == [f"{job_id}/report/0", f"{job_id}/report/1"]
+    assert [len(rows) for _, rows in sorted(blocks.items())] == [2, 1]
+
+
+def test_a_redelivered_childs_event_adds_no_second_row(lab):
+    job_id = array_job(lab, SAMPLES)
+    events = events_for(job_id)
+    for event in events + events:
+        lab.deliver(event)
+    children = lab.call("GET", f"/jobs/{job_id}/report").body["children"]
+    assert [c["index"] for c in children] == [0, 1, 2]
+    [block] = [i for i in lab.ledger_items() if i["job_id"] == f"{job_id}/report/0"]
+    assert len(block["rows"]) == 3
 
 
 def test_report_lists_jobs_since_a_moment_of_one_pipeline(lab):

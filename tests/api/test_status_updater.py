@@ -163,8 +163,10 @@ def test_array_job_counts_children_and_takes_batchs_final_summary(lab):
     assert {k: v for k, v in job["children"].items() if v} == {"SUCCEEDED": 2, "FAILED": 1}
     assert job["array_size"] == 3
     assert record(lab, job_id)["children_final"] is True
-    # Children are tracked in items of their own that listing leaves out.
-    assert {i["job_id"] for i in lab.ledger_items()} == {job_id, f"{job_id}/0", f"{job_id}/1", f"{job_id}/2"}
+    # Children are tracked in items of their own that listing leaves out, and so is the block of
+    # their report rows.
+    assert {i["job_id"] for i in lab.ledger_items()} == {job_id, f"{job_id}/0", f"{job_id}/1", f"{job_id}/2",
+                                                         f"{job_id}/report/0"}
     assert [j["job_id"] for j in lab.call("GET", "/jobs").body["jobs"]] == [job_id]
 
 

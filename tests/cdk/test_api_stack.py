@@ -168,16 +168,10 @@ def test_ledger_table_is_retained_recoverable_and_keyed_for_the_handler(synthesi
     assert props["DeletionProtectionEnabled"] is True
     assert props["KeySchema"] == [{"AttributeName": "job_id", "KeyType": "HASH"}]
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
-    index, children = props["GlobalSecondaryIndexes"]
+    [index] = props["GlobalSecondaryIndexes"]
     assert index["IndexName"] == "by_created"
     assert index["KeySchema"] == [{"AttributeName": "record_type", "KeyType": "HASH"},
                                   {"AttributeName": "created_at", "KeyType": "RANGE"}]
-    # Reports read an array's ended children from this one, a page at a time.
-    assert children["IndexName"] == "by_parent"
-    assert children["KeySchema"] == [{"AttributeName": "parent_job_id", "KeyType": "HASH"},
-                                     {"AttributeName": "array_index", "KeyType": "RANGE"}]
-    assert children["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": ["sample", "status", "figures"]}
-    assert {"AttributeName": "array_index", "AttributeType": "N"} in props["AttributeDefinitions"]
 
 
 def test_status_updater_announces_failures_on_the_labs_topic_only(synthesized):
