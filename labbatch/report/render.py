@@ -141,9 +141,19 @@ def _timeline(report: Report) -> go.Figure:
             orientation="h", name=outcome, marker_color=colour,
             y=[f"{a['sample']} ({a['job_id'][-6:]})" for a in chosen], x=[max(a["run_s"], 0.05) for a in chosen],
             base=[(parse_time(a["started_at"]) - zero).total_seconds() for a in chosen],
-            text=[f"attempt {a.get('attempt')} {a.get('market') or ''}" for a in chosen], textposition="inside"))
+            text=[f"attempt {a.get('attempt')} {a.get('market') or ''}" for a in chosen], textposition="inside",
+            hovertext=[_attempt_words(a) for a in chosen], hoverinfo="text"))
     fig.update_layout(barmode="overlay", xaxis_title="seconds since the first attempt started")
     return fig
+
+
+def _attempt_words(a: dict[str, Any]) -> str:
+    """What hovering over an attempt's bar says: which job, how it ended, in the tool's words."""
+    ended = "succeeded" if a.get("succeeded") else (a.get("failure") or "failed")
+    code = f", exit {a['exit_code']}" if a.get("exit_code") is not None else ""
+    tail = f"<br>{html.escape(a['stderr_tail'])}" if a.get("stderr_tail") else ""
+    return (f"{html.escape(str(a['sample']))} ({a['job_id']}), attempt {a.get('attempt')} on {a.get('market') or '?'}: "
+            f"{ended}{code}, {a.get('run_s', 0):.1f} s{tail}")
 
 
 def _outcome(attempt: dict[str, Any]) -> str:
