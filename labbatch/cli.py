@@ -366,6 +366,7 @@ def why_text(job: Mapping[str, Any]) -> str:
     attempts = job.get("attempts") or []
     if attempts:
         lines.append(f"Attempts: {_attempts_summary(attempts)}")
+        lines += [f"  {line}" for line in failed_attempt_lines(attempts)]
     if job.get("submit_error"):
         lines.append(f"Not submitted: {job['submit_error'].get('message')}")
     log = job.get("log") or {}
@@ -497,6 +498,7 @@ def _job_table(job: Mapping[str, Any]) -> Any:
         "recovered from": _recovery_link(job.get("recovered_from"), job.get("recovery")),
         "not recovered": (job.get("recovery_refused") or {}).get("reason"),
         "attempts": _attempts_summary(attempts) if attempts else None,
+        "failed attempts": "\n".join(failed_attempt_lines(attempts)) or None,
         "children": _children_summary(job.get("children")),
         "vcpus / memory": f"{job['vcpus']} vCPU / {job['memory_mib']} MiB" if "vcpus" in job and "memory_mib" in job
         else None,
@@ -592,6 +594,21 @@ def _local_cell(local: Mapping[str, Any]) -> str:
     return "; ".join(said)
 
 
+def failed_attempt_lines(attempts: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per failed attempt: its exit code and the tool's last words (else Batch's reason)."""
+    lines = []
+    for number, attempt in enumerate(attempts, start=1):
+        code = attempt.get("exit_code")
+        if code == 0 or (code is None and not attempt.get("reason")):
+            continue
+        said = attempt.get("stderr_tail") or attempt.get("reason") or "no reason given"
+        lines.append(f"attempt {number}: " + (f"exit {code}: " if code is not None else "") + said)
+    # One failed attempt in Batch's words only: the summary line has said all of it already.
+    if len(lines) == 1 and not any(a.get("stderr_tail") for a in attempts):
+        return []
+    return lines
+
+
 def _attempts_summary(attempts: Sequence[Mapping[str, Any]]) -> str:
     last = attempts[-1]
     exit_code = f"exit {last['exit_code']}" if last.get("exit_code") is not None else None
@@ -653,6 +670,9 @@ COMMANDS: tuple[SubCommand, ...] = (
     SubCommand("download", "download everything under a prefix of the lab's buckets (a workflow engine's outputs), "
                "each file checked against S3's own checksum", _lazy("labbatch.prefix_download", "run_download"),
                _lazy_arguments("labbatch.prefix_download", "download_arguments")),
+    SubCommand("report", "an HTML report of jobs (JOB..., --since 7d, --pipeline NAME): failures, times, peaks, "
+               "cost per sample and right-sizing", _lazy("labbatch.report.command", "run_report"),
+               _lazy_arguments("labbatch.report.command", "report_arguments")),
     SubCommand("logs", "a job's log lines, every attempt (--child N for an array child, --follow to keep going)",
                _lazy("labbatch.joblogs", "run_logs"), _lazy_arguments("labbatch.joblogs", "logs_arguments")),
     SubCommand("doctor", "check the lab end to end: API, queues, compute environments, images, a canary job "

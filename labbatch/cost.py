@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -58,6 +62,44 @@ def load_templates(cdk_out: Path, lab_name: str) -> dict[str, dict]:
             raise CostError(f"{path} is missing: synthesize first (`make synth`, or `cdk synth -c lab={lab_name}`)")
         templates[part] = json.loads(path.read_text())
     return templates
+
+
+def lab_file_of(labs_dir: Path, lab_name: str) -> Path | None:
+    """The lab's own file when named after it, else None (then every lab file counts)."""
+    for suffix in (".yaml", ".yml"):
+        if (labs_dir / f"{lab_name}{suffix}").exists():
+            return labs_dir / f"{lab_name}{suffix}"
+    return None
+
+
+def stale_because(cdk_out: Path, lab_name: str, labs_dir: Path) -> str | None:
+    """Why the lab's synthesized templates may not say what its lab file says now; None when
+    every template is newer than the file (or than every lab file, when none is named after it)."""
+    paths = [cdk_out / f"{names.stack(lab_name, part)}.template.json" for part in STACK_PARTS]
+    if not all(p.exists() for p in paths):
+        return None  # load_templates says what is missing
+    own = lab_file_of(labs_dir, lab_name)
+    sources = [own] if own else sorted(labs_dir.glob("*.yaml")) + sorted(labs_dir.glob("*.yml"))
+    newest = max(sources, key=lambda p: p.stat().st_mtime, default=None)
+    oldest = min(paths, key=lambda p: p.stat().st_mtime)
+    if newest is not None and newest.stat().st_mtime > oldest.stat().st_mtime:
+        return f"{oldest} is older than {newest}"
+    return None
+
+
+def synthesize(lab_name: str, labs_dir: Path, outdir: Path) -> None:
+    """The lab's templates from its lab file as it is now, as `cdk synth` makes them (app.py with
+    CDK_OUTDIR and cdk.json's context), into `outdir`; cdk.out is left as it is."""
+    root = Path(__file__).resolve().parents[1]
+    context = json.loads((root / "cdk.json").read_text()).get("context", {})
+    context.update(lab=lab_name, labs_dir=str(labs_dir.resolve()))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(CDK_OUTDIR=str(outdir), CDK_CONTEXT_JSON=json.dumps(context),
+               PATH=f"{root / 'node_modules' / '.bin'}{os.pathsep}{env.get('PATH', '')}")
+    done = subprocess.run([sys.executable, str(root / "app.py")], cwd=root, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        tail = " ".join(done.stderr.split())[-600:]
+        raise CostError(f"synthesizing lab {lab_name} from {labs_dir} failed (exit {done.returncode}): {tail}")
 
 
 def priced_type(resource: dict) -> str:
@@ -145,6 +187,8 @@ def cost_arguments(parser: argparse.ArgumentParser) -> None:
                         metavar="DIR", help="folder of lab files (default: the project's labs/)")
     parser.add_argument("--cdk-out", type=Path, default=Path(__file__).resolve().parents[1] / "cdk.out",
                         metavar="DIR", help="synthesized templates (default: the project's cdk.out/)")
+    parser.add_argument("--no-synth", action="store_true", help="when the templates are older than the lab file, "
+                        "stop and say so instead of pricing a fresh synth of the lab file")
 
 
 def run_cost(args: argparse.Namespace) -> int:
@@ -156,7 +200,7 @@ def run_cost(args: argparse.Namespace) -> int:
         print_error("bad_lab", problem)
         return 1
     try:
-        result = report(lab, args.cdk_out)
+        result = _priced_from_current_templates(lab, args)
     except CostError as exc:
         print_error("cost", str(exc))
         return 1
@@ -165,6 +209,23 @@ def run_cost(args: argparse.Namespace) -> int:
         return 0
     _print(result)
     return 0
+
+
+def _priced_from_current_templates(lab: Lab, args: argparse.Namespace) -> dict[str, Any]:
+    """Never a stale assembly's prices: templates older than the lab file are re-synthesized
+    (into a temporary folder) and priced, or, with --no-synth, refused with why."""
+    stale = stale_because(args.cdk_out, lab.name, args.labs_dir)
+    if stale is None:
+        return report(lab, args.cdk_out)
+    if args.no_synth:
+        raise CostError(f"stale templates: {stale}, so they may not price what the lab file says now; synthesize "
+                        f"(`make synth`, or `cdk synth -c lab={lab.name}`), or drop --no-synth")
+    print(f"labbatch: {stale}: pricing a fresh synth of the lab file ({args.cdk_out} left as it is)", file=sys.stderr)
+    with tempfile.TemporaryDirectory(prefix="labbatch-cost-") as fresh:
+        synthesize(lab.name, args.labs_dir, Path(fresh))
+        result = report(lab, Path(fresh))
+    result["synthesized_because"] = stale
+    return result
 
 
 def _print(result: dict[str, Any]) -> None:

@@ -190,7 +190,16 @@ def run_demo(args: argparse.Namespace) -> int:
                       f"mapped ({mapped_share:.1%}); sorted, indexed BAM at {align['output_prefix']}aligned.bam")
 
         print_table(jobs_table(client.list()["jobs"]), console)
-    console.print(f"[bold]6. Stopped[/] the lab: jobs, emulator and local scratch are gone "
+        report_path = labbatch_home() / "reports" / "demo.html"
+        from labbatch.report.command import write_report
+
+        shown = write_report(client, output=report_path, labs_dir=DEFAULT_LABS_DIR, lab_name=lab.name,
+                             job_ids=job_ids, title="LabBatch demo report")
+        counts = shown["counts"]
+        console.print(f"[bold]6. Report[/] {counts['samples']} samples, {counts['attempts']} attempts: times, peaks, "
+                      f"cost per sample and right-sizing in {report_path} (open it in a browser; it needs no "
+                      "network)")
+    console.print(f"[bold]7. Stopped[/] the lab: jobs, emulator and local scratch are gone "
                   f"({time.perf_counter() - began:.1f} s in all). " + ("[green]All results are right.[/]" if ok else
                                                                      "[red]Some results are wrong or missing.[/]"))
     return EXIT_OK if ok else EXIT_FAILED

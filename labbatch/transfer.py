@@ -470,6 +470,10 @@ def results_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to", metavar="DIR", type=Path,
                         help="where to put them (default: ./JOB); an array child's go under DIR/<sample>/")
     parser.add_argument("--list", action="store_true", help="list the outputs (size, sha256) without downloading")
+    parser.add_argument("--report", action="store_true", help="also write the job's report (labbatch report) "
+                        "as report.html beside the results")
+    parser.add_argument("--labs-dir", type=Path, metavar="DIR", help="folder of lab files, for the report's prices "
+                        "(default: the project's labs/)")
 
 
 def run_results(args: argparse.Namespace) -> int:
@@ -493,6 +497,14 @@ def run_results(args: argparse.Namespace) -> int:
         print(f"{_files(len(outputs))} ({human_bytes(total)}) of {record['job_id']} in {destination}/, sizes and sha256 "
               f"verified against {outcome.MANIFEST_NAME}" + (f" ({len(outputs) - kept} already there)" if kept < len(outputs)
                                                    else ""))
+    if args.report:
+        from labbatch.report.command import DEFAULT_LABS_DIR, write_report
+
+        page = destination / "report.html"
+        with data.api() as api:
+            write_report(api, output=page, labs_dir=args.labs_dir or DEFAULT_LABS_DIR, lab_name=args.lab,
+                         job_ids=[args.job_id])
+        print(f"Report: {page}", file=sys.stderr if args.json else sys.stdout)
     return _finish(problems, record)
 
 

@@ -113,14 +113,25 @@ def new_job_record(*, job_id: str, lab: str, pipeline: str | None, queue: str, j
     return {key: value for key, value in record.items() if value is not None}
 
 
+def _numbers(value: Any) -> Any:
+    """Floats (measured seconds, MiB) as the Decimals DynamoDB's serializer insists on."""
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
+
+
 def to_item(record: dict[str, Any]) -> dict[str, Any]:
     # Absent beats NULL: a missing attribute is what "not known yet" means in the ledger.
-    return {key: _serializer.serialize(value) for key, value in record.items() if value is not None}
+    return {key: _serializer.serialize(_numbers(value)) for key, value in record.items() if value is not None}
 
 
 def expression_values(values: dict[str, Any]) -> dict[str, Any]:
     """ExpressionAttributeValues: every placeholder must be there, so None stays NULL."""
-    return {key: _serializer.serialize(value) for key, value in values.items()}
+    return {key: _serializer.serialize(_numbers(value)) for key, value in values.items()}
 
 
 def from_item(item: dict[str, Any]) -> dict[str, Any]:

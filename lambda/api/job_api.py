@@ -72,6 +72,7 @@ from job_models import (
 from lab_state import lab_view
 from ledger import JobLedger, decode_child_token, encode_child_token
 from submission import submit
+from report_routes import router as report_router
 from tes_routes import PREFIX as TES_PREFIX, router as tes_router
 from token_routes import router as token_router
 from waiting import explain as explain_waiting
@@ -106,6 +107,7 @@ app = APIGatewayRestResolver(
 )
 app.include_router(tes_router, prefix=TES_PREFIX)
 app.include_router(token_router)
+app.include_router(report_router)
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 _replayed: ContextVar[bool] = ContextVar("replayed", default=False)
 

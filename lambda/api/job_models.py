@@ -79,6 +79,8 @@ class SubmitJobResponse(BaseModel):
 class Attempt(BaseModel):
     exit_code: int | None = None
     reason: str | None = None
+    stderr_tail: str | None = Field(default=None, description="A failed attempt's cause in the tool's own words "
+                                    "(its last output line, as the runner named it), when Batch's reason says less.")
     log_stream: str | None = None
     started_at: str | None = None
     stopped_at: str | None = None

@@ -120,6 +120,12 @@ class StatusUpdate:
     # A job a workflow engine submitted itself (no LABBATCH_JOB_ID): what its ledger record is
     # made of when the first event arrives (engine_jobs.py).
     engine_job: EngineJob | None = None
+    # What the job asked for (the container's resourceRequirements) and when Batch created it.
+    vcpus: int | None = None
+    memory_mib: int | None = None
+    created_at: str | None = None
+    # A final job's or child's measured figures per attempt (labbatch_contract.measures).
+    figures: list[dict[str, Any]] | None = None
 
     @property
     def is_final(self) -> bool:
@@ -189,6 +195,9 @@ def parse_state_change(event: dict[str, Any]) -> StatusUpdate:
         job_queue=detail.jobQueue,
         evidence=_evidence(detail),
         engine_job=engine_job,
+        vcpus=_requirement(detail.container, "VCPU"),
+        memory_mib=_requirement(detail.container, "MEMORY"),
+        created_at=iso_from_millis(detail.createdAt),
     )
 
 
@@ -199,15 +208,24 @@ def _engine_job(detail: JobDetail) -> EngineJob | None:
     definition = (detail.jobDefinition or "").rsplit("/", 1)[-1].split(":", 1)[0]
     if not definition.startswith(NEXTFLOW_JOB_DEFINITION_PREFIX):
         return None
-    resources = {r.type: r.value for r in detail.container.resourceRequirements}
-    vcpus = int(resources["VCPU"]) if resources.get("VCPU", "").isdigit() else detail.container.vcpus
-    memory = int(resources["MEMORY"]) if resources.get("MEMORY", "").isdigit() else detail.container.memory
+    vcpus = _requirement(detail.container, "VCPU") or detail.container.vcpus
+    memory = _requirement(detail.container, "MEMORY") or detail.container.memory
     work = next((m.group(1) for arg in detail.container.command for m in [_NEXTFLOW_RUN.search(arg)] if m), None)
     return EngineJob(engine="nextflow", job_definition=definition, created_at=iso_from_millis(detail.createdAt),
                      vcpus=vcpus, memory_mib=memory, work_dir=work, tags=dict(detail.tags))
 
 
 _NEXTFLOW_RUN = re.compile(r"(s3://\S+?)/\.command\.run\b")
+
+
+def _requirement(container: Container, kind: str) -> int | None:
+    for requirement in container.resourceRequirements:
+        if requirement.type == kind:
+            try:
+                return int(float(requirement.value))
+            except ValueError:
+                return None
+    return None
 
 
 def _evidence(detail: JobDetail) -> list[AttemptEvidence]:

@@ -37,7 +37,7 @@ import failure_notice
 import recovery
 from batch_events import NotALabBatchJob, StatusUpdate, parse_state_change
 from failure_classes import classify, classify_array_parent, manifest_wanted
-from labbatch_contract import outcome, runner_env
+from labbatch_contract import measures, outcome, runner_env
 from labbatch_contract import tes as tes_rules
 from labbatch_contract.failures import APPLICATION, RECOVERABLE_FAILURES
 from labbatch_contract.ledger import CHILD_REASON_MAX_CHARS, sample_name_at
@@ -89,6 +89,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"applied": False, "reason": "malformed event"}
 
     logger.append_keys(job_id=update.ledger_job_id, batch_job_id=update.batch_job_id)
+    _MANIFESTS.clear()
     if update.engine_job is not None and not adopt_engine_job(settings, ledger, update):
         return {"applied": False, "reason": "an engine's job on another lab's queue"}
     record = None
@@ -101,6 +102,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             update = dataclasses.replace(update, failure=classify_failure(update, record))
             if record is not None and update.engine_job is None:
                 prepared = prepare_recovery(settings, ledger, update, record)
+    if update.is_final and update.array_size is None:
+        update = figures_of(settings, update)
     applied = ledger.apply(
         update,
         recovered_by=prepared.new["job_id"] if isinstance(prepared, PreparedRecovery) else None,
@@ -172,6 +175,40 @@ def classify_failure(update: StatusUpdate, record: dict[str, Any] | None) -> str
     return failure
 
 
+def figures_of(settings: LabSettings, update: StatusUpdate) -> StatusUpdate:
+    """A finished job's or child's measured figures per attempt, for reports (and a child's
+    sample, which reports name it by); its last attempt's manifest is read once here (a failure's
+    classification has usually read it already)."""
+    prefix = update.environment.get(runner_env.OUTPUT_PREFIX)
+    detail = update.child_detail
+    if prefix and update.child_index is not None:
+        sample = child_sample(update.environment.get(runner_env.SAMPLES_URI), update.child_index)
+        prefix = f"{prefix}{sample}/" if sample else None
+        if sample and detail is None:
+            detail = {"sample": sample}
+    last = update.evidence[-1] if update.evidence else None
+    manifest = read_manifest(prefix) if update.attempts else None
+    if not measures.manifest_is_of(manifest, attempts=len(update.attempts),
+                                   exit_code=last.exit_code if last is not None else None):
+        manifest = None
+    figures = measures.attempt_figures(
+        attempts=update.attempts, created_at=update.created_at, vcpus=update.vcpus, memory_mib=update.memory_mib,
+        market=market_of(settings, update.job_queue), failure=update.failure, manifest=manifest)
+    return dataclasses.replace(update, figures=figures, child_detail=detail,
+                               attempts=measures.attempts_with_tails(update.attempts, figures))
+
+
+def market_of(settings: LabSettings, job_queue: str | None) -> str | None:
+    """"spot" or "on-demand": which of the lab's queues (names or ARNs) the job ran from."""
+    if not job_queue:
+        return None
+    name = job_queue.rsplit("/", 1)[-1]
+    for market, queue in settings.queues.items():
+        if queue.rsplit("/", 1)[-1] == name:
+            return market
+    return None
+
+
 def describe_failed_child(update: StatusUpdate, parent: dict[str, Any] | None) -> StatusUpdate:
     """A failed array child's class and what GET /jobs/{id} shows of it: its sample (from the
     job's sample list), the runner's manifest of its last attempt (under `<prefix><sample>/`)
@@ -235,10 +272,21 @@ def child_sample(samples_uri: str | None, index: int) -> str | None:
     return sample_name_at(samples, index)
 
 
+# Manifests read while handling the current event: classifying a failure and measuring it
+# read the same one.
+_MANIFESTS: dict[str, dict[str, Any] | None] = {}
+
+
 def read_manifest(prefix: str | None) -> dict[str, Any] | None:
     """The runner's manifest.json under the job's prefix; None when it is not there or unreadable."""
     if not prefix or not prefix.startswith("s3://") or "/" not in prefix[5:]:
         return None
+    if prefix not in _MANIFESTS:
+        _MANIFESTS[prefix] = _read_manifest(prefix)
+    return _MANIFESTS[prefix]
+
+
+def _read_manifest(prefix: str) -> dict[str, Any] | None:
     bucket, key = prefix[5:].split("/", 1)
     s3, _ = other_clients()
     try:

@@ -27,6 +27,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from batch_events import StatusUpdate
+from labbatch_contract import measures
 from labbatch_contract.ids import utc_timestamp
 from labbatch_contract.ledger import (CHILD_FAILURE_FIELDS, CHILD_ITEM_TTL_SECONDS, FAILED_CHILD_INDEXES,
                                       LedgerWrites, child_key, expression_values, from_item,
@@ -70,6 +71,7 @@ class StatusLedger(LedgerWrites):
             "failure": update.failure if update.status == "FAILED" else None,
             "recovered_by": recovered_by if update.status == "FAILED" else None,
             "recovery_refused": recovery_refused if update.status == "FAILED" else None,
+            measures.FIGURES: measures.encode_figures(update.figures) if update.figures is not None else None,
         }
         names = {"#status": "status"}
         for name, value in optional.items():
@@ -118,7 +120,14 @@ class StatusLedger(LedgerWrites):
         detail: dict[str, Any] = {"log": update.log, "started_at": update.started_at, "stopped_at": update.stopped_at}
         if child_failure:
             detail.update({**(update.child_detail or {}), "failure": child_failure})
-        for name in ("started_at", *CHILD_FAILURE_FIELDS):
+        elif update.child_detail and update.child_detail.get("sample"):
+            detail["sample"] = update.child_detail["sample"]
+        if update.figures is not None:
+            detail[measures.FIGURES] = measures.encode_figures(update.figures)
+            # Before the child's own write: a delivery that fails after that write is redelivered,
+            # finds the child final and stops there, so its row must be in already.
+            self._add_report_row(update, detail.get("sample"))
+        for name in ("started_at", *CHILD_FAILURE_FIELDS, measures.FIGURES):
             if detail.get(name) is not None:
                 # Placeholders for every name: "log" is a DynamoDB reserved word.
                 sets.append(f"#{name} = :{name}")
@@ -158,6 +167,19 @@ class StatusLedger(LedgerWrites):
             if not is_condition_failure(exc):
                 raise
         return True
+
+    def _add_report_row(self, update: StatusUpdate, sample: str | None) -> None:
+        assert update.child_index is not None and update.figures is not None
+        row = measures.child_row(update.child_index, sample, update.status, update.figures)
+        self._db.update_item(
+            TableName=self._table,
+            Key={"job_id": {"S": measures.report_block_key(update.ledger_job_id,
+                                                           measures.report_block_of(update.child_index))}},
+            UpdateExpression="ADD #rows :row SET expires_at = :expires",
+            ExpressionAttributeNames={"#rows": measures.REPORT_ROWS},
+            ExpressionAttributeValues={":row": {"SS": [row]},
+                                       ":expires": {"N": str(int(time.time()) + CHILD_ITEM_TTL_SECONDS)}},
+        )
 
     def _parent_running(self, job_id: str) -> None:
         """Batch keeps an array parent PENDING while its children run; the ledger says RUNNING

@@ -74,6 +74,7 @@ def test_plain_job_through_a_spot_reclaim_to_success(lab):
         {
             "exit_code": None,
             "reason": "Host EC2 (instance i-0123456789abcdef0) terminated.",
+            "stderr_tail": None,
             "log_stream": "fastq-stats/default/1a2b3c4d5e6f",
             "started_at": "2026-11-02T10:01:00.000000Z",
             "stopped_at": "2026-11-02T10:05:00.000000Z",
@@ -81,6 +82,7 @@ def test_plain_job_through_a_spot_reclaim_to_success(lab):
         {
             "exit_code": 0,
             "reason": "Essential container in task exited",
+            "stderr_tail": None,
             "log_stream": "fastq-stats/default/6f5e4d3c2b1a",
             "started_at": "2026-11-02T10:06:40.000000Z",
             "stopped_at": "2026-11-02T10:15:00.000000Z",
@@ -161,8 +163,10 @@ def test_array_job_counts_children_and_takes_batchs_final_summary(lab):
     assert {k: v for k, v in job["children"].items() if v} == {"SUCCEEDED": 2, "FAILED": 1}
     assert job["array_size"] == 3
     assert record(lab, job_id)["children_final"] is True
-    # Children are tracked in items of their own that listing leaves out.
-    assert {i["job_id"] for i in lab.ledger_items()} == {job_id, f"{job_id}/0", f"{job_id}/1", f"{job_id}/2"}
+    # Children are tracked in items of their own that listing leaves out, and so is the block of
+    # their report rows.
+    assert {i["job_id"] for i in lab.ledger_items()} == {job_id, f"{job_id}/0", f"{job_id}/1", f"{job_id}/2",
+                                                         f"{job_id}/report/0"}
     assert [j["job_id"] for j in lab.call("GET", "/jobs").body["jobs"]] == [job_id]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -160,3 +161,53 @@ def test_every_stack_is_tagged_for_cost_allocation(synthesized, lab):
             assert tags.get("labbatch:lab") == lab, r["Type"]
             tagged += 1
     assert tagged >= 20
+
+
+def _stale_copy(synthesized, tmp_path, edit) -> tuple:
+    """The example lab's templates as synthesized, then its lab file edited after them."""
+    import yaml
+
+    out, labs = tmp_path / "cdk.out", tmp_path / "labs"
+    out.mkdir()
+    labs.mkdir()
+    for part, template in synthesized["example"].templates().items():
+        path = out / f"LabBatch-example-{part}.template.json"
+        path.write_text(json.dumps(template))
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+    data = yaml.safe_load((LABS_DIR / "example.yaml").read_text())
+    edit(data)
+    (labs / "example.yaml").write_text(yaml.safe_dump(data))
+    return out, labs
+
+
+def _nat_and_dashboard(data: dict) -> None:
+    data["network"] = {"mode": "private-nat", "max_azs": 2}
+    data["dashboard"] = True
+
+
+def test_labbatch_cost_refuses_templates_older_than_the_lab_file_with_no_synth(synthesized, tmp_path, capsys):
+    out, labs = _stale_copy(synthesized, tmp_path, _nat_and_dashboard)
+    assert main(["cost", "--lab", "example", "--cdk-out", str(out), "--labs-dir", str(labs), "--no-synth"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("labbatch: cost: stale templates: ") and err.count("\n") == 0
+    assert str(labs / "example.yaml") in err and "make synth" in err
+
+
+def test_labbatch_cost_prices_what_the_lab_file_says_now_not_a_stale_assembly(synthesized, tmp_path, capsys):
+    # The issue's case: NAT gateways and a dashboard added after the last synth.
+    out, labs = _stale_copy(synthesized, tmp_path, _nat_and_dashboard)
+    before = {p.name: p.read_text() for p in out.iterdir()}
+    assert main(["cost", "--lab", "example", "--cdk-out", str(out), "--labs-dir", str(labs), "--json"]) == 0
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    items = {i["resource"]: i for i in result["fixed_monthly"]}
+    assert items["AWS::EC2::NatGateway"]["count"] == 2 and items["AWS::CloudWatch::Dashboard"]["count"] == 1
+    assert result["fixed_monthly_total_usd"] > 60
+    assert "pricing a fresh synth of the lab file" in captured.err
+    # The stale assembly is left as it was; a fresh one is priced as it is.
+    assert {p.name: p.read_text() for p in out.iterdir()} == before
+    # Fresh templates are priced as they are, however little they say.
+    for path in out.iterdir():
+        os.utime(path, None)
+    assert main(["cost", "--lab", "example", "--cdk-out", str(out), "--labs-dir", str(labs), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["fixed_monthly_total_usd"] < 1.0

@@ -73,3 +73,25 @@ def test_an_array_job_names_its_failed_children_and_says_how_many_more():
         "Log: /labbatch/example/jobs fastq-stats/default/abc",
         "Manifest: s3://results/jobs/j-01abc/s4/manifest.json",
     ]
+
+
+def test_every_failed_attempt_shows_its_exit_code_and_the_tools_last_words():
+    from labbatch.cli import _job_table
+
+    job = {**JOB, "status": "FAILED", "failure": "application", "status_reason": "Essential container in task exited",
+           "queue": "spot", "vcpus": 1, "memory_mib": 1024,
+           "attempts": [{"exit_code": None, "reason": "Host EC2 (instance i-0abc) terminated."},
+                        {"exit_code": 2, "reason": "Essential container in task exited",
+                         "stderr_tail": "tool 'bwa' exited with 2: [E::bwa_idx_load] fail to locate the index"}]}
+    lines = why_text(job).splitlines()
+    assert lines[2:4] == [
+        "  attempt 1: Host EC2 (instance i-0abc) terminated.",
+        "  attempt 2: exit 2: tool 'bwa' exited with 2: [E::bwa_idx_load] fail to locate the index"]
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    Console(file=out, width=400).print(_job_table(job))
+    [row] = [line for line in out.getvalue().splitlines() if "exit 2:" in line]
+    assert "tool 'bwa' exited with 2: [E::bwa_idx_load] fail to locate the index" in row

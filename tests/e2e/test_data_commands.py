@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import os
 import subprocess
 import sys
@@ -124,9 +125,14 @@ def test_upload_and_results_round_trip_byte_identical(lab, tmp_path):
 
     listed = json.loads(ok(labbatch(lab, "results", job_id, "--list", "--json")).stdout)
     assert len(listed["files"]) == SMALL_FILES + 1
-    # A second run finds everything in place and intact.
-    again = ok(labbatch(lab, "results", job_id, "--to", str(out)))
+    # A second run finds everything in place and intact, and writes the job's report beside it.
+    again = ok(labbatch(lab, "results", job_id, "--to", str(out), "--report"))
     assert f"({SMALL_FILES + 1} already there)" in again.stdout
+    assert f"Report: {out / 'report.html'}" in again.stdout
+    page = (out / "report.html").read_text()
+    data = json.loads(re.search(r'id="labbatch-report-data">(.*?)</script>', page, re.S).group(1))
+    staged = {s["sample"]: s["attempts"][-1]["bytes_in"] for s in data["samples"]}
+    assert staged == {"big": BIG_BYTES, "folder": sum(len(b) for b in small.values())}
 
 
 def test_corrupted_download_is_detected_and_not_kept(lab, tmp_path):

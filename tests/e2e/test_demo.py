@@ -31,6 +31,11 @@ def test_demo_runs_beside_a_local_lab_with_a_clean_stdout(tmp_path):
         ids = re.findall(r"\bj-[0-9a-z]+", demo.stdout)
         assert ids and all(len(i) == 28 for i in ids), ids  # never folded across lines
         assert re.search(r"s3://\S+/aligned\.bam", demo.stdout)
+        # It ends with its report: one offline page, its path printed whole.
+        report = first.home / "reports" / "demo.html"
+        assert f"right-sizing in {report}" in demo.stdout
+        page = report.read_text()
+        assert '<script type="application/json" id="labbatch-report-data">' in page and "<script src" not in page
 
         # The demo ran as a lab of its own name: the running lab's state file is untouched.
         assert state_file.read_text() == before and not (first.home / "local" / "demo.json").exists()

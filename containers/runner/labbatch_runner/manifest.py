@@ -105,6 +105,7 @@ class Report:
                 "exit_code": self.tool.exit_code if self.tool else None,
                 "signal": self.tool.signal if self.tool else None,
                 "oom_killed": self.tool.oom_killed if self.tool else None,
+                "cpu_seconds": self.tool.cpu_seconds if self.tool else None,
             },
             "inputs": [
                 {

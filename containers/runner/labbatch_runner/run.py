@@ -32,6 +32,9 @@ class ToolResult:
     # The kernel's OOM killer ended it (its memory cgroup's count went up); None: not SIGKILLed,
     # or the count could not be read (oomkills.py).
     oom_killed: bool | None = None
+    # User + system CPU time of the tool and what it waited for (wait4's rusage): over its run
+    # time, the vCPUs it kept busy, which right-sizing compares with what it asked for.
+    cpu_seconds: float | None = None
 
 
 LAST_LINE_MAX_CHARS = 400
@@ -123,4 +126,5 @@ def run_tool(argv: list[str], *, cwd: Path, env: Mapping[str, str], log_path: Pa
     code = process.returncode
     signal_name = signal.Signals(-code).name if code < 0 else None
     oom_killed = oomkills.killed_for_memory(oom_kills_before, oom_kill_count()) if code == -signal.SIGKILL else None
-    return ToolResult(128 - code if code < 0 else code, signal_name, usage.ru_maxrss * 1024, last.text, oom_killed)
+    return ToolResult(128 - code if code < 0 else code, signal_name, usage.ru_maxrss * 1024, last.text, oom_killed,
+                      round(usage.ru_utime + usage.ru_stime, 3))
