@@ -29,11 +29,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from labbatch_contract import batch_container  # noqa: E402  (mounted beside this file)
+from labbatch_contract import batch_container, batch_reasons  # noqa: E402  (mounted beside this file)
 
 SPOOL = Path(os.environ.get("LABBATCH_REHEARSAL_SPOOL", "/var/lib/ecs/rehearsal"))
 STOP_TIMEOUT = int(os.environ.get("ECS_CONTAINER_STOP_TIMEOUT", "30s").rstrip("s") or 30)
-OUT_OF_MEMORY = "OutOfMemoryError: Container killed due to memory usage"
 
 
 def docker(*args: str, timeout: float | None = 600) -> subprocess.CompletedProcess[str]:
@@ -43,6 +42,10 @@ def docker(*args: str, timeout: float | None = 600) -> subprocess.CompletedProce
 def last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
+
+
+def failure(kind: str, result: subprocess.CompletedProcess[str]) -> str:
+    return batch_reasons.container_error(kind, last_line(result.stderr))
 
 
 class Agent:
@@ -91,12 +94,12 @@ class Agent:
                                                 **batch_container.batch_environment(context)})
         pulled = docker("pull", "--quiet", container.image)
         if pulled.returncode != 0:
-            return {"started": False, "reason": f"CannotPullContainerError: {last_line(pulled.stderr)}"}
+            return {"started": False, "reason": failure(batch_reasons.CANNOT_PULL_CONTAINER, pulled)}
         name = f"ecs-{task_id}"
         argv = ["create", "--name", name, *container.create_options(), container.image, *container.command]
         created = docker(*argv)
         if created.returncode != 0:
-            return {"started": False, "reason": f"CannotCreateContainerError: {last_line(created.stderr)}",
+            return {"started": False, "reason": failure(batch_reasons.CANNOT_CREATE_CONTAINER, created),
                     "create": argv}
         with self.lock:
             self.running[task_id] = name
@@ -104,7 +107,7 @@ class Agent:
         started = docker("start", name)
         if started.returncode != 0 or drained:
             docker("rm", "--force", name)
-            return {"started": False, "reason": f"CannotStartContainerError: {last_line(started.stderr)}",
+            return {"started": False, "reason": failure(batch_reasons.CANNOT_START_CONTAINER, started),
                     "create": argv}
         docker("wait", name, timeout=None)
         state = json.loads(docker("inspect", "--format", "{{json .State}}", name).stdout or "{}")
@@ -115,9 +118,9 @@ class Agent:
             self.running.pop(task_id, None)
             reclaimed = self.drained
         result = {"started": True, "exit_code": state.get("ExitCode"), "oom_killed": bool(state.get("OOMKilled")),
-                  "reason": OUT_OF_MEMORY if state.get("OOMKilled") else None, "create": argv}
+                  "reason": batch_reasons.OUT_OF_MEMORY if state.get("OOMKilled") else None, "create": argv}
         if reclaimed:
-            result["status_reason"] = f"Host EC2 (instance {os.uname().nodename}) terminated."
+            result["status_reason"] = batch_reasons.host_terminated(os.uname().nodename)
         return result
 
     def drain(self) -> None:
