@@ -103,12 +103,29 @@ class ScratchVolume(_Strict):
         return self
 
 
-class Compute(_Strict):
+POOL_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*\Z")
+MAX_POOL_NAME = 20
+DEFAULT_POOL = "default"
+MAX_GPUS = 8  # the most any type in the GPU table has
+# The fields of one pool; in the legacy `compute:` block they describe the one pool `default`.
+POOL_FIELDS = ("instance_types", "ami_id", "scratch", "on_demand_max_vcpus", "spot_max_vcpus",
+               "spot_allocation_strategy", "gpu")
+
+
+def _instance_types_allowed() -> str:
+    return ("sizes large..16xlarge of " + ", ".join(instance_types.known_families())
+            + ", or whole families; GPU pools: " + ", ".join(instance_types.known_gpu_families()))
+
+
+class Pool(_Strict):
+    """One instance pool: its own compute environments (spot, on-demand), queues and launch template."""
+
     instance_types: list[str] = Field(
         default_factory=lambda: ["m6i.large", "m6i.xlarge", "m6i.2xlarge"], min_length=1,
-        json_schema_extra=_allowed("sizes large..16xlarge of " + ", ".join(instance_types.known_families())))
+        json_schema_extra=_allowed(_instance_types_allowed()))
     ami_id: str | None = Field(None, json_schema_extra=_allowed(
-        "an AMI id (ami-xxxxxxxx); leave out for the ECS-optimized Amazon Linux 2023 image"))
+        "an AMI id (ami-xxxxxxxx); leave out for the ECS-optimized Amazon Linux 2023 image (its GPU image "
+        "in a gpu pool)"))
     scratch: ScratchVolume = ScratchVolume()
     on_demand_max_vcpus: int = Field(16, ge=0, le=BATCH_MAX_VCPUS,
                                      json_schema_extra=_allowed(f"0-{BATCH_MAX_VCPUS:,}"))
@@ -118,24 +135,21 @@ class Compute(_Strict):
     # what carries a new launch template or AMI to running environments on the next deploy.
     spot_allocation_strategy: Literal["SPOT_PRICE_CAPACITY_OPTIMIZED", "SPOT_CAPACITY_OPTIMIZED"] = \
         "SPOT_PRICE_CAPACITY_OPTIMIZED"
-    # A job that no compute environment can ever place blocks its queue; Batch cancels it after
-    # these waits in RUNNABLE instead (10 minutes is Batch's floor, 24 hours its ceiling).
-    cancel_unplaceable_after_minutes: int = Field(30, ge=10, le=1440, json_schema_extra=_allowed("10-1,440"))
-    cancel_no_capacity_after_minutes: int = Field(360, ge=10, le=1440, json_schema_extra=_allowed("10-1,440"))
+    # GPU instances start from the ECS-optimized AL2023 GPU image (NVIDIA driver and container
+    # toolkit), which the ECS agent needs to hand a job its GPUs.
+    gpu: bool = Field(False, json_schema_extra=_allowed("true (GPU instance types, the ECS GPU image) or false"))
 
     @field_validator("instance_types")
     @classmethod
     def _known_types(cls, value: list[str]) -> list[str]:
-        unknown = [t for t in value if instance_types.lookup(t) is None]
+        unknown = [t for t in value if not instance_types.is_known(t)]
         if unknown:
-            raise ValueError(
-                f"unknown instance type(s) {', '.join(unknown)} (allowed: sizes large..16xlarge of "
-                f"{', '.join(instance_types.known_families())})")
+            raise ValueError(f"unknown instance type(s) {', '.join(unknown)} (allowed: {_instance_types_allowed()})")
         if len(set(value)) != len(value):
             raise ValueError("instance types listed twice")
-        arches = {instance_types.lookup(t).architecture for t in value}
+        arches = {t.architecture for t in instance_types.expand(value)}
         if len(arches) > 1:
-            raise ValueError("instance types mix x86_64 and arm64 (allowed: one architecture per lab, "
+            raise ValueError("instance types mix x86_64 and arm64 (allowed: one architecture per pool, "
                              "since a compute environment runs one AMI)")
         return value
 
@@ -147,15 +161,96 @@ class Compute(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _some_capacity(self) -> Compute:
+    def _pool_checks(self) -> Pool:
+        problems = []
         if self.on_demand_max_vcpus == 0 and self.spot_max_vcpus == 0:
-            raise ValueError("on_demand_max_vcpus and spot_max_vcpus are both 0: no job could ever run "
-                             "(allowed: at least one above 0)")
+            problems.append(((), "on_demand_max_vcpus and spot_max_vcpus are both 0: no job could ever run "
+                                 "(allowed: at least one above 0)"))
+        types = instance_types.expand(self.instance_types)
+        if self.gpu:
+            cpu_only = sorted({t.family if t.family in self.instance_types else t.name for t in types if not t.gpus})
+            if cpu_only:
+                problems.append((("instance_types",), f"{', '.join(cpu_only)} have no GPU, and this pool is gpu: true "
+                                 f"(allowed: {', '.join(instance_types.known_gpu_families())} types)"))
+        else:
+            with_gpu = sorted({t.family if t.family in self.instance_types else t.name for t in types if t.gpus})
+            if with_gpu:
+                problems.append((("instance_types",), f"{', '.join(with_gpu)} are GPU types, which need the GPU image "
+                                 "(allowed: set gpu: true on this pool, or use CPU types)"))
+        if problems:
+            raise FieldProblems(problems)
         return self
 
     @property
     def architecture(self) -> instance_types.Architecture:
-        return instance_types.lookup(self.instance_types[0]).architecture
+        return instance_types.expand(self.instance_types)[0].architecture
+
+    @property
+    def job_limits(self) -> dict[str, int]:
+        """What one job can get on this pool's instances (instance_types.py says why memory is less)."""
+        max_vcpus, max_mem = instance_types.job_limits(self.instance_types)
+        max_gpus, gpu_mem = instance_types.gpu_limits(self.instance_types)
+        limits = {"max_vcpus": max_vcpus, "max_memory_mib": max_mem, "scratch_gib": self.scratch.size_gib}
+        if max_gpus:
+            limits.update(max_gpus=max_gpus, gpu_memory_mib=gpu_mem)
+        return limits
+
+    def holds(self, vcpus: int, memory_mib: int, gpus: int = 0) -> bool:
+        return instance_types.fits_any(self.instance_types, vcpus, memory_mib, gpus)
+
+    @property
+    def queue_max_vcpus(self) -> dict[str, int]:
+        # The spot queue falls back to on-demand, so it can use both environments.
+        return {"spot": self.spot_max_vcpus + self.on_demand_max_vcpus, "on-demand": self.on_demand_max_vcpus}
+
+
+class Compute(Pool):
+    """The lab's compute: `pools`, or (the legacy form, still valid) one pool's fields, which
+    then make the one pool `default`."""
+
+    # A job that no compute environment can ever place blocks its queue; Batch cancels it after
+    # these waits in RUNNABLE instead (10 minutes is Batch's floor, 24 hours its ceiling).
+    cancel_unplaceable_after_minutes: int = Field(30, ge=10, le=1440, json_schema_extra=_allowed("10-1,440"))
+    cancel_no_capacity_after_minutes: int = Field(360, ge=10, le=1440, json_schema_extra=_allowed("10-1,440"))
+    pools: dict[str, Pool] | None = Field(None, min_length=1, json_schema_extra=_allowed(
+        "pool name -> instance_types, ami_id, scratch, on_demand_max_vcpus, spot_max_vcpus, "
+        "spot_allocation_strategy, gpu; leave out for one pool `default` from the fields above"))
+
+    @field_validator("pools")
+    @classmethod
+    def _pool_names(cls, value: dict[str, Pool] | None) -> dict[str, Pool] | None:
+        bad = [n for n in value or {} if not POOL_NAME_RE.match(n) or len(n) > MAX_POOL_NAME]
+        if bad:
+            raise ValueError(f"pool name(s) {', '.join(map(repr, bad))} cannot name a job queue (allowed: lowercase "
+                             f"letters, digits and single hyphens, starting with a letter, at most {MAX_POOL_NAME})")
+        return value
+
+    @model_validator(mode="after")
+    def _pools_or_one_pool(self) -> Compute:
+        if self.pools is None:
+            return self
+        problems: list[tuple[FieldPath, str]] = [
+            ((name,), "is a pool's field, and compute has pools (allowed: set it in each pool under compute.pools)")
+            for name in POOL_FIELDS if name in self.model_fields_set]
+        # One runner tree per lab (lab_constructs/runner_image.py) is built for one architecture.
+        arches = {name: pool.architecture for name, pool in self.pools.items()}
+        if len(set(arches.values())) > 1:
+            problems.append((("pools",), "pools mix architectures (" + ", ".join(f"{n}: {a}" for n, a in arches.items())
+                             + "); allowed: one architecture per lab, since every instance mounts the same runner"))
+        if problems:
+            raise FieldProblems(problems)
+        return self
+
+    @property
+    def pool_map(self) -> dict[str, Pool]:
+        """Every pool by name, in the lab file's order; the legacy block is the one pool `default`."""
+        if self.pools is not None:
+            return dict(self.pools)
+        return {DEFAULT_POOL: Pool(**{name: getattr(self, name) for name in POOL_FIELDS})}
+
+    @property
+    def architecture(self) -> instance_types.Architecture:
+        return next(iter(self.pool_map.values())).architecture
 
 
 _PLACEHOLDER = re.compile(runner_env.PLACEHOLDER_TOKEN)
@@ -179,6 +274,10 @@ class Pipeline(_Strict):
     parameters: dict[str, str | None] = Field(default_factory=dict, json_schema_extra=_allowed(
         "name -> default string, or null when the caller must give it"))
     default_queue: Literal["spot", "on-demand"] = "spot"
+    # The pool its jobs run on; left out, each job goes to the cheapest pool that holds it.
+    pool: str | None = Field(None, json_schema_extra=_allowed("a pool of compute.pools (or default), or leave out"))
+    gpus: int = Field(0, ge=0, le=MAX_GPUS, json_schema_extra=_allowed(
+        f"0-{MAX_GPUS}: GPUs per job (its jobs then run on a gpu pool)"))
     recovery: Recovery = Recovery()
     # Files that must travel with an input or parameter (an index beside its FASTA, a .bai beside
     # its BAM), in CWL's secondaryFiles notation: labbatch_contract.references.
@@ -491,20 +590,18 @@ class Lab(_Strict):
     # Derived facts: everyone (constructs, API settings, local mode) reads these, never recomputes them.
 
     @property
-    def queue_max_vcpus(self) -> dict[str, int]:
-        return _queue_max_vcpus(self.compute)
+    def pools(self) -> dict[str, Pool]:
+        return self.compute.pool_map
 
-    @property
-    def job_limits(self) -> dict[str, int]:
-        max_vcpus, max_mem = instance_types.job_limits(self.compute.instance_types)
-        return {"max_vcpus": max_vcpus, "max_memory_mib": max_mem,
-                "scratch_gib": self.compute.scratch.size_gib}
+    def pools_for(self, pipeline: Pipeline) -> dict[str, Pool]:
+        """The pools a pipeline's jobs may be placed on: its named pool, or every pool."""
+        return pools_for(self.pools, pipeline)
 
 
-def _queue_max_vcpus(compute: Compute) -> dict[str, int]:
-    # The spot queue falls back to on-demand, so it can use both environments.
-    return {"spot": compute.spot_max_vcpus + compute.on_demand_max_vcpus,
-            "on-demand": compute.on_demand_max_vcpus}
+def pools_for(pools: dict[str, Pool], pipeline: Pipeline) -> dict[str, Pool]:
+    if pipeline.pool is not None:
+        return {pipeline.pool: pools[pipeline.pool]} if pipeline.pool in pools else {}
+    return dict(pools)
 
 
 def cross_field_problems(fields: Mapping[str, Any]) -> list[tuple[FieldPath, str]]:
@@ -539,20 +636,48 @@ def cross_field_problems(fields: Mapping[str, Any]) -> list[tuple[FieldPath, str
                 problems.append((("availability_zones",), f"{', '.join(wrong_zone)} are not zones of {region} "
                                  f"(allowed: {region} followed by a letter, such as {region}a)"))
     if have("compute", "pipelines"):
-        types = fields["compute"].instance_types
-        max_vcpus, max_mem = instance_types.job_limits(types)
-        queue_max_vcpus = _queue_max_vcpus(fields["compute"])
-        for pname, p in fields["pipelines"].items():
-            if not instance_types.fits_any(types, p.vcpus, p.memory_mib):
-                at_fault = "vcpus" if p.vcpus > max_vcpus else "memory_mib"
-                problems.append((
-                    ("pipelines", pname, at_fault),
-                    f"{p.vcpus} vCPUs and {p.memory_mib:,} MiB fit no configured instance type "
-                    f"(allowed: at most {max_vcpus} vCPUs and {max_mem:,} MiB on one of {', '.join(types)}, "
-                    "memory being 95% of nominal since ECS registers less; add a bigger type or ask for less)"))
-            queue_max = queue_max_vcpus[p.default_queue]
-            if p.vcpus > queue_max:
-                problems.append((("pipelines", pname, "vcpus"),
-                                 f"{p.vcpus} vCPUs exceed the {p.default_queue} queue's {queue_max} max vCPUs "
-                                 f"(allowed: at most {queue_max})"))
+        problems += _pipeline_pool_problems(fields["compute"].pool_map, fields["pipelines"])
     return problems
+
+
+def _pipeline_pool_problems(pools: dict[str, Pool], pipelines: Mapping[str, Pipeline]) -> list[tuple[FieldPath, str]]:
+    """Each pipeline's defaults must fit a pool it may be placed on: its named one, or any."""
+    problems: list[tuple[FieldPath, str]] = []
+    for pname, p in pipelines.items():
+        if p.pool is not None and p.pool not in pools:
+            problems.append((("pipelines", pname, "pool"), f"{p.pool!r} is not a pool of this lab "
+                             f"(allowed: {', '.join(pools)})"))
+            continue
+        candidates = pools_for(pools, p)
+        if p.gpus and not any(pool.gpu for pool in candidates.values()):
+            where = f"pool {p.pool!r} has no GPUs" if p.pool else "the lab has no gpu: true pool"
+            problems.append((("pipelines", pname, "gpus"), f"{p.gpus} GPUs asked, but {where} (allowed: 0, or "
+                             "a pool with gpu: true)"))
+            continue
+        if not any(pool.holds(p.vcpus, p.memory_mib, p.gpus) for pool in candidates.values()):
+            shapes = "; ".join(_pool_shape(name, pool) for name, pool in candidates.items())
+            gpu_part = f", {p.gpus} GPUs" if p.gpus else ""
+            max_vcpus = max(pool.job_limits["max_vcpus"] for pool in candidates.values())
+            max_gpus = max(pool.job_limits.get("max_gpus", 0) for pool in candidates.values())
+            at_fault = "vcpus" if p.vcpus > max_vcpus else "gpus" if p.gpus > max_gpus else "memory_mib"
+            problems.append((
+                ("pipelines", pname, at_fault),
+                f"{p.vcpus} vCPUs and {p.memory_mib:,} MiB{gpu_part} fit no configured instance type "
+                f"(allowed: at most, on one instance: {shapes}; memory being 95% of nominal since ECS registers "
+                "less; add a bigger type or ask for less)"))
+            continue
+        queue_max = max(pool.queue_max_vcpus[p.default_queue] for pool in candidates.values()
+                        if pool.holds(p.vcpus, p.memory_mib, p.gpus))
+        if p.vcpus > queue_max:
+            problems.append((("pipelines", pname, "vcpus"),
+                             f"{p.vcpus} vCPUs exceed the {p.default_queue} queue's {queue_max} max vCPUs "
+                             f"(allowed: at most {queue_max})"))
+    return problems
+
+
+def _pool_shape(name: str, pool: Pool) -> str:
+    limits = pool.job_limits
+    gpus = f", {limits['max_gpus']} GPUs" if limits.get("max_gpus") else ""
+    where = f"pool {name}: " if name != DEFAULT_POOL else ""
+    return (f"{where}{limits['max_vcpus']} vCPUs and {limits['max_memory_mib']:,} MiB{gpus} on one of "
+            f"{', '.join(pool.instance_types)}")
