@@ -71,6 +71,23 @@ def _run(engine: str, *args: str, timeout: float = ENGINE_TIMEOUT_SECONDS) -> su
                           stdin=subprocess.DEVNULL)
 
 
+def nvidia_runtime(engine: str | None) -> bool:
+    """Whether the engine can hand a container GPUs: Docker lists an `nvidia` runtime (the NVIDIA
+    container toolkit) in `docker info`. Podman's CDI devices are not detected: GPU jobs are then
+    refused at submission, never accepted to wait for a GPU this machine cannot give."""
+    if engine is None or Path(engine).name != "docker":
+        return False
+    try:
+        answer = _run(engine, "info", "--format", "{{json .Runtimes}}")
+    except (OSError, subprocess.SubprocessError):
+        return False
+    try:
+        runtimes = json.loads(answer.stdout or "{}")
+    except ValueError:
+        return False
+    return answer.returncode == 0 and isinstance(runtimes, dict) and "nvidia" in runtimes
+
+
 def last_line(text: str) -> str:
     """The engine's own error: its daemon's answer when it gave one (docker start ends with a
     summary line that names only the container), else its last line."""
@@ -197,7 +214,7 @@ class ContainerRunner:
 
     def spec(self, *, command: Sequence[str], env: Mapping[str, str], image: str, vcpus: int, memory_mib: int,
              scratch: Path, name: str, labels: Mapping[str, str] | None = None,
-             reference_cache: Path | None = None) -> ContainerSpec:
+             reference_cache: Path | None = None, gpus: int = 0) -> ContainerSpec:
         """`reference_cache`: the "instance's" reference cache, shared by every attempt. On AWS it is a
         folder of the one scratch volume all jobs of an instance mount; here each attempt has its
         own scratch directory, so the shared cache is mounted into it at the same place."""
@@ -210,6 +227,9 @@ class ContainerRunner:
         argv = [
             self.engine, "create", "--pull", "never", "--name", name, "--network", "host",
             "--cpus", str(vcpus), "--memory", f"{memory_mib}m", "--memory-swap", f"{memory_mib}m",
+            # As the ECS agent does on a GPU instance: the job gets that many GPUs (the API only
+            # admits GPU jobs when the engine has an NVIDIA runtime: nvidia_runtime()).
+            *(["--gpus", str(gpus)] if gpus else []),
             "--volume", f"{self.runner_tree}:{RUNNER_MOUNT}:ro",
             "--volume", f"{scratch}:{SCRATCH_MOUNT}",
             *(["--volume", f"{reference_cache}:{SCRATCH_MOUNT}/{CACHE_DIR_NAME}"] if reference_cache else []),

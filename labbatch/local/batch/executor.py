@@ -495,7 +495,7 @@ class LocalBatch:
                                   f"a{attempt_number}", task_id[:8])
             container = self._container_runner.spec(
                 command=argv, env=env, image=job.definition.image, vcpus=job.vcpus, memory_mib=job.memory_mib,
-                scratch=self.scratch_root / "attempts" / task_id, name=name,
+                gpus=job.definition.gpus, scratch=self.scratch_root / "attempts" / task_id, name=name,
                 reference_cache=None if runner_env.TES_TASK in job.environment else self._reference_cache(),
                 labels={"labbatch.job-id": job.environment.get(runner_env.JOB_ID, ""),
                         "labbatch.batch-job-id": job.job_id, "labbatch.attempt": str(attempt_number),

@@ -102,6 +102,7 @@ class JobDefinition:
     parameters: Mapping[str, str] = field(default_factory=dict)
     log_stream_prefix: str | None = None
     log_group: str | None = None  # awslogs-group; Batch's default group when None
+    gpus: int = 0  # the `GPU` resource requirement; only an engine with an NVIDIA runtime runs these
 
     def __post_init__(self) -> None:
         if not self.command:
