@@ -224,12 +224,37 @@ class PipelineDefaults(BaseModel):
     timeout_minutes: int
     disk_factor: float
     queue: QueueName
+    gpus: int = 0
 
 
 class PipelineLimits(BaseModel):
+    """The most one job of the pipeline can get, on the pools it may be placed on."""
+
     max_vcpus: int
     max_memory_mib: int
     scratch_gib: int
+    max_gpus: int = 0
+
+
+class PoolLimits(BaseModel):
+    max_vcpus: int
+    max_memory_mib: int = Field(description="What ECS can give one job on the pool's largest type, after the "
+                                "agent's reserved memory.")
+    scratch_gib: int
+    max_gpus: int = 0
+    gpu_memory_mib: int = Field(0, description="Memory per GPU on the pool's largest GPU type.")
+    lab_max_gpus: int | None = Field(None, description="Local mode only: the GPUs the pool gives in AWS, when "
+                                     "this machine gives none (no NVIDIA runtime).")
+
+
+class PoolView(BaseModel):
+    """An instance pool: its queues and what one job can get on its instances."""
+
+    name: str
+    gpu: bool = False
+    queues: dict[str, str] = Field(description="spot / on-demand -> the Batch job queue")
+    queue_max_vcpus: dict[str, int]
+    limits: PoolLimits
 
 
 class LabDefaults(BaseModel):
@@ -257,6 +282,8 @@ class PipelineView(BaseModel):
         "replacing the extension, a trailing ? when optional), by what they travel with: inputs, shared_inputs "
         "or param:NAME. A submission missing a required one is refused."))
     limits: PipelineLimits
+    pool: str | None = Field(default=None, description="The pool the lab file names for it; null: each job goes "
+                             "to the cheapest pool whose instances hold it.")
     local: PipelineLocal | None = Field(default=None, description="Local mode only (`labbatch local`): stand-in "
                                         "image and scaled defaults; absent for a deployed lab.")
 
@@ -272,6 +299,7 @@ class PipelineView(BaseModel):
 
 class PipelinesResponse(BaseModel):
     pipelines: list[PipelineView]
+    pools: list[PoolView] = Field(default_factory=list)
 
 
 class EnvironmentState(BaseModel):
@@ -290,6 +318,7 @@ class EnvironmentState(BaseModel):
 class QueueState(BaseModel):
     queue: str
     name: str
+    pool: str = "default"
     state: str | None = None
     status: str | None = None
     status_reason: str | None = None
@@ -325,6 +354,7 @@ class LabResponse(BaseModel):
 
     lab: str
     queues: list[QueueState]
+    pools: list[PoolView] = Field(default_factory=list)
     pipelines: list[PipelineState]
     buckets: LabBuckets
     tes: TesState | None = Field(None, description="null: the lab's TES endpoint is off (tes.allowed_images empty)")

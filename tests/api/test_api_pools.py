@@ -190,3 +190,46 @@ def test_the_status_updater_resubmits_on_the_pool_it_planned(pools_lab):
     new = view(pools_lab, recovered["recovery"]["job_id"])
     [batch_job] = pools_lab.batch.describe_jobs(jobs=[new["batch_job_id"]])["jobs"]
     assert batch_job["jobQueue"].endswith("/" + QUEUES[("highmem", "spot")])
+
+
+# --- what the API shows of pools ------------------------------------------------------------
+
+def test_get_pipelines_shows_pools_and_each_pipelines_limits_on_its_pools(pools_lab):
+    body = pools_lab.call("GET", "/pipelines").body
+
+    assert [p["name"] for p in body["pools"]] == ["default", "highmem", "gpu"]
+    gpu = next(p for p in body["pools"] if p["name"] == "gpu")
+    assert gpu["gpu"] and gpu["limits"]["max_gpus"] == 4 and gpu["queues"]["spot"] == QUEUES[("gpu", "spot")]
+    pipelines = {p["name"]: p for p in body["pipelines"]}
+    assert pipelines["basecall"]["pool"] == "gpu" and pipelines["basecall"]["defaults"]["gpus"] == 1
+    assert pipelines["basecall"]["limits"] == {**{k: v for k, v in gpu["limits"].items()
+                                                  if k in ("max_vcpus", "max_memory_mib", "scratch_gib", "max_gpus")}}
+    # A pipeline that names no pool can get what the largest pool gives.
+    assert pipelines["fastq-stats"]["pool"] is None
+    assert pipelines["fastq-stats"]["limits"]["max_memory_mib"] == MEMORY_POOL_MAX
+
+
+def test_get_lab_lists_every_pools_queues_and_limits(pools_lab):
+    body = pools_lab.call("GET", "/lab").body
+
+    assert {(q["pool"], q["queue"]): q["name"] for q in body["queues"]} == QUEUES
+    assert all(q["status"] != "MISSING" for q in body["queues"])
+    assert [p["name"] for p in body["pools"]] == ["default", "highmem", "gpu"]
+
+
+def test_why_explains_a_waiting_job_in_terms_of_its_pool():
+    from test_api_waiting import NOW, FakeBatch, batch_job, environment, queue
+    from waiting import explain
+
+    highmem_spot = QUEUES[("highmem", "spot")]
+    batch = FakeBatch([batch_job("b-1", queue_name=highmem_spot, vcpus=4, memory=100_000,
+                                 reason="MISCONFIGURATION:COMPUTE_ENVIRONMENT_MAX_RESOURCE - CE(s) associated")],
+                      queues=[queue(highmem_spot, ["highmem-od"])],
+                      environments=[environment("highmem-od", kind="EC2", max_vcpus=2)])
+    record = {"status": "RUNNABLE", "batch_job_id": "b-1", "created_at": "2026-01-01T00:00:00Z"}
+
+    answer = explain(record, batch, LabSettings.model_validate(POOLS), now=NOW, threshold=60)
+
+    assert answer["cause"] == "above_max_vcpus" and answer["details"]["pool"] == "highmem"
+    assert answer["message"].startswith(f"It waits on pool highmem (at most 64 vCPUs, {MEMORY_POOL_MAX:,} MiB per job).")
+    assert "compute.pools.highmem's max vCPUs" in answer["fix"]
