@@ -48,7 +48,8 @@ def test_shipped_labs_load_and_differ():
     example, core = labs["example"], labs["genomics-core"]
     assert set(example.pipelines) == {"fastq-stats", "align"}
     assert example.network.mode == "public" and example.compute.ami_id is None
-    assert core.network.mode == "private-nat" and core.compute.ami_id.startswith("ami-")
+    assert core.network.mode == "private-nat" and core.pools["default"].ami_id.startswith("ami-")
+    assert list(example.pools) == ["default"] and list(core.pools) == ["default", "memory", "gpu"]
     assert len(core.pipelines) > len(example.pipelines)
 
 
