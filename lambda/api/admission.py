@@ -99,7 +99,7 @@ def admit(request: SubmitJobRequest, settings: LabSettings, s3_client) -> Admitt
     sizes = _sizes(units, settings, s3_client, request.pipeline)
     input_bytes, scratch_needed, worst = _largest_scratch_need(units, sizes, pipeline)
     need = placement.Need(vcpus, memory_mib, pipeline.gpus, request.queue, scratch_needed / GIB)
-    placed = placement.place(placement.candidates(settings.pool_map(), pipeline.pool), need)
+    placed = placement.place(placement.candidates(settings.pool_map(), request.pool or pipeline.pool), need)
     if isinstance(placed, placement.Unplaceable):
         if placed.limit != placement.SCRATCH:  # cannot happen: _resources placed it without scratch
             raise AssertionError(f"placement changed its mind about {placed.limit}")
@@ -173,12 +173,25 @@ def _resources(request: SubmitJobRequest, pipeline: PipelineSettings, settings: 
     vcpus = request.vcpus if request.vcpus is not None else pipeline.vcpus
     memory_mib = request.memory_mib if request.memory_mib is not None else pipeline.memory_mib
     default = f" (the {request.pipeline} default)"
+    _pool_allowed(request, pipeline, settings)
     # Placed once without scratch, before any S3 call: a job no pool can hold is refused at once.
-    place_job(vcpus, memory_mib, request.queue, settings, gpus=pipeline.gpus, pool=pipeline.pool,
+    place_job(vcpus, memory_mib, request.queue, settings, gpus=pipeline.gpus, pool=request.pool or pipeline.pool,
               vcpus_origin="" if request.vcpus is not None else default,
               memory_origin="" if request.memory_mib is not None else default,
               gpus_origin=f" (pipeline {request.pipeline})")
     return vcpus, memory_mib
+
+
+def _pool_allowed(request: SubmitJobRequest, pipeline: PipelineSettings, settings: LabSettings) -> None:
+    if request.pool is None:
+        return
+    pools = sorted(settings.pool_map())
+    if request.pool not in pools:
+        raise refused("unknown_pool", f"pool: lab {settings.lab} has no pool {request.pool!r}; its pools: "
+                      f"{', '.join(pools)}", field="pool", allowed=pools)
+    if pipeline.pool is not None and request.pool != pipeline.pool:
+        raise refused("pool_not_allowed", f"pool: pipeline {request.pipeline} runs only on pool {pipeline.pool!r} "
+                      "(the lab file names it); leave pool out", field="pool", allowed=[pipeline.pool])
 
 
 def place_job(vcpus: int, memory_mib: int, queue: str, settings: LabSettings, *, gpus: int = 0,

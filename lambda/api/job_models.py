@@ -57,6 +57,9 @@ class SubmitJobRequest(_Request):
     )
     parameters: Parameters = Field(default_factory=dict)
     queue: QueueName | None = Field(default=None, description="Default: the pipeline's default queue.")
+    pool: str | None = Field(default=None, min_length=1, max_length=64, description=(
+        "The instance pool to run on (GET /pipelines lists them). Default: the pipeline's pool, or the cheapest "
+        "pool whose instances hold the job. A pipeline that names its pool runs only there."))
     vcpus: int | None = Field(default=None, ge=1)
     memory_mib: int | None = Field(default=None, ge=4)
     name: str | None = Field(default=None, min_length=1, max_length=256)

@@ -233,3 +233,16 @@ def test_why_explains_a_waiting_job_in_terms_of_its_pool():
     assert answer["cause"] == "above_max_vcpus" and answer["details"]["pool"] == "highmem"
     assert answer["message"].startswith(f"It waits on pool highmem (at most 64 vCPUs, {MEMORY_POOL_MAX:,} MiB per job).")
     assert "compute.pools.highmem's max vCPUs" in answer["fix"]
+
+
+def test_a_request_may_choose_a_pool_its_pipeline_allows(pools_lab):
+    chosen = pools_lab.submit({"pipeline": "fastq-stats", "inputs": [READS], "pool": "gpu", "queue": "on-demand"})
+    assert queue_of(pools_lab, chosen) == QUEUES[("gpu", "on-demand")]
+
+    unknown = pools_lab.submit({"pipeline": "fastq-stats", "inputs": [READS], "pool": "huge"})
+    assert unknown.status == 422 and unknown.error["code"] == "unknown_pool"
+    assert unknown.error["details"]["allowed"] == ["default", "gpu", "highmem"]
+
+    other = pools_lab.submit({"pipeline": "basecall", "inputs": [READS], "pool": "highmem"})
+    assert other.status == 422 and other.error["code"] == "pool_not_allowed"
+    assert "runs only on pool 'gpu'" in other.error["message"]
