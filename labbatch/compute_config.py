@@ -111,6 +111,8 @@ class Pool(_Strict):
 
     @model_validator(mode="after")
     def _pool_checks(self) -> Pool:
+        if self.__dict__.get("pools") is not None:
+            return self  # a Compute with pools: its own pool fields are unused defaults (each pool checks itself)
         problems = []
         if self.on_demand_max_vcpus == 0 and self.spot_max_vcpus == 0:
             problems.append(((), "on_demand_max_vcpus and spot_max_vcpus are both 0: no job could ever run "
@@ -189,6 +191,13 @@ class Compute(Pool):
         if problems:
             raise FieldProblems(problems)
         return self
+
+    def __getattribute__(self, name: str):
+        # With pools, the top-level pool fields are only their defaults: reading one would
+        # silently describe no pool of the lab, so it is no attribute at all (read lab.pools).
+        if name in POOL_FIELDS and object.__getattribute__(self, "__dict__").get("pools") is not None:
+            raise AttributeError(name)
+        return super().__getattribute__(name)
 
     @property
     def pool_map(self) -> dict[str, Pool]:

@@ -145,3 +145,11 @@ def test_shared_quotas_count_every_pool():
     [problem] = check_shared_quotas(labs)
     assert "9 labs with 27 pools need 45 compute environments and 54 job queues" in problem
     assert not check_shared_quotas(labs[:8])
+
+
+def test_a_pools_lab_has_no_top_level_pool_fields_to_misread():
+    lab = parse_lab(pools_data(), "pools.yaml")
+    # Their defaults would describe no pool of the lab: code reads lab.pools instead.
+    with pytest.raises(AttributeError):
+        lab.compute.instance_types
+    assert lab.compute.architecture == "x86_64" and lab.compute.cancel_unplaceable_after_minutes == 30
