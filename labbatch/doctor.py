@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from labbatch.batch_layout import RUNNER_COMMAND, on_host
+from labbatch.doctor_gpus import gpu_pool_notes, refused_here
 from labbatch.client import (DOCTOR_CANARY_PREFIX, Connection, LabBatchApiError, LabBatchClient,
                              LabBatchConnectionError, LabBatchError, local_lab_state, resolve_connection)
 from labbatch_contract import batch_reasons, outcome
@@ -126,6 +127,8 @@ def diagnose(args: argparse.Namespace, emit: Callable[[Check], None]) -> list[Ch
         _tes_checks(target, view["tes"], add)
     canary = None if args.no_canary else _canary_checks(target, view, args, add)
     _image_checks(target, view, canary, add)
+    for name, detail in gpu_pool_notes(view):
+        add(Check(name, True, detail))
     return checks
 
 
@@ -296,6 +299,9 @@ def _image_checks(target: Target, view: dict[str, Any], canary: dict[str, bool] 
                 add(Check(label, False, f"{local_image} is not in the local {engine} engine, so its jobs fail "
                                         "(local mode never pulls)",
                           f"build or load it ({engine} build / {engine} load; the demo images: make images)"))
+            continue
+        if target.local is not None and (why := refused_here(pipeline, view)):
+            add(Check(label, True, f"{why} (image {image} in AWS)"))
             continue
         if target.local is not None:
             command = on_host(list(pipeline.get("command") or []))

@@ -336,6 +336,8 @@ class PipelineState(BaseModel):
     image: str | None = None
     command: list[str] = Field(default_factory=list)
     log_group: str | None = None
+    pool: str | None = None
+    gpus: int = 0
 
 
 class LabBuckets(BaseModel):

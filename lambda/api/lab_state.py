@@ -125,5 +125,7 @@ def _pipeline_views(batch, settings: LabSettings) -> list[dict[str, Any]]:
             "image": container.get("image"),
             "command": list(container.get("command") or []),
             "log_group": ((container.get("logConfiguration") or {}).get("options") or {}).get("awslogs-group"),
+            "pool": pipeline.pool,
+            "gpus": pipeline.gpus,
         })
     return views

@@ -143,3 +143,16 @@ def test_labbatch_cost_prices_each_pool_with_gpu_hours(lab, tmp_path, monkeypatc
 def test_this_machines_engine_reports_no_nvidia_runtime():
     # What the refusal above rests on: the engine here has no NVIDIA runtime, so `--gpus` is never passed.
     assert nvidia_runtime(find_engine()) is False
+
+
+def test_labbatch_doctor_runs_a_canary_on_every_pools_queues(lab):
+    result = labbatch(lab, "doctor", "--json", timeout=300)
+    checks = {check["check"]: check for check in json.loads(result.stdout)["checks"]}
+    for where in ("spot", "on-demand", "highmem spot", "highmem on-demand", "gpu spot", "gpu on-demand"):
+        assert checks[f"canary on {where}"]["ok"], checks[f"canary on {where}"]
+    gpu = checks["GPUs of pool gpu"]
+    assert gpu["ok"] and "this machine has no GPU" in gpu["detail"]
+    # dorado is not on this machine, and need not be: its jobs are refused here.
+    basecall = checks["pipeline basecall image"]
+    assert basecall["ok"] and "refused at submission here" in basecall["detail"]
+    assert result.returncode == 0, result.stdout
