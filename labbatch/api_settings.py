@@ -128,5 +128,6 @@ def check_size(lab: Lab) -> int:
     if len(rendered) > budget:
         raise SettingsTooLarge(
             f"lab {lab.name}: the API handler's settings take {len(rendered):,} bytes, over the {budget:,} "
-            f"that Lambda's 4 KB environment leaves (shorten pipeline descriptions or parameter defaults)")
+            f"that Lambda's 4 KB environment leaves (shorten pipeline descriptions or parameter defaults, or name "
+            f"fewer instance types in compute.pools: each pool lists its types' shapes for placement)")
     return len(rendered)

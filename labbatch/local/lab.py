@@ -76,9 +76,10 @@ def fitted_to_machine(lab: Lab, limits: dict[str, int] | None = None) -> dict[st
     if not lab.local.fit_to_machine:
         return {}
     limits = limits or _machine_limits(lab)
+    # GPU pipelines are left as they are: what stops them here is the GPU, which no scaling gives.
     return {name: {"vcpus": min(p.vcpus, limits["max_vcpus"]), "memory_mib": min(p.memory_mib, limits["max_memory_mib"])}
             for name, p in lab.pipelines.items()
-            if p.vcpus > limits["max_vcpus"] or p.memory_mib > limits["max_memory_mib"]}
+            if not p.gpus and (p.vcpus > limits["max_vcpus"] or p.memory_mib > limits["max_memory_mib"])}
 
 
 def _machine_limits(lab: Lab) -> dict[str, int]:
