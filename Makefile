@@ -55,10 +55,11 @@ test: setup engines
 	else echo "make test: no container engine answers ('docker info' failed): not building images, container tests will skip"; fi
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup
 
-# The instance rehearsal alone (#24 item 1): the launch template's user data booted under systemd
-# + cloud-init in labbatch-instance:rehearsal (containers/instance/build.sh, cached). Needs root,
-# Docker, mmdebstrap and loop devices; about a minute once the image is built.
-rehearse: setup
+# The instance rehearsal alone (#24 items 1-2): the launch template's user data booted under systemd
+# + cloud-init in labbatch-instance:rehearsal (containers/instance/build.sh, cached), then jobs
+# started on it as the ECS agent starts them (the local images pushed into its registry). Needs
+# root, Docker, mmdebstrap and loop devices; about six minutes once the images are built.
+rehearse: images
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/rehearsal
 
 clean:

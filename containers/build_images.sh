@@ -116,27 +116,29 @@ debootstrap_image() {
         --change 'CMD ["/bin/sh"]' "$CACHE/${tag%%:*}-$hash.tar" "$tag" >/dev/null
 }
 
-# wheelhouse REQUIREMENTS DIR: every pinned wheel for cp311 manylinux, fetched on the host. A
+# wheelhouse DIR REQUIREMENTS...: every pinned wheel for cp311 manylinux, fetched on the host. A
 # pin with no such wheel on PyPI (mappy) is built here, on the host, which is Debian bookworm
 # like the images (same glibc); pip is added so that the build can install without apt.
 wheelhouse() {
-    local requirements=$1 dir=$2 line
+    local dir=$1 requirements line; shift
     if [ -f "$dir/.complete" ]; then return; fi
     rm -rf "$dir"; mkdir -p "$dir"
-    say "wheels for $(basename "$(dirname "$requirements")")/$(basename "$requirements") -> $dir"
     local download=("$PYTHON" -m pip download --quiet --no-deps --only-binary=:all: --dest "$dir"
         --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none
         --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux_2_28_x86_64
         --platform manylinux_2_24_x86_64 --platform manylinux_2_5_x86_64 --platform manylinux1_x86_64
         --platform linux_x86_64 --platform any)
-    while read -r line; do
-        line=${line%%#*}; line=$(echo "$line" | xargs)
-        case $line in ''|-r*) continue ;; esac
-        if ! "${download[@]}" "$line" 2>/dev/null; then
-            say "  $line: no wheel on the index, building it on the host"
-            "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$dir" "$line"
-        fi
-    done < "$requirements"
+    for requirements in "$@"; do
+        say "wheels for $(basename "$(dirname "$requirements")")/$(basename "$requirements") -> $dir"
+        while read -r line; do
+            line=${line%%#*}; line=$(echo "$line" | xargs)
+            case $line in ''|-r*) continue ;; esac
+            if ! "${download[@]}" "$line" 2>/dev/null; then
+                say "  $line: no wheel on the index, building it on the host"
+                "$PYTHON" -m pip wheel --quiet --no-deps --wheel-dir "$dir" "$line"
+            fi
+        done < "$requirements"
+    done
     "${download[@]}" "pip==$PIP_VERSION" 2>/dev/null
     touch "$dir/.complete"
 }
@@ -185,16 +187,19 @@ done
 
 RUNNER_REQUIREMENTS=$ROOT/containers/runner/requirements.txt
 DEMO_REQUIREMENTS=$ROOT/containers/requirements.txt
-RUNNER_WHEELS=$CACHE/wheels-runner-$(hash_of "$RUNNER_REQUIREMENTS" "$PIP_VERSION")
+# The runner tree's `aws` (Nextflow's cliPath) has its own pins, installed apart from the runner's.
+AWSCLI_REQUIREMENTS=$ROOT/containers/runner/awscli-requirements.txt
+RUNNER_WHEELS=$CACHE/wheels-runner-$(hash_of "$RUNNER_REQUIREMENTS" "$AWSCLI_REQUIREMENTS" "$PIP_VERSION")
 DEMO_WHEELS=$CACHE/wheels-demo-$(hash_of "$DEMO_REQUIREMENTS" "$PIP_VERSION")
-wheelhouse "$RUNNER_REQUIREMENTS" "$RUNNER_WHEELS"
-wheelhouse "$DEMO_REQUIREMENTS" "$DEMO_WHEELS"
+wheelhouse "$RUNNER_WHEELS" "$RUNNER_REQUIREMENTS" "$AWSCLI_REQUIREMENTS"
+wheelhouse "$DEMO_WHEELS" "$DEMO_REQUIREMENTS"
 SNAKEMAKE_REQUIREMENTS=$ROOT/containers/snakemake/requirements.txt
 SNAKEMAKE_WHEELS=$CACHE/wheels-snakemake-$(hash_of "$SNAKEMAKE_REQUIREMENTS" "$PIP_VERSION")
-wheelhouse "$SNAKEMAKE_REQUIREMENTS" "$SNAKEMAKE_WHEELS"
+wheelhouse "$SNAKEMAKE_WHEELS" "$SNAKEMAKE_REQUIREMENTS"
 
 build_image "$RUNNER_TAG" runner "$RUNNER_WHEELS" \
     "$ROOT/containers/runner/Dockerfile" "$ROOT/containers/runner/requirements.txt" \
+    "$AWSCLI_REQUIREMENTS" "$ROOT/containers/runner/aws" "$ROOT/containers/runner/aws.py" \
     "$ROOT/containers/runner/labbatch_runner" "$ROOT/labbatch_contract"
 # The demo context holds only what its Dockerfile copies (CDK's asset is all of containers/).
 build_image "$DEMO_TAG" demo "$DEMO_WHEELS" \

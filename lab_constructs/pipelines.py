@@ -57,9 +57,10 @@ class PipelineJobDefinitions(Construct):
             self, "JobRole",
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description=f"LabBatch {lab_name}: what a job may touch (read inputs and references, write results)",
-            # A lab with a TES endpoint registers job definitions at run time (lambda/api/tes_routes.py),
-            # which must name this role: it gets a name of its own there.
-            role_name=names.job_role(lab_name) if tes_enabled else None,
+            # Job definitions registered at run time name this role: the API's for TES tasks
+            # (lambda/api/tes_routes.py) and Nextflow's (aws.batch.jobRole, which `labbatch
+            # engine-config nextflow` prints before anything is deployed): a name of its own.
+            role_name=names.job_role(lab_name),
         )
         # Explicit actions rather than grant_read's s3:GetObject*/List*: a job reads objects and
         # needs ListBucket only so that a missing input answers 404 instead of 403.
@@ -80,6 +81,15 @@ class PipelineJobDefinitions(Construct):
             self.job_role.add_to_policy(iam.PolicyStatement(
                 actions=["s3:GetObject", "s3:DeleteObject"], resources=[tes_objects]))
             self.job_role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[results.bucket_arn]))
+        # Nextflow's tasks (its awsbatch executor) stage in and out of the work directory under
+        # nextflow/, list it (`aws s3 ls` tells a file from a folder) and rerun over old outputs.
+        nextflow_objects = results.arn_for_objects(names.NEXTFLOW_WORK_PREFIX + "*")
+        writable_objects.append(nextflow_objects)
+        readable_objects.append(nextflow_objects)
+        self.job_role.add_to_policy(iam.PolicyStatement(
+            actions=["s3:GetObject", "s3:DeleteObject"], resources=[nextflow_objects]))
+        if not tes_enabled:
+            self.job_role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[results.bucket_arn]))
         self.job_role.add_to_policy(iam.PolicyStatement(
             actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=writable_objects))
         if key is not None:
@@ -88,8 +98,9 @@ class PipelineJobDefinitions(Construct):
                 actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn]))
         acknowledge_wildcard_resources(
             self.job_role.node.find_child("DefaultPolicy"), readable_objects + writable_objects,
-            "A job reads any object of its lab's inputs and references and writes only under jobs/ of its "
-            "lab's results; object keys are chosen at submission, so they cannot be listed in the policy.")
+            "A job reads any object of its lab's inputs and references and writes only under jobs/ (and the "
+            "engines' tes/ and nextflow/) of its lab's results; object keys are chosen at submission, so they "
+            "cannot be listed in the policy.")
 
         self.execution_role = iam.Role(
             self, "ExecutionRole",

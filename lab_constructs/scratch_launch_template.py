@@ -75,7 +75,9 @@ if ! mountpoint -q {mount}; then
   mount -o noatime "$dev" {mount}
 fi
 chmod 1777 {mount}
-grep -q ' {mount} xfs ' /etc/fstab || echo "$dev {mount} xfs defaults,noatime,nofail 0 2" >> /etc/fstab
+# By the filesystem's UUID: NVMe names follow discovery order, which may change between boots.
+uuid=$(blkid -s UUID -o value "$dev")
+grep -q ' {mount} xfs ' /etc/fstab || echo "UUID=$uuid {mount} xfs defaults,noatime,nofail 0 2" >> /etc/fstab
 # The instance's reference cache (labbatch_runner/refcache.py): each reference object (a job's
 # parameters and shared inputs, their folders and companions) is downloaded here once, keyed by
 # its ETag, and shared by every job the instance runs; least recently used entries are evicted

@@ -675,6 +675,9 @@ COMMANDS: tuple[SubCommand, ...] = (
                _lazy_arguments("labbatch.transfer", "upload_arguments")),
     SubCommand("results", "download a job's outputs (every array child's), verified against its manifest.json",
                _lazy("labbatch.transfer", "run_results"), _lazy_arguments("labbatch.transfer", "results_arguments")),
+    SubCommand("download", "download everything under a prefix of the lab's buckets (a workflow engine's outputs), "
+               "each file checked against S3's own checksum", _lazy("labbatch.prefix_download", "run_download"),
+               _lazy_arguments("labbatch.prefix_download", "download_arguments")),
     SubCommand("logs", "a job's log lines, every attempt (--child N for an array child, --follow to keep going)",
                _lazy("labbatch.joblogs", "run_logs"), _lazy_arguments("labbatch.joblogs", "logs_arguments")),
     SubCommand("doctor", "check the lab end to end: API, queues, compute environments, images, a canary job "

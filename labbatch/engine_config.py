@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 import urllib.error
 import urllib.request
 
+from labbatch import nextflow_config
 from labbatch.client import LabBatchError, local_lab_state, resolve_connection
 from labbatch_contract.local_state import labbatch_home
 from labbatch_contract.tes import TES_BASE
@@ -31,6 +32,10 @@ ENGINES = ("snakemake", "nextflow", "toil", "cromwell", "py-tes")
 
 
 MINTED_TOKEN_DAYS = 90
+# Rule jobs Snakemake keeps in flight (its --jobs, required for remote executors).
+SNAKEMAKE_JOBS = 8
+# What a local lab's Snakemake tasks run in (containers/snakemake/, built by `make images`).
+LOCAL_SNAKEMAKE_IMAGE = "labbatch-snakemake:local"
 
 
 class LocalS3(NamedTuple):
@@ -91,6 +96,8 @@ def run_token(args: argparse.Namespace) -> int:
 
 def engine_config_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("engine", choices=ENGINES)
+    parser.add_argument("--tes", action="store_true", help="nextflow: the nf-ga4gh (TES) form instead of "
+                        "Nextflow's own AWS Batch executor")
     parser.add_argument("--token", help="the token to put in the config (default: a running local lab's "
                         "tes_token; otherwise a new one is minted with your AWS credentials)")
 
@@ -105,12 +112,17 @@ def snakemake_invocation(url: str, token: str, work: str, local_s3: LocalS3 | No
     KeyError without it, so the environment names a directory that `prepare_snakemake_workspace`
     gives an empty funnel.log."""
     argv = ["snakemake", "--executor", "tes", "--tes-url", url, "--tes-user", "labbatch", "--tes-password", token,
-            "--default-storage-provider", "s3", "--default-storage-prefix", f"{work}snakemake"]
+            "--default-storage-provider", "s3", "--default-storage-prefix", f"{work}snakemake",
+            # Snakemake refuses to start a remote executor without it; raise it to what the lab's queues hold.
+            "--jobs", str(SNAKEMAKE_JOBS)]
     if region:
         # Into each task's script too: a task's container need not know its Region.
         argv += ["--storage-s3-region", region]
     env = {"GITHUB_WORKSPACE": str(snakemake_workspace())}
     if local_s3 is not None:
+        # The plugin's default image, snakemake/snakemake:v<version>, is on no local engine (no
+        # registry here): every task would fail to start. `make images` builds this stand-in.
+        argv += ["--container-image", LOCAL_SNAKEMAKE_IMAGE]
         # Local mode's S3 is its emulator: the driver needs its address and keys. The address goes
         # into each task's script (tasks share the host's network); the keys do not, the lab
         # gives every task container its own.
@@ -146,17 +158,21 @@ def engine_config(engine: str, api: str, token: str, results_bucket: str,
         extra = {"command": argv, "env": env}
         text = "\n".join([
             "# Snakemake 9 with snakemake-executor-plugin-tes and snakemake-storage-plugin-s3. Each rule runs in",
-            "# snakemake/snakemake:v<your version> unless --container-image names another; the lab must allow",
-            "# it (tes.allowed_images). The workflow's files live under the storage prefix: add a folder",
-            "# of its own to it for each workflow (…/tes/snakemake/<workflow>), or their files mix.",
+            *([f"# {LOCAL_SNAKEMAKE_IMAGE} (local mode pulls nothing: the plugin's default snakemake/snakemake",
+               "# image is not here); the lab must allow it (tes.allowed_images)."] if local_s3 else
+              ["# snakemake/snakemake:v<your version> unless --container-image names another; the lab must allow",
+               "# it (tes.allowed_images)."]),
+            "# The workflow's files, outputs included, live under the storage prefix (not under jobs/, so",
+            "# `labbatch results` has none): add a folder of its own to it for each workflow",
+            "# (…/tes/snakemake/<workflow>), or their files mix. The plugin's `--- Logging error ---`",
+            "# tracebacks at each submit and a final `DeleteBucket ... BucketNotEmpty` line are its own and harmless.",
             *(["# This lab is local: the storage settings and keys are its S3 emulator's."] if local_s3 else
               ["# Your own AWS credentials (AWS_PROFILE) read and write the prefix from this machine."]),
             "export " + " ".join(f"{key}={shlex.quote(value)}" for key, value in env.items()),
             shlex.join(argv)])
     elif engine == "nextflow":
         url = appends_v1_tasks
-        text = (f"// nextflow.config\nplugins {{ id 'nf-ga4gh' }}\nprocess.executor = 'tes'\n"
-                f"tes.endpoint = '{url}'\ntes.oauthToken = '{token}'\nworkDir = '{work}nextflow/work'")
+        text = nextflow_config.tes_config(url, token, work)
     elif engine == "toil":
         url = appends_v1_tasks
         text = (f"# Toil's TES batch system exists only in Toil 5.x (5.12.0 is the last; Toil 6 removed it). Its\n"
@@ -183,6 +199,11 @@ def engine_config(engine: str, api: str, token: str, results_bucket: str,
 def run_engine_config(args: argparse.Namespace) -> int:
     connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
     local = local_lab_state(connection.endpoint)
+    if args.engine == "nextflow" and not args.tes:
+        return _print_native_nextflow(args, connection, local)
+    if args.tes and args.engine != "nextflow":
+        raise LabBatchError("bad_option", f"--tes is for nextflow only: {args.engine} always uses TES")
+    _require_tes(connection)
     token = args.token or (local or {}).get("tes_token")
     minted = None
     if not token:
@@ -213,6 +234,36 @@ def run_engine_config(args: argparse.Namespace) -> int:
             print(f"# (token {minted['id']} was minted for this, valid until {minted.get('expires_at')}; "
                   f"`labbatch token revoke {minted['id']}` ends it sooner)", file=sys.stderr)
     return 0
+
+
+def _print_native_nextflow(args: argparse.Namespace, connection: Any, local: dict[str, Any] | None) -> int:
+    if local is not None:
+        # A local lab's Batch is an emulator that Nextflow's AWS SDK would need its own endpoint
+        # settings for, and its tasks' `aws` the emulator's S3: not a path LabBatch has tested.
+        raise LabBatchError("local_lab", "Nextflow's own AWS Batch executor needs a deployed lab; on a local lab "
+                            "use nf-ga4gh over TES: `labbatch engine-config nextflow --tes`")
+    if not connection.region:
+        raise LabBatchError("no_region", "which Region is the lab in? give --region (aws.region needs it)")
+    with connection.client() as client:
+        view = client.lab()
+    config = nextflow_config.native_config(view, connection.region)
+    print(json.dumps(config) if args.json else config["config"])
+    return 0
+
+
+def _require_tes(connection: Any) -> None:
+    """Fails with the lab's own `tes_disabled` answer (naming tes.allowed_images) before any token
+    is minted. Asked with SigV4: a deployed lab without TES has no token routes, so a bearer
+    request would only get API Gateway's 403 about the signature."""
+    with connection.client() as client:
+        try:
+            client.request("GET", TES_BASE + "/service-info")
+        except LabBatchError as error:
+            if error.code == "tes_disabled":
+                raise LabBatchError("tes_disabled", f"{error.message}. To turn it on, list the images tasks may "
+                                    "run in the lab file, e.g. `tes: {allowed_images: [snakemake/snakemake:, "
+                                    "quay.io/biocontainers/]}`, and deploy (or restart `labbatch local`)") from None
+            # Any other answer (a TES lab refuses SigV4 on its token routes) means TES is there.
 
 
 def _service_info(api: str, token: str) -> dict[str, Any]:

@@ -17,4 +17,5 @@ has boto3). Nothing here talks to AWS on import.
 - `tes`          GA4GH TES tasks as LabBatch jobs
 - `tokens`       TES bearer tokens: format, ledger item, the check the authorizer and local mode share
 - `references`   folders, companion-file patterns (CWL secondaryFiles) and where the reference cache lives
+- `batch_container` a job definition + SubmitJob as the container the ECS agent starts (local mode, rehearsal)
 """

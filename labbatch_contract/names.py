@@ -19,6 +19,12 @@ LAB_TAG = "labbatch:lab"
 API_ENDPOINT_OUTPUT = "ApiEndpoint"
 # Where TES tasks write their outputs in the results bucket (the job role may write there too).
 TES_OUTPUTS_PREFIX = "tes/"
+# Nextflow's work directories (engine-config nextflow's workDir) in the results bucket: the job
+# role reads, writes and deletes there, as the lab's Nextflow policy lets its head do.
+NEXTFLOW_WORK_PREFIX = "nextflow/"
+# Nextflow names the job definitions it registers `nf-<image>` and cannot be told otherwise
+# (nf-amazon AwsBatchTaskHandler.normalizeJobDefinitionName).
+NEXTFLOW_JOB_DEFINITION_PREFIX = "nf-"
 # Array jobs' sample lists, in the inputs bucket; the storage stack expires this prefix.
 SAMPLES_PREFIX = "work/samples/"
 

@@ -10,6 +10,7 @@ from labbatch.config import Lab
 from lab_constructs.batch_compute import BatchCompute, pool_construct_id
 from lab_constructs.lab_key import lab_key
 from lab_constructs.network import LabNetwork
+from lab_constructs.nextflow_access import NextflowAccess
 from lab_constructs.pipelines import PipelineJobDefinitions
 from lab_constructs.runner_image import RunnerImage
 from lab_constructs.scratch_launch_template import ScratchLaunchTemplate
@@ -41,3 +42,6 @@ class ComputeStack(LabStack):
             self, "Pipelines", lab_name=lab.name, job_definitions=layout(lab).job_definitions,
             bucket_names=bucket_names, log_retention_days=lab.log_retention_days, key=key,
             tes_enabled=bool(lab.tes.allowed_images))
+        self.nextflow = NextflowAccess(self, "NextflowAccess", lab_name=lab.name, queues=self.compute.queues,
+                                       job_role=self.pipelines.job_role, bucket_names=bucket_names, key=key,
+                                       principals=list(lab.api.principals))

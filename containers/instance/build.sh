@@ -5,9 +5,10 @@
 #     dbus, and docker-registry (a registry reachable as ECR is: localhost:5000 inside the
 #     instance, holding a small stand-in runner image, localhost:5000/labbatch/runner:rehearsal);
 #   - an ecs.service stand-in with amazon-ecs-init's ordering (Requires=docker.service,
-#     After=docker.service cloud-final.service, Restart=on-failure) whose ExecStart only
-#     records that it started and whether the runner tree was complete then (the agent that
-#     starts jobs is #24 item 2);
+#     After=docker.service cloud-final.service, Restart=on-failure) whose ExecStart records that
+#     it started and whether the runner tree was complete then, and then runs the agent stand-in
+#     the rehearsal mounts at /opt/labbatch-rehearsal (containers/instance/ecs_agent.py), which
+#     starts jobs' containers from their job definitions as the ECS agent does;
 #   - docker-credential-ecr-login: a stand-in for Amazon's ECR credential helper (records that
 #     Docker asked it, answers a fixed credential the registry never checks);
 #   - /etc/ecs/ecs.config, as the AMI has it.
@@ -69,9 +70,17 @@ WantedBy=multi-user.target
 UNIT
 cat > "$root/usr/local/libexec/ecs-agent-standin" <<'AGENT'
 #!/bin/sh
-# Records when it started and whether the runner tree was complete at that moment.
-if [ -e /opt/labbatch/runner/labbatch-runner-standin ]; then tree=complete; else tree=missing; fi
+# Records when it started and whether the runner tree (the stand-in's marker, or the real runner's
+# Python) was complete at that moment; then runs the agent the rehearsal mounted, if it did.
+if [ -e /opt/labbatch/runner/labbatch-runner-standin ] || [ -x /opt/labbatch/runner/usr/bin/python3.11 ]; then
+    tree=complete
+else
+    tree=missing
+fi
 printf 'uptime=%s tree=%s\n' "$(cut -d' ' -f1 /proc/uptime)" "$tree" >> /run/ecs-agent-started
+if [ -f /opt/labbatch-rehearsal/ecs_agent.py ]; then
+    exec python3 /opt/labbatch-rehearsal/ecs_agent.py
+fi
 exec sleep infinity
 AGENT
 cat > "$root/usr/local/bin/docker-credential-ecr-login" <<'HELPER'

@@ -8,10 +8,12 @@ command starts it through that tree's own loader and Python (RUNNER_LAUNCH).
 
 Per attempt: `docker create` (never pulling: an image the engine lacks fails the job with a
 reason naming it), `docker start`, `docker logs --follow` for its output, and at the end
-`docker inspect` (exit code, OOM kill) and `docker rm --force --volumes`. The container shares
-the host network (the loopback S3 emulator), gets the job's vCPUs and memory as engine limits
-(no swap beyond it), the attempt's own scratch directory at /scratch and only the job's variables
-(LABBATCH_*, AWS_*: Batch's own and the emulator's endpoint, Region and credentials).
+`docker inspect` (exit code, OOM kill) and `docker rm --force --volumes`. What the container gets
+is what the ECS agent gives it, from the same translation of the job definition
+(labbatch_contract.batch_container): host network (which also reaches the loopback S3
+emulator), vCPUs as CPU shares and memory as a hard limit, the definition's mounts with the
+instance's paths mapped to this machine, and the definition's variables with Batch's own; plus
+the emulator's endpoint, Region and credentials.
 
 Podman speaks the same commands; whichever of `docker` and `podman` answers first is used.
 """
@@ -32,14 +34,13 @@ from typing import Mapping, Sequence
 from labbatch_contract import batch_reasons
 from labbatch_contract.references import CACHE_DIR_NAME
 from labbatch_contract.local_state import labbatch_home
-from labbatch.batch_layout import RUNNER_MOUNT, SCRATCH_MOUNT
+from labbatch_contract.batch_container import Container, Mount
+from labbatch.batch_layout import RUNNER_HOST_PATH, SCRATCH_MOUNT
 from labbatch.config import DEMO_IMAGE
 
 ENGINES = ("docker", "podman")
 DEMO_TAG = "labbatch-demo:local"
 RUNNER_IMAGE = "labbatch-runner:local"
-# Only what a job's container needs: the runner contract, Batch's own variables, and AWS access.
-PASSED_PREFIXES = ("LABBATCH_", "AWS_")
 ENGINE_TIMEOUT_SECONDS = 60
 OWNER_LABEL = "labbatch.local-pid"
 # A runner tree no lab has started with for this long, and no container mounts, is removed.
@@ -200,6 +201,8 @@ class ContainerSpec:
     image: str  # as the engine knows it
     create_argv: list[str]
     scratch: Path  # the attempt's own scratch directory (mounted at /scratch), removed after it
+    # Set: the container cannot be made here (the reason, Batch's CannotCreateContainerError form).
+    refusal: str | None = None
 
 
 @dataclass(frozen=True)
@@ -212,33 +215,37 @@ class ContainerRunner:
     def local_image(self, image: str) -> str:
         return self.images.get(image, image)
 
-    def spec(self, *, command: Sequence[str], env: Mapping[str, str], image: str, vcpus: int, memory_mib: int,
-             scratch: Path, name: str, labels: Mapping[str, str] | None = None,
-             reference_cache: Path | None = None, gpus: int = 0) -> ContainerSpec:
-        """`reference_cache`: the "instance's" reference cache, shared by every attempt. On AWS it is a
+    def spec(self, container: Container, *, scratch: Path, name: str, labels: Mapping[str, str] | None = None,
+             reference_cache: Path | None = None) -> ContainerSpec:
+        """`docker create` for what the agent would start (labbatch_contract.batch_container).
+
+        The instance's paths a definition mounts are this machine's: the runner tree, and the
+        attempt's own scratch directory for the scratch volume. A definition that mounts any
+        other instance path is refused rather than handed a path of this machine.
+        `reference_cache`: the "instance's" reference cache, shared by every attempt. On AWS it is a
         folder of the one scratch volume all jobs of an instance mount; here each attempt has its
         own scratch directory, so the shared cache is mounted into it at the same place."""
-        passed = dict(sorted((k, v) for k, v in env.items() if k.startswith(PASSED_PREFIXES)))
-        passed["LABBATCH_SCRATCH_DIR"] = SCRATCH_MOUNT
-        local_image = self.local_image(image)
+        host_paths = {RUNNER_HOST_PATH: str(self.runner_tree), SCRATCH_MOUNT: str(scratch)}
+        local_image = self.local_image(container.image)
+        strangers = sorted({m.source for m in container.mounts} - set(host_paths))
+        container = container.with_environment({"LABBATCH_SCRATCH_DIR": SCRATCH_MOUNT})
         # Which `labbatch local` made it: one that was killed outright leaves containers that the
         # next start removes (remove_orphans).
         labels = {**(labels or {}), OWNER_LABEL: str(os.getpid())}
+        cache = [Mount(str(reference_cache), f"{SCRATCH_MOUNT}/{CACHE_DIR_NAME}", False)] if reference_cache else []
         argv = [
-            self.engine, "create", "--pull", "never", "--name", name, "--network", "host",
-            "--cpus", str(vcpus), "--memory", f"{memory_mib}m", "--memory-swap", f"{memory_mib}m",
-            # As the ECS agent does on a GPU instance: the job gets that many GPUs (the API only
-            # admits GPU jobs when the engine has an NVIDIA runtime: nvidia_runtime()).
-            *(["--gpus", str(gpus)] if gpus else []),
-            "--volume", f"{self.runner_tree}:{RUNNER_MOUNT}:ro",
-            "--volume", f"{scratch}:{SCRATCH_MOUNT}",
-            *(["--volume", f"{reference_cache}:{SCRATCH_MOUNT}/{CACHE_DIR_NAME}"] if reference_cache else []),
+            self.engine, "create", "--pull", "never", "--name", name,
+            *container.create_options(host_paths=host_paths, extra_mounts=cache),
             *[arg for key, value in sorted(labels.items()) for arg in ("--label", f"{key}={value}")],
-            *[arg for key, value in passed.items() for arg in ("--env", f"{key}={value}")],
             local_image,
-            *command,
+            *container.command,
         ]
-        return ContainerSpec(engine=self.engine, name=name, image=local_image, create_argv=argv, scratch=scratch)
+        refusal = None if not strangers else batch_reasons.container_error(
+            batch_reasons.CANNOT_CREATE_CONTAINER,
+            f"the job definition mounts {', '.join(strangers)} of the instance; LabBatch's local instance has "
+            f"only {RUNNER_HOST_PATH} and {SCRATCH_MOUNT}")
+        return ContainerSpec(engine=self.engine, name=name, image=local_image, create_argv=argv, scratch=scratch,
+                             refusal=refusal)
 
 
 def inspect_state(engine: str, name: str) -> dict | None:

@@ -414,6 +414,11 @@ def _task_log(attempt: dict, following: Optional[dict], state: str, first: dict,
     if full and (following is not None or state in ("SYSTEM_ERROR", "CANCELED", "EXECUTOR_ERROR")):
         system_logs = [f"LabBatch failure class: {attempt.get('failure') or 'unknown'}",
                        f"reason: {attempt.get('status_reason') or ''}"]
+        # Batch's job reason for a task that never started is only "Task failed to start"; the
+        # container's (CannotPullContainerError: ...) is in the attempts, and engines show only this.
+        for number, tried in enumerate(attempt.get("attempts") or [], 1):
+            if tried.get("reason") and tried["reason"] != attempt.get("status_reason"):
+                system_logs.append(f"Batch attempt {number}: {tried['reason']}")
         error = (manifest or {}).get("error")
         if error:
             system_logs.append(f"runner: {error.get('code')}: {error.get('message')}")

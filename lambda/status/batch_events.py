@@ -8,6 +8,8 @@ still gets found.
 
 from __future__ import annotations
 
+import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -16,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from failure_classes import AttemptEvidence
 from labbatch_contract import runner_env
+from labbatch_contract.ids import job_id_from
+from labbatch_contract.names import NEXTFLOW_JOB_DEFINITION_PREFIX
 from labbatch_contract.ledger import FINAL_STATUSES, progress_of
 
 JOB_ID_ENV = runner_env.JOB_ID
@@ -35,8 +39,17 @@ class LogConfiguration(_Event):
     options: dict[str, str] = Field(default_factory=dict)
 
 
+class ResourceRequirement(_Event):
+    type: str
+    value: str
+
+
 class Container(_Event):
     environment: list[EnvironmentVariable] = Field(default_factory=list)
+    command: list[str] = Field(default_factory=list)
+    vcpus: int | None = None
+    memory: int | None = None
+    resourceRequirements: list[ResourceRequirement] = Field(default_factory=list)
     exitCode: int | None = None
     reason: str | None = None
     logStreamName: str | None = None
@@ -60,6 +73,9 @@ class JobDetail(_Event):
     jobId: str
     jobName: str | None = None
     jobQueue: str | None = None
+    jobDefinition: str | None = None
+    createdAt: int | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
     status: str
     statusReason: str | None = None
     attempts: list[AttemptDetail] = Field(default_factory=list)
@@ -101,10 +117,24 @@ class StatusUpdate:
     # A FAILED array child: what its ledger item keeps for GET /jobs/{id} (sample, reason,
     # exit_code, log, manifest, stopped_at; see labbatch_contract.ledger).
     child_detail: dict[str, Any] | None = None
+    # A job a workflow engine submitted itself (no LABBATCH_JOB_ID): what its ledger record is
+    # made of when the first event arrives (engine_jobs.py).
+    engine_job: EngineJob | None = None
 
     @property
     def is_final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class EngineJob:
+    engine: str
+    job_definition: str  # name, without revision
+    created_at: str | None
+    vcpus: int | None
+    memory_mib: int | None
+    work_dir: str | None  # the task's work directory, read from the command the engine gave it
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 class NotALabBatchJob(ValueError):
@@ -122,13 +152,18 @@ def parse_state_change(event: dict[str, Any]) -> StatusUpdate:
     change = BatchStateChange.model_validate(event)
     detail = change.detail
     env = {variable.name: variable.value for variable in detail.container.environment}
-    ledger_job_id = env.get(JOB_ID_ENV)
-    if not ledger_job_id:
-        raise NotALabBatchJob(f"Batch job {detail.jobId} has no {JOB_ID_ENV} in its environment")
-
     array = detail.arrayProperties
     child_index = array.index if array else None
     batch_job_id = detail.jobId.split(":", 1)[0] if child_index is not None else detail.jobId
+    ledger_job_id = env.get(JOB_ID_ENV)
+    engine_job = None
+    if not ledger_job_id:
+        engine_job = _engine_job(detail)
+        if engine_job is None:
+            raise NotALabBatchJob(f"Batch job {detail.jobId} has no {JOB_ID_ENV} in its environment, and its job "
+                                  f"definition {detail.jobDefinition!r} is no workflow engine's")
+        # The same id from every delivery of every event of this Batch job (and of its children).
+        ledger_job_id = job_id_from(detail.createdAt or 0, hashlib.sha256(batch_job_id.encode()).digest()[:10])
     log_group = None
     if detail.container.logConfiguration is not None:
         log_group = detail.container.logConfiguration.options.get("awslogs-group")
@@ -153,7 +188,26 @@ def parse_state_change(event: dict[str, Any]) -> StatusUpdate:
         job_name=detail.jobName,
         job_queue=detail.jobQueue,
         evidence=_evidence(detail),
+        engine_job=engine_job,
     )
+
+
+def _engine_job(detail: JobDetail) -> EngineJob | None:
+    """Nextflow's awsbatch executor registers `nf-<image>` job definitions and submits
+    `bash -o pipefail -c '... <aws> s3 cp ... <workDir>/.command.run - | bash ...'`
+    (nf-amazon 3.10.2: AwsBatchTaskHandler.normalizeJobDefinitionName, AwsBatchExecutor.s3Cmd)."""
+    definition = (detail.jobDefinition or "").rsplit("/", 1)[-1].split(":", 1)[0]
+    if not definition.startswith(NEXTFLOW_JOB_DEFINITION_PREFIX):
+        return None
+    resources = {r.type: r.value for r in detail.container.resourceRequirements}
+    vcpus = int(resources["VCPU"]) if resources.get("VCPU", "").isdigit() else detail.container.vcpus
+    memory = int(resources["MEMORY"]) if resources.get("MEMORY", "").isdigit() else detail.container.memory
+    work = next((m.group(1) for arg in detail.container.command for m in [_NEXTFLOW_RUN.search(arg)] if m), None)
+    return EngineJob(engine="nextflow", job_definition=definition, created_at=iso_from_millis(detail.createdAt),
+                     vcpus=vcpus, memory_mib=memory, work_dir=work, tags=dict(detail.tags))
+
+
+_NEXTFLOW_RUN = re.compile(r"(s3://\S+?)/\.command\.run\b")
 
 
 def _evidence(detail: JobDetail) -> list[AttemptEvidence]:

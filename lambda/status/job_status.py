@@ -32,6 +32,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
+import engine_jobs
 import failure_notice
 import recovery
 from batch_events import NotALabBatchJob, StatusUpdate, parse_state_change
@@ -88,6 +89,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return {"applied": False, "reason": "malformed event"}
 
     logger.append_keys(job_id=update.ledger_job_id, batch_job_id=update.batch_job_id)
+    if update.engine_job is not None and not adopt_engine_job(settings, ledger, update):
+        return {"applied": False, "reason": "an engine's job on another lab's queue"}
     record = None
     prepared = None
     if update.status == "FAILED":
@@ -96,7 +99,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             update = describe_failed_child(update, record)
         else:
             update = dataclasses.replace(update, failure=classify_failure(update, record))
-            if record is not None:
+            if record is not None and update.engine_job is None:
                 prepared = prepare_recovery(settings, ledger, update, record)
     applied = ledger.apply(
         update,
@@ -120,6 +123,18 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                                                            applied=applied, recovery=outcome):
         answer["notified"] = notify(settings.lab, record, update, outcome)
     return answer
+
+
+def adopt_engine_job(settings: LabSettings, ledger: StatusLedger, update: StatusUpdate) -> bool:
+    """Makes the record of a job an engine submitted itself, once; False when it is not this lab's."""
+    record = engine_jobs.engine_record(settings, update)
+    if record is None:
+        logger.warning("An engine's job on a queue that is not this lab's; dropped",
+                       extra={"job_queue": update.job_queue})
+        return False
+    if ledger.create_pending_once(record):
+        logger.info("Recorded a job submitted by an engine", extra={"engine": update.engine_job.engine})
+    return True
 
 
 def notify(lab: str, record: dict[str, Any], update: StatusUpdate, outcome: dict[str, Any] | None) -> bool:

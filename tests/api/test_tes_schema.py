@@ -132,6 +132,17 @@ def test_get_and_list_answers_validate_in_every_view_and_state(tes_lab, tasks_in
             assert item == get(tes_lab, item["id"], view)
 
 
+def test_a_task_that_cannot_start_says_why_in_its_system_logs(tes_lab):
+    # What an engine shows of a failed task (Snakemake's plugin, nf-ga4gh): Batch's job reason is
+    # only "Task failed to start"; the image pull's error must reach the TES answer too.
+    task_id = create(tes_lab, task(name="unpullable"))
+    fail(tes_lab, task_id, "cannot_pull_container")
+    # LabBatch tries a task that failed to start once more (tes.recovery): the failed attempt's log says why.
+    log = get(tes_lab, task_id, "FULL")["logs"][0]
+    assert any(line.startswith("Batch attempt 1: ") and "CannotPullContainerError: Error response from daemon: pull "
+               "access denied" in line for line in log["system_logs"]), log["system_logs"]
+
+
 def test_a_reclaimed_task_is_recovered_listed_once_and_followed(tes_lab):
     # A task is recovered as a pipeline's job (the lab's tes.recovery): all spot attempts reclaimed
     # -> once more on on-demand, same job definition and task document. GET and the list show the

@@ -149,7 +149,7 @@ def test_user_data_is_mime_multipart_and_mounts_scratch(synthesized):
     assert "size_bytes=$(( 100 * 1024 * 1024 * 1024 ))" in text
     # Idempotent, because the unit runs on every boot: the fstab line mounts it first.
     assert "if ! mountpoint -q /scratch; then" in text
-    assert "grep -q ' /scratch xfs ' /etc/fstab || echo \"$dev /scratch xfs defaults,noatime,nofail 0 2\"" in text
+    assert "grep -q ' /scratch xfs ' /etc/fstab || echo \"UUID=$uuid /scratch xfs defaults,noatime,nofail 0 2\"" in text
     # Docker keeps its image storage on the root volume.
     assert "/var/lib/docker" not in text
 

@@ -20,6 +20,7 @@ PAY_PER_USE = {
     "AWS::EC2::RouteTable", "AWS::EC2::SubnetRouteTableAssociation", "AWS::EC2::Route",
     "AWS::EC2::InternetGateway", "AWS::EC2::VPCGatewayAttachment", "AWS::EC2::SecurityGroup",
     "AWS::EC2::LaunchTemplate", "AWS::EC2::FlowLog", "AWS::SQS::QueuePolicy", "AWS::IAM::Role", "AWS::IAM::Policy",
+    "AWS::IAM::ManagedPolicy",  # IAM is free (the lab's Nextflow policy)
     "AWS::IAM::InstanceProfile", "AWS::Batch::ComputeEnvironment", "AWS::Batch::JobQueue",
     "AWS::Batch::JobDefinition", "AWS::Logs::LogGroup", "AWS::Lambda::Function", "AWS::Lambda::Permission",
     "AWS::ApiGateway::RestApi", "AWS::ApiGateway::Resource", "AWS::ApiGateway::Method", "AWS::ApiGateway::Authorizer",

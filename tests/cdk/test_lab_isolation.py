@@ -90,6 +90,9 @@ def test_job_role_reads_inputs_and_references_and_writes_only_results(synthesize
             writes |= set(rendered)
         else:
             reads |= set(rendered)
-    assert all(f"labbatch-{lab}-results-" in w and w.endswith("/jobs/*") for w in writes)
+    # jobs/ for LabBatch's jobs, nextflow/ for Nextflow's work directories (and tes/ on a TES lab).
+    assert all(f"labbatch-{lab}-results-" in w and w.endswith(("/jobs/*", "/nextflow/*")) for w in writes)
     kinds = {re.search(rf"labbatch-{lab}-(\w+)-", r).group(1) for r in reads}
-    assert kinds == {"inputs", "references"}
+    assert kinds == {"inputs", "references", "results"}
+    # Of results, a job reads only Nextflow's work prefix (its tasks stage from it) and lists the bucket.
+    assert all("/" not in r.split(":::", 1)[1] or r.endswith("/nextflow/*") for r in reads if "-results-" in r)

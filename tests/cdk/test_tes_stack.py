@@ -133,12 +133,15 @@ def test_job_roles_have_the_names_the_handler_passes_and_write_tes_outputs(tes_l
     granted = job_role_grants(compute)
     results = "labbatch-flow-results-"
     # Engines inside a task (Snakemake's S3 storage) use tes/ as their work prefix: read, write,
-    # delete and list it, and HeadBucket the results bucket. Nothing else of results but jobs/.
-    tes_objects = {r for r in granted["s3:GetObject"] if results in r}
-    assert len(tes_objects) == 1 and next(iter(tes_objects)).endswith("/tes/*")
+    # delete and list it, and HeadBucket the results bucket. Nothing else of results but jobs/ and
+    # Nextflow's work prefix (tests/cdk/test_nextflow_access.py).
+    tes_objects = {r for r in granted["s3:GetObject"] if results in r and r.endswith("/tes/*")}
+    assert len(tes_objects) == 1
+    bucket_objects = next(iter(tes_objects))[:-len("tes/*")]
+    assert {r for r in granted["s3:GetObject"] if results in r} == tes_objects | {bucket_objects + "nextflow/*"}
     assert {r for r in granted["s3:PutObject"] if results in r} == tes_objects | {
-        next(iter(tes_objects))[:-len("tes/*")] + "jobs/*"}
-    assert granted["s3:DeleteObject"] == tes_objects
+        bucket_objects + "jobs/*", bucket_objects + "nextflow/*"}
+    assert granted["s3:DeleteObject"] == tes_objects | {bucket_objects + "nextflow/*"}
     assert any(r.startswith("arn:") and r.split(":::")[-1].startswith(results) and "/" not in r.split(":::")[-1]
                for r in granted["s3:ListBucket"])
 
@@ -151,10 +154,12 @@ def job_role_grants(compute: dict) -> dict[str, set[str]]:
     return granted
 
 
-def test_without_tes_the_job_role_neither_lists_nor_deletes_results(synthesized):
+def test_without_tes_the_job_role_deletes_only_in_nextflows_work_prefix(synthesized):
     granted = job_role_grants(synthesized["example"].compute_json)
-    assert "s3:DeleteObject" not in granted
-    assert not any("-results-" in r for r in granted["s3:ListBucket"])
+    (deletes,) = granted["s3:DeleteObject"]
+    assert "labbatch-example-results-" in deletes and deletes.endswith("/nextflow/*")
+    # Nextflow's nxf_s3_download runs `aws s3 ls` to tell a file from a folder: the results bucket is listed.
+    assert any("-results-" in r for r in granted["s3:ListBucket"])
 
 
 def test_settings_turn_tes_on_with_the_roles(tes_labs):

@@ -246,7 +246,7 @@ def test_no_sub_command_prints_help_and_exits_2(capsys):
 def test_every_sub_command_is_registered_once_in_the_table():
     names = [command.name for command in COMMANDS]
 
-    assert names == ["submit", "status", "list", "cancel", "wait", "pipelines", "why", "upload", "results", "logs",
+    assert names == ["submit", "status", "list", "cancel", "wait", "pipelines", "why", "upload", "results", "download", "logs",
                      "doctor", "tes-proxy", "token", "engine-config", "local", "demo", "cost"]
     assert len(set(names)) == len(names)
 

@@ -125,9 +125,11 @@ def tasks_url_of(engine: str, url: str) -> str:
                    # the lab is local (write_local_state): the driver reaches its S3 emulator
                    "--storage-s3-endpoint-url http://127.0.0.1:1", f"AWS_ACCESS_KEY_ID={KEY} ",
                    f"AWS_SECRET_ACCESS_KEY={SECRET} ", f"AWS_DEFAULT_REGION={REGION}",
-                   f"--storage-s3-region {REGION}"]),
+                   f"--storage-s3-region {REGION}",
+                   # local mode pulls nothing: the plugin's default snakemake/snakemake image is not here
+                   "--container-image labbatch-snakemake:local"]),
     ("nextflow", ["process.executor = 'tes'", "tes.endpoint = '{api}/ga4gh/tes'", "tes.oauthToken = '{token}'",
-                  "workDir = 's3://{results}/tes/nextflow/work'", "id 'nf-ga4gh'"]),
+                  "workDir = 's3://{results}/tes/nextflow/work'", "id 'nf-ga4gh@1.4.2'"]),
     ("toil", ["--batchSystem tes", "--tesEndpoint {api}/ga4gh/tes ", "--tesUser labbatch --tesPassword {token}",
               "s3://{results}/tes/toil/"]),
     ("cromwell", ['endpoint = "{api}/ga4gh/tes/v1/tasks"', 'root = "s3://{results}/tes/cromwell"',
@@ -137,11 +139,12 @@ def tasks_url_of(engine: str, url: str) -> str:
 def test_engine_config_prints_each_engines_url_form_token_and_work_prefix(token_lab, capsys, engine, expected):
     token, record = tokens.new_token(owner=CALLER)
     token_lab.api.records[record["job_id"]] = record
-    code, out, err = run(capsys, "engine-config", engine, "--token", token)
+    tes = ("--tes",) if engine == "nextflow" else ()  # nextflow's TES form; its native one is tested apart
+    code, out, err = run(capsys, "engine-config", engine, *tes, "--token", token)
     assert code == 0, err
     for fragment in expected:
         assert fragment.format(api=token_lab.url, token=token, results=RESULTS) in out
-    code, out, _ = run(capsys, "engine-config", engine, "--token", token, "--json")
+    code, out, _ = run(capsys, "engine-config", engine, *tes, "--token", token, "--json")
     config = json.loads(out)
     assert config["work_prefix"] == f"s3://{RESULTS}/tes/"
     assert tasks_url_of(engine, config["url"]) == f"{token_lab.url}/ga4gh/tes/v1/tasks"
@@ -182,3 +185,29 @@ def test_engine_config_refuses_a_dead_token(token_lab, capsys):
 def test_engine_config_against_a_deployed_api_url():
     config = engine_config("nextflow", "https://abc.execute-api.eu-west-1.amazonaws.com/v1/", "T", "bucket")
     assert config["url"] == "https://abc.execute-api.eu-west-1.amazonaws.com/v1/ga4gh/tes"
+
+
+class TesOffApi(TokenApi):
+    """A lab whose lab file lists no tes.allowed_images: its handler answers every TES path with
+    403 tes_disabled (lambda/api/tes_routes.py), and its front has no token routes (SigV4 only)."""
+
+    def __call__(self, event: dict, _context: object) -> dict:
+        if event["path"].startswith("/ga4gh/"):
+            return _ok(403, {"error": {"code": "tes_disabled", "message": "lab example has no TES endpoint: "
+                                       "tes.allowed_images is empty in its lab file (labs/example.yaml)",
+                                       "details": {"field": "tes.allowed_images"}}})
+        return super().__call__(event, _context)
+
+
+@pytest.mark.parametrize("engine", ["snakemake", "toil"])
+def test_engine_config_on_a_lab_without_tes_names_tes_allowed_images_and_mints_nothing(write_local_state, capsys,
+                                                                                      engine):
+    api = TesOffApi()
+    with LocalApiGateway(api, region=REGION, credentials=(KEY, SECRET), caller_arn=CALLER,
+                         account_id=ACCOUNT) as gateway:  # no token_check: TES is off
+        write_local_state("example", gateway.url)
+        code, out, err = run(capsys, "engine-config", engine)
+    assert code != 0 and out == ""
+    assert "tes_disabled" in err and "tes.allowed_images" in err and "allowed_images: [" in err, err
+    assert "Bearer" not in err and "AWS4-HMAC-SHA256" not in err
+    assert api.records == {}  # no token minted for a lab that cannot use it

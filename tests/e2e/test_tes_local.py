@@ -435,9 +435,9 @@ def test_a_revoked_token_is_refused(tes_lab):
 
 def test_engine_config_from_a_running_local_lab_reaches_the_tasks_route(tes_lab):
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, "LABBATCH_HOME": str(tes_lab.home)}
-    for engine in ("snakemake", "nextflow", "toil", "cromwell"):
-        config = json.loads(subprocess.run([LABBATCH, "engine-config", engine, "--lab", "example", "--json"], env=env,
-                                           capture_output=True, text=True, check=True).stdout)
+    for engine, *extra in (["snakemake"], ["nextflow", "--tes"], ["toil"], ["cromwell"]):
+        config = json.loads(subprocess.run([LABBATCH, "engine-config", engine, *extra, "--lab", "example", "--json"],
+                                           env=env, capture_output=True, text=True, check=True).stdout)
         assert config["auth"]["bearer"] == tes_lab.info["tes_token"]
         tasks = config["url"] if engine == "cromwell" else config["url"] + "/v1/tasks"
         answer = requests.get(tasks, headers={"Authorization": f"Bearer {config['auth']['bearer']}"}, timeout=30)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -147,5 +148,50 @@ def test_snakemake_runs_a_workflow_on_the_lab(tmp_path, executor):
         assert all(t.executors[0].image == SNAKEMAKE_TAG for t in tasks)
         if executor == "host":
             assert not Path("/tmp/conda").exists()  # every task's `mkdir /tmp/conda` was in its own /tmp
+    finally:
+        assert lab.stop() == 0
+
+
+GOOD_SNAKEFILE = SNAKEFILE.replace('input: "summary.tsv", "broken.txt"', 'input: "summary.tsv"')
+
+
+def test_the_printed_snakemake_command_runs_as_printed_on_a_local_lab(tmp_path):
+    """What a new user does: paste the two lines `labbatch engine-config snakemake` prints into a
+    shell in the workflow's directory. Nothing added: the printed command must name an image local
+    mode has (the plugin's default, snakemake/snakemake, is on no local engine)."""
+    require_snakemake()
+    require_engine_and_images(SNAKEMAKE_TAG)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    # The user's shell has Snakemake's environment first on PATH (`make engines`).
+    env["PATH"] = os.pathsep.join([str(SNAKEMAKE.parent), env.get("PATH", os.defpath)])
+    lab = start_local(tmp_path, labs_dir=snakemake_lab_dir(tmp_path), containers=True, env=env)
+    try:
+        env["LABBATCH_HOME"] = str(lab.home)
+        printed = subprocess.run([LABBATCH, "engine-config", "snakemake", "--lab", "example"], env=env,
+                                 capture_output=True, text=True, check=True).stdout
+        export, command = printed.strip().splitlines()[-2:]
+        assert export.startswith("export ") and command.startswith("snakemake ")
+        assert f"--container-image {SNAKEMAKE_TAG}" in command
+        prefix = shlex.split(command)[shlex.split(command).index("--default-storage-prefix") + 1]
+        results = lab.info["buckets"]["results"]
+        key_prefix = prefix[len(f"s3://{results}/"):].rstrip("/") + "/"
+        rng = random.Random(2811)
+        expected = []
+        for sample in SAMPLES:
+            fasta = random_fasta(rng)
+            lab.put("results", f"{key_prefix}reads/{sample}.fa", fasta.encode())
+            sequences = [block.split("\n", 1)[1].replace("\n", "") for block in fasta.split(">")[1:]]
+            expected.append(f"{sample}\t{len(sequences)}\t{sum(map(len, sequences))}")
+        workdir = tmp_path / "workflow"
+        workdir.mkdir()
+        (workdir / "Snakefile").write_text(GOOD_SNAKEFILE)
+
+        run = subprocess.run(["bash", "-c", f"{export}\n{command}\n"], cwd=workdir, env=env, capture_output=True,
+                             text=True, timeout=900)
+
+        log = run.stdout + run.stderr
+        assert run.returncode == 0, log
+        summary = lab.s3().get_object(Bucket=results, Key=f"{key_prefix}summary.tsv")["Body"].read().decode()
+        assert summary.splitlines() == sorted(expected), log
     finally:
         assert lab.stop() == 0

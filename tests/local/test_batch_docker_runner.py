@@ -8,7 +8,9 @@ import argparse
 import os
 import sys
 
-from labbatch.batch_layout import RUNNER_LAUNCH, RUNNER_MOUNT
+from labbatch_contract.batch_container import container_for
+from labbatch.batch_layout import JOB_MOUNTS, RUNNER_LAUNCH, RUNNER_MOUNT
+from labbatch.local.batch.registration import mounts_properties as _mounts
 from labbatch.local import command as local_command
 from labbatch.batch_layout import on_host as host_command
 from labbatch.local.docker_runner import DEMO_TAG, ContainerRunner, container_name, image_missing_reason
@@ -16,30 +18,48 @@ from labbatch.local.docker_runner import DEMO_TAG, ContainerRunner, container_na
 from test_batch_helpers import ON_DEMAND_QUEUE, local_batch, wait_for
 
 
-def test_create_argv_limits_resources_mounts_runner_and_scratch_and_passes_only_the_jobs_variables(tmp_path):
+def _definition(image: str, command: list[str], vcpus: int, memory_mib: int, **extra) -> dict:
+    return {"containerProperties": {
+        "image": image, "command": command,
+        "environment": [{"name": "LABBATCH_SCRATCH_DIR", "value": "/scratch"}],
+        "resourceRequirements": [{"type": "VCPU", "value": str(vcpus)}, {"type": "MEMORY", "value": str(memory_mib)}],
+        **_mounts(JOB_MOUNTS), **extra}}
+
+
+def test_create_argv_is_the_agents_container_with_the_instances_paths_mapped_to_this_machine(tmp_path):
+    container = container_for(
+        _definition("demo", [*RUNNER_LAUNCH, "fastq-stats", "{input}"], 2, 4096),
+        overrides={"environment": [{"name": "LABBATCH_JOB_ID", "value": "j-1"}]},
+    ).with_environment({"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_BATCH_JOB_ATTEMPT": "1"})
     runner = ContainerRunner("docker", tmp_path / "tree")
-    spec = runner.spec(
-        command=[*RUNNER_LAUNCH, "fastq-stats", "{input}"],
-        env={"LABBATCH_JOB_ID": "j-1", "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_BATCH_JOB_ATTEMPT": "1",
-             "LABBATCH_SCRATCH_DIR": "/host/scratch", "HOME": "/root", "PATH": "/usr/bin"},
-        image="demo", vcpus=2, memory_mib=4096, scratch=tmp_path / "attempt", name="labbatch-j-1-a1",
-        labels={"labbatch.attempt": "1"})
+    spec = runner.spec(container, scratch=tmp_path / "attempt", name="labbatch-j-1-a1",
+                       labels={"labbatch.attempt": "1"}, reference_cache=tmp_path / "cache")
     assert spec.image == DEMO_TAG and spec.name == "labbatch-j-1-a1" and spec.scratch == tmp_path / "attempt"
+    assert spec.refusal is None
     assert spec.create_argv == [
         "docker", "create", "--pull", "never", "--name", "labbatch-j-1-a1", "--network", "host",
-        "--cpus", "2", "--memory", "4096m", "--memory-swap", "4096m",
-        "--volume", f"{tmp_path / 'tree'}:{RUNNER_MOUNT}:ro", "--volume", f"{tmp_path / 'attempt'}:/scratch",
-        "--label", "labbatch.attempt=1", "--label", f"labbatch.local-pid={os.getpid()}",
+        "--cpu-shares", "2048", "--memory", "4096m", "--memory-swap", "4096m",
+        "--volume", f"{tmp_path / 'attempt'}:/scratch", "--volume", f"{tmp_path / 'tree'}:{RUNNER_MOUNT}:ro",
+        "--volume", f"{tmp_path / 'cache'}:/scratch/labbatch-cache",
         "--env", "AWS_BATCH_JOB_ATTEMPT=1", "--env", "AWS_ENDPOINT_URL=http://127.0.0.1:9",
         "--env", "LABBATCH_JOB_ID=j-1", "--env", "LABBATCH_SCRATCH_DIR=/scratch",
+        "--label", "labbatch.attempt=1", "--label", f"labbatch.local-pid={os.getpid()}",
         DEMO_TAG, *RUNNER_LAUNCH, "fastq-stats", "{input}"]
     assert "--entrypoint" not in spec.create_argv  # the image's own ENTRYPOINT, as Batch leaves it
 
 
+def test_a_definition_mounting_another_instance_path_is_refused_not_given_this_machines(tmp_path):
+    definition = _definition("demo", ["true"], 1, 512)
+    definition["containerProperties"]["volumes"].append({"name": "home", "host": {"sourcePath": "/home/ec2-user"}})
+    definition["containerProperties"]["mountPoints"].append({"sourceVolume": "home", "containerPath": "/home/ec2-user"})
+    spec = ContainerRunner("docker", tmp_path).spec(container_for(definition), scratch=tmp_path / "a", name="n")
+    assert spec.refusal == ("CannotCreateContainerError: the job definition mounts /home/ec2-user of the instance; "
+                            f"LabBatch's local instance has only {RUNNER_MOUNT} and /scratch")
+
+
 def test_registry_images_run_as_named_and_podman_is_the_same_commands(tmp_path):
     spec = ContainerRunner("podman", tmp_path).spec(
-        command=["bwa"], env={}, image="quay.io/biocontainers/bwa:0.7.18", vcpus=1, memory_mib=512,
-        scratch=tmp_path, name="n")
+        container_for(_definition("quay.io/biocontainers/bwa:0.7.18", ["bwa"], 1, 512)), scratch=tmp_path, name="n")
     assert spec.create_argv[:2] == ["podman", "create"] and spec.create_argv[-2:] == [
         "quay.io/biocontainers/bwa:0.7.18", "bwa"]
 

@@ -11,6 +11,7 @@ from labbatch.loader import parse_lab
 from labbatch.local import lab as local_lab
 from labbatch.local.batch.registration import registration
 from labbatch.local.docker_runner import ContainerRunner, nvidia_runtime
+from labbatch_contract import batch_container
 from tests.cdk.conftest import pools_data
 
 LAB = parse_lab(pools_data(), "pools.yaml")
@@ -43,12 +44,17 @@ def test_a_gpu_pool_gives_no_gpu_without_an_nvidia_runtime_and_says_what_it_woul
 
 
 def test_a_gpu_jobs_container_gets_its_gpus(tmp_path):
+    # As the ECS agent starts it: the definition's GPU requirement (labbatch_contract.batch_container).
+    definitions = {d.name: d for d in registration(layout(LAB), LAB.name)["job_definitions"]}
     runner = ContainerRunner("docker", tmp_path / "tree")
-    common = dict(command=["dorado"], env={}, image="ontresearch/dorado:latest", vcpus=4, memory_mib=14000,
-                  scratch=tmp_path / "attempt", name="labbatch-j-1-a1")
-    argv = runner.spec(**common, gpus=2).create_argv
-    assert argv[argv.index("--gpus") + 1] == "2"
-    assert "--gpus" not in runner.spec(**common).create_argv
+
+    def argv(name: str) -> list[str]:
+        container = batch_container.container_for(definitions[name].request())
+        return runner.spec(container, scratch=tmp_path / "attempt", name="labbatch-j-1-a1").create_argv
+
+    gpu = argv("labbatch-pools-basecall")
+    assert gpu[gpu.index("--gpus") + 1] == "1"
+    assert "--gpus" not in argv("labbatch-pools-align")
 
 
 def _engine(tmp_path, name: str, runtimes: str) -> str:

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from labbatch.cli import _pipelines_table
+from labbatch_contract.batch_container import container_for
 from labbatch.loader import parse_lab
 from labbatch.local import lab as local_lab
 from labbatch.local.command import local_mode_lines
@@ -72,7 +73,9 @@ def test_the_job_definitions_registered_locally_agree_and_keep_the_labs_images()
 def test_the_container_runner_runs_the_stand_in(tmp_path):
     lab = core()
     runner = ContainerRunner("docker", tmp_path, images={"demo": DEMO_TAG, **local_lab.stand_ins(lab)})
-    spec = runner.spec(command=["bwa"], env={}, image=BWA, vcpus=4, memory_mib=15_078, scratch=tmp_path, name="n")
+    definition = {"containerProperties": {"image": BWA, "command": ["bwa"], "resourceRequirements": [
+        {"type": "VCPU", "value": "4"}, {"type": "MEMORY", "value": "15078"}]}}
+    spec = runner.spec(container_for(definition), scratch=tmp_path, name="n")
     assert spec.image == "labbatch-bwa:local" and spec.create_argv[-2:] == ["labbatch-bwa:local", "bwa"]
     assert runner.local_image("demo") == DEMO_TAG and runner.local_image("ubuntu:24.04") == "ubuntu:24.04"
 

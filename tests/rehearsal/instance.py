@@ -94,6 +94,24 @@ def shell_parts(document: bytes) -> list[str]:
             if part.get_content_type() == "text/x-shellscript"]
 
 
+# What AWS Batch merges into a launch template's MIME user data so that the instance joins the
+# compute environment's cluster (Batch user guide, "Launch template support": it merges only
+# MIME multi-part user data). Its exact text is Batch's; its effect is this line.
+BATCH_CLUSTER = "AWSBatch-labbatch-example-spot-rehearsal"
+BATCH_PART = f"#!/bin/bash\necho ECS_CLUSTER={BATCH_CLUSTER} >> /etc/ecs/ecs.config\n"
+
+
+def with_batch_part(document: bytes, *, first: bool) -> bytes:
+    """The launch template's user data as an instance gets it once Batch has merged its part in,
+    before or after the template's own parts."""
+    parts = [part for part in email.message_from_bytes(document).walk() if not part.is_multipart()]
+    batch = MIMEText(BATCH_PART, "x-shellscript", "utf-8")
+    merged = MIMEMultipart()
+    for part in ([batch, *parts] if first else [*parts, batch]):
+        merged.attach(part)
+    return merged.as_bytes()
+
+
 def multipart_user_data(script: str) -> bytes:
     """A MIME multi-part user data with one shell part, shaped like the launch template's."""
     message = MIMEMultipart()
@@ -112,6 +130,8 @@ class Instance:
     docker_after_cloud_final: bool = True
     scratch_device: str = "/dev/xvdb"
     image: str = IMAGE
+    # More `docker run` volume arguments (`-v`, `host:container[:ro]`): the agent, its spool, a registry.
+    volumes: list[str] = field(default_factory=list)
     workdir: Path = field(init=False)
     loop: str | None = field(default=None, init=False)
     container: str | None = field(default=None, init=False)
@@ -147,11 +167,18 @@ class Instance:
             self.started_at = time.monotonic()
             run("docker", "run", "-d", "--name", self.container, "--hostname", self.name, "--label", f"{LABEL}=1",
                 *RUN_FLAGS, "--device", f"{self.loop}:{self.scratch_device}",
-                "-v", f"{self.workdir / 'docker'}:/var/lib/docker", *mounts, self.image, "/sbin/init")
+                "-v", f"{self.workdir / 'docker'}:/var/lib/docker", *mounts,
+                *[arg for volume in self.volumes for arg in ("-v", volume)], self.image, "/sbin/init")
         except BaseException:
             self.remove()
             raise
         return self
+
+    def reboot(self) -> None:
+        """`docker restart`: systemd stops everything and boots again on the same disk and devices."""
+        assert self.container
+        run("docker", "restart", "--time", "20", self.container, timeout=120)
+        self.started_at = time.monotonic()
 
     def remove(self) -> None:
         if self.container:

@@ -14,8 +14,9 @@ import time
 
 import pytest
 
-from tests.rehearsal.instance import (STANDIN_MARKER, STANDIN_RUNNER_IMAGE, UNREACHABLE_RUNNER_IMAGE, Instance,
-                                      launch_template_user_data, multipart_user_data, shell_parts)
+from tests.rehearsal.instance import (BATCH_CLUSTER, STANDIN_MARKER, STANDIN_RUNNER_IMAGE, UNREACHABLE_RUNNER_IMAGE,
+                                      Instance, launch_template_user_data, multipart_user_data, shell_parts,
+                                      with_batch_part)
 from tests.rehearsal.old_boot import OLD_USER_DATA_SCRIPT
 
 # Bounds, counted from `docker start`. A boot here reaches the end of cloud-final in 2-5 s and
@@ -40,9 +41,11 @@ def instances(example_compute):
     """All four instances, started together; every one removed (container, loop device, files)
     however the tests end."""
     template, scratch_gib = example_compute
+    ours = launch_template_user_data(template, STANDIN_RUNNER_IMAGE)
     specs = {
-        NEW: (launch_template_user_data(template, STANDIN_RUNNER_IMAGE), True),
-        NEW_DEBIAN_ORDER: (launch_template_user_data(template, STANDIN_RUNNER_IMAGE), False),
+        # Batch's part merged in after the template's parts on one, before them on the other.
+        NEW: (with_batch_part(ours, first=False), True),
+        NEW_DEBIAN_ORDER: (with_batch_part(ours, first=True), False),
         OLD: (multipart_user_data(OLD_USER_DATA_SCRIPT.replace("{IMAGE_URI}", STANDIN_RUNNER_IMAGE)), True),
         UNREACHABLE: (launch_template_user_data(template, UNREACHABLE_RUNNER_IMAGE), True),
     }
@@ -100,10 +103,21 @@ def test_scratch_is_mounted_as_xfs_with_its_fstab_line(instances):
                              == "active", CLOUD_FINAL_BOUND) is not None, instance.diagnostics()
     found = instance.sh("findmnt -no SOURCE,FSTYPE /scratch").stdout.split()
     assert found == ["/dev/xvdb", "xfs"], found
+    uuid = instance.sh("blkid -s UUID -o value /dev/xvdb").stdout.strip()
     fstab = instance.sh("cat /etc/fstab").stdout.splitlines()
-    assert fstab.count("/dev/xvdb /scratch xfs defaults,noatime,nofail 0 2") == 1, fstab
+    assert uuid and fstab.count(f"UUID={uuid} /scratch xfs defaults,noatime,nofail 0 2") == 1, fstab
     assert instance.sh("stat -c %a /scratch /scratch/labbatch-cache").stdout.split() == ["1777", "1777"]
-    assert "ECS_ENABLE_SPOT_INSTANCE_DRAINING=true" in instance.sh("cat /etc/ecs/ecs.config").stdout
+
+
+@pytest.mark.parametrize("name", [NEW, NEW_DEBIAN_ORDER])
+def test_the_agent_gets_batchs_cluster_and_ours_settings_whichever_part_runs_first(instances, name):
+    """Batch merges its own part (ECS_CLUSTER) into the user data: neither part may clobber the
+    other's ecs.config lines, or the instance joins no compute environment."""
+    instance = instances[name]
+    assert instance.wait_for(lambda: instance.cloud_final() == "done", CLOUD_FINAL_BOUND) is not None
+    config = instance.sh("cat /etc/ecs/ecs.config").stdout.splitlines()
+    assert config.count(f"ECS_CLUSTER={BATCH_CLUSTER}") == 1, config
+    assert config.count("ECS_ENABLE_SPOT_INSTANCE_DRAINING=true") == 1, config
 
 
 @pytest.mark.parametrize("name", [NEW, NEW_DEBIAN_ORDER])
@@ -144,3 +158,23 @@ def test_with_no_registry_the_agent_stays_stopped_and_the_reason_is_kept(instanc
     assert reason.startswith(f"could not install the runner tree from {UNREACHABLE_RUNNER_IMAGE} (3 tries):"), reason
     assert "connection refused" in reason, reason
     assert instance.sh("test -e /opt/labbatch/runner").returncode != 0  # no half tree either
+
+
+def test_a_reboot_keeps_scratch_and_the_tree_and_starts_the_agent_again(instances):
+    """Last in the module: it restarts the instance the others looked at. User data does not run
+    again (cloud-init runs it once per instance); the boot units do, and find their work done."""
+    instance = instances[NEW]
+    assert instance.wait_for(lambda: instance.unit("ecs.service", "ActiveState")["ActiveState"] == "active",
+                             CLOUD_FINAL_BOUND) is not None, instance.diagnostics()
+    instance.sh("touch /scratch/kept-across-reboot")
+    instance.reboot()
+    started = instance.wait_for(lambda: instance.unit("ecs.service", "ActiveState")["ActiveState"] == "active",
+                                CLOUD_FINAL_BOUND)
+    assert started is not None, f"the agent did not start after the reboot:\n{instance.diagnostics()}"
+    assert instance.sh("findmnt -no FSTYPE /scratch").stdout.strip() == "xfs"
+    assert instance.sh("test -f /scratch/kept-across-reboot").returncode == 0  # the same volume, not a new one
+    assert instance.sh("cat /run/ecs-agent-started").stdout.split()[-1] == "tree=complete"
+    assert len(instance.sh("grep ' /scratch xfs ' /etc/fstab").stdout.splitlines()) == 1
+    config = instance.sh("cat /etc/ecs/ecs.config").stdout.splitlines()
+    assert config.count(f"ECS_CLUSTER={BATCH_CLUSTER}") == 1, config  # user data did not run twice
+    assert not instance.sh("ls /var/lib/labbatch/boot").stdout.strip()

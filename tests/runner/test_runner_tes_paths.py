@@ -159,7 +159,7 @@ def test_task_paths_land_on_scratch_and_outputs_upload_through_the_links(lab, tm
                         {"path": f"{root}/data/out/*.txt", "url": f"{results}/w/", "path_prefix": f"{root}/data/"},
                         {"path": f"{root}/data/out", "url": f"{results}/dir", "type": "DIRECTORY"},
                         {"path": f"{root}/data/where.json", "url": f"{results}/where.json"}],
-            "executors": [{"command": ["mkdir", f"{root}/data/out"]},
+            "executors": [{"command": ["mkdir", "-p", f"{root}/data/out"]},
                           {"command": [sys.executable, "-c", WHERE_TOOL, str(root)], "stdout": f"{root}/data/where.json"}]}
     env = lab.runner_env(inputs=[], LABBATCH_TES_TASK=json.dumps(task), LABBATCH_TES_ALLOW_HOST="1",
                          LABBATCH_TES_ROOT=str(root))
@@ -180,3 +180,22 @@ def test_task_paths_land_on_scratch_and_outputs_upload_through_the_links(lab, tm
     assert {o["url"]: o["path"] for o in manifest["tes"]["outputs"]}[f"{results}/w/out/b.txt"] == \
         f"{root}/data/out/b.txt"  # the path as the task names it, not where the link leads
     assert result.scratch_leftovers() == []
+
+
+def test_output_directories_exist_before_the_executors_run_as_funnel_makes_them(lab, tmp_path):
+    """A task written for Funnel writes into its outputs' directories without creating them."""
+    root = tmp_path / "root"
+    root.mkdir()
+    results = f"s3://{RESULTS}/tes/{lab.tag}"
+    writer = ("import sys; open(sys.argv[1], 'w').write('file'); open(sys.argv[2] + '/d.txt', 'w').write('dir')")
+    task = {"outputs": [{"path": f"{root}/out/deep/x.txt", "url": f"{results}/x.txt"},
+                        {"path": f"{root}/outdir/sub", "url": f"{results}/sub", "type": "DIRECTORY"},
+                        {"path": f"{root}/glob/*/y.txt", "url": f"{results}/g/", "path_prefix": f"{root}/glob/"}],
+            "executors": [{"command": [sys.executable, "-c", writer, f"{root}/out/deep/x.txt", f"{root}/outdir/sub"]}]}
+    env = lab.runner_env(inputs=[], LABBATCH_TES_TASK=json.dumps(task), LABBATCH_TES_ALLOW_HOST="1",
+                         LABBATCH_TES_ROOT=str(root))
+    result = lab.run([], env)
+    assert result.returncode == 0, result.stderr
+    fetch = lambda key: lab.s3.get_object(Bucket=RESULTS, Key=f"tes/{lab.tag}/{key}")["Body"].read().decode()  # noqa: E731
+    assert (fetch("x.txt"), fetch("sub/d.txt")) == ("file", "dir")
+    assert not (root / "glob" / "*").exists()  # a wildcard's directory is not made up

@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import threading
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Mapping
 
 from labbatch_contract import outcome
@@ -93,6 +93,14 @@ def _place_inputs(task: dict[str, Any], staged: dict[str, Path], log: RunnerLog)
         log.info(f"input {item.get('url') or 'content'} at {target}")
     for volume in task.get("volumes", []):
         Path(volume).mkdir(parents=True, exist_ok=True)
+    # An output's directory (a FILE's parent, a DIRECTORY itself) exists before the executors run,
+    # as Funnel's file mapper makes it (ohsu-comp-bio/funnel worker/file_mapper.go, AddOutput):
+    # tasks written for other TES servers write there without creating it.
+    for output in task.get("outputs", []):
+        path = PurePosixPath(output["path"])
+        directory = path if output.get("type") == "DIRECTORY" else path.parent
+        if not any(mark in str(directory) for mark in "*?["):  # a wildcard's matches make their own
+            Path(directory).mkdir(parents=True, exist_ok=True)
 
 
 def _tail(path: Path, start: int) -> str:

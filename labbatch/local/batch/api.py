@@ -11,6 +11,7 @@ import base64
 import re
 from typing import TYPE_CHECKING, Any, Callable
 
+from labbatch_contract import batch_container
 from labbatch.local.batch.calls import BatchClientError, SubmitRequest
 from labbatch.local.batch.jobs import STATUSES, Job
 from labbatch.local.batch.models import JobDefinition
@@ -24,8 +25,8 @@ MIN_ARRAY_SIZE, MAX_ARRAY_SIZE = 2, 10_000
 MIN_TIMEOUT_SECONDS = 60
 MAX_DESCRIBE_JOBS = 100
 MAX_TAGS = 50
-RESERVED_ENV_PREFIX = "AWS_BATCH"
-_REF = re.compile(r"Ref::([A-Za-z0-9_-]+)")
+# What a registered definition keeps beyond image, command, environment and resources.
+EXTRA_PROPERTIES = ("volumes", "mountPoints", "ulimits", "user", "linuxParameters", "readonlyRootFilesystem")
 
 
 def _expect(value: Any, kind: type | tuple[type, ...], where: str) -> Any:
@@ -67,11 +68,6 @@ def _page(items: list[Any], body: dict[str, Any], *, default: int, most: int) ->
     end = start + limit
     next_token = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(items) else None
     return items[start:end], next_token
-
-
-def substitute_parameters(command: list[str], parameters: dict[str, str]) -> list[str]:
-    """Batch's `Ref::name` placeholders; unknown names stay as they are, as in Batch."""
-    return [_REF.sub(lambda m: parameters.get(m.group(1), m.group(0)), arg) for arg in command]
 
 
 class BatchApi:
@@ -128,40 +124,20 @@ class BatchApi:
             raise BatchClientError(f"Job definition {body['jobDefinition']} does not exist or is not ACTIVE")
 
         overrides = _expect(body.get("containerOverrides") or {}, dict, "containerOverrides")
-        command = list(definition.command)
-        if overrides.get("command"):
-            command = [_expect(arg, str, "containerOverrides.command[]") for arg in
-                       _expect(overrides["command"], list, "containerOverrides.command")]
-        environment = dict(definition.environment)
-        for position, pair in enumerate(_expect(overrides.get("environment") or [], list, "containerOverrides.environment")):
-            where = f"containerOverrides.environment[{position}]"
-            _expect(pair, dict, where)
-            variable = _expect(pair.get("name", ""), str, f"{where}.name")
-            if not variable:
-                raise BatchClientError(f"{where}.name is required")
-            if variable.startswith(RESERVED_ENV_PREFIX):
-                raise BatchClientError(f"{where}.name {variable!r}: names starting with {RESERVED_ENV_PREFIX} are reserved")
-            environment[variable] = _expect(pair.get("value", ""), str, f"{where}.value")
-        vcpus, memory_mib = definition.vcpus, definition.memory_mib
-        if overrides.get("vcpus") is not None:
-            vcpus = _positive_int(overrides["vcpus"], "containerOverrides.vcpus")
-        if overrides.get("memory") is not None:
-            memory_mib = _positive_int(overrides["memory"], "containerOverrides.memory")
-        for position, requirement in enumerate(_expect(overrides.get("resourceRequirements") or [], list,
-                                                       "containerOverrides.resourceRequirements")):
-            where = f"containerOverrides.resourceRequirements[{position}]"
-            _expect(requirement, dict, where)
-            kind, value = requirement.get("type"), requirement.get("value")
-            if kind == "VCPU":
-                vcpus = _positive_int(value, f"{where}.value")
-            elif kind == "MEMORY":
-                memory_mib = _positive_int(value, f"{where}.value")
-            elif kind == "GPU":
-                raise BatchClientError(f"{where}: GPU jobs cannot run in LabBatch's local mode (this machine has none to give)")
-            else:
-                raise BatchClientError(f"{where}.type is {kind!r} (allowed: VCPU, MEMORY, GPU)")
-        if memory_mib < 4:
-            raise BatchClientError(f"memory is {memory_mib} MiB (allowed: at least 4)")
+        for deprecated in ("vcpus", "memory"):  # Batch's older spelling of resourceRequirements
+            if overrides.get(deprecated) is not None:
+                _positive_int(overrides[deprecated], f"containerOverrides.{deprecated}")
+        parameters = {**definition.parameters, **_string_map(body.get("parameters") or {}, "parameters")}
+        try:
+            # What the agent would start: the same translation the instance rehearsal's agent uses.
+            container = batch_container.container_for(definition.request(), overrides=overrides,
+                                                      parameters=parameters)
+        except batch_container.JobDefinitionError as exc:
+            raise BatchClientError(str(exc)) from None
+        if container.gpus:
+            raise BatchClientError("GPU jobs cannot run in LabBatch's local mode (this machine has none to give)")
+        if container.vcpus != int(container.vcpus):
+            raise BatchClientError(f"VCPU is {container.vcpus:g} (allowed: a whole number above 0 on EC2)")
 
         array_size = None
         if body.get("arrayProperties"):
@@ -184,15 +160,15 @@ class BatchApi:
                     raise BatchClientError(f"timeout.attemptDurationSeconds is {seconds!r} "
                                            f"(allowed: at least {MIN_TIMEOUT_SECONDS})")
                 timeout_seconds = seconds
-        parameters = {**definition.parameters, **_string_map(body.get("parameters") or {}, "parameters")}
         tags = _string_map(body.get("tags") or {}, "tags")
         if len(tags) > MAX_TAGS:
             raise BatchClientError(f"tags has {len(tags)} entries (allowed: at most {MAX_TAGS})")
         return SubmitRequest(
             name=name, queue=queue, definition=definition,
-            command=substitute_parameters(command, parameters), environment=environment,
-            vcpus=vcpus, memory_mib=memory_mib, array_size=array_size, retry=retry,
-            timeout_seconds=timeout_seconds, parameters=parameters, tags=tags,
+            command=list(container.command), environment=dict(container.environment),
+            vcpus=int(container.vcpus), memory_mib=container.memory_mib, array_size=array_size, retry=retry,
+            timeout_seconds=timeout_seconds, parameters=parameters, tags=tags, container=container,
+            propagate_tags=_expect(body.get("propagateTags", False), bool, "propagateTags"),
         )
 
     def describe_jobs(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -291,21 +267,24 @@ class BatchApi:
         if body.get("type") != "container":
             raise BatchClientError(f"type is {body.get('type')!r}; LabBatch's local Batch registers container jobs only")
         container = _expect(body.get("containerProperties") or {}, dict, "containerProperties")
-        command = [_expect(a, str, "containerProperties.command[]") for a in
-                   _expect(container.get("command") or [], list, "containerProperties.command")]
-        environment = {_expect(p.get("name"), str, "environment[].name"): _expect(p.get("value", ""), str, "environment[].value")
-                       for p in _expect(container.get("environment") or [], list, "containerProperties.environment")}
-        resources = {r.get("type"): r.get("value") for r in container.get("resourceRequirements") or []}
+        try:
+            checked = batch_container.container_for(body)  # refused here as Batch refuses it, not at the first job
+        except batch_container.JobDefinitionError as exc:
+            raise BatchClientError(str(exc)) from None
+        if checked.vcpus != int(checked.vcpus):
+            raise BatchClientError(f"VCPU is {checked.vcpus:g} (allowed: a whole number above 0 on EC2)")
         options = ((container.get("logConfiguration") or {}).get("options") or {})
         try:
             retry = RetryStrategy.from_batch(body["retryStrategy"]) if body.get("retryStrategy") else RetryStrategy()
             definition = JobDefinition(
-                name=name, command=tuple(command), image=_expect(container.get("image") or "", str, "image"),
-                environment=environment, vcpus=_positive_int(resources.get("VCPU", 1), "VCPU"),
-                memory_mib=_positive_int(resources.get("MEMORY", 2048), "MEMORY"),
+                name=name, command=tuple(container["command"]), image=checked.image,
+                environment=batch_container.environment_pairs(container.get("environment"),
+                                                              "containerProperties.environment"),
+                vcpus=int(checked.vcpus), memory_mib=checked.memory_mib,
                 timeout_seconds=(body.get("timeout") or {}).get("attemptDurationSeconds"), retry=retry,
                 parameters=_string_map(body.get("parameters") or {}, "parameters"),
-                log_group=options.get("awslogs-group"), log_stream_prefix=options.get("awslogs-stream-prefix"))
+                log_group=options.get("awslogs-group"), log_stream_prefix=options.get("awslogs-stream-prefix"),
+                extra_properties={key: container[key] for key in EXTRA_PROPERTIES if container.get(key) is not None})
         except (RetryStrategyError, ValueError) as exc:
             raise BatchClientError(str(exc)) from None
         registered = self._batch.register_definition(definition)

@@ -314,6 +314,8 @@ class ContainerAttempt(RunningAttempt):
 
     def start(self) -> AttemptOutcome | None:
         container = self.container
+        if container.refusal is not None:
+            return self._not_started(container.refusal)
         try:
             if docker_runner.image_id(container.engine, container.image) is None:
                 return self._not_started(docker_runner.image_missing_reason(container.image, container.engine))

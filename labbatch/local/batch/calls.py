@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from labbatch_contract.batch_container import Container
+
 from labbatch.local.batch.models import JobDefinition, JobQueue
 from labbatch.local.batch.retry import RetryStrategy
 
@@ -35,3 +37,6 @@ class SubmitRequest:
     timeout_seconds: int | None
     parameters: dict[str, str]
     tags: dict[str, str]
+    container: Container  # what the agent starts for it (labbatch_contract.batch_container)
+    # Batch copies the job's tags to its ECS task (cost allocation by tag); reported as given.
+    propagate_tags: bool = False

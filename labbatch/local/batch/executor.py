@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from labbatch.batch_layout import RUNNER_COMMAND, on_host
 from labbatch_contract.references import CACHE_DIR_NAME
-from labbatch_contract import runner_env
+from labbatch_contract import batch_container, runner_env
 from labbatch_contract import batch_reasons
 from labbatch.local.batch.calls import BatchServerError, SubmitRequest
 from labbatch.local.batch.attempt import (AttemptOutcome, AttemptSpec, ContainerAttempt, RunningAttempt,
@@ -351,7 +351,8 @@ class LocalBatch:
             definition_arn=self.arns.job_definition(request.definition.name, request.definition.revision),
             command=list(request.command), environment=dict(request.environment), vcpus=request.vcpus,
             memory_mib=request.memory_mib, retry=request.retry, timeout_seconds=request.timeout_seconds,
-            parameters=dict(request.parameters), tags=dict(request.tags),
+            parameters=dict(request.parameters), tags=dict(request.tags), container=request.container,
+            propagate_tags=request.propagate_tags,
         )
 
     def _emit(self, job: Job) -> None:
@@ -493,9 +494,16 @@ class LocalBatch:
             name = container_name("labbatch", job.environment.get(runner_env.JOB_ID) or job.job_id.split(":")[0],
                                   "" if job.array_index is None else str(job.array_index),
                                   f"a{attempt_number}", task_id[:8])
+            planned = job.container or batch_container.container_for(job.definition.request())
+            context = batch_container.JobContext(job_id=job.job_id, attempt=attempt_number,
+                                                 compute_environment=environment.name, job_queue=job.queue_name,
+                                                 array_index=job.array_index)
+            # What the ECS agent adds on an instance: Batch's variables; and what only this
+            # machine needs: the emulator's endpoint, Region and credentials (AWS_* of the launcher).
+            agent_env = {**{k: v for k, v in self._extra_env.items() if k.startswith("AWS_")},
+                         **batch_container.batch_environment(context)}
             container = self._container_runner.spec(
-                command=argv, env=env, image=job.definition.image, vcpus=job.vcpus, memory_mib=job.memory_mib,
-                gpus=job.definition.gpus, scratch=self.scratch_root / "attempts" / task_id, name=name,
+                planned.with_environment(agent_env), scratch=self.scratch_root / "attempts" / task_id, name=name,
                 reference_cache=None if runner_env.TES_TASK in job.environment else self._reference_cache(),
                 labels={"labbatch.job-id": job.environment.get(runner_env.JOB_ID, ""),
                         "labbatch.batch-job-id": job.job_id, "labbatch.attempt": str(attempt_number),
@@ -627,12 +635,8 @@ class LocalBatch:
             "parameters": dict(definition.parameters),
             "retryStrategy": definition.retry.to_batch(),  # type: ignore[union-attr]
             "containerProperties": {
-                "image": definition.image,
-                "command": list(definition.command),
-                "environment": [{"name": k, "value": v} for k, v in definition.environment.items()],
-                "resourceRequirements": [{"type": "VCPU", "value": str(definition.vcpus)},
-                                         {"type": "MEMORY", "value": str(definition.memory_mib)}],
                 "volumes": [], "mountPoints": [], "ulimits": [], "secrets": [],
+                **definition.container_properties(),
                 "logConfiguration": {"logDriver": "awslogs", "options": log_options(definition)},
             },
             "tags": {},

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from labbatch_contract.batch_container import Container
 from labbatch.local.batch.models import Arns, JobDefinition
 from labbatch.local.batch.retry import RetryStrategy
 
@@ -64,6 +65,8 @@ class Job:
     timeout_seconds: int | None
     parameters: dict[str, str]
     tags: dict[str, str]
+    container: Container | None = None  # what the agent starts (None: jobs made without SubmitJob's checks)
+    propagate_tags: bool = False
     created_at: int = field(default_factory=now_ms)
     status: str = "SUBMITTED"
     status_reason: str | None = None
@@ -107,7 +110,7 @@ class Job:
             "parameters": dict(self.parameters),
             "container": self._container(),
             "tags": dict(self.tags),
-            "propagateTags": False,
+            "propagateTags": self.propagate_tags,
             "platformCapabilities": ["EC2"],
             "isCancelled": self.is_cancelled,
             "isTerminated": self.is_terminated,

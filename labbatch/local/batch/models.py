@@ -103,6 +103,23 @@ class JobDefinition:
     log_stream_prefix: str | None = None
     log_group: str | None = None  # awslogs-group; Batch's default group when None
     gpus: int = 0  # the `GPU` resource requirement; only an engine with an NVIDIA runtime runs these
+    # The rest of containerProperties, in Batch's API spelling (volumes, mountPoints, ulimits,
+    # user, linuxParameters, readonlyRootFilesystem): what the container is started with
+    # (labbatch_contract.batch_container), as the ECS agent starts it from a deployed definition.
+    extra_properties: Mapping[str, Any] = field(default_factory=dict)
+
+    def container_properties(self) -> dict[str, Any]:
+        return {"image": self.image, "command": list(self.command),
+                "environment": [{"name": k, "value": v} for k, v in self.environment.items()],
+                "resourceRequirements": [{"type": "VCPU", "value": str(self.vcpus)},
+                                         {"type": "MEMORY", "value": str(self.memory_mib)},
+                                         *([{"type": "GPU", "value": str(self.gpus)}] if self.gpus else [])],
+                **self.extra_properties}
+
+    def request(self) -> dict[str, Any]:
+        """As RegisterJobDefinition takes it (what batch_container reads)."""
+        return {"jobDefinitionName": self.name, "type": "container", "parameters": dict(self.parameters),
+                "containerProperties": self.container_properties()}
 
     def __post_init__(self) -> None:
         if not self.command:
@@ -114,6 +131,7 @@ class JobDefinition:
         object.__setattr__(self, "command", tuple(self.command))
         object.__setattr__(self, "environment", dict(self.environment))
         object.__setattr__(self, "parameters", dict(self.parameters))
+        object.__setattr__(self, "extra_properties", dict(self.extra_properties))
         if not isinstance(self.retry, batch_retry.RetryStrategy):
             object.__setattr__(self, "retry", batch_retry.RetryStrategy.from_batch(self.retry))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from labbatch_contract import names
-from labbatch.batch_layout import BatchLayout
+from labbatch.batch_layout import BatchLayout, HostMount
 from labbatch.config import DEFAULT_POOL
 from labbatch.local.batch.models import ComputeEnvironment, JobDefinition, JobQueue, StateTimeLimitAction
 
@@ -16,6 +16,13 @@ def compute_environment_name(lab: str, kind: str, pool: str = DEFAULT_POOL) -> s
     # pool's environments share this machine (the executor's capacity), as its queues do in AWS
     # share nothing but the account's quotas.
     return f"{names.PREFIX}-{lab}-{kind}" if pool == DEFAULT_POOL else f"{names.PREFIX}-{lab}-{pool}-{kind}"
+
+
+def mounts_properties(mounts: tuple[HostMount, ...]) -> dict[str, Any]:
+    """The definition's volumes and mount points, spelled as lab_constructs/pipelines.py has CDK spell them."""
+    return {"volumes": [{"name": m.name, "host": {"sourcePath": m.host_path}} for m in mounts],
+            "mountPoints": [{"containerPath": m.container_path, "readOnly": m.read_only, "sourceVolume": m.name}
+                            for m in mounts]}
 
 
 def registration(layout: BatchLayout, lab: str) -> dict[str, Any]:
@@ -34,6 +41,7 @@ def registration(layout: BatchLayout, lab: str) -> dict[str, Any]:
                                  environment=spec.environment, vcpus=spec.vcpus, memory_mib=spec.memory_mib,
                                  timeout_seconds=spec.timeout_seconds, log_stream_prefix=spec.pipeline,
                                  log_group=spec.log_group, gpus=spec.gpus,
+                                 extra_properties=mounts_properties(spec.mounts),
                                  retry={"attempts": spec.attempts, "evaluateOnExit": [dict(r) for r in spec.retry_rules]})
                    for spec in layout.job_definitions]
     return {"compute_environments": environments, "queues": queues, "job_definitions": definitions}
