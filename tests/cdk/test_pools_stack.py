@@ -92,3 +92,11 @@ def test_the_api_may_submit_to_every_pools_queue(synthesized):
     policies = json.dumps(resources(synthesized["pools"].api_json, "AWS::IAM::Policy"))
     for queue in ("pools-spot", "pools-on-demand", "pools-highmem-spot", "pools-gpu-spot", "pools-gpu-on-demand"):
         assert f"job-queue/labbatch-{queue}\"" in policies, queue
+
+
+def test_a_nextflow_head_may_submit_to_every_pools_queue(synthesized):
+    [policy] = [r for r in resources(synthesized["pools"].compute_json, "AWS::IAM::ManagedPolicy").values()
+                if r["Properties"].get("ManagedPolicyName") == "labbatch-pools-nextflow"]
+    text = json.dumps(policy["Properties"]["PolicyDocument"])
+    queue_ids = [k for k in resources(synthesized["pools"].compute_json, "AWS::Batch::JobQueue")]
+    assert len(queue_ids) == 6 and all(f'"{logical_id}"' in text for logical_id in queue_ids)
