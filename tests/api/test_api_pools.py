@@ -246,3 +246,12 @@ def test_a_request_may_choose_a_pool_its_pipeline_allows(pools_lab):
     other = pools_lab.submit({"pipeline": "basecall", "inputs": [READS], "pool": "highmem"})
     assert other.status == 422 and other.error["code"] == "pool_not_allowed"
     assert "runs only on pool 'gpu'" in other.error["message"]
+
+
+def test_a_nextflow_job_on_another_pools_queue_is_recorded(pools_lab):
+    from test_status_engine_jobs import engine_records, nextflow_event
+
+    pools_lab.deliver(nextflow_event("RUNNABLE", queue=QUEUES[("highmem", "on-demand")]))
+
+    (record,) = engine_records(pools_lab)
+    assert (record["queue"], record["job_queue"]) == ("on-demand", QUEUES[("highmem", "on-demand")])
