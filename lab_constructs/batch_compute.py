@@ -11,7 +11,7 @@ from aws_cdk import aws_iam as iam
 from constructs import Construct
 
 from labbatch.batch_layout import layout
-from labbatch.config import Compute, Lab
+from labbatch.config import DEFAULT_POOL, Lab, Pool
 
 from lab_constructs.compliance import acknowledge
 from lab_constructs.network import LabNetwork
@@ -29,18 +29,30 @@ class _FixedAmi:
                                       user_data=ec2.UserData.for_linux())
 
 
-def _machine_image(compute: Compute) -> batch.EcsMachineImage:
-    if compute.ami_id:
-        image: ec2.IMachineImage = _FixedAmi(compute.ami_id)
+def _machine_image(pool: Pool) -> batch.EcsMachineImage:
+    if pool.ami_id:
+        image: ec2.IMachineImage = _FixedAmi(pool.ami_id)
     else:
         # Rendered as an SSM-typed CloudFormation parameter: resolved at deploy, never at synth.
-        hardware = ecs.AmiHardwareType.ARM if compute.architecture == "arm64" else ecs.AmiHardwareType.STANDARD
+        # GPU pools: /aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id.
+        hardware = (ecs.AmiHardwareType.GPU if pool.gpu else
+                    ecs.AmiHardwareType.ARM if pool.architecture == "arm64" else ecs.AmiHardwareType.STANDARD)
         image = ecs.EcsOptimizedImage.amazon_linux2023(hardware_type=hardware)
-    return batch.EcsMachineImage(image=image, image_type=batch.EcsMachineImageType.ECS_AL2023)
+    # The NVIDIA image type tells Batch the instances have GPUs to hand to jobs.
+    image_type = batch.EcsMachineImageType.ECS_AL2023_NVIDIA if pool.gpu else batch.EcsMachineImageType.ECS_AL2023
+    return batch.EcsMachineImage(image=image, image_type=image_type)
+
+
+def pool_construct_id(pool: str, name: str) -> str:
+    """The construct ID of a pool's resource: the pool `default` keeps the IDs of a one-pool lab
+    (so its resources update in place); another pool's are prefixed with its name in CamelCase."""
+    if pool == DEFAULT_POOL:
+        return name
+    return "".join(part.capitalize() for part in pool.split("-")) + name
 
 
 class BatchCompute(Construct):
-    """Exposes `environments` (by kind) and `queues` ({"spot": ..., "on-demand": ...}).
+    """Exposes `environments` and `queues`, each by (pool, kind): ("default", "spot"), ...
 
     The compute environments use the Batch service-linked role and an allocation strategy that
     allows in-place updates, and pin the launch template's version number: together these make
@@ -48,9 +60,9 @@ class BatchCompute(Construct):
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, lab: Lab, network: LabNetwork,
-                 launch_template: ec2.LaunchTemplate) -> None:
+                 launch_templates: dict[str, ec2.LaunchTemplate]) -> None:
         super().__init__(scope, construct_id)
-        lab_name, compute = lab.name, lab.compute
+        lab_name = lab.name
 
         self.instance_role = iam.Role(
             self, "InstanceRole",
@@ -63,26 +75,28 @@ class BatchCompute(Construct):
                     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",
                     "AWS maintains this policy for the ECS agent on Batch instances and extends it when the agent "
                     "needs new calls; job containers cannot use it (IMDS hop limit 1), they get the job role.")
-        image = _machine_image(compute)
-
         plan = layout(lab)
-        self.environments: dict[str, batch.ManagedEc2EcsComputeEnvironment] = {}
+        self.environments: dict[tuple[str, str], batch.ManagedEc2EcsComputeEnvironment] = {}
         for env_spec in plan.environments:
             spot = env_spec.kind == "spot"
+            pool = lab.pools[env_spec.pool]
+            launch_template = launch_templates[env_spec.pool]
             env = batch.ManagedEc2EcsComputeEnvironment(
-                self, "SpotComputeEnvironment" if spot else "OnDemandComputeEnvironment",
+                self, pool_construct_id(env_spec.pool, "SpotComputeEnvironment" if spot else "OnDemandComputeEnvironment"),
                 vpc=network.vpc,
                 vpc_subnets=network.subnets,
                 security_groups=[network.security_group],
                 instance_role=self.instance_role,
-                instance_types=[ec2.InstanceType(t) for t in env_spec.instance_types],
+                # A family name (`r6i`) is every size of it, as Batch reads it.
+                instance_types=[ec2.InstanceType(t) for t in env_spec.instance_types if "." in t],
+                instance_classes=[ec2.InstanceClass[t.upper()] for t in env_spec.instance_types if "." not in t],
                 use_optimal_instance_classes=False,
-                images=[image],
+                images=[_machine_image(pool)],
                 launch_template=launch_template,
                 minv_cpus=0,
                 maxv_cpus=env_spec.max_vcpus,
                 spot=spot,
-                allocation_strategy=(batch.AllocationStrategy[compute.spot_allocation_strategy] if spot
+                allocation_strategy=(batch.AllocationStrategy[env_spec.allocation_strategy] if spot
                                      else batch.AllocationStrategy.BEST_FIT_PROGRESSIVE),
                 replace_compute_environment=False,
                 update_to_latest_image_version=True,
@@ -93,16 +107,17 @@ class BatchCompute(Construct):
             cfn_env: batch.CfnComputeEnvironment = env.node.default_child
             cfn_env.add_property_override("ComputeResources.LaunchTemplate.Version",
                                           launch_template.latest_version_number)
-            self.environments[env_spec.kind] = env
+            self.environments[(env_spec.pool, env_spec.kind)] = env
 
-        self.queues: dict[str, batch.JobQueue] = {}
+        self.queues: dict[tuple[str, str], batch.JobQueue] = {}
         for queue in plan.queues:
-            self.queues[queue.queue] = batch.JobQueue(
-                self, "SpotJobQueue" if queue.queue == "spot" else "OnDemandJobQueue",
+            self.queues[(queue.pool, queue.queue)] = batch.JobQueue(
+                self, pool_construct_id(queue.pool, "SpotJobQueue" if queue.queue == "spot" else "OnDemandJobQueue"),
                 job_queue_name=queue.name,
                 priority=queue.priority,
                 compute_environments=[
-                    batch.OrderedComputeEnvironment(compute_environment=self.environments[kind], order=i + 1)
+                    batch.OrderedComputeEnvironment(compute_environment=self.environments[(queue.pool, kind)],
+                                                    order=i + 1)
                     for i, kind in enumerate(queue.environments)
                 ],
                 job_state_time_limit_actions=[

@@ -6,7 +6,7 @@ describes and terminates jobs, and reads and writes its work directory (nextflow
 nextflow` prints the config that fits these grants (labbatch/nextflow_config.py).
 
 Scope, and what is shared:
-- Queues: the lab's two, by ARN.
+- Queues: the lab's own (two per instance pool), by ARN.
 - Jobs: submitted only tagged `labbatch:lab=<lab>` (engine-config sets process.resourceLabels, which
   Nextflow sends as SubmitJob tags with propagateTags), so terminate and cancel reach only jobs
   carrying this lab's tag.
@@ -23,6 +23,8 @@ Scope, and what is shared:
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from aws_cdk import Stack
 from aws_cdk import aws_batch as batch
@@ -48,7 +50,7 @@ class NextflowAccess(Construct):
     """Exposes `policy` (managed, named labbatch-<lab>-nextflow) and `role` (the same name, assumable
     by the lab's `api.principals`; None when the lab names none)."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, lab_name: str, queues: dict[str, batch.IJobQueue],
+    def __init__(self, scope: Construct, construct_id: str, *, lab_name: str, queues: dict[Any, batch.IJobQueue],
                  job_role: iam.IRole, bucket_names: dict[str, str],
                  key: kms.IKey | None = None, principals: list[str] | None = None) -> None:
         super().__init__(scope, construct_id)

@@ -125,6 +125,8 @@ class PipelineJobDefinitions(Construct):
                 image=image,
                 cpu=spec.vcpus,
                 memory=Size.mebibytes(spec.memory_mib),
+                # The `GPU` resource requirement: the ECS agent hands the container that many GPUs.
+                gpu=spec.gpus or None,
                 command=list(spec.command),
                 environment=dict(spec.environment),
                 # Scratch data stays on the scratch volume; the runner tree is read-only, so no

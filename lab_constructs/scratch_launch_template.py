@@ -16,6 +16,9 @@ from labbatch_contract.references import CACHE_DIR_NAME
 SCRATCH_DEVICE = "/dev/xvdb"
 ROOT_DEVICE = "/dev/xvda"
 ROOT_GIB = 30  # the ECS-optimized AL2023 image's own root size; images stay here, not on scratch
+# The GPU image's root snapshot is larger (NVIDIA driver, CUDA libraries), and GPU job images
+# (CUDA runtimes) are several GB each, so a GPU pool's root volume is bigger.
+GPU_ROOT_GIB = 100
 
 BOOT_STATE_DIR = "/var/lib/labbatch/boot"  # <step>.failed: why a boot step failed (for `labbatch why`)
 
@@ -154,7 +157,8 @@ class ScratchLaunchTemplate(Construct):
     """Exposes `launch_template`; its `latest_version_number` is what compute environments pin."""
 
     def __init__(self, scope: Construct, construct_id: str, *, scratch: ScratchVolume,
-                 custom_ami: bool, kms_key: kms.IKey | None = None, boot_steps: Sequence[BootStep] = ()) -> None:
+                 custom_ami: bool, gpu: bool = False, kms_key: kms.IKey | None = None,
+                 boot_steps: Sequence[BootStep] = ()) -> None:
         """`boot_steps`: units run after the scratch volume is mounted, before the ECS agent starts."""
         super().__init__(scope, construct_id)
 
@@ -188,7 +192,7 @@ class ScratchLaunchTemplate(Construct):
             # root volume re-declared, to have it encrypted.
             block_devices.append(ec2.BlockDevice(
                 device_name=ROOT_DEVICE,
-                volume=ec2.BlockDeviceVolume.ebs(ROOT_GIB, volume_type=ec2.EbsDeviceVolumeType.GP3,
+                volume=ec2.BlockDeviceVolume.ebs(GPU_ROOT_GIB if gpu else ROOT_GIB, volume_type=ec2.EbsDeviceVolumeType.GP3,
                                                  encrypted=True, kms_key=kms_key, delete_on_termination=True)))
 
         self.launch_template = ec2.LaunchTemplate(

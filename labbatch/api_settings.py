@@ -10,7 +10,9 @@ from __future__ import annotations
 import copy
 
 from labbatch.api_limits import MAX_BODY_BYTES
-from labbatch.config import Lab, Pipeline
+from labbatch import instance_types
+from labbatch.config import DEFAULT_POOL, Lab, Pipeline, Pool
+from labbatch.instance_prices import on_demand_hour
 from labbatch_contract import names
 from labbatch_contract.settings import SETTINGS_ENV_VAR, Buckets, LabSettings, PipelineSettings
 
@@ -26,20 +28,42 @@ class SettingsTooLarge(ValueError):
     pass
 
 
+def one_pool_lab(lab: Lab) -> bool:
+    """A lab whose one pool is `default` without GPUs: its settings carry no `pools` (as before pools)."""
+    return list(lab.pools) == [DEFAULT_POOL] and not lab.pools[DEFAULT_POOL].gpu
+
+
+def _pool(lab: Lab, name: str, pool: Pool, *, shapes: bool) -> dict:
+    queues = {q: names.pool_job_queue(lab.name, name, q) for q, vcpus in pool.queue_max_vcpus.items()
+              if vcpus > 0}
+    document = {
+        "queues": queues,
+        "queue_max_vcpus": {q: pool.queue_max_vcpus[q] for q in queues},
+        "scratch_gib": pool.scratch.size_gib,
+        "limits": {k: v for k, v in pool.job_limits.items() if k != "scratch_gib"},
+    }
+    if shapes:
+        document["gpu"] = pool.gpu
+        # Priced in the lab's Region (the default Region's table when it names none): what
+        # matters is the order of the pools, which is the same in every Region LabBatch prices.
+        document["shapes"] = sorted({(t.vcpus, t.job_memory_mib, t.gpus, round(on_demand_hour(t, lab.region), 4))
+                                     for t in instance_types.expand(pool.instance_types)})
+    return document
+
+
 def _document(lab: Lab, account: str, region: str) -> dict:
-    queues = {q: names.job_queue(lab.name, q) for q, vcpus in lab.queue_max_vcpus.items() if vcpus > 0}
+    first_name, first = next(iter(lab.pools.items()))
+    multi = not one_pool_lab(lab)
     return {
         "lab": lab.name,
         "table": names.ledger_table(lab.name),
         "buckets": {kind: names.bucket(lab.name, kind, account, region)
                     for kind in ("inputs", "references", "results")},
-        "queues": queues,
-        "queue_max_vcpus": {q: lab.queue_max_vcpus[q] for q in queues},
-        "scratch_gib": lab.compute.scratch.size_gib,
+        **_pool(lab, first_name, first, shapes=False),
         "max_body_bytes": MAX_BODY_BYTES,
-        "limits": {k: v for k, v in lab.job_limits.items() if k != "scratch_gib"},
         "pipelines": {name: _pipeline(lab, name, p) for name, p in lab.pipelines.items()},
         "tes": _tes(lab, account, region),
+        "pools": {name: _pool(lab, name, pool, shapes=True) for name, pool in lab.pools.items()} if multi else {},
     }
 
 
@@ -104,5 +128,6 @@ def check_size(lab: Lab) -> int:
     if len(rendered) > budget:
         raise SettingsTooLarge(
             f"lab {lab.name}: the API handler's settings take {len(rendered):,} bytes, over the {budget:,} "
-            f"that Lambda's 4 KB environment leaves (shorten pipeline descriptions or parameter defaults)")
+            f"that Lambda's 4 KB environment leaves (shorten pipeline descriptions or parameter defaults, or name "
+            f"fewer instance types in compute.pools: each pool lists its types' shapes for placement)")
     return len(rendered)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from labbatch_contract import batch_reasons, job_layout, names, runner_env
 from labbatch_contract.job_layout import (RETRY_RULES, RUNNER_HOST_PATH, RUNNER_MOUNT, SCRATCH_MOUNT,  # noqa: F401
                                          SPOT_RECLAIM_STATUS_REASON, runner_launch)
-from labbatch.config import Lab, Pipeline
+from labbatch.config import DEFAULT_POOL, Lab, Pipeline
 
 RUNNER_COMMAND = ("labbatch-runner", "--")  # the runner installed on a host (local mode's host executor)
 # The runner is not in the tool's image. The runner image's root filesystem is put on every
@@ -47,6 +47,8 @@ class ComputeEnvironmentSpec:
     instance_types: tuple[str, ...]
     # The lab's spot strategy for spot; on-demand's is the one Batch updates in place.
     allocation_strategy: str = "BEST_FIT_PROGRESSIVE"
+    pool: str = DEFAULT_POOL
+    gpu: bool = False
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,9 @@ class QueueSpec:
     queue: str  # "spot" | "on-demand", what the API calls it
     name: str
     priority: int
-    environments: tuple[str, ...]  # compute environment kinds, in order
+    environments: tuple[str, ...]  # compute environment kinds of its pool, in order
     cancel_after_seconds: dict[str, int] = field(default_factory=dict)  # reason -> seconds RUNNABLE
+    pool: str = DEFAULT_POOL
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class JobDefinitionSpec:
     timeout_seconds: int
     attempts: int
     log_group: str
+    gpus: int = 0
     retry_rules: tuple[dict[str, str], ...] = RETRY_RULES
     mounts: tuple[HostMount, ...] = JOB_MOUNTS
 
@@ -104,21 +108,26 @@ def _environment(lab: Lab, name: str, pipeline: Pipeline) -> dict[str, str]:
 
 def layout(lab: Lab) -> BatchLayout:
     compute = lab.compute
-    environments = tuple(
-        ComputeEnvironmentSpec(kind, max_vcpus, tuple(compute.instance_types),
-                               compute.spot_allocation_strategy if kind == "spot" else "BEST_FIT_PROGRESSIVE")
-        for kind, max_vcpus in (("on-demand", compute.on_demand_max_vcpus), ("spot", compute.spot_max_vcpus))
-        if max_vcpus > 0)
-    present = {e.kind for e in environments}
+    environments: list[ComputeEnvironmentSpec] = []
+    queues: list[QueueSpec] = []
     cancel_after = {reason: compute.cancel_unplaceable_after_minutes * 60 for reason in UNPLACEABLE_REASONS}
     cancel_after[NO_CAPACITY_REASON] = compute.cancel_no_capacity_after_minutes * 60
-    # The spot queue tries spot first and falls back to on-demand; the on-demand queue is the
-    # priority lane that never waits on spot capacity.
-    plan = (("spot", 10, ("spot", "on-demand")), ("on-demand", 20, ("on-demand",)))
-    queues = tuple(
-        QueueSpec(queue, names.job_queue(lab.name, queue), priority,
-                  tuple(k for k in kinds if k in present), dict(cancel_after))
-        for queue, priority, kinds in plan if any(k in present for k in kinds))
+    for pool_name, pool in lab.pools.items():
+        mine = [ComputeEnvironmentSpec(kind, max_vcpus, tuple(pool.instance_types),
+                                       pool.spot_allocation_strategy if kind == "spot" else "BEST_FIT_PROGRESSIVE",
+                                       pool_name, pool.gpu)
+                for kind, max_vcpus in (("on-demand", pool.on_demand_max_vcpus), ("spot", pool.spot_max_vcpus))
+                if max_vcpus > 0]
+        environments += mine
+        present = {e.kind for e in mine}
+        # The spot queue tries spot first and falls back to on-demand (of the same pool: a job
+        # is placed on a pool for its shape, so it never falls back to another pool's instances);
+        # the on-demand queue is the priority lane that never waits on spot capacity.
+        plan = (("spot", 10, ("spot", "on-demand")), ("on-demand", 20, ("on-demand",)))
+        queues += [
+            QueueSpec(queue, names.pool_job_queue(lab.name, pool_name, queue), priority,
+                      tuple(k for k in kinds if k in present), dict(cancel_after), pool_name)
+            for queue, priority, kinds in plan if any(k in present for k in kinds)]
     definitions = tuple(
         JobDefinitionSpec(
             pipeline=name,
@@ -131,6 +140,7 @@ def layout(lab: Lab) -> BatchLayout:
             timeout_seconds=p.timeout_minutes * 60,
             attempts=p.attempts,
             log_group=names.job_log_group(lab.name),
+            gpus=p.gpus,
         )
         for name, p in lab.pipelines.items())
-    return BatchLayout(environments, queues, definitions)
+    return BatchLayout(tuple(environments), tuple(queues), definitions)

@@ -63,6 +63,8 @@ def _submit_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--param", "-p", action="append", default=[], metavar="KEY=VALUE",
                         help="a pipeline parameter; repeat for more")
     parser.add_argument("--queue", choices=["spot", "on-demand"], help="default: the pipeline's queue")
+    parser.add_argument("--pool", metavar="POOL", help="the instance pool (`labbatch pipelines` lists them); "
+                        "default: the pipeline's, or the cheapest that holds the job")
     parser.add_argument("--vcpus", type=int, metavar="N")
     parser.add_argument("--memory-mib", type=int, metavar="N")
     parser.add_argument("--name", metavar="NAME", help="a name for the job, shown in `labbatch list`")
@@ -83,7 +85,7 @@ def run_submit(args: argparse.Namespace) -> int:
     args.inputs, samples = stage_local_inputs(args, args.inputs, samples)
     with _client(args) as client:
         try:
-            job = client.submit(args.pipeline, args.inputs, parameters=parameters, queue=args.queue,
+            job = client.submit(args.pipeline, args.inputs, parameters=parameters, queue=args.queue, pool=args.pool,
                                 vcpus=args.vcpus, memory_mib=args.memory_mib, name=args.name, samples=samples,
                                 idempotency_key=args.idempotency_key)
         except LabBatchError as error:
@@ -258,10 +260,11 @@ def run_cancel(args: argparse.Namespace) -> int:
 
 def run_pipelines(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        pipelines = client.pipelines()
+        answer = client.pipelines_and_pools()
     if args.json:
-        return _print_json({"pipelines": pipelines})
-    print_table(_pipelines_table(pipelines))
+        return _print_json(answer)
+    print_table(_pipelines_table(answer["pipelines"]))
+    print_table(pools_table(answer["pools"]))
     return EXIT_OK
 
 
@@ -563,12 +566,34 @@ def _pipelines_table(pipelines: Sequence[Mapping[str, Any]]) -> Any:
         table.add_row(
             str(pipeline.get("name", "")),
             str(pipeline.get("description", "")),
-            f"{defaults.get('vcpus', '?')} vCPU, {defaults.get('memory_mib', '?')} MiB, {defaults.get('queue', '?')}",
+            f"{defaults.get('vcpus', '?')} vCPU, {defaults.get('memory_mib', '?')} MiB, "
+            + (f"{defaults['gpus']} GPU, " if defaults.get("gpus") else "") + f"{defaults.get('queue', '?')}",
             f"≤ {limits.get('max_vcpus', '?')} vCPU, ≤ {limits.get('max_memory_mib', '?')} MiB, "
-            f"{limits.get('scratch_gib', '?')} GiB scratch",
+            + (f"≤ {limits['max_gpus']} GPU, " if limits.get("max_gpus") else "")
+            + f"{limits.get('scratch_gib', '?')} GiB scratch; "
+            + (f"pool {pipeline['pool']}" if pipeline.get("pool") else "cheapest pool that holds it"),
             _parameters_cell(parameters, pipeline.get("secondary_files") or {}),
             *((_local_cell(pipeline.get("local") or {}),) if local else ()),
         )
+    return table
+
+
+def pools_table(pools: Sequence[Mapping[str, Any]]) -> Any:
+    """The lab's instance pools: each one's queues, max vCPUs and what one job can get on it."""
+    table = _table("pool", "queues (max vCPUs)", "one job at most")
+    for pool in pools:
+        limits, most = pool.get("limits") or {}, pool.get("queue_max_vcpus") or {}
+        if limits.get("max_gpus"):
+            gpus = f", {limits['max_gpus']} GPU ({limits.get('gpu_memory_mib', 0) // 1024} GiB each)"
+        elif limits.get("lab_max_gpus"):
+            gpus = f", no GPU on this machine (the lab's instances give {limits['lab_max_gpus']})"
+        else:
+            gpus = ""
+        table.add_row(
+            str(pool.get("name", "")) + (" (GPU)" if pool.get("gpu") else ""),
+            ", ".join(f"{name} ({most.get(kind, '?')})" for kind, name in sorted((pool.get("queues") or {}).items())),
+            f"{limits.get('max_vcpus', '?')} vCPU, {limits.get('max_memory_mib', '?')} MiB{gpus}, "
+            f"{limits.get('scratch_gib', '?')} GiB scratch")
     return table
 
 

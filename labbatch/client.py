@@ -119,9 +119,10 @@ class LabBatchClient:
         name: str | None = None,
         samples: Sequence[Mapping[str, Any]] | None = None,
         idempotency_key: str | None = None,
+        pool: str | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"pipeline": pipeline, "inputs": list(inputs)}
-        optional = {"parameters": dict(parameters) if parameters else None, "queue": queue, "vcpus": vcpus,
+        optional = {"parameters": dict(parameters) if parameters else None, "queue": queue, "pool": pool, "vcpus": vcpus,
                     "memory_mib": memory_mib, "name": name, "samples": list(samples) if samples else None}
         body.update({key: value for key, value in optional.items() if value is not None})
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
@@ -164,6 +165,11 @@ class LabBatchClient:
 
     def pipelines(self) -> list[dict[str, Any]]:
         return self.request("GET", "/pipelines").get(PIPELINES_FIELD, [])
+
+    def pipelines_and_pools(self) -> dict[str, list[dict[str, Any]]]:
+        """GET /pipelines whole: {"pipelines": [...], "pools": [...]}."""
+        answer = self.request("GET", "/pipelines")
+        return {PIPELINES_FIELD: answer.get(PIPELINES_FIELD, []), "pools": answer.get("pools", [])}
 
     def lab(self) -> dict[str, Any]:
         """The lab's queues, compute environments and pipeline images as Batch reports them, and the caller."""

@@ -12,10 +12,16 @@ import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
-from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
-from labbatch import instance_types
+# The compute model lives in its own module; its names stay importable from here.
+from labbatch.compute_config import (AMI_RE, BATCH_MAX_VCPUS, DEFAULT_POOL, GP3_IOPS, GP3_IOPS_PER_GIB,  # noqa: F401
+                                     GP3_SIZE_GIB, GP3_THROUGHPUT_MIBPS, GP3_THROUGHPUT_PER_IOPS, MAX_GPUS,
+                                     MAX_POOL_NAME, POOL_FIELDS, POOL_NAME_RE, Compute, Pool, ScratchVolume,
+                                     pipeline_pool_problems, pools_for)
+from labbatch.config_base import FieldPath, FieldProblems  # noqa: F401
+from labbatch.config_base import Strict as _Strict
+from labbatch.config_base import allowed as _allowed
 from labbatch_contract import names, references, runner_env
 from labbatch_contract.settings import RecoverySettings
 
@@ -23,13 +29,7 @@ from labbatch_contract.settings import RecoverySettings
 LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096,
                       1827, 2192, 2557, 2922, 3288, 3653)
 
-GP3_SIZE_GIB = (1, 65_536)
-GP3_IOPS = (3_000, 80_000)
-GP3_THROUGHPUT_MIBPS = (125, 2_000)
-GP3_IOPS_PER_GIB = 500
-GP3_THROUGHPUT_PER_IOPS = 0.25
 BATCH_ATTEMPTS = (1, 10)
-BATCH_MAX_VCPUS = 100_000
 
 # `\Z`, not `$` (which also matches before a trailing newline, so "lab\n" would pass), and
 # re.ASCII where AWS allows ASCII only (in Python, \d and \w match any script's digits and letters).
@@ -38,7 +38,6 @@ PIPELINE_NAME_RE = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*\Z")
 PARAMETER_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 ACCOUNT_RE = re.compile(r"^\d{12}\Z", re.ASCII)
 REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d\Z", re.ASCII)
-AMI_RE = re.compile(r"^ami-[0-9a-f]{8}([0-9a-f]{9})?\Z")
 PRINCIPAL_RE = re.compile(r"^arn:aws(-[a-z]+)*:iam::\d{12}:(root|role/[\w+=,.@/-]+|user/[\w+=,.@/-]+)\Z", re.ASCII)
 EMAIL_RE = re.compile(r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+\Z")
 # Tag keys and values may use any script's letters (AWS allows UTF-8 letters), never control characters.
@@ -54,108 +53,6 @@ RESERVED_TAG_PREFIXES = ("aws:", "labbatch:")
 DEMO_IMAGE = "demo"
 MAX_LAB_NAME = 15  # keeps labbatch-<lab>-references-<account>-<region> within 63 characters
 MAX_PIPELINE_NAME = 40
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
-
-
-def _allowed(text: str) -> dict:
-    return {"allowed": text}
-
-
-FieldPath = tuple[str, ...]
-
-
-class FieldProblems(ValueError):
-    """Problems found by a validator that spans fields, each with the path of the field at fault
-    below the validated value, so that the loader names `pipelines.align.memory_mib` rather than
-    the model that checked it (pydantic would place them all at the validator's own field)."""
-
-    def __init__(self, problems: list[tuple[FieldPath, str]]):
-        self.problems = problems
-        super().__init__("; ".join(f"{'.'.join(path)}: {problem}" if path else problem
-                                   for path, problem in problems))
-
-
-class ScratchVolume(_Strict):
-    size_gib: int = Field(100, ge=GP3_SIZE_GIB[0], le=GP3_SIZE_GIB[1],
-                          json_schema_extra=_allowed(f"{GP3_SIZE_GIB[0]}-{GP3_SIZE_GIB[1]:,} GiB (gp3)"))
-    iops: int = Field(3_000, ge=GP3_IOPS[0], le=GP3_IOPS[1],
-                      json_schema_extra=_allowed(f"{GP3_IOPS[0]:,}-{GP3_IOPS[1]:,} (gp3)"))
-    throughput_mibps: int = Field(125, ge=GP3_THROUGHPUT_MIBPS[0], le=GP3_THROUGHPUT_MIBPS[1],
-                                  json_schema_extra=_allowed(
-                                      f"{GP3_THROUGHPUT_MIBPS[0]}-{GP3_THROUGHPUT_MIBPS[1]:,} MiB/s (gp3)"))
-
-    @model_validator(mode="after")
-    def _gp3_ratios(self) -> ScratchVolume:
-        problems = []
-        if self.iops > self.size_gib * GP3_IOPS_PER_GIB:
-            problems.append(
-                f"iops {self.iops:,} is more than {GP3_IOPS_PER_GIB} per GiB of a {self.size_gib} GiB volume "
-                f"(allowed: at most {self.size_gib * GP3_IOPS_PER_GIB:,}; raise size_gib or lower iops)")
-        if self.throughput_mibps > self.iops * GP3_THROUGHPUT_PER_IOPS:
-            problems.append(
-                f"throughput_mibps {self.throughput_mibps} is more than {GP3_THROUGHPUT_PER_IOPS} MiB/s per IOPS "
-                f"(allowed: at most {int(self.iops * GP3_THROUGHPUT_PER_IOPS)} with {self.iops:,} iops)")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
-
-class Compute(_Strict):
-    instance_types: list[str] = Field(
-        default_factory=lambda: ["m6i.large", "m6i.xlarge", "m6i.2xlarge"], min_length=1,
-        json_schema_extra=_allowed("sizes large..16xlarge of " + ", ".join(instance_types.known_families())))
-    ami_id: str | None = Field(None, json_schema_extra=_allowed(
-        "an AMI id (ami-xxxxxxxx); leave out for the ECS-optimized Amazon Linux 2023 image"))
-    scratch: ScratchVolume = ScratchVolume()
-    on_demand_max_vcpus: int = Field(16, ge=0, le=BATCH_MAX_VCPUS,
-                                     json_schema_extra=_allowed(f"0-{BATCH_MAX_VCPUS:,}"))
-    spot_max_vcpus: int = Field(64, ge=0, le=BATCH_MAX_VCPUS,
-                                json_schema_extra=_allowed(f"0-{BATCH_MAX_VCPUS:,}"))
-    # Only these two spot strategies let Batch update a compute environment in place, which is
-    # what carries a new launch template or AMI to running environments on the next deploy.
-    spot_allocation_strategy: Literal["SPOT_PRICE_CAPACITY_OPTIMIZED", "SPOT_CAPACITY_OPTIMIZED"] = \
-        "SPOT_PRICE_CAPACITY_OPTIMIZED"
-    # A job that no compute environment can ever place blocks its queue; Batch cancels it after
-    # these waits in RUNNABLE instead (10 minutes is Batch's floor, 24 hours its ceiling).
-    cancel_unplaceable_after_minutes: int = Field(30, ge=10, le=1440, json_schema_extra=_allowed("10-1,440"))
-    cancel_no_capacity_after_minutes: int = Field(360, ge=10, le=1440, json_schema_extra=_allowed("10-1,440"))
-
-    @field_validator("instance_types")
-    @classmethod
-    def _known_types(cls, value: list[str]) -> list[str]:
-        unknown = [t for t in value if instance_types.lookup(t) is None]
-        if unknown:
-            raise ValueError(
-                f"unknown instance type(s) {', '.join(unknown)} (allowed: sizes large..16xlarge of "
-                f"{', '.join(instance_types.known_families())})")
-        if len(set(value)) != len(value):
-            raise ValueError("instance types listed twice")
-        arches = {instance_types.lookup(t).architecture for t in value}
-        if len(arches) > 1:
-            raise ValueError("instance types mix x86_64 and arm64 (allowed: one architecture per lab, "
-                             "since a compute environment runs one AMI)")
-        return value
-
-    @field_validator("ami_id")
-    @classmethod
-    def _ami(cls, value: str | None) -> str | None:
-        if value is not None and not AMI_RE.match(value):
-            raise ValueError(f"{value!r} is not an AMI id (allowed: ami- followed by 8 or 17 hex digits)")
-        return value
-
-    @model_validator(mode="after")
-    def _some_capacity(self) -> Compute:
-        if self.on_demand_max_vcpus == 0 and self.spot_max_vcpus == 0:
-            raise ValueError("on_demand_max_vcpus and spot_max_vcpus are both 0: no job could ever run "
-                             "(allowed: at least one above 0)")
-        return self
-
-    @property
-    def architecture(self) -> instance_types.Architecture:
-        return instance_types.lookup(self.instance_types[0]).architecture
 
 
 _PLACEHOLDER = re.compile(runner_env.PLACEHOLDER_TOKEN)
@@ -179,6 +76,10 @@ class Pipeline(_Strict):
     parameters: dict[str, str | None] = Field(default_factory=dict, json_schema_extra=_allowed(
         "name -> default string, or null when the caller must give it"))
     default_queue: Literal["spot", "on-demand"] = "spot"
+    # The pool its jobs run on; left out, each job goes to the cheapest pool that holds it.
+    pool: str | None = Field(None, json_schema_extra=_allowed("a pool of compute.pools (or default), or leave out"))
+    gpus: int = Field(0, ge=0, le=MAX_GPUS, json_schema_extra=_allowed(
+        f"0-{MAX_GPUS}: GPUs per job (its jobs then run on a gpu pool)"))
     recovery: Recovery = Recovery()
     # Files that must travel with an input or parameter (an index beside its FASTA, a .bai beside
     # its BAM), in CWL's secondaryFiles notation: labbatch_contract.references.
@@ -491,20 +392,12 @@ class Lab(_Strict):
     # Derived facts: everyone (constructs, API settings, local mode) reads these, never recomputes them.
 
     @property
-    def queue_max_vcpus(self) -> dict[str, int]:
-        return _queue_max_vcpus(self.compute)
+    def pools(self) -> dict[str, Pool]:
+        return self.compute.pool_map
 
-    @property
-    def job_limits(self) -> dict[str, int]:
-        max_vcpus, max_mem = instance_types.job_limits(self.compute.instance_types)
-        return {"max_vcpus": max_vcpus, "max_memory_mib": max_mem,
-                "scratch_gib": self.compute.scratch.size_gib}
-
-
-def _queue_max_vcpus(compute: Compute) -> dict[str, int]:
-    # The spot queue falls back to on-demand, so it can use both environments.
-    return {"spot": compute.spot_max_vcpus + compute.on_demand_max_vcpus,
-            "on-demand": compute.on_demand_max_vcpus}
+    def pools_for(self, pipeline: Pipeline) -> dict[str, Pool]:
+        """The pools a pipeline's jobs may be placed on: its named pool, or every pool."""
+        return pools_for(self.pools, pipeline)
 
 
 def cross_field_problems(fields: Mapping[str, Any]) -> list[tuple[FieldPath, str]]:
@@ -539,20 +432,5 @@ def cross_field_problems(fields: Mapping[str, Any]) -> list[tuple[FieldPath, str
                 problems.append((("availability_zones",), f"{', '.join(wrong_zone)} are not zones of {region} "
                                  f"(allowed: {region} followed by a letter, such as {region}a)"))
     if have("compute", "pipelines"):
-        types = fields["compute"].instance_types
-        max_vcpus, max_mem = instance_types.job_limits(types)
-        queue_max_vcpus = _queue_max_vcpus(fields["compute"])
-        for pname, p in fields["pipelines"].items():
-            if not instance_types.fits_any(types, p.vcpus, p.memory_mib):
-                at_fault = "vcpus" if p.vcpus > max_vcpus else "memory_mib"
-                problems.append((
-                    ("pipelines", pname, at_fault),
-                    f"{p.vcpus} vCPUs and {p.memory_mib:,} MiB fit no configured instance type "
-                    f"(allowed: at most {max_vcpus} vCPUs and {max_mem:,} MiB on one of {', '.join(types)}, "
-                    "memory being 95% of nominal since ECS registers less; add a bigger type or ask for less)"))
-            queue_max = queue_max_vcpus[p.default_queue]
-            if p.vcpus > queue_max:
-                problems.append((("pipelines", pname, "vcpus"),
-                                 f"{p.vcpus} vCPUs exceed the {p.default_queue} queue's {queue_max} max vCPUs "
-                                 f"(allowed: at most {queue_max})"))
+        problems += pipeline_pool_problems(fields["compute"].pool_map, fields["pipelines"])
     return problems

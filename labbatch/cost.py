@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from labbatch import instance_types
+from labbatch.config import Lab, Pool
+from labbatch.instance_prices import NoPrice, on_demand_hour
 from labbatch_contract import names
-from labbatch.config import Lab
 
 STACK_PARTS = ("Storage", "Compute", "Api", "Operations")
 DEFAULT_REGION = "us-east-1"
@@ -121,34 +122,47 @@ def fixed_costs(templates: dict[str, dict], region: dict[str, Any]) -> list[Fixe
             for kind, n in sorted(counts.items())]
 
 
-def per_job_model(lab: Lab, region: dict[str, Any]) -> dict[str, Any]:
+def per_job_model(lab: Lab, region_name: str, region: dict[str, Any]) -> dict[str, Any]:
     usage = region["usage"]
+    return {
+        "pools": [_pool_model(name, pool, region_name, usage) for name, pool in lab.pools.items()],
+        "s3_standard_gb_month": usage["s3_standard_gb_month"],
+        "logs_ingest_gb": usage["logs_ingest_gb"],
+        "logs_store_gb_month": usage["logs_store_gb_month"],
+    }
+
+
+def _pool_model(name: str, pool: Pool, region_name: str, usage: dict[str, Any]) -> dict[str, Any]:
+    """One pool's instance prices (GPU hours for GPU types) and its scratch volume per instance."""
+    spot_share = 1 - usage["spot_typical_discount"]
     rows = []
-    for name in lab.compute.instance_types:
-        facts = instance_types.lookup(name)
-        family = name.split(".")[0]
-        vcpu_hour = region["on_demand_vcpu_hour"].get(family)
-        if vcpu_hour is None:
-            raise CostError(f"no price for instance family {family} in labbatch/data/prices.json")
-        on_demand = vcpu_hour * facts.vcpus
-        rows.append({"instance_type": name, "vcpus": facts.vcpus, "memory_gib": facts.memory_mib // 1024,
-                     "on_demand_hour": round(on_demand, 4),
-                     "spot_hour_typical": round(on_demand * (1 - usage["spot_typical_discount"]), 4),
-                     "vcpu_hour_on_demand": vcpu_hour,
-                     "vcpu_hour_spot_typical": round(vcpu_hour * (1 - usage["spot_typical_discount"]), 5)})
-    scratch = lab.compute.scratch
+    for facts in instance_types.expand(pool.instance_types):
+        try:
+            on_demand = on_demand_hour(facts, region_name)
+        except NoPrice as exc:
+            raise CostError(str(exc)) from None
+        row = {"instance_type": facts.name, "vcpus": facts.vcpus, "memory_gib": facts.memory_mib // 1024,
+               "on_demand_hour": round(on_demand, 4), "spot_hour_typical": round(on_demand * spot_share, 4),
+               "vcpu_hour_on_demand": round(on_demand / facts.vcpus, 5),
+               "vcpu_hour_spot_typical": round(on_demand / facts.vcpus * spot_share, 5)}
+        if facts.gpus:
+            row.update(gpus=facts.gpus, gpu_memory_gib=facts.gpu_memory_mib // 1024,
+                       gpu_hour_on_demand=round(on_demand / facts.gpus, 4),
+                       gpu_hour_spot_typical=round(on_demand / facts.gpus * spot_share, 4))
+        rows.append(row)
+    scratch = pool.scratch
     scratch_month = (scratch.size_gib * usage["ebs_gp3_gib_month"]
                      + max(0, scratch.iops - 3000) * usage["ebs_gp3_iops_month_above_3000"]
                      + max(0, scratch.throughput_mibps - 125) * usage["ebs_gp3_mibps_month_above_125"])
     return {
+        "pool": name,
+        "gpu": pool.gpu,
+        "max_vcpus": {"spot": pool.spot_max_vcpus, "on-demand": pool.on_demand_max_vcpus},
         "instances": rows,
         "scratch_volume": {"size_gib": scratch.size_gib, "iops": scratch.iops,
                            "throughput_mibps": scratch.throughput_mibps,
                            "per_instance_month": round(scratch_month, 2),
                            "per_instance_hour": round(scratch_month / HOURS_PER_MONTH, 5)},
-        "s3_standard_gb_month": usage["s3_standard_gb_month"],
-        "logs_ingest_gb": usage["logs_ingest_gb"],
-        "logs_store_gb_month": usage["logs_store_gb_month"],
     }
 
 
@@ -174,7 +188,7 @@ def report(lab: Lab, cdk_out: Path) -> dict[str, Any]:
         "prices_as_of": prices["as_of"],
         "fixed_monthly": [dict(asdict(i), monthly_usd=i.monthly_usd) for i in items],
         "fixed_monthly_total_usd": round(sum(i.monthly_usd for i in items), 2),
-        "per_job": per_job_model(lab, region),
+        "per_job": per_job_model(lab, region_name, region),
         "compliance": compliance_model(lab, region),
     }
 
@@ -243,17 +257,23 @@ def _print(result: dict[str, Any]) -> None:
     fixed.add_row("[bold]total while idle[/]", "", "", f"[bold]${result['fixed_monthly_total_usd']:.2f}[/]")
     console.print(fixed)
     job = result["per_job"]
-    instances = Table("instance type", "vCPUs", "GiB", "on-demand $/h", "spot $/h (typical)", "vCPU-hour on-demand",
-                      "vCPU-hour spot", title="Per job: compute while instances run", title_justify="left")
-    for row in job["instances"]:
-        instances.add_row(row["instance_type"], str(row["vcpus"]), str(row["memory_gib"]),
-                          f"${row['on_demand_hour']:.4f}", f"${row['spot_hour_typical']:.4f}",
-                          f"${row['vcpu_hour_on_demand']:.4f}", f"${row['vcpu_hour_spot_typical']:.4f}")
-    console.print(instances)
-    scratch = job["scratch_volume"]
-    console.print(f"Scratch volume ({scratch['size_gib']} GiB gp3, {scratch['iops']:,} IOPS, "
-                  f"{scratch['throughput_mibps']} MiB/s): ${scratch['per_instance_month']:.2f} per instance-month "
-                  f"(${scratch['per_instance_hour']:.5f} per instance-hour)")
+    for pool in job["pools"]:
+        gpu = any("gpus" in row for row in pool["instances"])
+        instances = Table("instance type", "vCPUs", "GiB", *(("GPUs", "GPU-hour on-demand") if gpu else ()),
+                          "on-demand $/h", "spot $/h (typical)", "vCPU-hour on-demand", "vCPU-hour spot",
+                          title=f"Per job on pool {pool['pool']}{' (GPU)' if pool['gpu'] else ''}: compute while "
+                                f"instances run (max vCPUs: {pool['max_vcpus']['spot']} spot, "
+                                f"{pool['max_vcpus']['on-demand']} on-demand)", title_justify="left")
+        for row in pool["instances"]:
+            instances.add_row(row["instance_type"], str(row["vcpus"]), str(row["memory_gib"]),
+                              *((str(row["gpus"]), f"${row['gpu_hour_on_demand']:.4f}") if gpu else ()),
+                              f"${row['on_demand_hour']:.4f}", f"${row['spot_hour_typical']:.4f}",
+                              f"${row['vcpu_hour_on_demand']:.4f}", f"${row['vcpu_hour_spot_typical']:.4f}")
+        console.print(instances)
+        scratch = pool["scratch_volume"]
+        console.print(f"Scratch volume of pool {pool['pool']} ({scratch['size_gib']} GiB gp3, {scratch['iops']:,} IOPS, "
+                      f"{scratch['throughput_mibps']} MiB/s): ${scratch['per_instance_month']:.2f} per instance-month "
+                      f"(${scratch['per_instance_hour']:.5f} per instance-hour)")
     console.print(f"S3 Standard: ${job['s3_standard_gb_month']}/GB-month; logs: ${job['logs_ingest_gb']}/GB ingested, "
                   f"${job['logs_store_gb_month']}/GB-month stored")
     compliance = result.get("compliance")

@@ -9,7 +9,7 @@ Checks, in order (a check that cannot run because an earlier one failed is not r
 3. every pipeline's image: in local mode the command's executable is on this machine's PATH; in
    AWS the job definition is ACTIVE, and its image is the one the canary pulled (images of other
    pipelines are pulled when their first job runs: doctor reports the reference);
-4. a canary job on each queue: a tiny generated FASTQ is uploaded to the inputs bucket, the
+4. a canary job on each queue of every pool: a tiny generated FASTQ is uploaded to the inputs bucket, the
    `fastq-stats` pipeline reads it, writes its results (and the runner's manifest) to the
    results bucket and logs; doctor reads both back. Uploading and reading back use the local
    lab's own credentials, or the caller's AWS profile for a deployed lab.
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from labbatch.batch_layout import RUNNER_COMMAND, on_host
+from labbatch.doctor_gpus import gpu_pool_notes, refused_here
 from labbatch.client import (DOCTOR_CANARY_PREFIX, Connection, LabBatchApiError, LabBatchClient,
                              LabBatchConnectionError, LabBatchError, local_lab_state, resolve_connection)
 from labbatch_contract import batch_reasons, outcome
@@ -126,6 +127,8 @@ def diagnose(args: argparse.Namespace, emit: Callable[[Check], None]) -> list[Ch
         _tes_checks(target, view["tes"], add)
     canary = None if args.no_canary else _canary_checks(target, view, args, add)
     _image_checks(target, view, canary, add)
+    for name, detail in gpu_pool_notes(view):
+        add(Check(name, True, detail))
     return checks
 
 
@@ -217,11 +220,11 @@ def _batch_checks(target: Target, view: dict[str, Any], add: Callable[[Check], C
         name = queue["name"]
         problem = _state_problem(queue)
         if problem:
-            add(Check(f"queue {queue['queue']}", False, f"{name} {problem}",
+            add(Check(f"queue {_where(queue)}", False, f"{name} {problem}",
                       _enable_fix(target, "job-queue", name) if queue.get("state") == "DISABLED"
                       else "redeploy the lab's compute stack (cdk deploy); `aws batch describe-job-queues` shows why"))
         else:
-            add(Check(f"queue {queue['queue']}", True, f"{name} ENABLED, VALID"))
+            add(Check(f"queue {_where(queue)}", True, f"{name} ENABLED, VALID"))
         for environment in queue.get("compute_environments", []):
             if environment["name"] in seen:
                 continue
@@ -297,6 +300,9 @@ def _image_checks(target: Target, view: dict[str, Any], canary: dict[str, bool] 
                                         "(local mode never pulls)",
                           f"build or load it ({engine} build / {engine} load; the demo images: make images)"))
             continue
+        if target.local is not None and (why := refused_here(pipeline, view)):
+            add(Check(label, True, f"{why} (image {image} in AWS)"))
+            continue
         if target.local is not None:
             command = on_host(list(pipeline.get("command") or []))
             missing = [exe for exe in dict.fromkeys([command[0] if command else None, _executable(command)])
@@ -338,7 +344,7 @@ def _canary_checks(target: Target, view: dict[str, Any], args: argparse.Namespac
         return {}
     queues = [q for q in view.get("queues", []) if q.get("state") == "ENABLED" and q.get("status") != "MISSING"]
     for skipped in [q for q in view.get("queues", []) if q not in queues]:
-        add(Check(f"canary on {skipped['queue']}", False, f"not run: queue {skipped['name']} does not take jobs",
+        add(Check(f"canary on {_where(skipped)}", False, f"not run: queue {skipped['name']} does not take jobs",
                   "enable the queue (see above), then run doctor again"))
     if not queues:
         return {pipeline: False}
@@ -360,12 +366,15 @@ def _canary_checks(target: Target, view: dict[str, Any], args: argparse.Namespac
     timeout = args.timeout or DEFAULT_TIMEOUT_SECONDS[target.mode]
     with target.connection.client(timeout=30) as client:
         for queue in queues:
+            # One canary per queue of every pool: each pool has its own instances, image and launch template.
+            pool = queue.get("pool") if len(view.get("pools") or []) > 1 else None
             try:
-                submitted[queue["queue"]] = client.submit(pipeline, [uri], queue=queue["queue"],
-                                                          name=f"{DOCTOR_CANARY_PREFIX}{queue['queue']}")
+                submitted[_where(queue)] = client.submit(
+                    pipeline, [uri], queue=queue["queue"], pool=pool,
+                    name=f"{DOCTOR_CANARY_PREFIX}{_where(queue).replace(' ', '-')}")
             except LabBatchError as error:
                 passed = False
-                add(Check(f"canary on {queue['queue']}", False, f"not submitted: {error.code}: {error.message}",
+                add(Check(f"canary on {_where(queue)}", False, f"not submitted: {error.code}: {error.message}",
                           "fix the queue and its compute environments above; the API's logs say more"))
         records = _wait(client, [job["job_id"] for job in submitted.values()], timeout)
         for queue_key, job in submitted.items():
@@ -376,6 +385,12 @@ def _canary_checks(target: Target, view: dict[str, Any], args: argparse.Namespac
     except Exception:  # noqa: BLE001 - leaving one tiny object behind is harmless
         pass
     return {pipeline: passed}
+
+
+def _where(queue: dict[str, Any]) -> str:
+    """`spot` for the pool `default`'s queues (a one-pool lab's), `gpu spot` for another pool's."""
+    pool = queue.get("pool") or "default"
+    return queue["queue"] if pool == "default" else f"{pool} {queue['queue']}"
 
 
 def _wait(client: LabBatchClient, job_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:

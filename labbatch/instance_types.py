@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from labbatch.gpu_types import GPU_TYPES, gpu_families
+
 Architecture = Literal["x86_64", "arm64"]
 
 TABLE_DATE = "2026-11-01"
@@ -49,6 +51,12 @@ class InstanceType:
     architecture: Architecture
     vcpus: int
     memory_mib: int
+    gpus: int = 0
+    gpu_memory_mib: int = 0  # per GPU
+
+    @property
+    def family(self) -> str:
+        return self.name.split(".")[0]
 
     @property
     def job_memory_mib(self) -> int:
@@ -62,6 +70,8 @@ def _build_table() -> dict[str, InstanceType]:
         for size, vcpus in _SIZES.items():
             name = f"{family}.{size}"
             table[name] = InstanceType(name, arch, vcpus, vcpus * gib_per_vcpu * 1024)
+    for name, (vcpus, gib, gpus, gpu_gib) in GPU_TYPES.items():
+        table[name] = InstanceType(name, "x86_64", vcpus, gib * 1024, gpus, gpu_gib * 1024)
     return table
 
 
@@ -76,15 +86,41 @@ def known_families() -> list[str]:
     return sorted(_FAMILIES)
 
 
+def known_gpu_families() -> list[str]:
+    return gpu_families()
+
+
+def expand(names: list[str] | tuple[str, ...]) -> list[InstanceType]:
+    """The types a list names: a type itself, or a family (`r6i`, `g5`: every size of it in the
+    table), as AWS Batch reads a family name. Unknown names raise KeyError."""
+    types: list[InstanceType] = []
+    for name in names:
+        if name in INSTANCE_TYPES:
+            types.append(INSTANCE_TYPES[name])
+            continue
+        family = [t for t in INSTANCE_TYPES.values() if t.family == name]
+        if not family:
+            raise KeyError(name)
+        types.extend(family)
+    return types
+
+
+def is_known(name: str) -> bool:
+    return name in INSTANCE_TYPES or any(t.family == name for t in INSTANCE_TYPES.values())
+
+
 def job_limits(names: list[str]) -> tuple[int, int]:
     """(max vCPUs, max memory MiB) a single job can ask for on any of these types."""
-    types = [INSTANCE_TYPES[n] for n in names]
+    types = expand(names)
     return max(t.vcpus for t in types), max(t.job_memory_mib for t in types)
 
 
-def fits_any(names: list[str], vcpus: int, memory_mib: int) -> bool:
-    """Whether one instance among these types can hold both the vCPUs and the memory."""
-    return any(
-        INSTANCE_TYPES[n].vcpus >= vcpus and INSTANCE_TYPES[n].job_memory_mib >= memory_mib
-        for n in names
-    )
+def gpu_limits(names: list[str]) -> tuple[int, int]:
+    """(max GPUs, max memory MiB per GPU) a single job can ask for on any of these types."""
+    types = expand(names)
+    return max(t.gpus for t in types), max(t.gpu_memory_mib for t in types)
+
+
+def fits_any(names: list[str], vcpus: int, memory_mib: int, gpus: int = 0) -> bool:
+    """Whether one instance among these types can hold the vCPUs, the memory and the GPUs."""
+    return any(t.vcpus >= vcpus and t.job_memory_mib >= memory_mib and t.gpus >= gpus for t in expand(names))

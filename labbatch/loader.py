@@ -14,9 +14,10 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from labbatch.api_settings import SettingsTooLarge, check_size
+from labbatch.batch_layout import layout
 from labbatch.config import FieldProblems, Lab, Pipeline, cross_field_problems
 
-# AWS Batch quotas per account and Region; every lab uses two of each.
+# AWS Batch quotas per account and Region; a lab uses up to two of each per pool.
 MAX_COMPUTE_ENVIRONMENTS = 50
 MAX_JOB_QUEUES = 50
 COMPUTE_ENVIRONMENTS_PER_LAB = 2
@@ -206,20 +207,23 @@ def load_lab(path: Path) -> Lab:
 
 def check_shared_quotas(labs: list[Lab]) -> list[str]:
     """Labs deployed to the same account and Region share Batch's per-Region quotas."""
-    by_env: dict[tuple[str, str], list[str]] = defaultdict(list)
+    by_env: dict[tuple[str, str], list[Lab]] = defaultdict(list)
     for lab in labs:
         if lab.account and lab.region:
-            by_env[(lab.account, lab.region)].append(lab.name)
+            by_env[(lab.account, lab.region)].append(lab)
     problems = []
-    for (account, region), lab_names in sorted(by_env.items()):
-        ces = len(lab_names) * COMPUTE_ENVIRONMENTS_PER_LAB
-        queues = len(lab_names) * JOB_QUEUES_PER_LAB
+    for (account, region), env_labs in sorted(by_env.items()):
+        plans = [layout(lab) for lab in env_labs]
+        ces = sum(len(plan.environments) for plan in plans)
+        queues = sum(len(plan.queues) for plan in plans)
         if ces > MAX_COMPUTE_ENVIRONMENTS or queues > MAX_JOB_QUEUES:
+            pools = sum(len(lab.pools) for lab in env_labs)
             problems.append(
-                f"account {account} region {region}: {len(lab_names)} labs need {ces} compute environments "
-                f"and {queues} job queues (allowed: at most {MAX_COMPUTE_ENVIRONMENTS} of each per account "
-                f"and Region, so at most {MAX_COMPUTE_ENVIRONMENTS // COMPUTE_ENVIRONMENTS_PER_LAB} labs; "
-                f"labs: {', '.join(sorted(lab_names))})")
+                f"account {account} region {region}: {len(env_labs)} labs with {pools} pools need {ces} compute "
+                f"environments and {queues} job queues (allowed: at most {MAX_COMPUTE_ENVIRONMENTS} of each per "
+                f"account and Region, up to {COMPUTE_ENVIRONMENTS_PER_LAB} per pool, so at most "
+                f"{MAX_COMPUTE_ENVIRONMENTS // COMPUTE_ENVIRONMENTS_PER_LAB} pools in all; "
+                f"labs: {', '.join(sorted(lab.name for lab in env_labs))})")
     return problems
 
 

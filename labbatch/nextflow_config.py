@@ -63,7 +63,11 @@ def account_of(arn: str) -> str:
 def native_config(lab_view: dict[str, Any], region: str) -> dict[str, Any]:
     """The config text and its settings, from the lab's GET /lab answer and its Region."""
     lab = lab_view["lab"]
-    queues = {q["queue"]: q["name"] for q in lab_view["queues"]}
+    # The first pool's queues (a one-pool lab's only ones): Nextflow's process.queue names one
+    # queue, and a lab with pools lists each pool's spot and on-demand queue under the same keys.
+    pools = [p["name"] for p in lab_view.get("pools") or []]
+    first = pools[0] if pools else "default"
+    queues = {q["queue"]: q["name"] for q in lab_view["queues"] if q.get("pool", "default") == first}
     if not queues:
         raise LabBatchError("no_queue", f"lab {lab} has no job queue in its GET /lab answer")
     # A spot-only lab (on_demand_max_vcpus: 0) has no on-demand queue to label processes onto.

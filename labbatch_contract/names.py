@@ -48,6 +48,11 @@ def job_queue(lab: str, queue: str) -> str:
     return f"{PREFIX}-{lab}-{queue}"
 
 
+def pool_job_queue(lab: str, pool: str, queue: str) -> str:
+    """A pool's spot or on-demand queue; the pool `default` keeps the names queues had before pools."""
+    return job_queue(lab, queue if pool == "default" else f"{pool}-{queue}")
+
+
 def job_definition(lab: str, pipeline: str) -> str:
     return f"{PREFIX}-{lab}-{pipeline}"
 

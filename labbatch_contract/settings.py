@@ -43,6 +43,11 @@ class Limits(_Strict):
     # instances give, so that a refusal says whose limit it is.
     lab_max_vcpus: int | None = None
     lab_max_memory_mib: int | None = None
+    # GPU pools only: GPUs per job and memory per GPU on the pool's largest GPU type.
+    max_gpus: int = Field(0, ge=0)
+    gpu_memory_mib: int = Field(0, ge=0)
+    # Local mode only, for a GPU pool on a machine whose engine has no NVIDIA runtime (max_gpus 0).
+    lab_max_gpus: int | None = None
 
 
 class RecoverySettings(_Strict):
@@ -87,6 +92,9 @@ class PipelineSettings(_Strict):
     # Companion files per staged value (labbatch_contract.references): refused at submission when
     # a required one is missing.
     secondary_files: dict[str, list[str]] = Field(default_factory=dict)
+    # The pool the lab file names for it; None: each job goes to the cheapest pool that holds it.
+    pool: str | None = None
+    gpus: int = Field(0, ge=0)
     local: LocalPipelineSettings | None = None
 
 
@@ -106,6 +114,22 @@ class TesSettings(_Strict):
     recovery: RecoverySettings = RecoverySettings()
 
 
+class PoolSettings(_Strict):
+    """One instance pool as placement sees it (labbatch_contract/placement.py)."""
+
+    queues: dict[QueueName, str]
+    queue_max_vcpus: dict[QueueName, int]
+    scratch_gib: int = Field(ge=1)
+    limits: Limits
+    gpu: bool = False
+    # Each instance type: [vCPUs, memory a job can get (MiB), GPUs, on-demand USD an hour], so
+    # that placement finds the cheapest pool whose instances hold a job; empty in a one-pool lab.
+    shapes: list[tuple[int, int, int, float]] = Field(default_factory=list)
+
+
+DEFAULT_POOL = "default"
+
+
 class LabSettings(_Strict):
     lab: str = Field(min_length=1)
     table: str = Field(min_length=3)
@@ -118,6 +142,20 @@ class LabSettings(_Strict):
     limits: Limits
     pipelines: dict[str, PipelineSettings]
     tes: TesSettings = TesSettings()
+    # Every pool, when the lab has more than the one pool `default`; the top-level queues,
+    # queue_max_vcpus, scratch_gib and limits are then its first pool's. Empty: the top-level
+    # fields are the one pool `default` (so a one-pool lab's document is unchanged).
+    pools: dict[str, PoolSettings] = Field(default_factory=dict)
+
+    def pool_map(self) -> dict[str, PoolSettings]:
+        if self.pools:
+            return dict(self.pools)
+        return {DEFAULT_POOL: PoolSettings(queues=self.queues, queue_max_vcpus=self.queue_max_vcpus,
+                                           scratch_gib=self.scratch_gib, limits=self.limits)}
+
+    def pool_of_queue(self, job_queue: str) -> str | None:
+        """The pool whose Batch queue this is (a ledger record names its queue, not its pool)."""
+        return next((name for name, pool in self.pool_map().items() if job_queue in pool.queues.values()), None)
 
     def to_environment(self) -> str:
         """The compact JSON for LABBATCH_SETTINGS: defaults left out, to spare the 4 KB."""

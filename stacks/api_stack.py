@@ -28,7 +28,7 @@ class ApiStack(LabStack):
             settings_json=settings.to_environment(),
             table_name=settings.table,
             bucket_names=settings.buckets.model_dump(),
-            queue_names=list(settings.queues.values()),
+            queue_names=[name for pool in settings.pool_map().values() for name in pool.queues.values()],
             job_definition_names=[p.job_definition for p in settings.pipelines.values()],
             log_retention_days=lab.log_retention_days,
             alert_topic_arn=(self.format_arn(service="sns", resource=names.alert_topic(lab.name))

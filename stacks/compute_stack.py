@@ -7,7 +7,7 @@ from constructs import Construct
 from labbatch_contract import names
 from labbatch.batch_layout import layout
 from labbatch.config import Lab
-from lab_constructs.batch_compute import BatchCompute
+from lab_constructs.batch_compute import BatchCompute, pool_construct_id
 from lab_constructs.lab_key import lab_key
 from lab_constructs.network import LabNetwork
 from lab_constructs.nextflow_access import NextflowAccess
@@ -26,11 +26,15 @@ class ComputeStack(LabStack):
         network = LabNetwork(self, "Network", lab_name=lab.name, network=lab.network,
                              log_retention_days=lab.log_retention_days, key=key)
         runner = RunnerImage(self, "RunnerImage", architecture=lab.compute.architecture)
-        scratch = ScratchLaunchTemplate(self, "ScratchLaunchTemplate", scratch=lab.compute.scratch,
-                                        custom_ami=lab.compute.ami_id is not None, kms_key=key,
-                                        boot_steps=[runner.boot_step])
+        # One launch template per pool (its scratch volume, its image's root volume); the pool
+        # `default` keeps the construct ID a one-pool lab always had, so it updates in place.
+        launch_templates = {
+            name: ScratchLaunchTemplate(self, pool_construct_id(name, "ScratchLaunchTemplate"), scratch=pool.scratch,
+                                        custom_ami=pool.ami_id is not None, gpu=pool.gpu, kms_key=key,
+                                        boot_steps=[runner.boot_step]).launch_template
+            for name, pool in lab.pools.items()}
         self.compute = BatchCompute(self, "BatchCompute", lab=lab, network=network,
-                                    launch_template=scratch.launch_template)
+                                    launch_templates=launch_templates)
         # Buckets are found by their deterministic names rather than cross-stack exports, so the
         # stateful stack never gets locked by an export this stack consumes.
         bucket_names = {kind: names.bucket(lab.name, kind, self.account, self.region) for kind in DATA_BUCKETS}

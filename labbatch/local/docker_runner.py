@@ -72,6 +72,23 @@ def _run(engine: str, *args: str, timeout: float = ENGINE_TIMEOUT_SECONDS) -> su
                           stdin=subprocess.DEVNULL)
 
 
+def nvidia_runtime(engine: str | None) -> bool:
+    """Whether the engine can hand a container GPUs: Docker lists an `nvidia` runtime (the NVIDIA
+    container toolkit) in `docker info`. Podman's CDI devices are not detected: GPU jobs are then
+    refused at submission, never accepted to wait for a GPU this machine cannot give."""
+    if engine is None or Path(engine).name != "docker":
+        return False
+    try:
+        answer = _run(engine, "info", "--format", "{{json .Runtimes}}")
+    except (OSError, subprocess.SubprocessError):
+        return False
+    try:
+        runtimes = json.loads(answer.stdout or "{}")
+    except ValueError:
+        return False
+    return answer.returncode == 0 and isinstance(runtimes, dict) and "nvidia" in runtimes
+
+
 def last_line(text: str) -> str:
     """The engine's own error: its daemon's answer when it gave one (docker start ends with a
     summary line that names only the container), else its last line."""

@@ -30,7 +30,7 @@ from labbatch.local.batch.executor import LocalBatch, machine_memory_mib
 from labbatch.local.batch.registration import registration
 from labbatch.local.batch.service import LocalBatchService
 from labbatch.local.docker_runner import (DEMO_TAG, ENGINES, RUNNER_IMAGE, ContainerRunner, DockerUnavailable,
-                                          find_engine, image_id, remove_orphans, runner_tree)
+                                          find_engine, image_id, nvidia_runtime, remove_orphans, runner_tree)
 from labbatch.local.emulator import Emulator, EmulatedLab
 from labbatch.local.persistence import LabData, Restored
 from labbatch.local.state import StateFile
@@ -44,18 +44,28 @@ LOCAL_CALLER = "local-scientist"
 RESERVED_MEMORY_MIB = 512
 
 
-def local_limits(lab: Lab) -> dict[str, int]:
-    """What a local job can get: the lab's limits, capped by this machine (same memory rule as ECS).
-    Where the machine is the smaller, the lab's own limit goes along (`lab_max_*`), so that a
-    refusal says it is this machine's limit, not the lab's."""
+def local_limits(lab: Lab, pool: str | None = None, *, gpus: bool = False) -> dict[str, int]:
+    """What a local job can get on a pool (the lab's first by default, which a one-pool lab's
+    settings carry at the top): the pool's limits, capped by this machine (same memory rule as
+    ECS). Where the machine is the smaller, the pool's own limit goes along (`lab_max_*`), so that
+    a refusal says it is this machine's limit, not the lab's. A GPU pool's jobs get GPUs only when
+    the container engine has an NVIDIA runtime (`gpus`); otherwise none (`lab_max_gpus` says
+    what the pool gives), so that the API refuses them rather than letting them wait forever."""
     cores = os.cpu_count() or 1
     memory = int((machine_memory_mib() - RESERVED_MEMORY_MIB) * USABLE_MEMORY_SHARE)
-    lab_vcpus, lab_memory = lab.job_limits["max_vcpus"], lab.job_limits["max_memory_mib"]
+    pool_limits = (lab.pools[pool] if pool else next(iter(lab.pools.values()))).job_limits
+    lab_vcpus, lab_memory = pool_limits["max_vcpus"], pool_limits["max_memory_mib"]
     limits = {"max_vcpus": min(lab_vcpus, cores), "max_memory_mib": min(lab_memory, memory)}
     if cores < lab_vcpus:
         limits["lab_max_vcpus"] = lab_vcpus
     if memory < lab_memory:
         limits["lab_max_memory_mib"] = lab_memory
+    if pool_limits.get("max_gpus"):
+        limits["gpu_memory_mib"] = pool_limits["gpu_memory_mib"]
+        if gpus:
+            limits["max_gpus"] = pool_limits["max_gpus"]
+        else:
+            limits.update(max_gpus=0, lab_max_gpus=pool_limits["max_gpus"])
     return limits
 
 
@@ -65,10 +75,17 @@ def fitted_to_machine(lab: Lab, limits: dict[str, int] | None = None) -> dict[st
     without it, or when every pipeline fits."""
     if not lab.local.fit_to_machine:
         return {}
-    limits = limits or local_limits(lab)
+    limits = limits or _machine_limits(lab)
+    # GPU pipelines are left as they are: what stops them here is the GPU, which no scaling gives.
     return {name: {"vcpus": min(p.vcpus, limits["max_vcpus"]), "memory_mib": min(p.memory_mib, limits["max_memory_mib"])}
             for name, p in lab.pipelines.items()
-            if p.vcpus > limits["max_vcpus"] or p.memory_mib > limits["max_memory_mib"]}
+            if not p.gpus and (p.vcpus > limits["max_vcpus"] or p.memory_mib > limits["max_memory_mib"])}
+
+
+def _machine_limits(lab: Lab) -> dict[str, int]:
+    """The most a local job can get on any pool."""
+    per_pool = [local_limits(lab, name) for name in lab.pools]
+    return {key: max(limits[key] for limits in per_pool) for key in ("max_vcpus", "max_memory_mib")}
 
 
 def stand_ins(lab: Lab) -> dict[str, str]:
@@ -87,13 +104,19 @@ def local_layout(lab: Lab) -> BatchLayout:
         for spec in planned.job_definitions))
 
 
-def local_settings(lab: Lab, emulated: EmulatedLab) -> dict[str, Any]:
+def local_settings(lab: Lab, emulated: EmulatedLab, *, gpus: bool = False) -> dict[str, Any]:
+    """The handlers' settings for this machine: every pool maps onto its capacity (the pools'
+    environments share it in the executor); `gpus`: the container engine can hand out GPUs."""
     settings = handler_settings(lab, emulated.account, emulated.region)
-    settings["limits"] = local_limits(lab)
     cores = os.cpu_count() or 1
+    first = next(iter(lab.pools))
+    settings["limits"] = local_limits(lab, first, gpus=gpus)
     settings["queue_max_vcpus"] = {q: min(v, cores) for q, v in settings["queue_max_vcpus"].items()}
+    for name, pool in settings.get("pools", {}).items():
+        pool["limits"] = local_limits(lab, name, gpus=gpus)
+        pool["queue_max_vcpus"] = {q: min(v, cores) for q, v in pool["queue_max_vcpus"].items()}
     # What the lab file's `local:` block changes, said per pipeline (GET /pipelines shows it).
-    fitted, images = fitted_to_machine(lab, settings["limits"]), stand_ins(lab)
+    fitted, images = fitted_to_machine(lab), stand_ins(lab)
     for name, pipeline in lab.pipelines.items():
         local: dict[str, Any] = {}
         if pipeline.image in images:
@@ -183,7 +206,8 @@ class LocalLab:
                     print(f"labbatch local: {len(batch)} log events of {stream} not stored: {exc}", file=sys.stderr)
 
         # The status updater must exist before the first event; it reads the same settings.
-        settings = local_settings(self.lab, emulated)
+        gpus = container_runner is not None and nvidia_runtime(container_runner.engine)
+        settings = local_settings(self.lab, emulated, gpus=gpus)
         os.environ[SETTINGS_VARIABLE] = json.dumps(settings, separators=(",", ":"))
         if self.lab.alerts.failed_jobs:
             os.environ["LABBATCH_ALERT_TOPIC_ARN"] = emulated.alert_topic_arn
@@ -203,7 +227,7 @@ class LocalLab:
             status.lambda_handler(event, context)
 
         self.batch = LocalBatch(
-            container_runner=container_runner,
+            container_runner=container_runner, gpus=gpus,
             **registration(local_layout(self.lab), self.lab.name),
             spot_interruption_rate=self.spot_interruption_rate,
             random_seed=self.random_seed,
@@ -261,7 +285,9 @@ class LocalLab:
             "fitted_to_machine": {name: {"from": {"vcpus": self.lab.pipelines[name].vcpus,
                                                   "memory_mib": self.lab.pipelines[name].memory_mib},
                                          "to": fitted}
-                                  for name, fitted in fitted_to_machine(self.lab, settings["limits"]).items()},
+                                  for name, fitted in fitted_to_machine(self.lab).items()},
+            # GPU pools' jobs run only with an engine that has an NVIDIA runtime (`--gpus`).
+            "gpus": gpus,
             # Kept across restarts only with --data-dir; otherwise everything goes at stop.
             "data_dir": str(self.data_dir) if self.data_dir is not None else None,
             "ephemeral": self.data_dir is None,

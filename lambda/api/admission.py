@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from api_errors import refused
-from labbatch_contract.settings import LabSettings, PipelineSettings
+from labbatch_contract import placement
+from labbatch_contract.settings import DEFAULT_POOL, LabSettings, PipelineSettings, PoolSettings
 from input_objects import HEAD_THREADS, S3Object, list_prefix, object_sizes, parse_lab_prefix, parse_lab_uri, probe_sizes
 from labbatch_contract import references
 from job_models import SubmitJobRequest
@@ -44,6 +45,7 @@ class AdmittedJob:
     pipeline: PipelineSettings
     queue: str
     job_queue: str
+    pool: str  # the instance pool it was placed on (labbatch_contract.placement)
     vcpus: int
     memory_mib: int
     name: str | None
@@ -63,7 +65,6 @@ def admit(request: SubmitJobRequest, settings: LabSettings, s3_client) -> Admitt
     pipeline = _known_pipeline(request, settings)
     if request.queue is None:
         request = request.model_copy(update={"queue": pipeline.default_queue})
-    job_queue = _configured_queue(request, settings)
     vcpus, memory_mib = _resources(request, pipeline, settings)
     _declared_parameters(request.parameters, pipeline, request.pipeline, "parameters")
     defaults = {name: value for name, value in pipeline.parameters.items() if value is not None}
@@ -97,14 +98,21 @@ def admit(request: SubmitJobRequest, settings: LabSettings, s3_client) -> Admitt
 
     sizes = _sizes(units, settings, s3_client, request.pipeline)
     input_bytes, scratch_needed, worst = _largest_scratch_need(units, sizes, pipeline)
-    _scratch_fits(scratch_needed, input_bytes, worst, pipeline, settings)
+    need = placement.Need(vcpus, memory_mib, pipeline.gpus, request.queue, scratch_needed / GIB)
+    placed = placement.place(placement.candidates(settings.pool_map(), request.pool or pipeline.pool), need)
+    if isinstance(placed, placement.Unplaceable):
+        if placed.limit != placement.SCRATCH:  # cannot happen: _resources placed it without scratch
+            raise AssertionError(f"placement changed its mind about {placed.limit}")
+        _scratch_refused(scratch_needed, input_bytes, worst, pipeline, placed)
+    pool_name, pool = placed
 
     single = resolved[0] if len(resolved) == 1 else None
     return AdmittedJob(
         pipeline_name=request.pipeline,
         pipeline=pipeline,
         queue=request.queue,
-        job_queue=job_queue,
+        job_queue=pool.queues[request.queue],
+        pool=pool_name,
         vcpus=vcpus,
         memory_mib=memory_mib,
         name=request.name,
@@ -161,67 +169,101 @@ def _known_pipeline(request: SubmitJobRequest, settings: LabSettings) -> Pipelin
     return pipeline
 
 
-def _configured_queue(request: SubmitJobRequest, settings: LabSettings) -> str:
-    job_queue = settings.queues.get(request.queue)
-    if job_queue is None:
-        raise refused(
-            "unknown_queue",
-            f"queue: lab {settings.lab} has no {request.queue!r} queue; use one of {', '.join(sorted(settings.queues))}",
-            field="queue",
-            allowed=sorted(settings.queues),
-        )
-    return job_queue
-
-
 def _resources(request: SubmitJobRequest, pipeline: PipelineSettings, settings: LabSettings) -> tuple[int, int]:
     vcpus = request.vcpus if request.vcpus is not None else pipeline.vcpus
     memory_mib = request.memory_mib if request.memory_mib is not None else pipeline.memory_mib
     default = f" (the {request.pipeline} default)"
-    check_resources(vcpus, memory_mib, request.queue, settings,
-                    vcpus_origin="" if request.vcpus is not None else default,
-                    memory_origin="" if request.memory_mib is not None else default)
+    _pool_allowed(request, pipeline, settings)
+    # Placed once without scratch, before any S3 call: a job no pool can hold is refused at once.
+    place_job(vcpus, memory_mib, request.queue, settings, gpus=pipeline.gpus, pool=request.pool or pipeline.pool,
+              vcpus_origin="" if request.vcpus is not None else default,
+              memory_origin="" if request.memory_mib is not None else default,
+              gpus_origin=f" (pipeline {request.pipeline})")
     return vcpus, memory_mib
 
 
-def check_resources(vcpus: int, memory_mib: int, queue: str, settings: LabSettings, *,
-                    vcpus_field: str = "vcpus", memory_field: str = "memory_mib",
-                    vcpus_origin: str = "", memory_origin: str = "") -> None:
-    """What any job may ask for on this lab (POST /jobs, and TES tasks' resources, which name
-    their own fields): refused with the limit, whose limit it is, and what to ask for instead."""
-    limits = settings.limits
-    if vcpus > limits.max_vcpus:
+def _pool_allowed(request: SubmitJobRequest, pipeline: PipelineSettings, settings: LabSettings) -> None:
+    if request.pool is None:
+        return
+    pools = sorted(settings.pool_map())
+    if request.pool not in pools:
+        raise refused("unknown_pool", f"pool: lab {settings.lab} has no pool {request.pool!r}; its pools: "
+                      f"{', '.join(pools)}", field="pool", allowed=pools)
+    if pipeline.pool is not None and request.pool != pipeline.pool:
+        raise refused("pool_not_allowed", f"pool: pipeline {request.pipeline} runs only on pool {pipeline.pool!r} "
+                      "(the lab file names it); leave pool out", field="pool", allowed=[pipeline.pool])
+
+
+def place_job(vcpus: int, memory_mib: int, queue: str, settings: LabSettings, *, gpus: int = 0,
+              pool: str | None = None, scratch_bytes: int = 0, vcpus_field: str = "vcpus",
+              memory_field: str = "memory_mib", vcpus_origin: str = "", memory_origin: str = "",
+              gpus_origin: str = "", scratch_field: str = "inputs") -> tuple[str, PoolSettings]:
+    """The pool any job goes to (POST /jobs, array jobs, and TES tasks, which name their own
+    fields), or a refusal with the limit, whose limit it is, and what to ask for instead."""
+    pools = settings.pool_map()
+    need = placement.Need(vcpus, memory_mib, gpus, queue, scratch_bytes / GIB)
+    placed = placement.place(placement.candidates(pools, pool), need)
+    if not isinstance(placed, placement.Unplaceable):
+        return placed
+    limit, name, closest = placed.limit, placed.pool, placed.settings
+    limits = closest.limits
+    # A one-pool lab speaks of "this lab's instances", as it always did; with pools, of the pool's.
+    instances = "this lab's instances" if len(pools) == 1 else f"pool {name}'s instances"
+    details = {"pool": name} if len(pools) > 1 else {}
+    if limit == placement.GPUS:
+        if limits.lab_max_gpus:
+            message = (f"gpus: {gpus}{gpus_origin} cannot run here: this machine has no GPU (its container engine "
+                       f"reports no NVIDIA runtime; the lab's pool {name} gives {limits.lab_max_gpus} "
+                       f"GPU{'s' if limits.lab_max_gpus > 1 else ''} in AWS)")
+        elif not any(p.limits.max_gpus for p in pools.values()):
+            message = f"gpus: {gpus}{gpus_origin} asked, but no pool of lab {settings.lab} has GPUs"
+        else:
+            message = (f"gpus: {gpus}{gpus_origin} is more than a job can get on {instances} ({limits.max_gpus}); "
+                       f"ask for {limits.max_gpus} or fewer")
+        raise refused("gpus_too_many", message, field="gpus", asked=gpus, available=limits.max_gpus, **details)
+    if limit == placement.VCPUS:
         where = (f"this local machine ({limits.max_vcpus}; the lab's instances give {limits.lab_max_vcpus})"
-                 if limits.lab_max_vcpus else f"this lab's instances ({limits.max_vcpus})")
+                 if limits.lab_max_vcpus else f"{instances} ({limits.max_vcpus})")
         raise refused(
             "vcpus_too_many",
             f"{vcpus_field}: {vcpus}{vcpus_origin} is more than a job can get on {where}; "
             f"ask for {limits.max_vcpus} or fewer",
-            field=vcpus_field,
-            asked=vcpus,
-            available=settings.limits.max_vcpus,
-        )
-    queue_max = settings.queue_max_vcpus.get(queue)
-    if queue_max is not None and vcpus > queue_max:
-        raise refused(
-            "vcpus_too_many",
-            f"{vcpus_field}: {vcpus}{vcpus_origin} is more than the whole {queue} queue may run ({queue_max}); "
-            f"ask for {queue_max} or fewer, or use another queue",
-            field=vcpus_field,
-            asked=vcpus,
-            available=queue_max,
-        )
-    if memory_mib > settings.limits.max_memory_mib:
+            field=vcpus_field, asked=vcpus, available=limits.max_vcpus, **details)
+    if limit == placement.MEMORY:
         where = (f"this local machine can give a job ({limits.max_memory_mib} MiB; the lab's instances give "
                  f"{limits.lab_max_memory_mib} MiB)" if limits.lab_max_memory_mib else
-                 f"ECS can give a job on this lab's instances ({limits.max_memory_mib} MiB, after the agent's "
+                 f"ECS can give a job on {instances} ({limits.max_memory_mib} MiB, after the agent's "
                  "reserved memory)")
         raise refused(
             "memory_too_large",
             f"{memory_field}: {memory_mib}{memory_origin} is more than {where}; ask for {limits.max_memory_mib} or less",
-            field=memory_field,
-            asked=memory_mib,
-            available=settings.limits.max_memory_mib,
-        )
+            field=memory_field, asked=memory_mib, available=limits.max_memory_mib, **details)
+    if limit == placement.QUEUE:
+        whose = f"lab {settings.lab}" if len(pools) == 1 else f"pool {name} of lab {settings.lab}"
+        raise refused(
+            "unknown_queue",
+            f"queue: {whose} has no {queue!r} queue; use one of {', '.join(sorted(closest.queues))}",
+            field="queue", allowed=sorted(closest.queues), **details)
+    if limit == placement.QUEUE_VCPUS:
+        queue_max = closest.queue_max_vcpus.get(queue, 0)
+        whose = f"the whole {queue} queue" if len(pools) == 1 else f"pool {name}'s whole {queue} queue"
+        raise refused(
+            "vcpus_too_many",
+            f"{vcpus_field}: {vcpus}{vcpus_origin} is more than {whose} may run ({queue_max}); "
+            f"ask for {queue_max} or fewer, or use another queue",
+            field=vcpus_field, asked=vcpus, available=queue_max, **details)
+    if limit == placement.SHAPE:
+        gpu_part = f" and {gpus} GPUs" if gpus else ""
+        raise refused(
+            "no_instance_holds",
+            f"{memory_field}: {vcpus} vCPUs and {memory_mib} MiB{gpu_part} together fit no single instance type of "
+            f"pool {name} (each of its types is smaller in one of them); ask for fewer vCPUs or less memory",
+            field=memory_field, asked={"vcpus": vcpus, "memory_mib": memory_mib, "gpus": gpus}, **details)
+    raise refused(
+        "scratch_too_small",
+        f"{scratch_field}: this job needs about {scratch_bytes / GIB:.1f} GiB of scratch, more than {instances} "
+        f"have ({closest.scratch_gib} GiB)",
+        field=scratch_field, needed_gib=round(scratch_bytes / GIB, 2), available_gib=closest.scratch_gib, **details)
 
 
 def _declared_parameters(given: dict[str, str], pipeline: PipelineSettings, name: str, field: str) -> None:
@@ -387,11 +429,10 @@ class ScratchUse:
     reference_bytes: int
 
 
-def _scratch_fits(needed: int, input_bytes: int, use: ScratchUse, pipeline: PipelineSettings,
-                  settings: LabSettings) -> None:
-    available = settings.scratch_gib * GIB
-    if needed <= available:
-        return
+def _scratch_refused(needed: int, input_bytes: int, use: ScratchUse, pipeline: PipelineSettings,
+                     placed: placement.Unplaceable) -> None:
+    scratch_gib = placed.settings.scratch_gib
+    volume = "the lab's scratch volume" if placed.pool == DEFAULT_POOL else f"pool {placed.pool}'s scratch volume"
     field = use.field
     where = "its inputs" if field == "inputs" else f"{field}'s inputs"
     references_part = (f" + {use.reference_bytes / GIB:.1f} GiB of reference data (parameters and shared inputs, "
@@ -399,12 +440,12 @@ def _scratch_fits(needed: int, input_bytes: int, use: ScratchUse, pipeline: Pipe
     raise refused(
         "scratch_too_small",
         f"{field}: this job needs about {needed / GIB:.1f} GiB of scratch ({where}: {use.own_bytes / GIB:.1f} GiB "
-        f"x disk factor {pipeline.disk_factor:g}{references_part}) but the lab's scratch volume has "
-        f"{settings.scratch_gib} GiB. "
+        f"x disk factor {pipeline.disk_factor:g}{references_part}) but {volume} has "
+        f"{scratch_gib} GiB. "
         "Split the inputs over samples (each array child has its own scratch) or ask for a larger scratch volume.",
         field=field,
         needed_gib=round(needed / GIB, 2),
-        available_gib=settings.scratch_gib,
+        available_gib=scratch_gib,
         input_gib=round(input_bytes / GIB, 2),
         reference_gib=round(use.reference_bytes / GIB, 2),
         disk_factor=pipeline.disk_factor,

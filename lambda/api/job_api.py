@@ -70,6 +70,7 @@ from job_models import (
     LabResponse,
 )
 from lab_state import lab_view
+from pool_views import pipeline_limits, pool_views
 from ledger import JobLedger, decode_child_token, encode_child_token
 from submission import submit
 from report_routes import router as report_router
@@ -385,11 +386,6 @@ def cancel_job(job_id: str) -> Response[JobView]:
 @app.get("/pipelines", summary="What this lab can run, with defaults and limits")
 def list_pipelines() -> Response[PipelinesResponse]:
     settings = runtime().settings
-    limits = PipelineLimits(
-        max_vcpus=settings.limits.max_vcpus,
-        max_memory_mib=settings.limits.max_memory_mib,
-        scratch_gib=settings.scratch_gib,
-    )
     pipelines = [
         PipelineView(
             name=name,
@@ -400,18 +396,20 @@ def list_pipelines() -> Response[PipelinesResponse]:
                 timeout_minutes=pipeline.timeout_minutes,
                 disk_factor=pipeline.disk_factor,
                 queue=pipeline.default_queue,
+                gpus=pipeline.gpus,
             ),
             parameters={
                 key: ParameterSpec(required=default is None, default=default)
                 for key, default in pipeline.parameters.items()
             },
             secondary_files=pipeline.secondary_files,
-            limits=limits,
+            limits=PipelineLimits(**pipeline_limits(settings, pipeline)),
+            pool=pipeline.pool,
             local=_pipeline_local(pipeline.local),
         )
         for name, pipeline in sorted(settings.pipelines.items())
     ]
-    return _json(HTTPStatus.OK, PipelinesResponse(pipelines=pipelines))
+    return _json(HTTPStatus.OK, PipelinesResponse(pipelines=pipelines, pools=pool_views(settings)))
 
 
 def _pipeline_local(local: PipelineLocalSettings | None) -> PipelineLocal | None:

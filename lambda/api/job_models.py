@@ -57,6 +57,9 @@ class SubmitJobRequest(_Request):
     )
     parameters: Parameters = Field(default_factory=dict)
     queue: QueueName | None = Field(default=None, description="Default: the pipeline's default queue.")
+    pool: str | None = Field(default=None, min_length=1, max_length=64, description=(
+        "The instance pool to run on (GET /pipelines lists them). Default: the pipeline's pool, or the cheapest "
+        "pool whose instances hold the job. A pipeline that names its pool runs only there."))
     vcpus: int | None = Field(default=None, ge=1)
     memory_mib: int | None = Field(default=None, ge=4)
     name: str | None = Field(default=None, min_length=1, max_length=256)
@@ -226,12 +229,37 @@ class PipelineDefaults(BaseModel):
     timeout_minutes: int
     disk_factor: float
     queue: QueueName
+    gpus: int = 0
 
 
 class PipelineLimits(BaseModel):
+    """The most one job of the pipeline can get, on the pools it may be placed on."""
+
     max_vcpus: int
     max_memory_mib: int
     scratch_gib: int
+    max_gpus: int = 0
+
+
+class PoolLimits(BaseModel):
+    max_vcpus: int
+    max_memory_mib: int = Field(description="What ECS can give one job on the pool's largest type, after the "
+                                "agent's reserved memory.")
+    scratch_gib: int
+    max_gpus: int = 0
+    gpu_memory_mib: int = Field(0, description="Memory per GPU on the pool's largest GPU type.")
+    lab_max_gpus: int | None = Field(None, description="Local mode only: the GPUs the pool gives in AWS, when "
+                                     "this machine gives none (no NVIDIA runtime).")
+
+
+class PoolView(BaseModel):
+    """An instance pool: its queues and what one job can get on its instances."""
+
+    name: str
+    gpu: bool = False
+    queues: dict[str, str] = Field(description="spot / on-demand -> the Batch job queue")
+    queue_max_vcpus: dict[str, int]
+    limits: PoolLimits
 
 
 class LabDefaults(BaseModel):
@@ -259,6 +287,8 @@ class PipelineView(BaseModel):
         "replacing the extension, a trailing ? when optional), by what they travel with: inputs, shared_inputs "
         "or param:NAME. A submission missing a required one is refused."))
     limits: PipelineLimits
+    pool: str | None = Field(default=None, description="The pool the lab file names for it; null: each job goes "
+                             "to the cheapest pool whose instances hold it.")
     local: PipelineLocal | None = Field(default=None, description="Local mode only (`labbatch local`): stand-in "
                                         "image and scaled defaults; absent for a deployed lab.")
 
@@ -274,6 +304,7 @@ class PipelineView(BaseModel):
 
 class PipelinesResponse(BaseModel):
     pipelines: list[PipelineView]
+    pools: list[PoolView] = Field(default_factory=list)
 
 
 class EnvironmentState(BaseModel):
@@ -292,6 +323,7 @@ class EnvironmentState(BaseModel):
 class QueueState(BaseModel):
     queue: str
     name: str
+    pool: str = "default"
     state: str | None = None
     status: str | None = None
     status_reason: str | None = None
@@ -306,6 +338,8 @@ class PipelineState(BaseModel):
     image: str | None = None
     command: list[str] = Field(default_factory=list)
     log_group: str | None = None
+    pool: str | None = None
+    gpus: int = 0
 
 
 class LabBuckets(BaseModel):
@@ -327,6 +361,7 @@ class LabResponse(BaseModel):
 
     lab: str
     queues: list[QueueState]
+    pools: list[PoolView] = Field(default_factory=list)
     pipelines: list[PipelineState]
     buckets: LabBuckets
     tes: TesState | None = Field(None, description="null: the lab's TES endpoint is off (tes.allowed_images empty)")

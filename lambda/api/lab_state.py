@@ -12,6 +12,7 @@ from typing import Any
 
 from labbatch_contract import tes as tes_rules
 from labbatch_contract.settings import LabSettings
+from pool_views import pool_views
 
 # Batch's words for a usable queue or compute environment.
 ENABLED = "ENABLED"
@@ -73,20 +74,23 @@ def environment_view(environment: dict[str, Any]) -> dict[str, Any]:
 
 def lab_view(batch, settings: LabSettings) -> dict[str, Any]:
     """GET /lab: every queue of the lab with its compute environments, and each pipeline's image."""
-    names = dict(settings.queues)
-    queues = queue_details(batch, list(names.values()))
+    # Every pool's queues, in the lab file's order of pools.
+    names = [(pool_name, key, name) for pool_name, pool in settings.pool_map().items()
+             for key, name in sorted(pool.queues.items())]
+    queues = queue_details(batch, [name for _, _, name in names])
     environment_refs = [ref for queue in queues.values() for ref in environment_order(queue)]
     environments = environment_details(batch, environment_refs)
     queue_views = []
-    for key, name in sorted(names.items()):
+    for pool_name, key, name in names:
         queue = queues.get(name)
         if queue is None:
-            queue_views.append({"queue": key, "name": name, "state": None, "status": "MISSING",
+            queue_views.append({"queue": key, "name": name, "pool": pool_name, "state": None, "status": "MISSING",
                                 "status_reason": "Batch does not know this job queue", "compute_environments": []})
             continue
         queue_views.append({
             "queue": key,
             "name": name,
+            "pool": pool_name,
             "state": queue.get("state"),
             "status": queue.get("status"),
             "status_reason": queue.get("statusReason"),
@@ -100,7 +104,8 @@ def lab_view(batch, settings: LabSettings) -> dict[str, Any]:
         })
     tes = ({"base_path": tes_rules.TES_BASE, "allowed_images": list(settings.tes.allowed_images)}
            if settings.tes.allowed_images else None)
-    return {"lab": settings.lab, "queues": queue_views, "pipelines": _pipeline_views(batch, settings),
+    return {"lab": settings.lab, "queues": queue_views, "pools": pool_views(settings),
+            "pipelines": _pipeline_views(batch, settings),
             "buckets": settings.buckets.model_dump(), "tes": tes}
 
 
@@ -120,5 +125,7 @@ def _pipeline_views(batch, settings: LabSettings) -> list[dict[str, Any]]:
             "image": container.get("image"),
             "command": list(container.get("command") or []),
             "log_group": ((container.get("logConfiguration") or {}).get("options") or {}).get("awslogs-group"),
+            "pool": pipeline.pool,
+            "gpus": pipeline.gpus,
         })
     return views

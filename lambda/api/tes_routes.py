@@ -271,9 +271,6 @@ def _resolve_inputs(task: m.TesTaskRequest, settings: LabSettings, s3) -> tuple[
             objects.setdefault(parse_lab_uri(item.url, where, _readable_buckets(settings)), where)
         files.append(item.model_dump(mode="json", exclude_none=True))
     total = listed_bytes + (sum(object_sizes(s3, objects).values()) if objects else 0)
-    if total > settings.scratch_gib * GIB:
-        raise refused("scratch_too_small", f"inputs: {total / GIB:.1f} GiB of inputs do not fit the lab's "
-                      f"{settings.scratch_gib} GiB scratch volume", field="inputs")
     return total, files
 
 
@@ -302,9 +299,13 @@ def create_task():
         raise refused("invalid_task", "body: not valid JSON", field="body") from None
     task = parse_task(body)
     check_task(task, settings)
-    queue, vcpus, memory_mib = task_resources(task, settings)
+    placed = task_resources(task, settings)
+    queue, vcpus, memory_mib = placed.queue, placed.vcpus, placed.memory_mib
     rt = _runtime()
     input_bytes, runner_inputs = _resolve_inputs(task, settings, rt.clients.s3)
+    if input_bytes > placed.pool_settings.scratch_gib * GIB:
+        # Placed again knowing the inputs' size: another pool's scratch may hold them.
+        placed = task_resources(task, settings, input_bytes)
     image = task.executors[0].image
     job_definition = ensure_job_definition(rt.clients.batch, settings, image)
 
@@ -328,11 +329,11 @@ def create_task():
     }
     name = batch_job_name(task.name, "tes-task")
     request = batch_submit.submit_job_request(
-        job_name=name, job_queue=settings.queues[queue], job_definition=job_definition, environment=environment,
+        job_name=name, job_queue=placed.job_queue, job_definition=job_definition, environment=environment,
         vcpus=vcpus, memory_mib=memory_mib, lab=settings.lab)
     rt.ledger.create_pending(new_job_record(
         job_id=job_id, created_at=created_at, lab=settings.lab, pipeline=tes_rules.TES_PIPELINE, queue=queue,
-        job_queue=settings.queues[queue], job_definition=job_definition, vcpus=vcpus, memory_mib=memory_mib,
+        job_queue=placed.job_queue, job_definition=job_definition, vcpus=vcpus, memory_mib=memory_mib,
         output_prefix=prefix, name=task.name, batch_job_name=name, submitted_by=caller, inputs=[], parameters={},
         input_bytes=input_bytes,
         # As JSON text: DynamoDB takes no floats (ram_gb), and the document is only ever read whole.

@@ -91,6 +91,7 @@ def explain(record: dict[str, Any], batch, settings: LabSettings, *, now: float 
     if waited < threshold:
         return None
     answer = _explain_runnable(job, batch, settings)
+    _in_terms_of_its_pool(answer, short_name(job["jobQueue"]), settings)
     answer["waiting_seconds"] = int(waited)
     answer["status_reason"] = job.get("statusReason")
     if job.get("arrayProperties", {}).get("index") is not None:
@@ -195,9 +196,11 @@ def _explain_runnable(job: dict[str, Any], batch, settings: LabSettings) -> dict
 
     instance_types = sorted({t for env in usable for t in (env.get("computeResources") or {}).get("instanceTypes", [])})
     max_vcpus = sum((env.get("computeResources") or {}).get("maxvCpus") or 0 for env in usable)
-    queue_key = next((key for key, name in settings.queues.items() if name == queue_name), None)
-    if queue_key in settings.queue_max_vcpus:
-        max_vcpus = min(max_vcpus, settings.queue_max_vcpus[queue_key])
+    pool = settings.pool_map().get(settings.pool_of_queue(queue_name) or "")
+    limits = pool.limits if pool is not None else settings.limits
+    queue_key = next((key for key, name in pool.queues.items() if name == queue_name), None) if pool else None
+    if pool is not None and queue_key in pool.queue_max_vcpus:
+        max_vcpus = min(max_vcpus, pool.queue_max_vcpus[queue_key])
     reason = job.get("statusReason") or ""
     note = _partly_unusable(unusable)
     if reason.startswith(JOB_TOO_LARGE):
@@ -205,7 +208,7 @@ def _explain_runnable(job: dict[str, Any], batch, settings: LabSettings) -> dict
             "job_too_large",
             f"It asks for {vcpus} vCPUs and {memory:,} MiB, more than any instance type of its compute environments "
             f"({', '.join(instance_types) or 'unknown'}) can give a job.{note}",
-            f"Resubmit asking for at most {settings.limits.max_vcpus} vCPUs and {settings.limits.max_memory_mib:,} MiB "
+            f"Resubmit asking for at most {limits.max_vcpus} vCPUs and {limits.max_memory_mib:,} MiB "
             "(`labbatch pipelines` shows the limits), or add a larger instance type to the lab's compute.instance_types.",
             queue=queue_name, vcpus=vcpus, memory_mib=memory, instance_types=instance_types)
     if reason.startswith(ABOVE_MAX_VCPUS):
@@ -287,7 +290,8 @@ def _vcpus_in_use(batch, settings: LabSettings, queue_name: str, usable: list[di
     task's ECS cluster), and of this queue's jobs not yet placed on a known cluster."""
     clusters = {_cluster(env.get("ecsClusterArn")) for env in usable} - {None}
     total = 0
-    for job in _active_jobs(batch, list(settings.queues.values())):
+    every_queue = [name for pool in settings.pool_map().values() for name in pool.queues.values()]
+    for job in _active_jobs(batch, every_queue):
         cluster = _cluster((job.get("container") or {}).get("taskArn"))
         if cluster in clusters or (cluster is None and short_name(job.get("jobQueue", "")) == queue_name):
             total += _resources(job)[0]
@@ -340,6 +344,21 @@ def _fix_for_code(code: str) -> str:
     if code in (JOB_TOO_LARGE, ABOVE_MAX_VCPUS):
         return "Resubmit asking for fewer vCPUs or less memory (`labbatch pipelines` shows the limits)."
     return "Run `labbatch doctor`, then resubmit."
+
+
+def _in_terms_of_its_pool(answer: dict[str, Any], queue_name: str, settings: LabSettings) -> None:
+    """With pools, say which pool the job waits on, what its instances are, and where its limits live."""
+    pools = settings.pool_map()
+    name = settings.pool_of_queue(queue_name)
+    if len(pools) == 1 or name is None:
+        return
+    limits = pools[name].limits
+    gpus = f", {limits.max_gpus} GPUs" if limits.max_gpus else ""
+    answer["message"] = (f"It waits on pool {name} (at most {limits.max_vcpus} vCPUs, {limits.max_memory_mib:,} MiB"
+                         f"{gpus} per job). " + answer["message"])
+    answer["fix"] = answer["fix"].replace("the lab's max vCPUs", f"compute.pools.{name}'s max vCPUs").replace(
+        "the lab's compute.instance_types", f"compute.pools.{name}.instance_types")
+    answer["details"]["pool"] = name
 
 
 def _answer(cause: str, message: str, fix: str, **details: Any) -> dict[str, Any]:

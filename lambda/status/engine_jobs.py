@@ -24,7 +24,9 @@ def engine_record(settings: LabSettings, update: StatusUpdate) -> dict[str, Any]
     job = update.engine_job
     assert job is not None
     queue_name = (update.job_queue or "").rsplit("/", 1)[-1]
-    queue = next((key for key, name in settings.queues.items() if name == queue_name), None)
+    # Any pool's queue is the lab's (each pool has its spot and on-demand queue).
+    queue = next((key for pool in settings.pool_map().values() for key, name in pool.queues.items()
+                  if name == queue_name), None)
     if queue is None:
         return None
     return new_job_record(

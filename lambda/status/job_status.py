@@ -7,8 +7,8 @@ decided before the ledger is written, and the class and the decision (`recovered
 class or recovery is still to come.
 
 Environment: LABBATCH_SETTINGS (the API's settings document; read here: `lab`, `table`, and
-for recovery `buckets.results`, `queues`, `queue_max_vcpus`, `limits.max_memory_mib`,
-`pipelines.<name>.job_definition` and `.recovery`), plus what boto3 and Powertools read
+for recovery `buckets.results`, the pools (their queues, queue_max_vcpus and limits),
+`pipelines.<name>.job_definition`, `.recovery`, `.pool` and `.gpus`), plus what boto3 and Powertools read
 themselves (AWS_REGION, AWS_ENDPOINT_URL[_<SERVICE>], POWERTOOLS_*).
 
 Failures to reach DynamoDB raise, so Lambda's asynchronous retries (and the DLQ the stack
@@ -37,7 +37,7 @@ import failure_notice
 import recovery
 from batch_events import NotALabBatchJob, StatusUpdate, parse_state_change
 from failure_classes import classify, classify_array_parent, manifest_wanted
-from labbatch_contract import measures, outcome, runner_env
+from labbatch_contract import measures, outcome, placement, runner_env
 from labbatch_contract import tes as tes_rules
 from labbatch_contract.failures import APPLICATION, RECOVERABLE_FAILURES
 from labbatch_contract.ledger import CHILD_REASON_MAX_CHARS, sample_name_at
@@ -315,26 +315,30 @@ def prepare_recovery(settings: LabSettings, ledger: StatusLedger, update: Status
     failure = update.failure
     if failure not in RECOVERABLE_FAILURES:
         return None
+    pools = settings.pool_map()
     if record.get("pipeline") == tes_rules.TES_PIPELINE and settings.tes.allowed_images:
         # A TES task: its job definition is its own (registered for its image), its switches the lab's tes.recovery.
         recovery_switches, job_definition = settings.tes.recovery, record.get("job_definition")
+        movable_to, gpus = pools, 0
     else:
         pipeline = settings.pipelines.get(record.get("pipeline", ""))
         recovery_switches, job_definition = (pipeline.recovery, pipeline.job_definition) if pipeline else (None, None)
+        movable_to = placement.candidates(pools, pipeline.pool) if pipeline else {}
+        gpus = pipeline.gpus if pipeline else 0
     if recovery_switches is None or not job_definition:
         logger.warning("A job of a pipeline this lab does not have; not recovered", extra={"failure": failure})
         return None
+    # The ledger names the Batch queue the job ran on, which names its pool.
+    pool = settings.pool_of_queue(record.get("job_queue") or "") or next(iter(pools))
     decision = recovery.plan(
-        record, failure, enabled=recovery_switches.model_dump(), queues=settings.queues,
-        queue_max_vcpus=settings.queue_max_vcpus, max_memory_mib=settings.limits.max_memory_mib,
-        status_reason=_reason(update), attempts=len(update.evidence),
-        lab_max_memory_mib=settings.limits.lab_max_memory_mib)
+        record, failure, enabled=recovery_switches.model_dump(), pools=pools, pool=pool, movable_to=movable_to,
+        gpus=gpus, status_reason=_reason(update), attempts=len(update.evidence))
     if decision is None or isinstance(decision, recovery.Refusal):
         return decision
     new_job_id = recovery.recovery_job_id(record["job_id"], update.batch_job_id, _stopped_millis(update, record))
     new = recovery.new_record(
         record, decision, job_id=new_job_id, prefix=output_prefix(settings.buckets.results, new_job_id),
-        job_queue=settings.queues[decision.queue], job_definition=job_definition, lab=settings.lab)
+        job_queue=pools[decision.pool].queues[decision.queue], job_definition=job_definition, lab=settings.lab)
     created = ledger.create_pending_once(new)
     request = recovery.submit_job_request(record, new, update.environment, job_name=update.job_name,
                                           lab=settings.lab)

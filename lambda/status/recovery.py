@@ -2,9 +2,9 @@
 
 | failure        | kind                 | the new job                                             |
 |----------------|----------------------|---------------------------------------------------------|
-| spot_reclaimed | spot_to_on_demand    | on the on-demand queue, same resources                  |
-| out_of_memory  | more_memory          | 1.5 x the memory, rounded up to 256 MiB; refused above  |
-|                |                      | the lab's limits.max_memory_mib                         |
+| spot_reclaimed | spot_to_on_demand    | on its pool's on-demand queue, same resources           |
+| out_of_memory  | more_memory          | 1.5 x the memory, rounded up to 256 MiB; on another     |
+|                |                      | pool when its own cannot hold that; refused when none   |
 | infrastructure | infrastructure_retry | the same request again                                  |
 
 Other classes (application, timeout, cancelled, out_of_scratch) are never resubmitted.
@@ -35,10 +35,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from labbatch_contract import batch_submit, runner_env
+from labbatch_contract import batch_submit, placement, runner_env
 from labbatch_contract.failures import MORE_MEMORY, RECOVERY_FOR, SPOT_TO_ON_DEMAND
 from labbatch_contract.ids import job_id_from
 from labbatch_contract.ledger import new_job_record
+from labbatch_contract.settings import PoolSettings
 
 MEMORY_FACTOR = 1.5
 MEMORY_STEP_MIB = 256
@@ -63,6 +64,7 @@ class Plan:
     reason: str
     queue: str
     memory_mib: int
+    pool: str  # the pool the new job goes to: the failed job's, or one that holds more memory
 
 
 @dataclass(frozen=True)
@@ -84,14 +86,17 @@ def plan(
     failure: str,
     *,
     enabled: Mapping[str, bool],
-    queues: Mapping[str, str],
-    queue_max_vcpus: Mapping[str, int],
-    max_memory_mib: int,
+    pools: Mapping[str, PoolSettings],
+    pool: str,
     status_reason: str | None,
     attempts: int,
-    lab_max_memory_mib: int | None = None,
+    movable_to: Mapping[str, PoolSettings] | None = None,
+    gpus: int = 0,
 ) -> Plan | Refusal | None:
-    """What to do about a failed job: a Plan, a Refusal worth recording, or None (nothing to say)."""
+    """What to do about a failed job: a Plan, a Refusal worth recording, or None (nothing to say).
+
+    `pool`: the pool the job ran on; `movable_to`: the pools its pipeline may use (all of them
+    unless it names one), where a job that needs more memory than its pool holds may move."""
     kind = RECOVERY_FOR.get(failure)
     if kind is None or record.get("array_size"):
         return None
@@ -102,33 +107,54 @@ def plan(
         return Refusal(kind, f"already recovered once by {kind} (original job {original}); "
                              "LabBatch resubmits each kind of failure only once")
     vcpus, memory, queue = int(record["vcpus"]), int(record["memory_mib"]), record["queue"]
+    current = pools[pool]
+    one_pool = len(pools) == 1
     what = status_reason or failure
     if kind == SPOT_TO_ON_DEMAND:
+        # Within the pool: the job was placed there for its shape, and its on-demand instances are
+        # the same types as its spot ones.
         if queue != "spot":
             return None  # reclaimed on on-demand cannot happen; nothing sensible to add
-        if "on-demand" not in queues:
-            return Refusal(kind, "this lab has no on-demand queue (compute.on_demand_max_vcpus is 0)")
-        if vcpus > queue_max_vcpus.get("on-demand", 0):
-            return Refusal(kind, f"the job needs {vcpus} vCPUs; the on-demand queue has at most "
-                                 f"{queue_max_vcpus.get('on-demand', 0)}")
+        on_demand_max = current.queue_max_vcpus.get("on-demand", 0)
+        if "on-demand" not in current.queues:
+            return Refusal(kind, "this lab has no on-demand queue (compute.on_demand_max_vcpus is 0)" if one_pool else
+                           f"pool {pool} has no on-demand queue (compute.pools.{pool}.on_demand_max_vcpus is 0)")
+        if vcpus > on_demand_max:
+            whose = "the on-demand queue" if one_pool else f"pool {pool}'s on-demand queue"
+            return Refusal(kind, f"the job needs {vcpus} vCPUs; {whose} has at most {on_demand_max}")
         tries = f"all {attempts} attempts" if attempts > 1 else "its attempt"
         return Plan(kind, f"{tries} on spot were reclaimed ({what}); resubmitted once on the on-demand queue",
-                    "on-demand", memory)
+                    "on-demand", memory, pool)
     if kind == MORE_MEMORY:
         wanted = more_memory(memory)
-        if wanted > max_memory_mib and lab_max_memory_mib:
+        need = placement.Need(vcpus, wanted, gpus, queue)
+        if placement.fails(current, need) is None:
+            return Plan(kind, f"killed for memory at {memory:,} MiB ({what}); resubmitted once with {wanted:,} MiB",
+                        queue, wanted, pool)
+        limits = current.limits
+        if limits.lab_max_memory_mib:
             # Local mode, whose machine gives less than the lab's instances would.
             return Refusal(kind, f"killed for memory at {memory:,} MiB; {MEMORY_FACTOR}x that is {wanted:,} MiB, "
-                                 f"over the {max_memory_mib:,} MiB this local machine can give a job (the lab's "
-                                 f"instances give {lab_max_memory_mib:,} MiB): run it on a larger machine or in AWS, "
+                                 f"over the {limits.max_memory_mib:,} MiB this local machine can give a job (the lab's "
+                                 f"instances give {limits.lab_max_memory_mib:,} MiB): run it on a larger machine or in AWS, "
                                  "or make the tool use less")
-        if wanted > max_memory_mib:
+        if one_pool:
             return Refusal(kind, f"killed for memory at {memory:,} MiB; {MEMORY_FACTOR}x that is {wanted:,} MiB, "
-                                 f"over this lab's {max_memory_mib:,} MiB limit (limits.max_memory_mib): "
+                                 f"over this lab's {limits.max_memory_mib:,} MiB limit (limits.max_memory_mib): "
                                  "add a larger instance type or make the tool use less")
-        return Plan(kind, f"killed for memory at {memory:,} MiB ({what}); resubmitted once with {wanted:,} MiB",
-                    queue, wanted)
-    return Plan(kind, f"could not start or stage ({what}); resubmitted once", queue, memory)
+        others = {name: other for name, other in (movable_to or {}).items() if name != pool}
+        placed = placement.place(others, need) if others else None
+        if placed is None or isinstance(placed, placement.Unplaceable):
+            elsewhere = ("and no other pool its pipeline may use holds it" if others else
+                         "and its pipeline may use no other pool")
+            return Refusal(kind, f"killed for memory at {memory:,} MiB; {MEMORY_FACTOR}x that is {wanted:,} MiB, "
+                                 f"more than pool {pool} holds ({limits.max_memory_mib:,} MiB), {elsewhere}: add a "
+                                 "larger instance type or make the tool use less")
+        moved_to, _ = placed
+        return Plan(kind, f"killed for memory at {memory:,} MiB ({what}); {wanted:,} MiB is more than pool {pool} "
+                          f"holds ({limits.max_memory_mib:,} MiB): resubmitted once with {wanted:,} MiB on pool "
+                          f"{moved_to}", queue, wanted, moved_to)
+    return Plan(kind, f"could not start or stage ({what}); resubmitted once", queue, memory, pool)
 
 
 def new_record(old: Mapping[str, Any], plan_: Plan, *, job_id: str, prefix: str, job_queue: str,

@@ -220,12 +220,16 @@ def test_pipelines_with_defaults_and_limits(lab):
     pipelines = {p["name"]: p for p in answer.body["pipelines"]}
     assert set(pipelines) == {"align", "fastq-stats"}
     align = pipelines["align"]
-    assert align["defaults"] == {"vcpus": 2, "memory_mib": 4096, "timeout_minutes": 120, "disk_factor": 4.0, "queue": "spot"}
+    assert align["defaults"] == {"vcpus": 2, "memory_mib": 4096, "timeout_minutes": 120, "disk_factor": 4.0, "queue": "spot",
+                                 "gpus": 0}
     assert align["parameters"] == {
         "reference": {"required": True, "default": None},
         "preset": {"required": False, "default": "sr"},
     }
-    assert align["limits"] == {**SETTINGS["limits"], "scratch_gib": SETTINGS["scratch_gib"]}
+    assert align["limits"] == {**SETTINGS["limits"], "scratch_gib": SETTINGS["scratch_gib"], "max_gpus": 0}
+    # One pool, `default`: the lab's own queues and limits.
+    [pool] = answer.body["pools"]
+    assert (pool["name"], pool["queues"], pool["gpu"]) == ("default", SETTINGS["queues"], False)
     assert align["description"]
     assert "local" not in align  # only local mode says what its `local:` block changed
 

@@ -164,8 +164,9 @@ def test_local_limits_name_the_labs_own_where_the_machine_is_smaller(monkeypatch
     monkeypatch.setattr(local_lab, "machine_memory_mib", lambda: 10**7)
     limits = local_lab.local_limits(lab)
 
-    assert (limits["max_vcpus"], limits["lab_max_vcpus"]) == (1, lab.job_limits["max_vcpus"])
-    assert limits["max_memory_mib"] == lab.job_limits["max_memory_mib"] and "lab_max_memory_mib" not in limits
+    pool = lab.pools["default"].job_limits
+    assert (limits["max_vcpus"], limits["lab_max_vcpus"]) == (1, pool["max_vcpus"])
+    assert limits["max_memory_mib"] == pool["max_memory_mib"] and "lab_max_memory_mib" not in limits
 
 
 def test_scratch_too_small_says_needed_available_and_what_to_change(lab):

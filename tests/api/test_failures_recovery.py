@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from labbatch_contract.settings import PoolSettings
 from api_lab import (ON_DEMAND_QUEUE, READS, RESULTS_BUCKET, SETTINGS, SPOT_QUEUE, aws_error, batch_environment,
                      capture_calls, inject)
 
@@ -265,9 +266,11 @@ def test_more_memory_above_the_labs_limit_is_refused_and_recorded(lab):
 def test_more_memory_refused_at_a_local_machines_limit_says_it_is_the_machines():
     import recovery
 
+    pool = PoolSettings(queues={"on-demand": "q"}, queue_max_vcpus={"on-demand": 2}, scratch_gib=100,
+                        limits={"max_vcpus": 2, "max_memory_mib": 2500, "lab_max_memory_mib": 30_000})
     refusal = recovery.plan({"vcpus": 1, "memory_mib": 2048, "queue": "on-demand", "pipeline": "hog"},
-                            "out_of_memory", enabled={}, queues={"on-demand": "q"}, queue_max_vcpus={"on-demand": 2},
-                            max_memory_mib=2500, status_reason=None, attempts=1, lab_max_memory_mib=30_000)
+                            "out_of_memory", enabled={}, pools={"default": pool}, pool="default",
+                            status_reason=None, attempts=1)
 
     assert isinstance(refusal, recovery.Refusal)
     assert "this local machine can give a job" in refusal.reason and "30,000 MiB" in refusal.reason

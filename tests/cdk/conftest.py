@@ -46,6 +46,22 @@ def variant_data() -> dict:
     return data
 
 
+def pools_data() -> dict:
+    """The example lab with three pools: its own small one as `default`, a memory pool and a GPU pool."""
+    data = copy.deepcopy(example_data())
+    data["name"] = "pools"
+    data["compute"] = {"pools": {
+        "default": data["compute"],
+        "highmem": {"instance_types": ["r6i"], "on_demand_max_vcpus": 64, "spot_max_vcpus": 0,
+                    "scratch": {"size_gib": 500}},
+        "gpu": {"instance_types": ["g5.xlarge", "g5.12xlarge"], "gpu": True, "on_demand_max_vcpus": 48,
+                "spot_max_vcpus": 96, "scratch": {"size_gib": 200}},
+    }}
+    data["pipelines"]["basecall"] = {"image": "ontresearch/dorado:latest", "command": ["dorado", "basecaller",
+                                     "hac", "{input}"], "vcpus": 4, "memory_mib": 14000, "gpus": 1, "pool": "gpu"}
+    return data
+
+
 def bigger_scratch_data() -> dict:
     data = copy.deepcopy(example_data())
     data["compute"]["scratch"]["size_gib"] = 200
@@ -88,7 +104,7 @@ def _synth(context: dict, labs) -> dict[str, SynthesizedLab]:
 
 @pytest.fixture(scope="session")
 def synthesized(cdk_context) -> dict[str, SynthesizedLab]:
-    labs = load_labs(LABS_DIR) + [parse_lab(variant_data(), "variant.yaml")]
+    labs = load_labs(LABS_DIR) + [parse_lab(variant_data(), "variant.yaml"), parse_lab(pools_data(), "pools.yaml")]
     return _synth(cdk_context, labs)
 
 

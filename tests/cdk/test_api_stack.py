@@ -80,12 +80,12 @@ def test_powertools_layer_is_resolved_at_deploy_not_synth(synthesized):
     assert any(p["Default"] == "/aws/service/powertools/python/x86_64/python3.14/3.37.0" for p in params.values())
 
 
-# Exactly the lab's queues and its job definitions by name (any revision), never a name prefix.
+# Exactly the lab's queues (every pool's) and its job definitions by name (any revision), never a name prefix.
 CORE_SUBMIT_TARGETS = sorted(
     [f"arn:aws:batch:eu-west-1:111122223333:job-definition/labbatch-genomics-core-{p}{rev}"
-     for p in ("bwa-mem", "fastq-stats", "salmon-quant", "star-align") for rev in ("", ":*")]
-    + ["arn:aws:batch:eu-west-1:111122223333:job-queue/labbatch-genomics-core-on-demand",
-       "arn:aws:batch:eu-west-1:111122223333:job-queue/labbatch-genomics-core-spot"])
+     for p in ("basecall", "bwa-mem", "fastq-stats", "salmon-quant", "star-align") for rev in ("", ":*")]
+    + [f"arn:aws:batch:eu-west-1:111122223333:job-queue/labbatch-genomics-core-{pool}{queue}"
+       for pool in ("", "memory-", "gpu-") for queue in ("on-demand", "spot")])
 
 
 def test_handler_can_submit_only_to_its_own_queues_and_job_definitions(synthesized):

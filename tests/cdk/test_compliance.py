@@ -11,7 +11,7 @@ from cfnlint.api import ManualArgs, lint
 
 from labbatch.loader import load_labs, parse_lab
 from stacks.lab import build_lab
-from tests.cdk.conftest import kms_data, tes_data, variant_data
+from tests.cdk.conftest import kms_data, pools_data, tes_data, variant_data
 from tests.conftest import LABS_DIR
 
 NAG_PACKS = {"AwsSolutions", "HIPAA.Security"}
@@ -24,7 +24,7 @@ def nag_report(cdk_context, tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("nag")
     app = cdk.App(context=cdk_context, outdir=str(out))
     for lab in load_labs(LABS_DIR) + [parse_lab(variant_data(), "variant.yaml"), parse_lab(kms_data(), "vault.yaml"),
-                                         parse_lab(tes_data(), "flow.yaml")]:
+                                         parse_lab(tes_data(), "flow.yaml"), parse_lab(pools_data(), "pools.yaml")]:
         build_lab(app, lab)
     cdk.Validations.of(app).add_plugins(AwsSolutionsChecks(app), HIPAASecurityChecks(app))
     try:

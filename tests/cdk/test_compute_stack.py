@@ -13,8 +13,15 @@ SSM_AL2023_ARM = "/aws/service/ecs/optimized-ami/amazon-linux-2023/arm64/recomme
 
 
 def compute_environments(template: dict) -> dict[str, dict]:
-    return {("spot" if "Spot" in k else "on-demand"): v["Properties"]
-            for k, v in resources(template, "AWS::Batch::ComputeEnvironment").items()}
+    """The pool `default`'s environments (a one-pool lab's only ones), by kind."""
+    return {("spot" if k.startswith("BatchComputeSpot") else "on-demand"): v["Properties"]
+            for k, v in resources(template, "AWS::Batch::ComputeEnvironment").items()
+            if k.startswith(("BatchComputeSpotComputeEnvironment", "BatchComputeOnDemandComputeEnvironment"))}
+
+
+def every_compute_environment(template: dict) -> dict[str, dict]:
+    """Every pool's environments, by logical ID."""
+    return {k: v["Properties"] for k, v in resources(template, "AWS::Batch::ComputeEnvironment").items()}
 
 
 def queues(template: dict) -> dict[str, dict]:
@@ -75,9 +82,15 @@ def test_zones_come_from_the_lab_file_when_account_and_region_are_pinned(synthes
 
 # --- scratch launch template ----------------------------------------------------------------
 
+def default_launch_template(template: dict) -> tuple[str, dict]:
+    """The pool `default`'s launch template (a one-pool lab's only one)."""
+    [(logical_id, lt)] = [(k, v) for k, v in resources(template, "AWS::EC2::LaunchTemplate").items()
+                          if k.startswith("ScratchLaunchTemplate")]
+    return logical_id, lt
+
+
 def launch_template_data(template: dict) -> dict:
-    _, lt = only(template, "AWS::EC2::LaunchTemplate")
-    return lt["Properties"]["LaunchTemplateData"]
+    return default_launch_template(template)[1]["Properties"]["LaunchTemplateData"]
 
 
 def test_scratch_volume_is_encrypted_gp3_sized_from_config(synthesized):
@@ -212,10 +225,13 @@ def test_arm64_lab_gets_the_arm64_image(synthesized):
 
 def test_custom_ami_is_used_as_given(synthesized):
     t = synthesized["genomics-core"].compute_json
-    assert ssm_parameter_defaults(t) == []
-    for env in compute_environments(t).values():
+    # Its GPU pool names no AMI: the ECS GPU image, resolved at deploy; its other pools use the given one.
+    assert ssm_parameter_defaults(t) == ["/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"]
+    for logical_id, env in every_compute_environment(t).items():
+        if logical_id.startswith("BatchComputeGpu"):
+            continue
         assert env["ComputeResources"]["Ec2Configuration"] == [
-            {"ImageIdOverride": "ami-0123456789abcdef0", "ImageType": "ECS_AL2023"}]
+            {"ImageIdOverride": "ami-0123456789abcdef0", "ImageType": "ECS_AL2023"}], logical_id
 
 
 def test_compute_environments_scale_from_zero_with_updatable_strategies(synthesized):
@@ -232,7 +248,7 @@ def test_compute_environments_scale_from_zero_with_updatable_strategies(synthesi
 
 @pytest.mark.parametrize("lab", ["example", "genomics-core", "variant"])
 def test_compute_environments_use_the_service_linked_role_and_update_in_place(synthesized, lab):
-    for env in compute_environments(synthesized[lab].compute_json).values():
+    for env in every_compute_environment(synthesized[lab].compute_json).values():
         assert "ServiceRole" not in env
         assert env["ReplaceComputeEnvironment"] is False
         assert env["ComputeResources"]["UpdateToLatestImageVersion"] is True
@@ -241,10 +257,13 @@ def test_compute_environments_use_the_service_linked_role_and_update_in_place(sy
 @pytest.mark.parametrize("lab", ["example", "genomics-core", "variant"])
 def test_compute_environments_pin_the_launch_template_version_number(synthesized, lab):
     t = synthesized[lab].compute_json
-    lt_id, _ = only(t, "AWS::EC2::LaunchTemplate")
-    for env in compute_environments(t).values():
+    templates = set(resources(t, "AWS::EC2::LaunchTemplate"))
+    for logical_id, env in every_compute_environment(t).items():
         spec = env["ComputeResources"]["LaunchTemplate"]
-        assert spec["LaunchTemplateId"] == {"Ref": lt_id}
+        lt_id = spec["LaunchTemplateId"]["Ref"]
+        # Its own pool's template: the pool `default`'s for BatchComputeSpot..., GpuScratch... for BatchComputeGpu...
+        assert lt_id in templates and lt_id.startswith(logical_id[len("BatchCompute"):].split("Spot")[0]
+                                                       .split("OnDemand")[0] + "ScratchLaunchTemplate")
         assert spec["Version"] == {"Fn::GetAtt": [lt_id, "LatestVersionNumber"]}
         assert spec["Version"] not in ("$Latest", "$Default")
 
@@ -297,7 +316,7 @@ def test_one_job_definition_per_pipeline(synthesized):
         "labbatch-example-fastq-stats", "labbatch-example-align"}
     assert set(job_definitions(synthesized["genomics-core"].compute_json)) == {
         "labbatch-genomics-core-fastq-stats", "labbatch-genomics-core-bwa-mem",
-        "labbatch-genomics-core-salmon-quant", "labbatch-genomics-core-star-align"}
+        "labbatch-genomics-core-salmon-quant", "labbatch-genomics-core-star-align", "labbatch-genomics-core-basecall"}
 
 
 def lab_config(lab: str):
@@ -341,11 +360,11 @@ def test_a_job_reserves_exactly_its_pipeline_vcpus_and_memory(synthesized, lab):
         jd = job_definitions(synthesized[lab].compute_json)[f"labbatch-{lab}-{pipeline_name}"]
         containers = [jd["ContainerProperties"]] if "ContainerProperties" in jd else [
             c for task in jd["EcsProperties"]["TaskProperties"] for c in task["Containers"]]
-        total = {"VCPU": 0, "MEMORY": 0}
+        total = {"VCPU": 0, "MEMORY": 0, "GPU": 0}
         for container in containers:
             for requirement in container["ResourceRequirements"]:
                 total[requirement["Type"]] += int(requirement["Value"])
-        assert total == {"VCPU": pipeline.vcpus, "MEMORY": pipeline.memory_mib}, pipeline_name
+        assert total == {"VCPU": pipeline.vcpus, "MEMORY": pipeline.memory_mib, "GPU": pipeline.gpus}, pipeline_name
 
 
 @pytest.mark.parametrize("lab", ["example", "variant"])
@@ -416,8 +435,9 @@ def test_everything_is_tagged_with_the_lab_and_its_cost_tags(synthesized):
             continue  # CDK's own custom-resource provider role takes no tags
         tags = {tag["Key"]: tag["Value"] for tag in res["Properties"]["Tags"]}
         assert tags["labbatch:lab"] == "genomics-core", logical_id
-    _, lt = only(t, "AWS::EC2::LaunchTemplate")
-    for spec in lt["Properties"]["LaunchTemplateData"]["TagSpecifications"]:
-        tags = {tag["Key"]: tag["Value"] for tag in spec["Tags"]}
-        assert tags["cost-center"] == "gc-4711", spec["ResourceType"]
-    assert {s["ResourceType"] for s in lt["Properties"]["LaunchTemplateData"]["TagSpecifications"]} == {"instance", "volume"}
+    for lt in resources(t, "AWS::EC2::LaunchTemplate").values():  # one per pool
+        for spec in lt["Properties"]["LaunchTemplateData"]["TagSpecifications"]:
+            tags = {tag["Key"]: tag["Value"] for tag in spec["Tags"]}
+            assert tags["cost-center"] == "gc-4711", spec["ResourceType"]
+        assert {s["ResourceType"] for s in lt["Properties"]["LaunchTemplateData"]["TagSpecifications"]} == \
+            {"instance", "volume"}

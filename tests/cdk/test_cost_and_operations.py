@@ -65,11 +65,19 @@ def test_labbatch_cost_prints_the_breakdown_from_the_templates(synthesized, tmp_
     report = json.loads(capsys.readouterr().out)
     assert report["region"] == "eu-west-1" and report["prices_as_of"] == cost.load_prices()["as_of"]
     assert report["fixed_monthly_total_usd"] == pytest.approx(sum(i["monthly_usd"] for i in report["fixed_monthly"]))
-    by_type = {row["instance_type"]: row for row in report["per_job"]["instances"]}
+    pools = {pool["pool"]: pool for pool in report["per_job"]["pools"]}
+    assert list(pools) == ["default", "memory", "gpu"]
+    by_type = {row["instance_type"]: row for row in pools["default"]["instances"]}
     assert by_type["r6i.xlarge"]["on_demand_hour"] == pytest.approx(4 * 0.0705)
     assert by_type["r6i.xlarge"]["spot_hour_typical"] < by_type["r6i.xlarge"]["on_demand_hour"]
-    scratch = report["per_job"]["scratch_volume"]  # 1000 GiB, 16,000 IOPS, 1,000 MiB/s in eu-west-1
+    scratch = pools["default"]["scratch_volume"]  # 1000 GiB, 16,000 IOPS, 1,000 MiB/s in eu-west-1
     assert scratch["per_instance_month"] == pytest.approx(1000 * 0.088 + 13000 * 0.0055 + 875 * 0.044)
+    # The GPU pool is priced per instance, with its GPU hours (g5.xlarge: one A10G).
+    g5 = next(row for row in pools["gpu"]["instances"] if row["instance_type"] == "g5.xlarge")
+    assert (g5["gpus"], g5["gpu_memory_gib"]) == (1, 24)
+    assert g5["gpu_hour_on_demand"] == g5["on_demand_hour"] == cost.load_prices()["regions"]["eu-west-1"][
+        "on_demand_gpu_instance_hour"]["g5.xlarge"]
+    assert pools["gpu"]["gpu"] and pools["memory"]["scratch_volume"]["size_gib"] == 2000
 
 
 def test_the_compliance_tier_is_priced_and_the_default_lab_still_idles_at_its_budget(synthesized, tmp_path, capsys):

@@ -50,9 +50,9 @@ def policy_statements(template: dict, role_fragment: str) -> list[dict]:
 
 def test_two_labs_share_no_named_resource(synthesized):
     a, b = named_resources(synthesized["example"]), named_resources(synthesized["genomics-core"])
-    # 4 buckets, 2 queues, a job definition per pipeline, and the jobs' and flow logs' groups
-    # (genomics-core, a KMS lab, also names the group of CDK's default-security-group cleaner)
-    assert (len(a), len(b)) == (4 + 2 + 2 + 2, 4 + 2 + 4 + 2 + 1)
+    # 4 buckets, 2 queues per pool, a job definition per pipeline, and the jobs' and flow logs' groups
+    # (genomics-core, a KMS lab with three pools, also names the group of CDK's default-security-group cleaner)
+    assert (len(a), len(b)) == (4 + 2 + 2 + 2, 4 + 3 * 2 + 5 + 2 + 1)
     assert a.isdisjoint(b)
     assert all("example" in n for n in a) and all("genomics-core" in n for n in b)
 

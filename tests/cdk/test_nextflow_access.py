@@ -130,8 +130,10 @@ def test_a_second_labs_queues_role_and_bucket_are_refused(labs):
     policy, example, other = labs
     batch = f"arn:aws:batch:{REGION}:{ACCOUNT}"
     tagged = {"aws:RequestTag/labbatch:lab": "example"}
-    for queue in (arn_of_queue(other, "-spot"), arn_of_queue(other, "-on-demand")):
-        assert not allowed(policy, "batch:SubmitJob", queue, tagged)
+    # Every queue of every pool of the second lab.
+    for queue in resources(other, "AWS::Batch::JobQueue").values():
+        arn = f"{batch}:job-queue/{queue['Properties']['JobQueueName']}"
+        assert not allowed(policy, "batch:SubmitJob", arn, tagged)
     assert not allowed(policy, "iam:PassRole", f"arn:aws:iam::{ACCOUNT}:role/labbatch-genomics-core-job",
                        {"iam:PassedToService": "ecs-tasks.amazonaws.com"})
     other_results = f"arn:aws:s3:::labbatch-genomics-core-results-{ACCOUNT}-{REGION}"

@@ -114,3 +114,14 @@ def test_engine_config_nextflow_reads_the_deployed_labs_queues_and_account(monke
     assert config["settings"]["process.queue"] == "labbatch-example-spot"
     assert config["on_demand"] == {"label": "on_demand", "queue": "labbatch-example-on-demand"}
     assert seen == [("GET", "/lab")]  # no token: the native executor signs with the head's AWS credentials
+
+
+def test_a_lab_with_pools_gets_its_first_pools_queues():
+    view = {**LAB_VIEW, "pools": [{"name": "default"}, {"name": "gpu"}], "queues": [
+        {"queue": "on-demand", "name": "labbatch-example-on-demand", "pool": "default"},
+        {"queue": "spot", "name": "labbatch-example-spot", "pool": "default"},
+        {"queue": "on-demand", "name": "labbatch-example-gpu-on-demand", "pool": "gpu"},
+        {"queue": "spot", "name": "labbatch-example-gpu-spot", "pool": "gpu"}]}
+    text = native_config(view, REGION)["config"]
+    assert "labbatch-example-spot" in text and "labbatch-example-on-demand" in text
+    assert "gpu" not in text

@@ -245,6 +245,7 @@ ARGUMENTS = {
     "region": ("us-east-1",),
     "part": ("Storage", "Compute", "Api", "Operations"),
     "queue": ("spot", "on-demand"),
+    "pool": ("default", "gpu", "high-mem"),
 }
 
 

@@ -48,7 +48,8 @@ def test_shipped_labs_load_and_differ():
     example, core = labs["example"], labs["genomics-core"]
     assert set(example.pipelines) == {"fastq-stats", "align"}
     assert example.network.mode == "public" and example.compute.ami_id is None
-    assert core.network.mode == "private-nat" and core.compute.ami_id.startswith("ami-")
+    assert core.network.mode == "private-nat" and core.pools["default"].ami_id.startswith("ami-")
+    assert list(example.pools) == ["default"] and list(core.pools) == ["default", "memory", "gpu"]
     assert len(core.pipelines) > len(example.pipelines)
 
 
@@ -299,8 +300,8 @@ def test_labs_sharing_an_account_and_region_are_checked_against_batch_quotas(tmp
     with pytest.raises(LabConfigError) as exc:
         load_labs(tmp_path)
     [problem] = exc.value.problems
-    assert "account 123456789012 region us-east-1: 26 labs need 52 compute environments" in problem
-    assert "at most 25 labs" in problem
+    assert "account 123456789012 region us-east-1: 26 labs with 26 pools need 52 compute environments" in problem
+    assert "at most 25 pools in all" in problem
 
 
 def test_25_labs_in_one_region_fit(tmp_path):

@@ -120,3 +120,10 @@ def test_cloudformations_spelling_reads_as_the_apis_and_keeps_data_keys_as_writt
     container = container_for(request)
     assert container.mounts[0].source == "/scratch" and container.memory_mib == 512
     assert camel_case([{"A": 1}]) == [{"a": 1}]
+
+
+def test_a_gpu_requirement_hands_the_container_that_many_gpus():
+    container = container_for(definition(), overrides={"resourceRequirements": [{"type": "GPU", "value": "2"}]})
+    options = container.create_options()
+    assert container.gpus == 2 and options[options.index("--gpus") + 1] == "2"
+    assert "--gpus" not in container_for(definition()).create_options()

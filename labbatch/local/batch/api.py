@@ -134,8 +134,9 @@ class BatchApi:
                                                       parameters=parameters)
         except batch_container.JobDefinitionError as exc:
             raise BatchClientError(str(exc)) from None
-        if container.gpus:
-            raise BatchClientError("GPU jobs cannot run in LabBatch's local mode (this machine has none to give)")
+        if container.gpus and not self._batch.gives_gpus:
+            raise BatchClientError("GPU jobs cannot run in LabBatch's local mode here (no container engine with an "
+                                   "NVIDIA runtime gives this machine's GPUs)")
         if container.vcpus != int(container.vcpus):
             raise BatchClientError(f"VCPU is {container.vcpus:g} (allowed: a whole number above 0 on EC2)")
 

@@ -102,6 +102,7 @@ class LocalBatch:
         region: str = DEFAULT_REGION,
         account: str = DEFAULT_ACCOUNT,
         container_runner: ContainerRunner | None = None,
+        gpus: bool = False,
     ) -> None:
         if not 0.0 <= spot_interruption_rate <= 1.0:
             raise ValueError(f"spot_interruption_rate is {spot_interruption_rate} (allowed: 0-1)")
@@ -128,6 +129,8 @@ class LocalBatch:
         # None: each attempt's command runs on this machine (the host runner in place of the mounted
         # one); a ContainerRunner: in a container of the job definition's image.
         self._container_runner = container_runner
+        # Whether attempts may ask for GPUs: the engine has an NVIDIA runtime (docker_runner.nvidia_runtime).
+        self.gives_gpus = gpus and container_runner is not None
         self._own_scratch = scratch_root is None
         self.scratch_root = Path(scratch_root) if scratch_root is not None else Path(
             tempfile.mkdtemp(prefix="labbatch-batch-scratch-"))

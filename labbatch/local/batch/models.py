@@ -102,6 +102,7 @@ class JobDefinition:
     parameters: Mapping[str, str] = field(default_factory=dict)
     log_stream_prefix: str | None = None
     log_group: str | None = None  # awslogs-group; Batch's default group when None
+    gpus: int = 0  # the `GPU` resource requirement; only an engine with an NVIDIA runtime runs these
     # The rest of containerProperties, in Batch's API spelling (volumes, mountPoints, ulimits,
     # user, linuxParameters, readonlyRootFilesystem): what the container is started with
     # (labbatch_contract.batch_container), as the ECS agent starts it from a deployed definition.
@@ -111,7 +112,8 @@ class JobDefinition:
         return {"image": self.image, "command": list(self.command),
                 "environment": [{"name": k, "value": v} for k, v in self.environment.items()],
                 "resourceRequirements": [{"type": "VCPU", "value": str(self.vcpus)},
-                                         {"type": "MEMORY", "value": str(self.memory_mib)}],
+                                         {"type": "MEMORY", "value": str(self.memory_mib)},
+                                         *([{"type": "GPU", "value": str(self.gpus)}] if self.gpus else [])],
                 **self.extra_properties}
 
     def request(self) -> dict[str, Any]:
