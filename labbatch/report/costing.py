@@ -45,8 +45,9 @@ class PriceBook:
 def price_book(lab: Lab) -> PriceBook:
     prices = cost.load_prices()
     region_name = lab.region or cost.DEFAULT_REGION
-    model = cost.per_job_model(lab, cost.region_prices(prices, region_name))
-    first = model["instances"][0]
+    model = cost.per_job_model(lab, region_name, cost.region_prices(prices, region_name))
+    # The first pool's first instance type prices every attempt (a record does not say its pool yet).
+    first = model["pools"][0]["instances"][0]
     facts = instance_types.lookup(first["instance_type"])
     return PriceBook(region=region_name, as_of=prices["as_of"], instance_type=first["instance_type"],
                      gib_per_vcpu=facts.memory_mib / 1024 / facts.vcpus,
