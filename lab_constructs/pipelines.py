@@ -80,6 +80,12 @@ class PipelineJobDefinitions(Construct):
             self.job_role.add_to_policy(iam.PolicyStatement(
                 actions=["s3:GetObject", "s3:DeleteObject"], resources=[tes_objects]))
             self.job_role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[results.bucket_arn]))
+        else:
+            # The runner proves its outputs landed whole with one listing of its own prefix
+            # (labbatch_runner.staging._verify_uploaded): without this, stage-out is AccessDenied.
+            self.job_role.add_to_policy(iam.PolicyStatement(
+                actions=["s3:ListBucket"], resources=[results.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": ["jobs/*"]}}))
         self.job_role.add_to_policy(iam.PolicyStatement(
             actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=writable_objects))
         if key is not None:

@@ -1,0 +1,100 @@
+"""One local lab's IAM: its principals (from the synthesized templates) with fresh credentials,
+the resource policies on its buckets, key, API and topic, and the Authorizer that checks them.
+
+The scientist is the one principal the templates do not define: in AWS a lab member's own IAM
+policy is the account's business. Local mode gives the local scientist what a lab member's
+policy would grant on this lab alone (SCIENTIST_ACTIONS), so the API's resource policy, the
+buckets' policies and the key policy are still what decides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from labbatch.local.iam import templates as tpl
+from labbatch_contract import names
+from labbatch.local.iam.actions import Where
+from labbatch.local.iam.credentials import new_keys
+from labbatch.local.iam.enforce import Authorizer, Keys
+from labbatch.local.iam.evaluate import Principal
+
+SCIENTIST = "scientist"
+# What `labbatch` (submit, data, logs, why, doctor) and a scientist's own AWS calls need on one lab.
+SCIENTIST_ACTIONS = {
+    "execute-api": ["execute-api:Invoke"],
+    "s3": ["s3:GetObject", "s3:GetObjectVersion", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket",
+           "s3:ListBucketVersions", "s3:AbortMultipartUpload", "s3:ListMultipartUploadParts",
+           "s3:GetBucketLocation", "s3:GetEncryptionConfiguration", "s3:GetBucketVersioning"],
+    "logs": ["logs:GetLogEvents", "logs:FilterLogEvents", "logs:DescribeLogStreams", "logs:DescribeLogGroups"],
+    "batch": ["batch:DescribeJobs", "batch:ListJobs", "batch:DescribeJobQueues", "batch:DescribeJobDefinitions",
+              "batch:DescribeComputeEnvironments"],
+    # Watching the lab's alerts from a queue of their own (the lab's own subscriptions are e-mail).
+    "sns": ["sns:Subscribe", "sns:ListSubscriptionsByTopic"],
+    "sqs": ["sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:DeleteMessage",
+            "sqs:GetQueueUrl", "sqs:DeleteQueue"],
+    "kms": ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:GetKeyRotationStatus", "kms:ListAliases"],
+}
+
+
+@dataclass
+class LabIam:
+    authorizer: Authorizer
+    keys: dict[str, Keys]  # principal name -> its credentials
+    role_arns: dict[str, str]
+    event_patterns: list[tuple[str, dict]]
+
+
+def scientist_policy(lab: str, account: str, region: str, buckets: dict[str, str], key_arn: str | None,
+                     log_group: str) -> tpl.Policy:
+    resources = {
+        "execute-api": [f"arn:aws:execute-api:{region}:{account}:*"],
+        "s3": [arn for bucket in buckets.values() for arn in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*")],
+        "logs": [f"arn:aws:logs:{region}:{account}:log-group:{log_group}:*", f"arn:aws:logs:{region}:{account}:log-group:*"],
+        "batch": ["*"],
+        "sns": [f"arn:aws:sns:{region}:{account}:{names.alert_topic(lab)}"],
+        "sqs": [f"arn:aws:sqs:{region}:{account}:*"],
+        "kms": [key_arn] if key_arn else [],
+    }
+    statements = [{"Sid": f"LabMember{service.title().replace('-', '')}", "Effect": "Allow",
+                   "Action": SCIENTIST_ACTIONS[service], "Resource": resources[service]}
+                  for service in SCIENTIST_ACTIONS if resources[service]]
+    return tpl.Policy(name=f"local-scientist-{lab}", document={"Version": "2012-10-17", "Statement": statements})
+
+
+def build(stacks: dict[str, dict], *, lab: str, account: str, region: str, buckets: dict[str, str],
+          key_arn: str | None, log_group: str, mode: str, unrestricted: list[str],
+          ssm: dict[str, str] | None = None) -> LabIam:
+    key_id = key_arn.rsplit("/", 1)[-1] if key_arn else None
+    place = tpl.Place(account=account, region=region, ssm=ssm or {}, key_id=key_id)
+    roles = tpl.roles(stacks, place)
+    role_arns = tpl.principal_roles(stacks, place)
+    key_ids: dict[str, str] = {}
+    if key_arn:
+        key_ids = {key_id: key_arn, key_arn: key_arn, f"alias/labbatch-{lab}": key_arn}
+    where = Where(account=account, region=region, key_ids=key_ids,
+                  kms_buckets={b: key_arn for b in buckets.values()} if key_arn else {})
+    authorizer = Authorizer(where=where, resource_policies=tpl.resource_policies(stacks, place), mode=mode,
+                            unrestricted=unrestricted)
+    keys: dict[str, Keys] = {}
+    for name, arn in role_arns.items():
+        role = roles[arn]
+        keys[name] = new_keys(name)
+        authorizer.add(Principal(name=name, arn=arn, account=account, tags=role.tags, policies=role.policies), keys[name])
+    # A lab member signs with a user's long-term keys: no session token (the API refuses one it cannot check).
+    keys[SCIENTIST] = dataclasses.replace(new_keys(SCIENTIST), session_token="")
+    authorizer.add(Principal(name=SCIENTIST, arn=f"arn:aws:iam::{account}:user/local-scientist", account=account,
+                             policies=(scientist_policy(lab, account, region, buckets, key_arn, log_group),)),
+                   keys[SCIENTIST])
+    return LabIam(authorizer=authorizer, keys=keys, role_arns=role_arns,
+                  event_patterns=tpl.event_patterns(stacks, place))
+
+
+def foreign_principals(stacks: dict[str, dict], *, account: str, region: str) -> list[tuple[Principal, Any]]:
+    """Another lab's role principals as they would act in this account (for isolation checks)."""
+    place = tpl.Place(account=account, region=region)
+    roles = tpl.roles(stacks, place)
+    return [(Principal(name=f"other-lab:{name}", arn=arn, account=account, tags=roles[arn].tags,
+                       policies=roles[arn].policies), new_keys(name))
+            for name, arn in tpl.principal_roles(stacks, place).items()]
