@@ -215,7 +215,7 @@ class LocalLab:
 
         updater_name = f"labbatch-{self.lab.name}-status"
 
-        rules = EventRules(iam.event_patterns) if iam is not None else None
+        rules = self.event_rules = EventRules(iam.event_patterns) if iam is not None else None
         as_updater = self._acting_as(iam, "status-updater")
 
         def to_status_updater(event: dict) -> None:
@@ -333,7 +333,7 @@ class LocalLab:
                             mode=self.iam, unrestricted=[credentials[0]],
                             ssm={names.kms_key_parameter(self.lab.name): emulated.key_arn} if emulated.key_arn else {})
         self.emulator.enforce(iam.authorizer)
-        install_default_session(emulated.region)
+        self._started.append(install_default_session(emulated.region))
         self._credentials_endpoint = CredentialsEndpoint().start()
         self._started.append(self._credentials_endpoint.stop)
         if self.iam_report is not None:

@@ -23,7 +23,7 @@ import secrets
 import threading
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import boto3
 import botocore.session
@@ -55,9 +55,15 @@ class _PrincipalSession(botocore.session.Session):
         return Credentials(keys.access_key_id, keys.secret_access_key, keys.session_token)
 
 
-def install_default_session(region: str) -> None:
-    """boto3's default session (what `boto3.client(...)` uses) becomes principal-aware."""
+def install_default_session(region: str) -> Callable[[], None]:
+    """boto3's default session (what `boto3.client(...)` uses) becomes principal-aware; returns
+    what puts the previous one back (at stop)."""
+    previous = boto3.DEFAULT_SESSION
     boto3.DEFAULT_SESSION = boto3.Session(botocore_session=_PrincipalSession(), region_name=region)
+
+    def restore() -> None:
+        boto3.DEFAULT_SESSION = previous
+    return restore
 
 
 @contextlib.contextmanager
