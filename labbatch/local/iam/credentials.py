@@ -36,10 +36,12 @@ _ACTING_AS: contextvars.ContextVar[Keys | None] = contextvars.ContextVar("labbat
 EXPIRY = timedelta(hours=6)
 
 
-def new_keys(name: str) -> Keys:
+def new_keys(name: str, *, long_term: bool = False) -> Keys:
+    """A role's temporary keys (ASIA..., with a session token) or a user's long-term ones (AKIA...)."""
     tag = "".join(c for c in name.upper() if c.isalnum())[:8]
-    return Keys(access_key_id=f"ASIALOCAL{tag}{secrets.token_hex(4).upper()}",
-                secret_access_key=secrets.token_urlsafe(30), session_token=secrets.token_urlsafe(48))
+    prefix = "AKIA" if long_term else "ASIA"
+    return Keys(access_key_id=f"{prefix}LOCAL{tag}{secrets.token_hex(4).upper()}",
+                secret_access_key=secrets.token_urlsafe(30), session_token="" if long_term else secrets.token_urlsafe(48))
 
 
 class NoPrincipal(RuntimeError):

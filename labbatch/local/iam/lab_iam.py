@@ -9,7 +9,6 @@ buckets' policies and the key policy are still what decides.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,7 +82,7 @@ def build(stacks: dict[str, dict], *, lab: str, account: str, region: str, bucke
         keys[name] = new_keys(name)
         authorizer.add(Principal(name=name, arn=arn, account=account, tags=role.tags, policies=role.policies), keys[name])
     # A lab member signs with a user's long-term keys: no session token (the API refuses one it cannot check).
-    keys[SCIENTIST] = dataclasses.replace(new_keys(SCIENTIST), session_token="")
+    keys[SCIENTIST] = new_keys(SCIENTIST, long_term=True)
     authorizer.add(Principal(name=SCIENTIST, arn=f"arn:aws:iam::{account}:user/local-scientist", account=account,
                              policies=(scientist_policy(lab, account, region, buckets, key_arn, log_group),)),
                    keys[SCIENTIST])
