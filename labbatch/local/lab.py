@@ -331,7 +331,8 @@ class LocalLab:
         iam = lab_iam.build(stacks, lab=self.lab.name, account=emulated.account, region=emulated.region,
                             buckets=emulated.buckets, key_arn=emulated.key_arn, log_group=emulated.log_group,
                             mode=self.iam, unrestricted=[credentials[0]],
-                            ssm={names.kms_key_parameter(self.lab.name): emulated.key_arn} if emulated.key_arn else {})
+                            ssm={names.kms_key_parameter(self.lab.name): emulated.key_arn} if emulated.key_arn else {},
+                            lab_account=self.lab.account, api_principals=list(self.lab.api.principals))
         self.emulator.enforce(iam.authorizer)
         self._started.append(install_default_session(emulated.region))
         self._credentials_endpoint = CredentialsEndpoint().start()

@@ -162,8 +162,8 @@ def json_requests(target: str, body: bytes, where: Where) -> list[Request]:
         return [Request(f"sqs:{operation}", f"{arn}:{queue}" if queue else "*", context)]
     if service == "logs":
         group = payload.get("logGroupName") or payload.get("logGroupIdentifier", "").rsplit(":log-group:", 1)[-1]
-        if not group:
-            return [Request(f"logs:{operation}", "*", context)]
+        if not group:  # DescribeLogGroups and the like: every log group (Service Authorization Reference)
+            return [Request(f"logs:{operation}", f"{arn}:log-group:*", context)]
         stream = payload.get("logStreamName")
         resource = f"{arn}:log-group:{group}:" + (f"log-stream:{stream}" if stream else "*")
         return [Request(f"logs:{operation}", resource, context)]
@@ -196,6 +196,7 @@ _BATCH_OPERATIONS = {"submitjob": "SubmitJob", "describejobs": "DescribeJobs", "
                      "describejobqueues": "DescribeJobQueues", "describejobdefinitions": "DescribeJobDefinitions",
                      "describecomputeenvironments": "DescribeComputeEnvironments",
                      "registerjobdefinition": "RegisterJobDefinition", "updatejobqueue": "UpdateJobQueue",
+                     "updatecomputeenvironment": "UpdateComputeEnvironment",
                      "deregisterjobdefinition": "DeregisterJobDefinition", "tagresource": "TagResource"}
 
 
@@ -242,6 +243,9 @@ def batch_requests(path: str, body: dict[str, Any], where: Where,
         return [Request(f"batch:{operation}", f"{arn}:job/{job_id}", {**context, **tags})]
     if operation == "UpdateJobQueue":
         return [Request("batch:UpdateJobQueue", named("job-queue", body.get("jobQueue", "")), context)]
+    if operation == "UpdateComputeEnvironment":
+        return [Request("batch:UpdateComputeEnvironment",
+                        named("compute-environment", body.get("computeEnvironment", "")), context)]
     return [Request(f"batch:{operation}", "*", context)]
 
 

@@ -1,10 +1,12 @@
 """One local lab's IAM: its principals (from the synthesized templates) with fresh credentials,
 the resource policies on its buckets, key, API and topic, and the Authorizer that checks them.
 
-The scientist is the one principal the templates do not define: in AWS a lab member's own IAM
-policy is the account's business. Local mode gives the local scientist what a lab member's
-policy would grant on this lab alone (SCIENTIST_ACTIONS), so the API's resource policy, the
-buckets' policies and the key policy are still what decides.
+The scientist (who is also the lab's operator locally) is the one principal the templates do
+not define: in AWS a lab member's own IAM policy is the account's business. Local mode gives the
+local scientist what a lab member's and an operator's policies would grant on this lab alone
+(SCIENTIST_ACTIONS), so the API's resource policy, the buckets' policies and the key policy are
+still what decides. Where the lab lists its API principals, the local scientist acts as the first
+role or user among them (the API and the key let only those in).
 """
 
 from __future__ import annotations
@@ -30,9 +32,12 @@ SCIENTIST_ACTIONS = {
     "batch": ["batch:DescribeJobs", "batch:ListJobs", "batch:DescribeJobQueues", "batch:DescribeJobDefinitions",
               "batch:DescribeComputeEnvironments"],
     # Watching the lab's alerts from a queue of their own (the lab's own subscriptions are e-mail).
-    "sns": ["sns:Subscribe", "sns:ListSubscriptionsByTopic"],
+    "sns": ["sns:Subscribe", "sns:ListSubscriptionsByTopic", "sns:GetTopicAttributes"],
     "sqs": ["sqs:CreateQueue", "sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:DeleteMessage",
             "sqs:GetQueueUrl", "sqs:DeleteQueue"],
+    # The operator's side: reading the ledger (`labbatch why`/`doctor`), pausing queues and environments.
+    "dynamodb": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:Scan", "dynamodb:DescribeTable"],
+    "batch-admin": ["batch:UpdateJobQueue", "batch:UpdateComputeEnvironment"],
     "kms": ["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:GetKeyRotationStatus", "kms:ListAliases"],
 }
 
@@ -52,6 +57,10 @@ def scientist_policy(lab: str, account: str, region: str, buckets: dict[str, str
         "s3": [arn for bucket in buckets.values() for arn in (f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*")],
         "logs": [f"arn:aws:logs:{region}:{account}:log-group:{log_group}:*", f"arn:aws:logs:{region}:{account}:log-group:*"],
         "batch": ["*"],
+        "dynamodb": [f"arn:aws:dynamodb:{region}:{account}:table/{names.ledger_table(lab)}",
+                     f"arn:aws:dynamodb:{region}:{account}:table/{names.ledger_table(lab)}/index/*"],
+        "batch-admin": [f"arn:aws:batch:{region}:{account}:job-queue/{names.PREFIX}-{lab}-*",
+                        f"arn:aws:batch:{region}:{account}:compute-environment/{names.PREFIX}-{lab}-*"],
         "sns": [f"arn:aws:sns:{region}:{account}:{names.alert_topic(lab)}"],
         "sqs": [f"arn:aws:sqs:{region}:{account}:*"],
         "kms": [key_arn] if key_arn else [],
@@ -62,11 +71,23 @@ def scientist_policy(lab: str, account: str, region: str, buckets: dict[str, str
     return tpl.Policy(name=f"local-scientist-{lab}", document={"Version": "2012-10-17", "Statement": statements})
 
 
+def scientist_arn(account: str, api_principals: list[str], lab_account: str | None) -> str:
+    """The first role or user the lab lists as an API principal (in the local account when it is the
+    lab's own), or a local user when it lists none."""
+    for listed in api_principals:
+        if lab_account and lab_account != account:
+            listed = listed.replace(lab_account, account)
+        if listed.startswith(f"arn:aws:iam::{account}:") and (":role/" in listed or ":user/" in listed):
+            return listed
+    return f"arn:aws:iam::{account}:user/local-scientist"
+
+
 def build(stacks: dict[str, dict], *, lab: str, account: str, region: str, buckets: dict[str, str],
           key_arn: str | None, log_group: str, mode: str, unrestricted: list[str],
-          ssm: dict[str, str] | None = None) -> LabIam:
+          ssm: dict[str, str] | None = None, lab_account: str | None = None,
+          api_principals: list[str] | None = None) -> LabIam:
     key_id = key_arn.rsplit("/", 1)[-1] if key_arn else None
-    place = tpl.Place(account=account, region=region, ssm=ssm or {}, key_id=key_id)
+    place = tpl.Place(account=account, region=region, ssm=ssm or {}, key_id=key_id, lab_account=lab_account)
     roles = tpl.roles(stacks, place)
     role_arns = tpl.principal_roles(stacks, place)
     key_ids: dict[str, str] = {}
@@ -83,7 +104,8 @@ def build(stacks: dict[str, dict], *, lab: str, account: str, region: str, bucke
         authorizer.add(Principal(name=name, arn=arn, account=account, tags=role.tags, policies=role.policies), keys[name])
     # A lab member signs with a user's long-term keys: no session token (the API refuses one it cannot check).
     keys[SCIENTIST] = new_keys(SCIENTIST, long_term=True)
-    authorizer.add(Principal(name=SCIENTIST, arn=f"arn:aws:iam::{account}:user/local-scientist", account=account,
+    authorizer.add(Principal(name=SCIENTIST, arn=scientist_arn(account, api_principals or [], lab_account),
+                             account=account,
                              policies=(scientist_policy(lab, account, region, buckets, key_arn, log_group),)),
                    keys[SCIENTIST])
     return LabIam(authorizer=authorizer, keys=keys, role_arns=role_arns,

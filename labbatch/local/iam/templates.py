@@ -28,6 +28,9 @@ class Place:
     api_id: str = "localapigw"
     ssm: dict[str, str] = field(default_factory=dict)  # parameter name -> value (the lab key's ARN)
     key_id: str | None = None
+    # The account the lab file pins (`account:`): local mode runs it as `account`, so what the
+    # templates spell with it literally (ARNs, bucket names) names the local account instead.
+    lab_account: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,9 @@ class Resolver:
         self.stacks, self.place = stacks, place
 
     def resolve(self, value: Any, stack: str) -> Any:
+        if isinstance(value, str) and self.place.lab_account and self.place.lab_account != self.place.account:
+            # Everywhere: ARNs (`:111122223333:`) and the names built from it (buckets end `-<account>-<region>`).
+            return value.replace(self.place.lab_account, self.place.account)
         if isinstance(value, list):
             return [self.resolve(v, stack) for v in value]
         if not isinstance(value, dict):
@@ -68,7 +74,7 @@ class Resolver:
                 return self._get_att(logical, attribute, stack)
             if fn == "Fn::Join":
                 separator, parts = arg
-                return separator.join(str(self.resolve(p, stack)) for p in parts)
+                return self.resolve(separator.join(str(self.resolve(p, stack)) for p in parts), stack)
             if fn == "Fn::Sub":
                 text, variables = (arg, {}) if isinstance(arg, str) else arg
                 variables = {k: self.resolve(v, stack) for k, v in variables.items()}
