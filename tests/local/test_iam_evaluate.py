@@ -129,3 +129,23 @@ def test_an_operator_local_mode_cannot_evaluate_is_refused_not_guessed():
         condition_holds({"NumericLessThan": {"s3:max-keys": "10"}}, {"s3:max-keys": "5"})
     with pytest.raises(Unsupported, match="ForAnyValue"):
         condition_holds({"ForAnyValue:StringEquals": {"aws:TagKeys": "a"}}, {})
+
+
+def test_warn_mode_allows_what_strict_refuses_and_says_so():
+    from labbatch.local.iam.actions import Where
+    from labbatch.local.iam.enforce import Authorizer, Keys, Refused
+
+    said: list[str] = []
+    where = Where(account=ACCOUNT, region="us-east-1", kms_buckets={}, key_ids={})
+    request = Request("s3:DeleteObject", f"{BUCKET}/a")
+    for mode in ("strict", "warn"):
+        authorizer = Authorizer(where=where, resource_policies={}, mode=mode, warn=said.append)
+        authorizer.add(principal(), Keys("ASIA1", "s", "t"))
+        if mode == "strict":
+            with pytest.raises(Refused, match="not authorized to perform: s3:DeleteObject"):
+                authorizer.check(principal(), [request])
+        else:
+            authorizer.check(principal(), [request])
+    assert len(said) == 1 and "IAM would refuse" in said[0]
+    [call] = authorizer.report()["principals"]["job-role"]["calls"]
+    assert call["refused"].startswith("no identity-based") and call["calls"] == 1

@@ -138,7 +138,8 @@ class EnforcingApp:
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         authorizer = self._authorizer_of()
-        if authorizer is None or authorizer.mode == "off":
+        # /moto-api/ is the emulator's own control plane (its request recorder, used by tests), not AWS.
+        if authorizer is None or authorizer.mode == "off" or environ.get("PATH_INFO", "").startswith("/moto-api/"):
             return self._app(environ, start_response)
         self._authorizer = authorizer
         service = actions.service_of(environ) or ""
