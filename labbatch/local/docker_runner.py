@@ -11,7 +11,8 @@ reason naming it), `docker start`, `docker logs --follow` for its output, and at
 `docker inspect` (exit code, OOM kill) and `docker rm --force --volumes`. The container shares
 the host network (the loopback S3 emulator), gets the job's vCPUs and memory as engine limits
 (no swap beyond it), the attempt's own scratch directory at /scratch and only the job's variables
-(LABBATCH_*, AWS_*: Batch's own and the emulator's endpoint, Region and credentials).
+(LABBATCH_*, AWS_*: Batch's own, the emulator's endpoint and Region, and under strict IAM the
+job role's container-credentials endpoint, as ECS gives it; no AWS key).
 
 Podman speaks the same commands; whichever of `docker` and `podman` answers first is used.
 """

@@ -157,7 +157,7 @@ class Emulator:
 
     def _create_key(self, lab: Lab, region: str, credentials: tuple[str, str]) -> str:
         """The lab's key, as the lab-key construct makes it: symmetric, rotated, under the lab's alias.
-        moto does not evaluate key policies, so local mode cannot show who may use the key."""
+        moto does not evaluate key policies; strict IAM (labbatch.local.iam) checks the synthesized one."""
         kms = self.client("kms", region, credentials)
         key = kms.create_key(Description=f"LabBatch {lab.name} (local)", KeyUsage="ENCRYPT_DECRYPT",
                              KeySpec="SYMMETRIC_DEFAULT", Tags=[{"TagKey": names.LAB_TAG, "TagValue": lab.name}])
