@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import yaml
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[3]
 TEMPLATE_SOURCES = ("app.py", "cdk.json", "stacks", "lab_constructs", "labbatch", "labbatch_contract", "lambda")
 SYNTH_TIMEOUT_SECONDS = 300
 CACHE_VARIABLE = "LABBATCH_ASSEMBLY_CACHE"
+PRUNE_AFTER_SECONDS = 7 * 24 * 3600
 
 
 class SynthFailed(RuntimeError):
@@ -67,7 +69,18 @@ def templates(lab: Lab) -> dict[str, dict]:
     partial = cached.with_suffix(f".{os.getpid()}.tmp")
     partial.write_text(json.dumps(found))
     partial.replace(cached)  # atomic: a concurrent start reads a whole file or synthesizes itself
+    _prune(cached)
     return found
+
+
+def _prune(keep: Path) -> None:
+    """Every source change makes a new entry: those of this lab unused for a week go."""
+    for old in keep.parent.glob(f"{keep.name.rsplit('-', 1)[0]}-*.json"):
+        try:
+            if old != keep and time.time() - old.stat().st_atime > PRUNE_AFTER_SECONDS:
+                old.unlink()
+        except OSError:
+            pass  # another start pruned it first
 
 
 def _synth(name: str, document: dict) -> dict[str, dict]:
