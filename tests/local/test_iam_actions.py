@@ -81,3 +81,14 @@ def test_registering_a_job_definition_passes_its_roles():
 def test_stopping_a_job_carries_its_tags_as_resource_tags():
     [stop] = batch_requests("/v1/terminatejob", {"jobId": "j1", "reason": "x"}, WHERE, lambda job: {"labbatch:lab": "a"})
     assert stop.resource.endswith(":job/j1") and stop.context["aws:ResourceTag/labbatch:lab"] == "a"
+
+
+def test_publishing_to_an_encrypted_topic_uses_its_key():
+    from labbatch.local.iam.actions import query_requests
+    topic = "arn:aws:sns:us-east-1:123456789012:labbatch-vault-alerts"
+    where = Where(account="123456789012", region="us-east-1", kms_buckets={}, key_ids={}, kms_topics={topic: KEY})
+    body = f"Action=Publish&TopicArn={topic}&Message=x".encode()
+    found = query_requests("sns", body, "", where)
+    assert names(found) == [("sns:Publish", topic), ("kms:GenerateDataKey", KEY), ("kms:Decrypt", KEY)]
+    assert found[1].context["kms:ViaService"] == "sns.us-east-1.amazonaws.com"
+    assert names(query_requests("sns", body, "", WHERE)) == [("sns:Publish", topic)]

@@ -216,6 +216,12 @@ def test_a_second_kms_labs_roles_cannot_use_this_labs_key():
     ours_decision = evaluate(Principal("job-role", job.arn, account, job.tags, job.policies), via_s3, key_policy,
                              key_policy=True)
     assert ours_decision.allowed, ours_decision
+    # The status updater publishes failures to the key-encrypted alert topic: SNS uses the key for it.
+    updater = our_roles[our_arns["status-updater"]]
+    via_sns = Request("kms:GenerateDataKey", key_arn, {"kms:ViaService": f"sns.{region}.amazonaws.com",
+                                                       "kms:CallerAccount": account})
+    assert evaluate(Principal("status-updater", updater.arn, account, updater.tags, updater.policies), via_sns,
+                    key_policy, key_policy=True).allowed
     # Their roles carry their own lab's tag, and their identity policies name their own key.
     their_place = tpl.Place(account=account, region=region, key_id="k-b",
                             ssm={"/labbatch/vault-b/kms-key-arn": f"arn:aws:kms:{region}:{account}:key/k-b"})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 from urllib.parse import parse_qs, unquote
 from xml.etree import ElementTree
@@ -29,6 +29,7 @@ class Where:
     region: str
     kms_buckets: dict[str, str]  # bucket -> key ARN of buckets encrypted with the lab key by default
     key_ids: dict[str, str]  # key id or alias name -> key ARN
+    kms_topics: dict[str, str] = field(default_factory=dict)  # topic ARN -> key ARN of encrypted topics
 
 
 _SERVICE_BY_TARGET = {"DynamoDB_20120810": "dynamodb", "Logs_20140328": "logs", "TrentService": "kms",
@@ -178,7 +179,7 @@ def json_requests(target: str, body: bytes, where: Where) -> list[Request]:
                     context)]
 
 
-def query_requests(host_service: str, body: bytes, query: str) -> list[Request]:
+def query_requests(host_service: str, body: bytes, query: str, where: Where | None = None) -> list[Request]:
     params = {k: v[-1] for k, v in parse_qs((query + "&" + body.decode("utf-8", "replace")).strip("&")).items()}
     action = params.get("Action")
     if not action:
@@ -187,7 +188,14 @@ def query_requests(host_service: str, body: bytes, query: str) -> list[Request]:
     if host_service == "sts":
         return [Request(f"sts:{action}", "*", context)]
     if host_service == "sns":
-        return [Request(f"sns:{action}", params.get("TopicArn", "*"), context)]
+        topic = params.get("TopicArn", "*")
+        found = [Request(f"sns:{action}", topic, context)]
+        key = where.kms_topics.get(topic) if where is not None else None
+        if action == "Publish" and key:
+            # An encrypted topic's publisher needs the key itself (SNS Developer Guide, "Encryption at rest").
+            via = {**context, "kms:ViaService": f"sns.{where.region}.amazonaws.com", "kms:CallerAccount": where.account}
+            found += [Request("kms:GenerateDataKey", key, via), Request("kms:Decrypt", key, via)]
+        return found
     raise Unnamed(f"{host_service} {action}")
 
 

@@ -170,7 +170,7 @@ class EnforcingApp:
         if target:
             return actions.json_requests(target, body, where)
         if service in ("sns", "sts"):
-            return actions.query_requests(service, body, environ.get("QUERY_STRING", ""))
+            return actions.query_requests(service, body, environ.get("QUERY_STRING", ""), where)
         raise actions.Unnamed(f"a {service or 'unsigned'} request to {environ.get('PATH_INFO')}")
 
 

@@ -94,7 +94,8 @@ def build(stacks: dict[str, dict], *, lab: str, account: str, region: str, bucke
     if key_arn:
         key_ids = {key_id: key_arn, key_arn: key_arn, f"alias/labbatch-{lab}": key_arn}
     where = Where(account=account, region=region, key_ids=key_ids,
-                  kms_buckets={b: key_arn for b in buckets.values()} if key_arn else {})
+                  kms_buckets={b: key_arn for b in buckets.values()} if key_arn else {},
+                  kms_topics={f"arn:aws:sns:{region}:{account}:{names.alert_topic(lab)}": key_arn} if key_arn else {})
     authorizer = Authorizer(where=where, resource_policies=tpl.resource_policies(stacks, place), mode=mode,
                             unrestricted=unrestricted)
     keys: dict[str, Keys] = {}
