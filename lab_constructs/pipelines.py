@@ -89,7 +89,12 @@ class PipelineJobDefinitions(Construct):
         self.job_role.add_to_policy(iam.PolicyStatement(
             actions=["s3:GetObject", "s3:DeleteObject"], resources=[nextflow_objects]))
         if not tes_enabled:
-            self.job_role.add_to_policy(iam.PolicyStatement(actions=["s3:ListBucket"], resources=[results.bucket_arn]))
+            # The runner proves its outputs landed whole with one listing of its own prefix
+            # (labbatch_runner.staging._verify_uploaded), Nextflow's tasks list their work folder:
+            # those prefixes and no other (without this, every stage-out is AccessDenied).
+            self.job_role.add_to_policy(iam.PolicyStatement(
+                actions=["s3:ListBucket"], resources=[results.bucket_arn],
+                conditions={"StringLike": {"s3:prefix": ["jobs/*", names.NEXTFLOW_WORK_PREFIX + "*"]}}))
         self.job_role.add_to_policy(iam.PolicyStatement(
             actions=["s3:PutObject", "s3:AbortMultipartUpload"], resources=writable_objects))
         if key is not None:

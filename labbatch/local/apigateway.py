@@ -50,6 +50,8 @@ _INTERNAL_SERVER_ERROR = b'{"message": "Internal server error"}'
 Handler = Callable[[dict[str, Any], Any], Any]
 # A token (or None) -> (its ledger record, "ok") or (None, why not): labbatch_contract.tokens.check.
 TokenCheck = Callable[[str | None], tuple[Any, str]]
+# (method, path) -> None when the signer may invoke it, else why not (AccessDenied's message).
+InvokeCheck = Callable[[str, str], str | None]
 
 
 @dataclass
@@ -109,12 +111,15 @@ class LocalApiGateway:
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         log: TextIO | None = None,
         token_check: TokenCheck | None = None,
+        invoke_check: InvokeCheck | None = None,
     ):
         access_key_id, secret_access_key = credentials
         self._handler = handler
         # With TES on, /ga4gh/... is the deployed API's token subtree (a Lambda authorizer, no SigV4):
         # the same check, from labbatch_contract.tokens, runs here.
         self._token_check = token_check
+        # Strict IAM: execute-api:Invoke for the signer, by its policies and the API's resource policy.
+        self._invoke_check = invoke_check
         self._verifier = SigV4Verifier(access_key_id=access_key_id, secret_access_key=secret_access_key, region=region)
         self.region = region
         self.caller_arn = caller_arn
@@ -207,6 +212,9 @@ class LocalApiGateway:
                 access_key = None
             else:
                 access_key = self._verifier.verify(request)
+                why_not = self._invoke_check(http.command, unquote(raw_path)) if self._invoke_check else None
+                if why_not is not None:
+                    raise _Refusal(403, "forbidden", why_not)
         except _Refusal as refusal:
             return self._write_refusal(http, refusal)
         except SignatureRejected as rejected:

@@ -39,6 +39,14 @@ def local_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run every job on this machine with the host's runner and tools, even when a "
                              "container engine is present (default: in containers when docker or podman "
                              "answers and holds labbatch-runner:local)")
+    parser.add_argument("--iam", choices=("strict", "warn", "off"), default="strict",
+                        help="IAM as AWS evaluates it, with each principal's policies from the lab's synthesized "
+                             "templates: strict refuses (AccessDenied) what they do not allow, warn allows it and "
+                             "says so, off runs every principal with one all-powerful key (default: strict; the "
+                             "first start of a lab synthesizes it, about 10 s, then it is cached)")
+    parser.add_argument("--iam-report", type=Path, default=None, metavar="FILE",
+                        help="write, at stop, every action and resource each principal used and the policy "
+                             "statement that allowed it (JSON)")
     # Deprecated: containers are the default now; --docker only insists on an engine.
     parser.add_argument("--docker", action="store_true", help=argparse.SUPPRESS)
 
@@ -71,6 +79,8 @@ def run_local(args: argparse.Namespace) -> int:
         return fail("bad_lab", problem)
     if port_in_use(args.port):
         return fail("port_busy", f"127.0.0.1:{args.port} is already in use; pick another --port or leave it out")
+    if args.iam_report is not None and args.iam == "off":
+        return fail("bad_argument", "--iam-report needs IAM on (--iam strict or warn): with --iam off nothing is evaluated")
     if args.docker and args.no_containers:
         return fail("bad_argument", "--docker and --no-containers contradict each other; give one")
     executor = "host" if args.no_containers else "container" if args.docker else "auto"
@@ -116,7 +126,8 @@ def _serve(args: argparse.Namespace, lab: Any, executor: str, stop: threading.Ev
     from labbatch.local.state import LabAlreadyRunning
 
     local = LocalLab(lab, port=args.port, spot_interruption_rate=args.spot_interruptions,
-                     random_seed=args.seed, executor=executor, name=args.name,
+                     random_seed=args.seed, executor=executor, name=args.name, iam=args.iam,
+                     iam_report=args.iam_report.resolve() if args.iam_report is not None else None,
                      data_dir=args.data_dir.resolve() if args.data_dir is not None else None)
     try:
         info = local.start()

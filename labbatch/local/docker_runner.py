@@ -13,7 +13,8 @@ is what the ECS agent gives it, from the same translation of the job definition
 (labbatch_contract.batch_container): host network (which also reaches the loopback S3
 emulator), vCPUs as CPU shares and memory as a hard limit, the definition's mounts with the
 instance's paths mapped to this machine, and the definition's variables with Batch's own; plus
-the emulator's endpoint, Region and credentials.
+the emulator's endpoint and Region and, under strict IAM, the job role's container-credentials
+endpoint as ECS gives it (never an AWS key).
 
 Podman speaks the same commands; whichever of `docker` and `podman` answers first is used.
 """

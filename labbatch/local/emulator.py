@@ -22,6 +22,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
 from werkzeug.serving import make_server
 
+from labbatch.local.iam.enforce import Authorizer, EnforcingApp
 from labbatch_contract import ledger as ledger_schema
 from labbatch_contract import names
 from labbatch.config import Lab
@@ -66,8 +67,11 @@ class SerialDynamoDB:
 
 
 class _SerialDynamoDBServer(ThreadedMotoServer):
+    authorizer: Authorizer | None = None
+
     def _server_entry(self) -> None:  # as moto's, with the middleware around its app
-        app = SerialDynamoDB(DomainDispatcherApplication(create_backend_app))
+        # Strict IAM (labbatch.local.iam) in front of everything, once the lab's principals exist.
+        app = EnforcingApp(SerialDynamoDB(DomainDispatcherApplication(create_backend_app)), lambda: self.authorizer)
         self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
         self._server_ready_event.set()
         self._server.serve_forever()
@@ -92,9 +96,16 @@ class Emulator:
     def stop(self) -> None:
         self._server.stop()
 
-    def client(self, service: str, region: str, credentials: tuple[str, str]):
-        return boto3.client(service, endpoint_url=self.endpoint, region_name=region,
-                            aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1])
+    def enforce(self, authorizer: Authorizer) -> None:
+        """From now on every request is checked against the lab's policies (labbatch.local.iam)."""
+        self._server.authorizer = authorizer
+
+    def client(self, service: str, region: str, credentials: tuple[str, ...]):
+        """`credentials`: access key id, secret and optionally a session token."""
+        session = boto3.session.Session(aws_access_key_id=credentials[0], aws_secret_access_key=credentials[1],
+                                        aws_session_token=credentials[2] if len(credentials) > 2 else None,
+                                        region_name=region)
+        return session.client(service, endpoint_url=self.endpoint, region_name=region)
 
     def create_lab(self, lab: Lab, *, credentials: tuple[str, str]) -> EmulatedLab:
         region = lab.region or DEFAULT_REGION
@@ -146,7 +157,7 @@ class Emulator:
 
     def _create_key(self, lab: Lab, region: str, credentials: tuple[str, str]) -> str:
         """The lab's key, as the lab-key construct makes it: symmetric, rotated, under the lab's alias.
-        moto does not evaluate key policies, so local mode cannot show who may use the key."""
+        moto does not evaluate key policies; strict IAM (labbatch.local.iam) checks the synthesized one."""
         kms = self.client("kms", region, credentials)
         key = kms.create_key(Description=f"LabBatch {lab.name} (local)", KeyUsage="ENCRYPT_DECRYPT",
                              KeySpec="SYMMETRIC_DEFAULT", Tags=[{"TagKey": names.LAB_TAG, "TagValue": lab.name}])

@@ -7,6 +7,7 @@ they run locally.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import json
@@ -32,9 +33,15 @@ from labbatch.local.batch.service import LocalBatchService
 from labbatch.local.docker_runner import (DEMO_TAG, ENGINES, RUNNER_IMAGE, ContainerRunner, DockerUnavailable,
                                           find_engine, image_id, nvidia_runtime, remove_orphans, runner_tree)
 from labbatch.local.emulator import Emulator, EmulatedLab
+from labbatch.local.event_rules import EventRules
+from labbatch.local.iam import assembly, lab_iam
+from labbatch.local.iam.credentials import CredentialsEndpoint, acting_as, install_default_session
+from labbatch.local.iam.enforce import Refused
+from labbatch.local.iam.evaluate import Request
+from labbatch.local.iam.lab_iam import LabIam
 from labbatch.local.persistence import LabData, Restored
 from labbatch.local.state import StateFile
-from labbatch_contract import tokens
+from labbatch_contract import names, tokens
 from labbatch_contract.ledger import to_item
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,6 +160,11 @@ class LocalLab:
     name: str | None = None
     # Where the lab's buckets, ledger and logs are kept across restarts; None: gone at stop.
     data_dir: Path | None = None
+    # IAM as AWS evaluates it (labbatch.local.iam): "strict" refuses what the synthesized policies
+    # do not allow, "warn" allows it and says so, "off" runs every principal as one (no policies).
+    iam: str = "off"
+    # With IAM on: write, at stop, every action each principal used and the statement that allowed it.
+    iam_report: Path | None = None
     _started: list = field(default_factory=list)
 
     def start(self) -> dict[str, Any]:
@@ -170,16 +182,25 @@ class LocalLab:
         self._started.append(self.emulator.stop)
         emulated = self.emulator.create_lab(self.lab, credentials=credentials)
         restored = self._restore(emulated, credentials)
+        iam = self._start_iam(emulated, credentials)
 
         # The handlers, boto3 in this process and every job's runner reach AWS through these.
         aws_env = {
-            "AWS_ACCESS_KEY_ID": credentials[0], "AWS_SECRET_ACCESS_KEY": credentials[1],
             "AWS_DEFAULT_REGION": emulated.region, "AWS_REGION": emulated.region,
             "AWS_ENDPOINT_URL": emulated.endpoint,
         }
-        for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        for variable in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ACCESS_KEY_ID",
+                         "AWS_SECRET_ACCESS_KEY"):
             os.environ.pop(variable, None)
+        if iam is None:
+            aws_env.update(AWS_ACCESS_KEY_ID=credentials[0], AWS_SECRET_ACCESS_KEY=credentials[1])
         os.environ.update(aws_env)
+        if iam is not None:
+            # Jobs get the job role's credentials as ECS gives them: from an endpoint, never as keys.
+            job_role = iam.role_arns.get("job-role")
+            if job_role is None:
+                raise RuntimeError(f"lab {self.lab.name}: the synthesized templates give its job definitions no job role")
+            aws_env.update(self._credentials_endpoint.environment(iam.keys["job-role"], job_role))
         # Host jobs find the runner and demo tools in this interpreter's bin. When PATH names it
         # already, its order stands: whatever the scientist put before it (a workflow engine's
         # own env, whose `python` a TES task runs) comes first, as in an image of their own.
@@ -188,7 +209,8 @@ class LocalLab:
         job_env = {**aws_env, "PATH": host_path if bin_dir in host_path.split(os.pathsep)
                    else os.pathsep.join([bin_dir, host_path])}
 
-        logs = self.emulator.client("logs", emulated.region, credentials)
+        # Job logs are written as ECS's awslogs driver writes them: with the task execution role.
+        logs = self.emulator.client("logs", emulated.region, self._keys(iam, "execution-role", credentials))
         log_lock = threading.Lock()
         streams: set[str] = set()
 
@@ -217,14 +239,22 @@ class LocalLab:
 
         updater_name = f"labbatch-{self.lab.name}-status"
 
+        rules = self.event_rules = EventRules(iam.event_patterns) if iam is not None else None
+        as_updater = self._acting_as(iam, "status-updater")
+
         def to_status_updater(event: dict) -> None:
+            # EventBridge invokes the updater only with events a rule's pattern matches (rules.py).
+            if rules is not None and not rules.matching(event):
+                rules.dropped += 1
+                return
             # EventBridge invokes the updater asynchronously, one event per invocation.
             context = LocalLambdaContext(
                 function_name=updater_name,
                 invoked_function_arn=f"arn:aws:lambda:{emulated.region}:{emulated.account}:function:{updater_name}",
                 aws_request_id=str(uuid.uuid4()), log_group_name=f"/aws/lambda/{updater_name}",
                 memory_limit_in_mb=512, deadline=time.monotonic() + 10)
-            status.lambda_handler(event, context)
+            with as_updater():
+                status.lambda_handler(event, context)
 
         self.batch = LocalBatch(
             container_runner=container_runner, gpus=gpus,
@@ -239,7 +269,10 @@ class LocalLab:
             account=emulated.account,
             max_memory_mib=machine_memory_mib() - RESERVED_MEMORY_MIB,
         )
-        service = LocalBatchService(self.batch).start()
+        service = LocalBatchService(self.batch)
+        if iam is not None:
+            service.enforce(iam.authorizer)
+        service.start()
         self._started.append(service.close)
         os.environ["AWS_ENDPOINT_URL_BATCH"] = service.endpoint_url
 
@@ -250,14 +283,26 @@ class LocalLab:
         token_check, tes_token = None, None
         if self.lab.tes.allowed_images:
             dynamodb = self.emulator.client("dynamodb", emulated.region, credentials)
-            get_record = tokens.dynamodb_getter(dynamodb, settings["table"])
+            # The API's authorizer function reads tokens with its own role (local mode created the first).
+            reader = self.emulator.client("dynamodb", emulated.region, self._keys(iam, "authorizer", credentials))
+            get_record = tokens.dynamodb_getter(reader, settings["table"])
             token_check = lambda token: tokens.check(token, get_record)  # noqa: E731
             tes_token, record = tokens.new_token(owner=caller_arn, name="labbatch local")
             dynamodb.put_item(TableName=settings["table"], Item=to_item(record))
+        scientist = credentials if iam is None else self._keys(iam, "scientist", credentials)[:2]
+        if iam is not None:
+            caller_arn = iam.authorizer.principal("scientist").arn
+        as_handler = self._acting_as(iam, "api-handler")
+
+        def api_handler(event: dict, context: Any) -> Any:
+            with as_handler():
+                return api.lambda_handler(event, context)
+
         self.gateway = LocalApiGateway(
-            api.lambda_handler, region=emulated.region, credentials=credentials,
+            api_handler, region=emulated.region, credentials=scientist,
             caller_arn=caller_arn, account_id=emulated.account,
-            port=self.port, log=self.log, token_check=token_check)
+            port=self.port, log=self.log, token_check=token_check,
+            invoke_check=self._invoke_check(iam, emulated) if iam is not None else None)
         self.gateway.start()
         self._started.append(self.gateway.stop)
 
@@ -269,7 +314,9 @@ class LocalLab:
             "lab": self.lab.name,
             "region": emulated.region,
             "buckets": emulated.buckets,
-            "credentials": {"access_key_id": credentials[0], "secret_access_key": credentials[1]},
+            # The scientist's (the lab member's) keys; under strict IAM the lab's roles have their own.
+            "credentials": {"access_key_id": scientist[0], "secret_access_key": scientist[1]},
+            "iam": self.iam,
             "log_group": emulated.log_group,
             # GA4GH TES (null unless the lab lists tes.allowed_images): py-tes 1.x's base URL, and
             # a token for it (`labbatch engine-config` prints every engine's settings).
@@ -298,6 +345,57 @@ class LocalLab:
         }
         state.publish(self.info)  # mode 600: it holds the local credentials
         return self.info
+
+    def _start_iam(self, emulated: EmulatedLab, credentials: tuple[str, str]) -> LabIam | None:
+        """Each principal with its own credentials and its policies from the synthesized templates;
+        from here on the emulator and Batch check every call (self.iam: strict or warn)."""
+        if self.iam == "off":
+            return None
+        if self.iam not in ("strict", "warn"):
+            raise ValueError(f"iam is {self.iam!r} (allowed: strict, warn, off)")
+        stacks = assembly.templates(self.lab)
+        iam = lab_iam.build(stacks, lab=self.lab.name, account=emulated.account, region=emulated.region,
+                            buckets=emulated.buckets, key_arn=emulated.key_arn, log_group=emulated.log_group,
+                            mode=self.iam, unrestricted=[credentials[0]],
+                            ssm={names.kms_key_parameter(self.lab.name): emulated.key_arn} if emulated.key_arn else {},
+                            lab_account=self.lab.account, api_principals=list(self.lab.api.principals))
+        self.emulator.enforce(iam.authorizer)
+        self._started.append(install_default_session(emulated.region))
+        self._credentials_endpoint = CredentialsEndpoint().start()
+        self._started.append(self._credentials_endpoint.stop)
+        if self.iam_report is not None:
+            report = self.iam_report
+            # Runs after the jobs and the API have stopped (stops run in reverse order).
+            self._started.append(lambda: iam.authorizer.write_report(str(report)))
+        self.iam_state = iam
+        return iam
+
+    @staticmethod
+    def _keys(iam: LabIam | None, principal: str, fallback: tuple[str, str]) -> tuple[str, ...]:
+        if iam is None:
+            return fallback
+        keys = iam.keys.get(principal)
+        if keys is None:
+            raise RuntimeError(f"the synthesized templates define no {principal} principal")
+        return (keys.access_key_id, keys.secret_access_key) + ((keys.session_token,) if keys.session_token else ())
+
+    @staticmethod
+    def _acting_as(iam: LabIam | None, principal: str):
+        if iam is None:
+            return contextlib.nullcontext
+        keys = iam.keys[principal]
+        return lambda: acting_as(keys)
+
+    @staticmethod
+    def _invoke_check(iam: LabIam, emulated: EmulatedLab):
+        def check(method: str, path: str) -> str | None:
+            arn = f"arn:aws:execute-api:{emulated.region}:{emulated.account}:localapigw/local/{method}{path}"
+            try:
+                iam.authorizer.check(iam.authorizer.principal("scientist"), [Request("execute-api:Invoke", arn)])
+            except Refused as refused:
+                return refused.message
+            return None
+        return check
 
     def _restore(self, emulated: EmulatedLab, credentials: tuple[str, str]) -> Restored | None:
         """With a data dir: its data into the new emulator, saving from now on; its final save

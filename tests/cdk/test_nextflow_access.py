@@ -60,8 +60,12 @@ def allowed(policy: list[dict], action: str, resource: str, context: dict[str, s
         if not any(fnmatchcase(resource, r) for r in statement["Resource"]):
             continue
         conditions = statement.get("Condition", {})
-        assert set(conditions) <= {"StringEquals"}, conditions
-        if all(context.get(key) == value for key, value in conditions.get("StringEquals", {}).items()):
+        assert set(conditions) <= {"StringEquals", "StringLike"}, conditions
+        like = {key: value if isinstance(value, list) else [value]
+                for key, value in conditions.get("StringLike", {}).items()}
+        if all(context.get(key) == value for key, value in conditions.get("StringEquals", {}).items()) and \
+                all(key in context and any(fnmatchcase(context[key], p) for p in patterns)
+                    for key, patterns in like.items()):
             return True
     return False
 
@@ -159,7 +163,9 @@ def test_the_job_role_reads_and_writes_the_nextflow_work_prefix(synthesized):
     results = f"arn:aws:s3:::labbatch-example-results-{ACCOUNT}-{REGION}"
     for action in ("s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"):
         assert allowed(granted, action, f"{results}/nextflow/work/ab/x/.exitcode"), action
-    assert allowed(granted, "s3:ListBucket", results)  # `aws s3 ls` in nxf_s3_download
+    # `aws s3 ls` in nxf_s3_download lists the work folder; the bucket's other prefixes stay unlisted.
+    assert allowed(granted, "s3:ListBucket", results, {"s3:prefix": "nextflow/work/ab/x/"})
+    assert not allowed(granted, "s3:ListBucket", results, {"s3:prefix": "tes/"})
     assert not allowed(granted, "s3:DeleteObject", f"{results}/jobs/j-1/out.txt")
     roles = {r["Properties"].get("RoleName") for r in resources(compute, "AWS::IAM::Role").values()}
     assert "labbatch-example-job" in roles  # what engine-config prints as aws.batch.jobRole

@@ -126,6 +126,8 @@ def start_local(tmp_path: Path, *extra: str, labs_dir: Path | None = None, conta
     env["LABBATCH_HOME"] = str(home)
     # The runner image's extracted tree is a cache keyed by the image id: one for the whole run.
     env.setdefault("LABBATCH_RUNNER_TREES", str(Path(tempfile.gettempdir()) / "labbatch-test-runner-trees"))
+    # Strict IAM reads the lab's synthesized templates: synthesized once per lab variant for the run.
+    env.setdefault("LABBATCH_ASSEMBLY_CACHE", str(Path(tempfile.gettempdir()) / "labbatch-test-assemblies"))
     process = subprocess.Popen(
         [LABBATCH, "local", "--labs-dir", str(labs_dir or test_labs_dir(tmp_path)),
          *(() if containers else ("--no-containers",)), *extra],

@@ -98,6 +98,11 @@ class BatchApi:
 
     # Jobs
 
+    def job_tags(self, job_id: str) -> dict[str, str]:
+        """A job's tags (its aws:ResourceTag keys for IAM); an array child's are its parent's."""
+        found = self._batch.describe_jobs([job_id]) or self._batch.describe_jobs([job_id.split(":", 1)[0]])
+        return dict(found[0].get("tags") or {}) if found else {}
+
     def submit_job(self, body: dict[str, Any]) -> dict[str, Any]:
         job = self._batch.submit(self._submit_request(body))
         return {"jobArn": job.job_arn, "jobName": job.name, "jobId": job.job_id}

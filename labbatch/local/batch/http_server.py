@@ -4,7 +4,8 @@
 Errors carry the code both ways botocore's REST-JSON parser reads it (the `x-amzn-ErrorType`
 header and `__type` in the body), so callers get `ClientError` with `ClientException`.
 Signatures are not checked: only processes on this machine reach loopback, and the API in
-front (which does check SigV4) is the lab's boundary.
+front (which does check SigV4) is the lab's boundary. Under strict IAM the caller (by its access
+key) must be allowed the call by its policies (labbatch.local.iam).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from labbatch.local.batch.api import BatchApi
+from labbatch.local.iam import actions
+from labbatch.local.iam.enforce import Refused
 from labbatch.local.batch.calls import BatchClientError, BatchServerError
 
 log = logging.getLogger(__name__)
@@ -39,7 +42,15 @@ class _Handler(BaseHTTPRequestHandler):
             body = json.loads(raw) if raw.strip() else {}
             if not isinstance(body, dict):
                 raise BatchClientError("request body must be a JSON object")
-            answer = self.server.api.operation(self.path.split("?", 1)[0])(body)
+            path = self.path.split("?", 1)[0]
+            guard = self.server.guard
+            if guard is not None and guard.mode != "off":
+                refused = _refused(guard, self.headers, path, body, self.server.api)
+                if refused is not None:
+                    code = "AccessDeniedException" if refused.code == "AccessDenied" else refused.code
+                    self._reply(403, {"__type": code, "message": refused.message}, error_type=code)
+                    return
+            answer = self.server.api.operation(path)(body)
             self._reply(200, answer)
         except (BatchClientError, BatchServerError) as exc:
             self._reply(exc.status, {"__type": exc.code, "message": str(exc)}, error_type=exc.code)
@@ -69,8 +80,22 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("local Batch: " + format, *args)
 
 
+def _refused(guard: Any, headers: Any, path: str, body: dict[str, Any], api: BatchApi) -> Any:
+    """Strict IAM (labbatch.local.iam): the caller's policies checked before the call runs."""
+    try:
+        principal = guard.caller(headers.get("Authorization"), headers.get("X-Amz-Security-Token"))
+        if principal is not None:
+            guard.check(principal, actions.batch_requests(path, body, guard.where, api.job_tags))
+    except Refused as refused:
+        return refused
+    except actions.Unnamed as exc:
+        return Refused("AccessDenied", f"local mode cannot tell which IAM action this request is: {exc}")
+    return None
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    guard: Any = None  # an Authorizer (labbatch.local.iam.enforce) under strict IAM
     allow_reuse_address = False  # a busy port must fail, not be shared
 
     def __init__(self, address: tuple[str, int], api: BatchApi) -> None:

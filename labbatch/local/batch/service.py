@@ -21,6 +21,10 @@ class LocalBatchService:
     def endpoint_url(self) -> str:
         return self._http.url
 
+    def enforce(self, authorizer) -> None:
+        """Batch calls are checked against the caller's policies (labbatch.local.iam) from now on."""
+        self._http._server.guard = authorizer
+
     def start(self) -> LocalBatchService:
         self.batch.start()
         self._http.start()
