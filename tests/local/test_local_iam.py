@@ -150,6 +150,11 @@ def test_the_scientist_cannot_submit_to_batch_around_the_api(strict_lab):
     with pytest.raises(ClientError) as refused:
         batch.submit_job(jobName="around", jobQueue="labbatch-example-spot", jobDefinition="labbatch-example-env-dump")
     assert refused.value.response["Error"]["Code"] == "AccessDeniedException"
+    # Tagged as its lab, as the Nextflow access policy it holds asks: still only Nextflow's nf-* definitions.
+    with pytest.raises(ClientError) as refused:
+        batch.submit_job(jobName="around", jobQueue="labbatch-example-spot", jobDefinition="labbatch-example-env-dump",
+                         tags={"labbatch:lab": "example"})
+    assert "job-definition/labbatch-example-env-dump" in refused.value.response["Error"]["Message"]
 
 
 def test_an_unknown_key_is_refused(strict_lab):

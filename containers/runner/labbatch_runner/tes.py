@@ -96,11 +96,13 @@ def _place_inputs(task: dict[str, Any], staged: dict[str, Path], log: RunnerLog)
     # An output's directory (a FILE's parent, a DIRECTORY itself) exists before the executors run,
     # as Funnel's file mapper makes it (ohsu-comp-bio/funnel worker/file_mapper.go, AddOutput):
     # tasks written for other TES servers write there without creating it.
+    # A wildcard output (TES 1.1, with path_prefix) names files the executors make where they
+    # choose: its directory stays theirs to create (Snakemake-shaped tasks `mkdir` it).
     for output in task.get("outputs", []):
         path = PurePosixPath(output["path"])
-        directory = path if output.get("type") == "DIRECTORY" else path.parent
-        if not any(mark in str(directory) for mark in "*?["):  # a wildcard's matches make their own
-            Path(directory).mkdir(parents=True, exist_ok=True)
+        if any(mark in str(path) for mark in "*?["):
+            continue
+        Path(path if output.get("type") == "DIRECTORY" else path.parent).mkdir(parents=True, exist_ok=True)
 
 
 def _tail(path: Path, start: int) -> str:

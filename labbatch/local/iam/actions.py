@@ -225,12 +225,15 @@ def batch_requests(path: str, body: dict[str, Any], where: Where,
 
     if operation == "SubmitJob":
         definition = body.get("jobDefinition", "")
-        found = [Request("batch:SubmitJob", named("job-queue", body.get("jobQueue", "")), context),
-                 Request("batch:SubmitJob", named("job-definition", definition), context)]
         tags = body.get("tags") or {}
+        # SubmitJob itself takes aws:RequestTag/aws:TagKeys (Batch's service authorization reference),
+        # so a policy may allow it only for jobs tagged with its lab.
+        tagged = {**context, **{f"aws:RequestTag/{k}": v for k, v in tags.items()}, "aws:TagKeys": list(tags)} \
+            if tags else context
+        found = [Request("batch:SubmitJob", named("job-queue", body.get("jobQueue", "")), tagged),
+                 Request("batch:SubmitJob", named("job-definition", definition), tagged)]
         if tags:
-            found.append(Request("batch:TagResource", f"{arn}:job/*", {
-                **context, **{f"aws:RequestTag/{k}": v for k, v in tags.items()}, "aws:TagKeys": list(tags)}))
+            found.append(Request("batch:TagResource", f"{arn}:job/*", tagged))
         return found
     if operation == "RegisterJobDefinition":
         found = [Request("batch:RegisterJobDefinition", named("job-definition", body.get("jobDefinitionName", "")),

@@ -107,7 +107,8 @@ def build(stacks: dict[str, dict], *, lab: str, account: str, region: str, bucke
     keys[SCIENTIST] = new_keys(SCIENTIST, long_term=True)
     authorizer.add(Principal(name=SCIENTIST, arn=scientist_arn(account, api_principals or [], lab_account),
                              account=account,
-                             policies=(scientist_policy(lab, account, region, buckets, key_arn, log_group),)),
+                             policies=(scientist_policy(lab, account, region, buckets, key_arn, log_group),
+                                       *tpl.member_policies(stacks, place))),
                    keys[SCIENTIST])
     return LabIam(authorizer=authorizer, keys=keys, role_arns=role_arns,
                   event_patterns=tpl.event_patterns(stacks, place))

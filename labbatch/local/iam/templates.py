@@ -131,6 +131,8 @@ class Resolver:
 
     def _get_att(self, logical: str, attribute: str, stack: str) -> str:
         resource = self._resource(logical, stack)
+        if resource is not None and (resource["Type"], attribute) == ("AWS::Batch::JobQueue", "JobQueueArn"):
+            return self._ref(logical, stack)  # a queue's Ref is its ARN too
         if resource is None or attribute != "Arn":
             return f"unresolved:{logical}.{attribute}"
         kind, ref = resource["Type"], self._ref(logical, stack)
@@ -158,13 +160,31 @@ def managed_policy(arn: str) -> Policy:
     return Policy(name=f"aws-managed:{name}", document=_MANAGED[name]["Document"])
 
 
+def _attached(resolver: Resolver, stack: str, arn: Any) -> Policy:
+    """A role's ManagedPolicyArns entry: the lab's own managed policy (a Ref to one in the template,
+    such as the Nextflow access policy), else an AWS managed policy by its ARN."""
+    logical = arn.get("Ref") if isinstance(arn, dict) else None
+    target = resolver._resource(logical, stack) if isinstance(logical, str) else None
+    if target is not None and target["Type"] == "AWS::IAM::ManagedPolicy":
+        return Policy(name=logical, document=resolver.resolve(target["Properties"]["PolicyDocument"], stack))
+    return managed_policy(resolver.resolve(arn, stack))
+
+
+def member_policies(stacks: dict[str, dict], place: Place) -> list[Policy]:
+    """The lab's managed policies made for people to attach (the Nextflow access policy): the
+    local scientist holds them, as a lab member who runs Nextflow would."""
+    resolver = Resolver(stacks, place)
+    return [Policy(name=logical, document=resolver.resolve(resource["Properties"]["PolicyDocument"], stack))
+            for stack, logical, resource in _of_type(stacks, "AWS::IAM::ManagedPolicy")]
+
+
 def roles(stacks: dict[str, dict], place: Place) -> dict[str, Role]:
     """Every IAM role of the lab by its ARN, with its inline, attached and managed policies."""
     resolver = Resolver(stacks, place)
     found: dict[str, dict] = {}
     for stack, logical, resource in _of_type(stacks, "AWS::IAM::Role"):
         props = resource.get("Properties", {})
-        policies = [managed_policy(resolver.resolve(arn, stack)) for arn in props.get("ManagedPolicyArns", [])]
+        policies = [_attached(resolver, stack, arn) for arn in props.get("ManagedPolicyArns", [])]
         policies += [Policy(name=f"{logical}/{p['PolicyName']}", document=resolver.resolve(p["PolicyDocument"], stack))
                      for p in props.get("Policies", [])]
         tags = {t["Key"]: str(resolver.resolve(t["Value"], stack)) for t in props.get("Tags", [])}
