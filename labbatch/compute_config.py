@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
 from pydantic import Field, field_validator, model_validator
 
@@ -15,8 +15,16 @@ from labbatch.config_base import FieldPath, FieldProblems
 from labbatch.config_base import Strict as _Strict
 from labbatch.config_base import allowed as _allowed
 
-if TYPE_CHECKING:
-    from labbatch.config import Pipeline
+
+
+class Pipeline(Protocol):
+    """What the pool rules read of a pipeline (labbatch.config.Pipeline), named here so that the
+    compute model does not import the lab model that holds it."""
+    pool: str | None
+    gpus: int
+    vcpus: int
+    memory_mib: int
+    default_queue: str
 
 GP3_SIZE_GIB = (1, 65_536)
 GP3_IOPS = (3_000, 80_000)
