@@ -19,6 +19,7 @@ tests/client/test_nextflow_config.py:
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from labbatch.batch_layout import RUNNER_MOUNT
@@ -31,6 +32,9 @@ from labbatch_contract import names
 WORK_PREFIX = names.NEXTFLOW_WORK_PREFIX
 CLI_PATH = f"{RUNNER_MOUNT}/bin/aws"
 ON_DEMAND_LABEL = "on_demand"
+# A process labelled pool_<name> (pool_<name>_on_demand) runs on that instance pool's spot
+# (on-demand) queue: Nextflow's withLabel selects the queue, as `on_demand` does for the first pool.
+POOL_LABEL_PREFIX = "pool_"
 # The Batch attempts a LabBatch pipeline gets unless its lab file says otherwise (labbatch/config.py).
 SPOT_ATTEMPTS = Pipeline.model_fields["attempts"].default
 NF_GA4GH_VERSION = "1.4.2"  # nextflow-io/nf-ga4gh VERSION at 95f43e3ab9ab (2026-06-29)
@@ -73,6 +77,7 @@ def native_config(lab_view: dict[str, Any], region: str) -> dict[str, Any]:
     # A spot-only lab (on_demand_max_vcpus: 0) has no on-demand queue to label processes onto.
     default = queues.get("spot") or queues["on-demand"]
     on_demand = queues.get("on-demand")
+    pool_queues = _other_pools(lab_view, pools[1:])
     results = lab_view["buckets"]["results"]
     role = f"arn:aws:iam::{account_of(lab_view['caller'])}:role/{names.job_role(lab)}"
     work = f"s3://{results}/{WORK_PREFIX}work"
@@ -97,10 +102,15 @@ def native_config(lab_view: dict[str, Any], region: str) -> dict[str, Any]:
         "// Every job tagged with its lab (propagated to its ECS task): the lab's Nextflow policy submits,",
         "// terminates and cancels only jobs with this tag, and the lab's cost and `labbatch list` see them.",
         f"process.resourceLabels = ['{names.LAB_TAG}': '{lab}']",
+        *(["// No on-demand queue in this lab (compute.on_demand_max_vcpus: 0): every process runs on spot."]
+          if not (on_demand and on_demand != default) else []),
         *(["process {",
-           f"    withLabel: '{ON_DEMAND_LABEL}' {{ queue = '{on_demand}' }}   // label a process to skip spot",
-           "}"] if on_demand and on_demand != default else
-          ["// No on-demand queue in this lab (compute.on_demand_max_vcpus: 0): every process runs on spot."]),
+           *([f"    withLabel: '{ON_DEMAND_LABEL}' {{ queue = '{on_demand}' }}   // label a process to skip spot"]
+             if on_demand and on_demand != default else []),
+           *[f"    withLabel: '{label}' {{ queue = '{queue}' }}" for label, queue in pool_queues.items()],
+           "}"] if (on_demand and on_demand != default) or pool_queues else []),
+        *(["// Other instance pools: label a process pool_<name> (GPU pools also need `accelerator N`)."]
+          if pool_queues else []),
         f"workDir = '{work}'",
         f"aws.region = '{region}'",
         f"aws.batch.cliPath = '{CLI_PATH}'",
@@ -111,7 +121,22 @@ def native_config(lab_view: dict[str, Any], region: str) -> dict[str, Any]:
     ])
     return {"engine": "nextflow", "executor": "awsbatch", "settings": settings,
             "on_demand": {"label": ON_DEMAND_LABEL, "queue": on_demand} if on_demand else None,
+            "pools": pool_queues,
             "work_prefix": f"s3://{results}/{WORK_PREFIX}", "config": text}
+
+
+def _other_pools(lab_view: dict[str, Any], pools: list[str]) -> dict[str, str]:
+    """withLabel name -> queue for every pool but the first: its spot queue, and its on-demand one."""
+    labels: dict[str, str] = {}
+    for pool in pools:
+        queues = {q["queue"]: q["name"] for q in lab_view["queues"] if q.get("pool") == pool}
+        label = POOL_LABEL_PREFIX + re.sub(r"[^A-Za-z0-9_]", "_", pool)
+        spot, on_demand = queues.get("spot"), queues.get("on-demand")
+        if spot or on_demand:
+            labels[label] = spot or on_demand
+        if spot and on_demand:
+            labels[f"{label}_{ON_DEMAND_LABEL}"] = on_demand
+    return labels
 
 
 def tes_config(url: str, token: str, work: str) -> str:

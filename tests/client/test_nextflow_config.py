@@ -123,5 +123,28 @@ def test_a_lab_with_pools_gets_its_first_pools_queues():
         {"queue": "on-demand", "name": "labbatch-example-gpu-on-demand", "pool": "gpu"},
         {"queue": "spot", "name": "labbatch-example-gpu-spot", "pool": "gpu"}]}
     text = native_config(view, REGION)["config"]
-    assert "labbatch-example-spot" in text and "labbatch-example-on-demand" in text
-    assert "gpu" not in text
+    assert assignments(text)["process.queue"] == "labbatch-example-spot"
+    assert "withLabel: 'on_demand' { queue = 'labbatch-example-on-demand' }" in text
+    # Another pool's queues only behind its own labels, never as a default.
+    assert [line for line in text.splitlines() if "gpu-" in line] == [
+        "    withLabel: 'pool_gpu' { queue = 'labbatch-example-gpu-spot' }",
+        "    withLabel: 'pool_gpu_on_demand' { queue = 'labbatch-example-gpu-on-demand' }"]
+
+
+def test_each_further_instance_pool_gets_labels_naming_its_queues():
+    """A lab with pools: the first pool's queues as before, every other pool reachable by withLabel
+    (the same AwsBatchTaskHandler.getJobQueue reads the queue a label's block sets)."""
+    view = {**LAB_VIEW, "pools": [{"name": "default"}, {"name": "memory"}, {"name": "gpu"}],
+            "queues": [{"queue": "spot", "name": "labbatch-example-spot", "pool": "default"},
+                       {"queue": "on-demand", "name": "labbatch-example-on-demand", "pool": "default"},
+                       {"queue": "spot", "name": "labbatch-example-memory-spot", "pool": "memory"},
+                       {"queue": "on-demand", "name": "labbatch-example-memory-on-demand", "pool": "memory"},
+                       {"queue": "on-demand", "name": "labbatch-example-gpu-on-demand", "pool": "gpu"}]}
+    config = native_config(view, REGION)
+    assert assignments(config["config"])["process.queue"] == "labbatch-example-spot"
+    assert config["pools"] == {"pool_memory": "labbatch-example-memory-spot",
+                               "pool_memory_on_demand": "labbatch-example-memory-on-demand",
+                               "pool_gpu": "labbatch-example-gpu-on-demand"}
+    blocks = dict(re.findall(r"withLabel: '([\w]+)' \{ queue = '([^']+)' \}", config["config"]))
+    assert blocks == {"on_demand": "labbatch-example-on-demand", **config["pools"]}
+    assert native_config(LAB_VIEW, REGION)["pools"] == {}  # a one-pool lab: nothing more
