@@ -36,6 +36,8 @@ def test_job_succeeds_through_batch_states_and_events_in_eventbridge_shape(tmp_p
     assert job["tags"] == {"lab": "x"}
     [attempt] = job["attempts"]
     assert attempt["container"]["exitCode"] == 0
+    # The job ended when its last attempt did: one moment, as Batch reports both.
+    assert (attempt["startedAt"], attempt["stoppedAt"]) == (job["startedAt"], job["stoppedAt"])
     stream = attempt["container"]["logStreamName"]
     assert stream.startswith("hello/default/") and len(stream.rsplit("/", 1)[1]) == 32
     assert job["container"]["logStreamName"] == stream

@@ -363,13 +363,14 @@ class LocalBatch:
             self._events.put(job_state_change(job.detail(self.arns), account=self.arns.account,
                                               region=self.arns.region))
 
-    def _set_status(self, job: Job, status: str, reason: str | None = None) -> None:
+    def _set_status(self, job: Job, status: str, reason: str | None = None, *, at: int | None = None) -> None:
+        """`at`: when it happened (the last attempt's stop, which Batch reports as the job's too)."""
         previous = job.status
         job.status = status
         if reason is not None:
             job.status_reason = reason
         if status in TERMINAL:
-            job.stopped_at = now_ms()
+            job.stopped_at = at if at is not None else now_ms()
         self._emit(job)
         parent = job.parent
         if parent is not None and previous != status:
@@ -549,9 +550,10 @@ class LocalBatch:
             self._active.pop(job.job_id, None)
             job.running = None
             job.stop_requested = None
+            stopped = now_ms()
             job.attempts.append(AttemptRecord(
                 started_at=job.attempt_started_at if outcome.started else None,
-                stopped_at=now_ms(),
+                stopped_at=stopped,
                 status_reason=outcome.status_reason,
                 exit_code=outcome.exit_code,
                 reason=outcome.reason,
@@ -560,16 +562,16 @@ class LocalBatch:
             ))
             job.attempt_started_at = None
             if outcome.started and outcome.stop_cause is None and outcome.exit_code == 0:
-                self._set_status(job, "SUCCEEDED", outcome.status_reason)
+                self._set_status(job, "SUCCEEDED", outcome.status_reason, at=stopped)
             elif outcome.stop_cause in ("terminated", "timeout") or self._closing:
                 # Batch never retries an attempt it stopped itself for a timeout or a TerminateJob.
-                self._set_status(job, "FAILED", outcome.status_reason)
+                self._set_status(job, "FAILED", outcome.status_reason, at=stopped)
             elif job.retry.should_retry(attempts_made=len(job.attempts), status_reason=outcome.status_reason,
                                         reason=outcome.reason, exit_code=outcome.exit_code):
                 job.status_reason = outcome.status_reason
                 self._make_runnable(job)
             else:
-                self._set_status(job, "FAILED", outcome.status_reason)
+                self._set_status(job, "FAILED", outcome.status_reason, at=stopped)
             self._wake.notify_all()
 
     # Watching running attempts
