@@ -26,7 +26,7 @@ LabBatch never runs privileged containers (nothing it runs needs one; a definiti
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Mapping, Sequence
 
 RESERVED_ENV_PREFIX = "AWS_BATCH"
@@ -78,7 +78,6 @@ class Container:
     tmpfs: tuple[tuple[str, int, tuple[str, ...]], ...] = ()
     devices: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
     network_mode: str = NETWORK_MODE
-    parameters: dict[str, str] = field(default_factory=dict)
 
     def with_environment(self, extra: Mapping[str, str]) -> Container:
         return replace(self, environment={**self.environment, **extra})
@@ -319,7 +318,7 @@ def container_for(definition: Mapping[str, Any], *, overrides: Mapping[str, Any]
         image=image, command=tuple(substitute_parameters(command, merged_parameters)), environment=environment,
         vcpus=float(needs["VCPU"]), memory_mib=int(needs["MEMORY"]), gpus=int(needs.get("GPU", 0)),
         mounts=_mounts(properties), ulimits=ulimits, user=properties.get("user") or None,
-        readonly_root=bool(properties.get("readonlyRootFilesystem", False)), parameters=merged_parameters,
+        readonly_root=bool(properties.get("readonlyRootFilesystem", False)),
         **_linux(properties))
 
 

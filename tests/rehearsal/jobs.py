@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -70,13 +68,6 @@ def registry_storage(images: dict[str, str]) -> Path:
 def bridge_gateway() -> str:
     return run("docker", "network", "inspect", "bridge", "--format",
                "{{(index .IPAM.Config 0).Gateway}}").stdout.strip()
-
-
-@dataclass
-class Task:
-    """One attempt as the agent receives it, and its result once written."""
-    task_id: str
-    body: dict[str, Any]
 
 
 class Spool:
@@ -140,6 +131,3 @@ def wait_for_file(path: Path, timeout: float) -> bool:
         time.sleep(0.5)
     return False
 
-
-def instance_docker(container: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return run("docker", "exec", container, "docker", *args, check=False, timeout=timeout)
