@@ -78,6 +78,18 @@ def random_fasta(rng: random.Random) -> str:
                    for i in range(rng.randint(2, 12)))
 
 
+def put_samples(lab, key_prefix: str, *, seed: int) -> list[str]:
+    """Each sample's random FASTA under the workflow's storage prefix; the summary lines expected of it."""
+    rng = random.Random(seed)
+    expected = []
+    for sample in SAMPLES:
+        fasta = random_fasta(rng)
+        lab.put("results", f"{key_prefix}reads/{sample}.fa", fasta.encode())
+        sequences = [block.split("\n", 1)[1].replace("\n", "") for block in fasta.split(">")[1:]]
+        expected.append(f"{sample}\t{len(sequences)}\t{sum(map(len, sequences))}")
+    return expected
+
+
 @pytest.mark.parametrize("executor", ["containers", "host"])
 def test_snakemake_runs_a_workflow_on_the_lab(tmp_path, executor):
     """In containers, each task runs in labbatch-snakemake:local. On the host executor (`labbatch
@@ -105,13 +117,7 @@ def test_snakemake_runs_a_workflow_on_the_lab(tmp_path, executor):
         assert prefix.startswith(f"s3://{results}/tes/")
         key_prefix = prefix[len(f"s3://{results}/"):].rstrip("/") + "/"
 
-        rng = random.Random(1809)
-        expected = []
-        for sample in SAMPLES:
-            fasta = random_fasta(rng)
-            lab.put("results", f"{key_prefix}reads/{sample}.fa", fasta.encode())
-            sequences = [block.split("\n", 1)[1].replace("\n", "") for block in fasta.split(">")[1:]]
-            expected.append(f"{sample}\t{len(sequences)}\t{sum(map(len, sequences))}")
+        expected = put_samples(lab, key_prefix, seed=1809)
 
         workdir = tmp_path / "workflow"
         workdir.mkdir()
@@ -175,13 +181,7 @@ def test_the_printed_snakemake_command_runs_as_printed_on_a_local_lab(tmp_path):
         prefix = shlex.split(command)[shlex.split(command).index("--default-storage-prefix") + 1]
         results = lab.info["buckets"]["results"]
         key_prefix = prefix[len(f"s3://{results}/"):].rstrip("/") + "/"
-        rng = random.Random(2811)
-        expected = []
-        for sample in SAMPLES:
-            fasta = random_fasta(rng)
-            lab.put("results", f"{key_prefix}reads/{sample}.fa", fasta.encode())
-            sequences = [block.split("\n", 1)[1].replace("\n", "") for block in fasta.split(">")[1:]]
-            expected.append(f"{sample}\t{len(sequences)}\t{sum(map(len, sequences))}")
+        expected = put_samples(lab, key_prefix, seed=2811)
         workdir = tmp_path / "workflow"
         workdir.mkdir()
         (workdir / "Snakefile").write_text(GOOD_SNAKEFILE)
