@@ -83,9 +83,8 @@ def main() -> None:
     import api_lab
 
     os.environ["LABBATCH_SETTINGS"] = json.dumps(api_lab.SETTINGS, separators=(",", ":"))
-    import admission
-    import job_api
-
+    from labbatch_api import admission
+    from labbatch_api import handler as job_api
     uris = [f"s3://{api_lab.INPUTS_BUCKET}/runs/bulk/sample-{i:05d}.fastq.gz" for i in range(args.samples)]
     samples = [{"name": f"sample-{i:05d}", "inputs": [uri]} for i, uri in enumerate(uris)]
     body = {"pipeline": "fastq-stats", "inputs": [], "samples": samples}

@@ -13,7 +13,7 @@ handler's bytecode cached, which is what compiling costs. The environment is wha
 gives the function (LABBATCH_SETTINGS from labs/example.yaml, POWERTOOLS_*, AWS_REGION).
 Samples of all variants are interleaved.
 
-The `layers` table imports growing prefixes of job_api's dependencies, so the difference
+The `layers` table imports growing prefixes of the API handler's dependencies, so the difference
 between two rows is what that layer adds on top of the ones above it.
 
 Goal (issue 7): the API handler's import < 1.5x a bare `import boto3`.
@@ -41,7 +41,7 @@ TIMER = ("import sys, time\n"
          "{imports}\n"
          "print(time.perf_counter() - t)\n")
 
-# Growing prefixes of what job_api.py imports (see its import block).
+# Growing prefixes of what labbatch_api/handler.py imports (see its import block).
 LAYERS = [
     ("boto3", "import boto3"),
     ("+ pydantic (BaseModel)", "import boto3\nfrom pydantic import BaseModel"),
@@ -53,7 +53,7 @@ LAYERS = [
      "from aws_lambda_powertools.event_handler import APIGatewayRestResolver\n"
      "from aws_lambda_powertools.event_handler.openapi.params import Body\n"
      "from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, idempotent_function"),
-    ("+ LabBatch modules = job_api", "import job_api"),
+    ("+ LabBatch modules = the handler", "import labbatch_api.handler"),
 ]
 
 
@@ -104,16 +104,15 @@ def main() -> None:
     no_pyc = {**env, "PYTHONDONTWRITEBYTECODE": "1"}
 
     with tempfile.TemporaryDirectory(prefix="labbatch-bench-import-") as tmp:
-        api_dir = deployed_copy(ROOT / "lambda" / "api", Path(tmp))
-        status_dir = deployed_copy(ROOT / "lambda" / "status", Path(tmp))
-        cached_api = ROOT / "lambda" / "api"
-        cached_status = ROOT / "lambda" / "status"
+        for package in ("labbatch_api", "labbatch_status"):
+            deployed_copy(ROOT / "lambda" / package, Path(tmp))
+        deployed, cached = Path(tmp), ROOT / "lambda"
         variants = {
-            "import boto3": ("import boto3", api_dir, no_pyc),
-            "job_api (API handler)": ("import job_api", api_dir, no_pyc),
-            "job_status (status updater)": ("import job_status", status_dir, no_pyc),
-            "job_api, with .pyc": ("import job_api", cached_api, env),
-            "job_status, with .pyc": ("import job_status", cached_status, env),
+            "import boto3": ("import boto3", deployed, no_pyc),
+            "API handler": ("import labbatch_api.handler", deployed, no_pyc),
+            "status updater": ("import labbatch_status.handler", deployed, no_pyc),
+            "API handler, with .pyc": ("import labbatch_api.handler", cached, env),
+            "status updater, with .pyc": ("import labbatch_status.handler", cached, env),
         }
         # Warm the OS page cache and the .pyc of the cached variants before timing anything.
         for imports, path, variant_env in variants.values():
@@ -128,7 +127,7 @@ def main() -> None:
         layers: dict[str, list[float]] = {name: [] for name, _ in LAYERS}
         for _ in range(args.layer_repeats):
             for name, imports in LAYERS:
-                layers[name].append(time_import(imports, api_dir, no_pyc))
+                layers[name].append(time_import(imports, deployed, no_pyc))
 
     boto = samples["import boto3"]
     print(f"\n{'import':<30} {'ms: median (min-max)':>28} {'min vs boto3':>13} {'median vs boto3':>16} {'per-run ratio':>22}")
@@ -147,7 +146,7 @@ def main() -> None:
         previous_min, previous_median = low, mid
 
     summary = Summary("handler import")
-    api, status = samples["job_api (API handler)"], samples["job_status (status updater)"]
+    api, status = samples["API handler"], samples["status updater"]
     r = median(api) / median(boto)
     print(f"\nAPI handler / bare boto3: {r:.2f}x at the median, {min(api) / min(boto):.2f}x at the minimum; "
           f"goal < 1.5x: {verdict(r < 1.5)}")
@@ -158,7 +157,7 @@ def main() -> None:
                 f"import boto3 {median(boto) * 1000:.0f} ms", f"{rs:.2f}x", "", None)
 
     print("\npackage (the asset: the folder without __pycache__/*.pyc; Powertools comes from its layer):")
-    for folder in ("api", "status"):
+    for folder in ("labbatch_api", "labbatch_status"):
         files, size, zipped = package_size(ROOT / "lambda" / folder)
         print(f"  lambda/{folder}: {files} files, {size:,} bytes ({zipped:,} bytes zipped)")
         summary.add(f"lambda/{folder} package", f"{size / 1024:.0f} KiB ({zipped / 1024:.0f} KiB zipped)",

@@ -94,7 +94,7 @@ def setup_environment() -> None:
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
                       AWS_REGION="us-east-1", POWERTOOLS_TRACE_DISABLED="1", POWERTOOLS_LOG_LEVEL="INFO",
                       POWERTOOLS_SERVICE_NAME="labbatch-api")
-    for path in (ROOT, ROOT / "lambda" / "api", ROOT / "tests" / "api"):
+    for path in (ROOT, ROOT / "lambda", ROOT / "tests" / "api"):
         sys.path.insert(0, str(path))
 
 
@@ -107,8 +107,7 @@ def in_process(requests: int, summary: Summary) -> float:
     import api_lab  # tests/api: the lab's resources and the API Gateway event, as the tests build them
 
     os.environ["LABBATCH_SETTINGS"] = json.dumps(api_lab.SETTINGS, separators=(",", ":"))
-    import job_api
-
+    from labbatch_api import handler as job_api
     body = {"pipeline": "fastq-stats", "inputs": [api_lab.READS]}
     with mock_aws(config={"batch": {"use_docker": False}}):
         boto3.DEFAULT_SESSION = api_lab.SESSION

@@ -49,27 +49,27 @@ _ROOT_ARN = re.compile(r"^arn:aws[a-z-]*:iam::(\d{12}):root$")
 
 @jsii.implements(ILocalBundling)
 class _CopyWithContract:
-    """The function's folder plus labbatch_contract beside it, copied at synth: no Docker."""
+    """The function's package plus labbatch_contract beside it, copied at synth: no Docker."""
 
-    def __init__(self, folder: Path) -> None:
-        self._folder = folder
+    def __init__(self, package: Path) -> None:
+        self._package = package
 
     def try_bundle(self, output_dir: str, *_args, **_kwargs) -> bool:
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-        shutil.copytree(self._folder, output_dir, dirs_exist_ok=True, ignore=ignore)
+        shutil.copytree(self._package, Path(output_dir) / self._package.name, dirs_exist_ok=True, ignore=ignore)
         shutil.copytree(CONTRACT_DIR, Path(output_dir) / CONTRACT_DIR.name, dirs_exist_ok=True, ignore=ignore)
         return True
 
 
-def _code_with_contract(folder: Path) -> lambda_.Code:
+def _code_with_contract(package: Path) -> lambda_.Code:
     # The hash of what is bundled, so a change to the contract alone still redeploys the function.
     return lambda_.Code.from_asset(
-        str(folder), asset_hash_type=AssetHashType.OUTPUT,
+        str(package), asset_hash_type=AssetHashType.OUTPUT,
         bundling=BundlingOptions(image=DockerImage.from_registry("unused-local-bundling"),
-                                 local=_CopyWithContract(folder)))
+                                 local=_CopyWithContract(package)))
 
 
-def _function(scope: Construct, construct_id: str, *, name: str, log_group_name: str, folder: str, handler: str,
+def _function(scope: Construct, construct_id: str, *, name: str, log_group_name: str, package: str, handler: str,
               description: str,
               environment: dict[str, str], layer: lambda_.ILayerVersion, log_retention_days: int,
               timeout: Duration, memory_mib: int, dead_letter_queue: sqs.IQueue | None = None,
@@ -83,7 +83,7 @@ def _function(scope: Construct, construct_id: str, *, name: str, log_group_name:
         function_name=name,
         runtime=RUNTIME,
         architecture=lambda_.Architecture.X86_64,
-        code=_code_with_contract(LAMBDA_DIR / folder),
+        code=_code_with_contract(LAMBDA_DIR / package),
         handler=handler,
         description=description,
         layers=[layer],
@@ -134,7 +134,7 @@ class JobApi(Construct):
 
         self.handler = _function(
             self, "Handler", name=names.function(lab_name, "api"), log_group_name=names.log_group(lab_name, "api"),
-            folder="api", handler="job_api.lambda_handler",
+            package="labbatch_api", handler="labbatch_api.handler.lambda_handler",
             description=f"LabBatch {lab_name}: job API", layer=layer,
             environment={**common_env, "POWERTOOLS_SERVICE_NAME": "labbatch-api"},
             log_retention_days=log_retention_days, memory_mib=1024, key=key,
@@ -151,11 +151,12 @@ class JobApi(Construct):
                     "This queue is itself the dead-letter queue of the status updater.")
         self.status_updater = _function(
             self, "StatusUpdater", name=names.function(lab_name, "status"),
-            log_group_name=names.log_group(lab_name, "status"), folder="status", handler="job_status.lambda_handler",
+            log_group_name=names.log_group(lab_name, "status"), package="labbatch_status",
+            handler="labbatch_status.handler.lambda_handler",
             description=f"LabBatch {lab_name}: records Batch job state changes in the ledger", layer=layer,
             environment={**common_env, "POWERTOOLS_SERVICE_NAME": "labbatch-status",
                          **({"LABBATCH_ALERT_TOPIC_ARN": alert_topic_arn} if alert_topic_arn else {})},
-            # 30 s: a failure may read the runner's manifest and resubmit (lambda/status/recovery.py).
+            # 30 s: a failure may read the runner's manifest and resubmit (lambda/labbatch_status/recovery.py).
             log_retention_days=log_retention_days, timeout=Duration.seconds(30), memory_mib=512,
             dead_letter_queue=self.failed_status_events, key=key)
         if key is not None:
@@ -255,11 +256,11 @@ class JobApi(Construct):
                      log_retention_days: int, key: kms.IKey | None) -> None:
         """`/ga4gh/{proxy+}` (more specific than the root's `{proxy+}`, so API Gateway routes every
         TES path here) behind a Lambda REQUEST authorizer that takes the lab's bearer tokens
-        (lambda/authorizer): TES clients cannot sign SigV4. Every other method stays AWS_IAM."""
+        (lambda/labbatch_authorizer): TES clients cannot sign SigV4. Every other method stays AWS_IAM."""
         self.tes_authorizer = _function(
             self, "TesAuthorizer", name=names.function(lab_name, "tes-auth"),
-            log_group_name=names.log_group(lab_name, "tes-auth"), folder="authorizer",
-            handler="tes_authorizer.lambda_handler",
+            log_group_name=names.log_group(lab_name, "tes-auth"), package="labbatch_authorizer",
+            handler="labbatch_authorizer.handler.lambda_handler",
             description=f"LabBatch {lab_name}: checks TES bearer tokens against the ledger", layer=layer,
             environment={"LABBATCH_TABLE": table.table_name}, log_retention_days=log_retention_days,
             memory_mib=256, timeout=Duration.seconds(10), key=key)
@@ -361,7 +362,7 @@ class JobApi(Construct):
                 self._updater_wildcard_resources.append(bucket.arn_for_objects(f"{SAMPLE_LISTS_PREFIX}*"))
 
     def _grant_tes(self, lab_name: str, queue_arns: list[str], bucket_names: dict[str, str]) -> None:
-        """The GA4GH TES routes (lambda/api/tes_routes.py): register job definitions for task images
+        """The GA4GH TES routes (lambda/labbatch_api/tes_routes.py): register job definitions for task images
         under the lab's own prefix only (the `_` in it cannot occur in a lab name, so no other lab's
         definitions match), pass the lab's two job roles to them, submit to them; the task
         document, outputs and manifests in the lab's buckets."""
@@ -402,7 +403,7 @@ class JobApi(Construct):
                            for name in job_definition_names] + revisions
         jobs = stack.format_arn(service="batch", resource="job", resource_name="*")
         self._wildcard_resources += [*revisions, jobs]
-        # The updater resubmits failed jobs that can recover (lambda/status/recovery.py), as the
+        # The updater resubmits failed jobs that can recover (lambda/labbatch_status/recovery.py), as the
         # handler submits them: same queues, job definitions and tag.
         self._updater_wildcard_resources += [*revisions, jobs]
         for function in (self.handler, self.status_updater):

@@ -58,7 +58,7 @@ class PipelineJobDefinitions(Construct):
             assumed_by=iam.ServicePrincipal("ecs-tasks.amazonaws.com"),
             description=f"LabBatch {lab_name}: what a job may touch (read inputs and references, write results)",
             # Job definitions registered at run time name this role: the API's for TES tasks
-            # (lambda/api/tes_routes.py) and Nextflow's (aws.batch.jobRole, which `labbatch
+            # (lambda/labbatch_api/tes_routes.py) and Nextflow's (aws.batch.jobRole, which `labbatch
             # engine-config nextflow` prints before anything is deployed): a name of its own.
             role_name=names.job_role(lab_name),
         )

@@ -358,7 +358,7 @@ def is_doctor_canary(job: Mapping[str, Any]) -> bool:
     return str(job.get("name") or "").startswith(DOCTOR_CANARY_PREFIX)
 
 
-# Failure classes LabBatch may resubmit (lambda/status/recovery.py); an application failure never is.
+# Failure classes LabBatch may resubmit (lambda/labbatch_status/recovery.py); an application failure never is.
 
 
 def _recovery_pending(record: Mapping[str, Any]) -> bool:

@@ -1,8 +1,8 @@
 """AWS Batch's own words: the reasons it gives for how attempts end and why jobs wait, kept once.
 
 Batch writes these in AWS; local mode's executor writes the same ones (labbatch/local/batch),
-so that the status updater's failure classes (lambda/status/failure_classes.py), the API's
-`waiting` (lambda/api/waiting.py), the queues' state time limits (labbatch/batch_layout.py)
+so that the status updater's failure classes (lambda/labbatch_status/failure_classes.py), the API's
+`waiting` (lambda/labbatch_api/waiting.py), the queues' state time limits (labbatch/batch_layout.py)
 and `labbatch doctor` read both alike. Sources: the AWS Batch user guide (job timeouts, spot
 retries, troubleshooting, job state time limits) and the reasons ECS puts on stopped tasks.
 Change them only to follow Batch.
@@ -53,7 +53,7 @@ BLOCKED_BY_JOB_SIZE = (JOB_RESOURCE_REQUIREMENT + " - The job resource requireme
 BLOCKED_BY_CE_MAX = (COMPUTE_ENVIRONMENT_MAX_RESOURCE + " - CE(s) associated with the job queue "
                      "cannot meet the CPU requirement of the job.")
 
-# LabBatch's own reason for CancelJob/TerminateJob through the job API (lambda/api/job_api.py).
+# LabBatch's own reason for CancelJob/TerminateJob through the job API (lambda/labbatch_api/handler.py).
 # DELETE records `cancel` on the record only after Batch answered, so the FAILED event can
 # arrive first: the reason says it too.
 API_CANCEL_PREFIX = "Cancelled through the LabBatch API"

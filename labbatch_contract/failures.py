@@ -1,6 +1,6 @@
 """What `failure` on a FAILED job record can say, and which classes LabBatch recovers from.
 
-The status updater (lambda/status/failure_classes.py) decides the class; the client reads it
+The status updater (lambda/labbatch_status/failure_classes.py) decides the class; the client reads it
 to know whether a recovery may still follow.
 """
 

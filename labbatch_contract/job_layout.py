@@ -2,7 +2,7 @@
 through its own loader, the scratch volume, and Batch's retry rules.
 
 Shared by the CDK app and local mode (labbatch/batch_layout.py, one job definition per pipeline)
-and by the API handler, which registers TES task job definitions on demand (lambda/api/tes_*.py):
+and by the API handler, which registers TES task job definitions on demand (lambda/labbatch_api/tes_*.py):
 every job definition LabBatch makes, wherever it is made, starts the runner the same way.
 """
 

@@ -37,7 +37,7 @@ SIGNAL_EXITS = frozenset({ExitCode.INTERRUPTED, ExitCode.TERMINATED})
 # the manifest's `tool.oom_killed` says whether it was that.
 KILLED = 137
 
-# What each code means for the job (lambda/status/failure_classes.py).
+# What each code means for the job (lambda/labbatch_status/failure_classes.py).
 INFRASTRUCTURE_EXITS = frozenset({ExitCode.CHECKSUM_MISMATCH, ExitCode.STAGE_IN_FAILED,
                                   ExitCode.STAGE_OUT_FAILED, ExitCode.INTERNAL})
 REQUEST_FAULT_EXITS = frozenset({ExitCode.CONTRACT, ExitCode.INPUT_UNAVAILABLE})

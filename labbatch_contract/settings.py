@@ -51,7 +51,7 @@ class Limits(_Strict):
 
 
 class RecoverySettings(_Strict):
-    """What LabBatch resubmits, once each, when a job of this pipeline fails (lambda/status/recovery.py).
+    """What LabBatch resubmits, once each, when a job of this pipeline fails (lambda/labbatch_status/recovery.py).
     A tool's own non-zero exit (`application`) is never resubmitted. Also the lab file's schema."""
 
     spot_to_on_demand: bool = Field(True, json_schema_extra=_allowed(
@@ -99,7 +99,7 @@ class PipelineSettings(_Strict):
 
 
 class TesSettings(_Strict):
-    """The lab's GA4GH TES endpoint (lambda/api/tes_routes.py). Off while `allowed_images` is empty."""
+    """The lab's GA4GH TES endpoint (lambda/labbatch_api/tes_routes.py). Off while `allowed_images` is empty."""
 
     # Image reference prefixes a task's executors may name.
     allowed_images: list[str] = Field(default_factory=list)

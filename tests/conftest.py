@@ -17,7 +17,7 @@ os.environ["PATH"] = os.pathsep.join([str(ROOT / "node_modules" / ".bin"), os.en
 # tests start (`labbatch local`, tes-proxy, token, ...) must run this checkout's code, as pytest
 # itself does, or a worktree's end-to-end tests would test another tree's API and runner.
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    [str(ROOT), str(ROOT / "containers" / "runner"), str(ROOT / "containers" / "pipelines")]
+    [str(ROOT), str(ROOT / "lambda"), str(ROOT / "containers" / "runner"), str(ROOT / "containers" / "pipelines")]
     + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
 
 

@@ -1,6 +1,7 @@
 """A whole lab on this machine: emulator, executor, the real handlers, and the API front.
 
-The handler and the status updater are the Lambda code itself, imported from `lambda/`; they
+The handler and the status updater are the Lambda code itself (the `labbatch_api` and
+`labbatch_status` packages, from `lambda/`); they
 only ever see boto3 clients, whose endpoints point at loopback here. Nothing in them knows
 they run locally.
 """
@@ -44,8 +45,6 @@ from labbatch.local.state import StateFile
 from labbatch_contract import names, tokens
 from labbatch_contract.ledger import to_item
 
-ROOT = Path(__file__).resolve().parents[2]
-LAMBDA_DIR = ROOT / "lambda"
 LOCAL_CALLER = "local-scientist"
 # What the executor keeps back for the emulator, the API and the runner processes themselves.
 RESERVED_MEMORY_MIB = 512
@@ -136,11 +135,9 @@ def local_settings(lab: Lab, emulated: EmulatedLab, *, gpus: bool = False) -> di
     return settings
 
 
-def _import_handler(folder: str, module: str):
-    path = str(LAMBDA_DIR / folder)
-    if path not in sys.path:
-        sys.path.insert(0, path)
-    return importlib.import_module(module)
+def _import_handler(package: str):
+    # Imported only once the settings are in the environment: the handlers read them at import.
+    return importlib.import_module(f"{package}.handler")
 
 
 @dataclass
@@ -235,7 +232,7 @@ class LocalLab:
             os.environ["LABBATCH_ALERT_TOPIC_ARN"] = emulated.alert_topic_arn
         os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
         os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "labbatch-local")
-        status = _import_handler("status", "job_status")
+        status = _import_handler("labbatch_status")
 
         updater_name = f"labbatch-{self.lab.name}-status"
 
@@ -276,7 +273,7 @@ class LocalLab:
         self._started.append(service.close)
         os.environ["AWS_ENDPOINT_URL_BATCH"] = service.endpoint_url
 
-        api = _import_handler("api", "job_api")
+        api = _import_handler("labbatch_api")
         caller_arn = f"arn:aws:iam::{emulated.account}:user/{LOCAL_CALLER}"
         # With TES on, /ga4gh/... takes the lab's bearer tokens, as the deployed API's authorizer does,
         # and the local scientist gets one at start.

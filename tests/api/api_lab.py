@@ -99,8 +99,7 @@ class Lab:
         caller: str | None = CALLER,
         raw_body: str | None = None,
     ) -> ApiAnswer:
-        import job_api
-
+        from labbatch_api import handler as job_api
         event = api_event(method, path, body, headers=headers, query=query, caller=caller, raw_body=raw_body)
         answer = job_api.lambda_handler(event, FakeLambdaContext())
         headers_out = dict(answer.get("headers") or {})
@@ -116,8 +115,7 @@ class Lab:
 
     # --- calling the status updater ----------------------------------------------------
     def deliver(self, event: dict[str, Any]) -> dict[str, Any]:
-        import job_status
-
+        from labbatch_status import handler as job_status
         return job_status.lambda_handler(event, FakeLambdaContext())
 
     # --- inspecting state --------------------------------------------------------------
@@ -193,7 +191,7 @@ def create_lab_resources() -> None:
     for bucket in (INPUTS_BUCKET, REFERENCES_BUCKET, RESULTS_BUCKET):
         s3.create_bucket(Bucket=bucket)
     dynamodb = SESSION.client("dynamodb", region_name=REGION)
-    # The key schema the API stack creates (see the contract in lambda/api/ledger.py).
+    # The key schema the API stack creates (see the contract in lambda/labbatch_api/ledger.py).
     dynamodb.create_table(
         TableName=TABLE,
         BillingMode="PAY_PER_REQUEST",
@@ -247,9 +245,8 @@ def create_lab_resources() -> None:
 
 @pytest.fixture
 def lab():
-    import job_api
-    import job_status
-
+    from labbatch_api import handler as job_api
+    from labbatch_status import handler as job_status
     with mock_aws(config={"batch": {"use_docker": False}}):
         boto3.DEFAULT_SESSION = SESSION
         create_lab_resources()
@@ -268,8 +265,7 @@ def lab():
 # --- watching and breaking the handler's own AWS clients -----------------------------------
 
 def api_clients():
-    import job_api
-
+    from labbatch_api import handler as job_api
     return job_api.runtime().clients
 
 

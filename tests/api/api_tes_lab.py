@@ -25,9 +25,8 @@ EVENTS = Path(__file__).parent / "batch_events"
 
 @pytest.fixture
 def tes_lab(lab, monkeypatch):
-    import job_api
-    import job_status
-
+    from labbatch_api import handler as job_api
+    from labbatch_status import handler as job_status
     monkeypatch.setenv("LABBATCH_SETTINGS", json.dumps(TES_SETTINGS))
     job_api.runtime.cache_clear()
     job_status.status_ledger.cache_clear()

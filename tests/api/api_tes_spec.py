@@ -2,7 +2,7 @@
 
 Written from the specification (ga4gh/task-execution-schemas, openapi/task_execution_service.
 openapi.yaml at tag v1.1, and GA4GH service-info 1.0.0, which tesServiceInfo extends), not from
-lambda/api/tes_models.py: a model shared with the code under test would agree with any mistake
+lambda/labbatch_api/tes_models.py: a model shared with the code under test would agree with any mistake
 in it. Every object forbids keys the specification does not define (py-tes 1.1.4 refuses them),
 types are strict (a number is not a string, null is not a string), states and file types are the
 specification's enums, and times are RFC 3339.

@@ -52,8 +52,7 @@ def test_one_past_the_instance_limit_says_asked_available_and_what_to_ask(lab, f
 
 
 def test_the_pipeline_default_past_the_limit_is_named_as_the_default(lab, monkeypatch):
-    import job_api
-
+    from labbatch_api import handler as job_api
     settings = json.loads(json.dumps(SETTINGS))
     settings["limits"]["max_memory_mib"] = 1024  # below fastq-stats' 2,048 MiB default
     monkeypatch.setenv("LABBATCH_SETTINGS", json.dumps(settings))
@@ -67,8 +66,7 @@ def test_the_pipeline_default_past_the_limit_is_named_as_the_default(lab, monkey
 
 
 def test_exactly_the_queues_max_vcpus_is_accepted_one_more_is_refused(lab, monkeypatch):
-    import job_api
-
+    from labbatch_api import handler as job_api
     settings = json.loads(json.dumps(SETTINGS))
     settings["queue_max_vcpus"]["on-demand"] = 4
     monkeypatch.setenv("LABBATCH_SETTINGS", json.dumps(settings))

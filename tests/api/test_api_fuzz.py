@@ -54,8 +54,7 @@ LEAKS = re.compile(
 # --- calling the handler and checking every answer ------------------------------------------
 
 def invoke(event: dict[str, Any]) -> tuple[int, str, dict]:
-    import job_api
-
+    from labbatch_api import handler as job_api
     answer = job_api.lambda_handler(event, FakeLambdaContext())
     text = answer["body"] or ""
     if answer.get("isBase64Encoded"):
@@ -385,8 +384,7 @@ def test_hostile_parameter_values_reach_batch_as_data(lab, monkeypatch):
     # A value is one string in the job's environment (LABBATCH_PARAMETERS, JSON), never part of
     # the command Batch runs; the runner substitutes it without expanding it (see
     # tests/runner/test_runner_parameter_values.py).
-    import job_api
-
+    from labbatch_api import handler as job_api
     settings = json.loads(json.dumps(SETTINGS))
     settings["pipelines"]["align"]["parameters"]["preset"] = "map-ont"
     monkeypatch.setenv("LABBATCH_SETTINGS", json.dumps(settings))

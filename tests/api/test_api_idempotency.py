@@ -89,9 +89,9 @@ def test_a_failed_attempt_can_be_retried_with_the_same_key(lab):
 
 def test_a_concurrent_retry_is_told_to_wait(lab):
     """A retry arriving while the first request is still submitting gets 409 + Retry-After."""
-    import job_api
+    from labbatch_api import handler as job_api
     from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyAlreadyInProgressError
-    from job_models import SubmitJobRequest
+    from labbatch_api.job_models import SubmitJobRequest
 
     request = SubmitJobRequest.model_validate(FASTQ)
     submission = {"caller": "arn:aws:iam::123456789012:user/alice", "key": "run-42", "request": request.model_dump(mode="json")}

@@ -24,7 +24,7 @@ def test_job_ids_are_unique_sortable_and_path_safe():
 
 @given(st.text(max_size=300))
 def test_batch_job_names_always_follow_batchs_rules(requested):
-    from batch_requests import batch_job_name
+    from labbatch_api.batch_requests import batch_job_name
 
     name = batch_job_name(requested, "fastq-stats")
     assert re.match(r"^[A-Za-z0-9][A-Za-z0-9_-]{1,127}$", name)
@@ -41,7 +41,7 @@ def test_batch_job_names_always_follow_batchs_rules(requested):
     ],
 )
 def test_field_names_read_as_the_caller_wrote_them(location, field):
-    from job_api import field_name
+    from labbatch_api.handler import field_name
 
     assert field_name(location) == field
 
@@ -64,8 +64,7 @@ def test_settings_fit_the_lambda_environment_limit():
 
 
 def test_misconfigured_deployment_answers_500_in_the_error_shape(lab, monkeypatch):
-    import job_api
-
+    from labbatch_api import handler as job_api
     monkeypatch.setenv("LABBATCH_SETTINGS", json.dumps({"lab": "example"}))
     job_api.runtime.cache_clear()
 

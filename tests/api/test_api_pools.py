@@ -27,8 +27,7 @@ MEMORY_POOL_MAX = POOLS["pools"]["highmem"]["limits"]["max_memory_mib"]
 @pytest.fixture
 def pools_lab(lab, monkeypatch):
     """The `lab` fixture's moto AWS with every pool's queues and the GPU pipeline's job definition."""
-    import job_api
-
+    from labbatch_api import handler as job_api
     batch = SESSION.client("batch", region_name=REGION)
     environment = batch.describe_compute_environments()["computeEnvironments"][0]["computeEnvironmentArn"]
     existing = {q["jobQueueName"] for q in batch.describe_job_queues()["jobQueues"]}
@@ -122,8 +121,8 @@ def test_cheapest_is_by_the_smallest_instance_that_holds_the_job_ties_to_the_fir
 
 
 def test_tes_tasks_are_placed_by_the_same_rule():
-    import tes_models as m
-    from tes_resources import task_resources
+    from labbatch_api import tes_models as m
+    from labbatch_api.tes_resources import task_resources
 
     settings = LabSettings.model_validate(POOLS)
     task = m.TesTaskRequest.model_validate({"executors": [{"image": "quay.io/biocontainers/x", "command": ["x"]}],
@@ -138,8 +137,7 @@ def test_tes_tasks_are_placed_by_the_same_rule():
 # --- recovery across pools --------------------------------------------------------------------
 
 def plan(record: dict, failure: str, pool: str, named: str | None = None):
-    import recovery
-
+    from labbatch_status import recovery
     pools = LabSettings.model_validate(POOLS).pool_map()
     return recovery.plan(record, failure, enabled={}, pools=pools, pool=pool,
                          movable_to=placement.candidates(pools, named), status_reason=None, attempts=1)
@@ -160,8 +158,7 @@ def test_more_memory_within_the_pool_stays_there():
 
 
 def test_more_memory_than_any_allowed_pool_holds_fails_with_that_reason():
-    import recovery
-
+    from labbatch_status import recovery
     gpu_max = POOLS["pools"]["gpu"]["limits"]["max_memory_mib"]
     refusal = plan({"vcpus": 4, "memory_mib": gpu_max - 10, "queue": "spot", "pipeline": "basecall"},
                    "out_of_memory", "gpu", named="gpu")
@@ -219,7 +216,7 @@ def test_get_lab_lists_every_pools_queues_and_limits(pools_lab):
 
 def test_why_explains_a_waiting_job_in_terms_of_its_pool():
     from test_api_waiting import NOW, FakeBatch, batch_job, environment, queue
-    from waiting import explain
+    from labbatch_api.waiting import explain
 
     highmem_spot = QUEUES[("highmem", "spot")]
     batch = FakeBatch([batch_job("b-1", queue_name=highmem_spot, vcpus=4, memory=100_000,

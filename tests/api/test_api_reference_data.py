@@ -19,8 +19,7 @@ INDEX = f"s3://{REFERENCES_BUCKET}/salmon/gencode-idx/"
 def ref_lab(lab, monkeypatch):
     """The example lab with `align` declaring bwa's index as the reference's companions and
     `.bai?` (optional) beside each input."""
-    import job_api
-
+    from labbatch_api import handler as job_api
     settings = copy.deepcopy(SETTINGS)
     settings["pipelines"]["align"]["secondary_files"] = {"param:reference": list(BWA), "inputs": [".bai?"]}
     monkeypatch.setenv("LABBATCH_SETTINGS", json.dumps(settings))
@@ -81,8 +80,7 @@ def test_a_bad_folder_is_refused_naming_the_parameter(lab, folder, code):
 
 
 def test_a_folder_too_big_for_scratch_is_refused_saying_it_is_reference_data(lab, monkeypatch):
-    import admission
-
+    from labbatch_api import admission
     # Scaled down so that no test writes 100 GiB: a "GiB" of 1 KiB, so the lab's scratch is 100 KiB.
     monkeypatch.setattr(admission, "GIB", 1024)
     scratch = SETTINGS["scratch_gib"] * 1024

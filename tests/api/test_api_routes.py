@@ -185,7 +185,7 @@ def test_cancel_when_batch_finished_before_the_ledger_heard(lab):
 
 
 def test_cancel_before_batch_job_id_is_known(lab):
-    from ledger import JobLedger
+    from labbatch_api.ledger import JobLedger
 
     JobLedger(lab.dynamodb, "labbatch-example-jobs").create_pending(
         {
@@ -235,8 +235,7 @@ def test_pipelines_with_defaults_and_limits(lab):
 
 
 def test_openapi_document_describes_every_route(lab):
-    import job_api
-
+    from labbatch_api import handler as job_api
     answer = lab.call("GET", "/openapi.json")
 
     assert answer.status == 200

@@ -175,8 +175,7 @@ def test_every_job_gets_its_own_output_prefix(lab):
 def _with_shared_inputs_pipeline(monkeypatch, use: str) -> None:
     """The example lab plus a pipeline whose command names shared inputs ({shared_input} is
     "required", {shared_inputs} alone "optional"), as the lab config would render it."""
-    import job_api
-
+    from labbatch_api import handler as job_api
     settings = json.loads(json.dumps(SETTINGS))
     settings["pipelines"]["pair"] = {**settings["pipelines"]["align"], "shared_inputs": use}
     monkeypatch.setenv("LABBATCH_SETTINGS", json.dumps(settings))

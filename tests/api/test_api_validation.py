@@ -116,8 +116,7 @@ def test_refusal_inside_the_idempotency_guard_leaves_no_item(lab):
 
 
 def test_vcpus_above_what_the_queue_may_run(lab, monkeypatch):
-    import job_api
-
+    from labbatch_api import handler as job_api
     settings = json.loads(json.dumps(SETTINGS))
     settings["queue_max_vcpus"]["on-demand"] = 4
     monkeypatch.setenv("LABBATCH_SETTINGS", json.dumps(settings))
@@ -137,8 +136,7 @@ def test_vcpus_above_what_the_queue_may_run(lab, monkeypatch):
 ])
 def test_a_local_machines_limit_is_called_the_machines_not_the_labs(lab, monkeypatch, field, asked, machine, code,
                                                                    words):
-    import job_api
-
+    from labbatch_api import handler as job_api
     settings = json.loads(json.dumps(SETTINGS))
     key = "max_vcpus" if field == "vcpus" else "max_memory_mib"
     settings["limits"][f"lab_{key}"] = settings["limits"][key]  # what local mode sets when the machine is smaller
@@ -216,8 +214,7 @@ def test_inputs_too_large_for_a_batch_request(lab):
 
 
 def test_too_many_distinct_objects(lab, monkeypatch):
-    import admission
-
+    from labbatch_api import admission
     monkeypatch.setattr(admission, "MAX_DISTINCT_OBJECTS", 2)
     samples = [{"name": f"s{i}", "inputs": [f"s3://{INPUTS_BUCKET}/runs/{i}.fq"]} for i in range(3)]
 

@@ -108,7 +108,7 @@ def record(batch_job_id: str = "b-1", status: str = "RUNNABLE", **extra) -> dict
 
 
 def explain(batch: FakeBatch, rec: dict | None = None, *, threshold: float = 60):
-    from waiting import explain as explain_waiting
+    from labbatch_api.waiting import explain as explain_waiting
 
     return explain_waiting(rec or record(), batch, settings(), now=NOW, threshold=threshold)
 
@@ -247,7 +247,7 @@ def test_nothing_below_the_threshold_and_no_batch_call_for_a_fresh_job():
     assert explain(batch) is None  # Batch says 30 s: below 60
     fresh = record(submitted_at="2027-01-15T08:00:00.000000Z")
     batch = FakeBatch([batch_job("b-1")])
-    from waiting import explain as explain_waiting
+    from labbatch_api.waiting import explain as explain_waiting
     from datetime import datetime
 
     now = datetime.fromisoformat("2027-01-15T08:00:10+00:00").timestamp()
@@ -269,8 +269,7 @@ def test_not_waiting_when_batch_has_moved_on_or_the_job_is_elsewhere():
 
 
 def test_threshold_defaults_to_a_minute_and_is_set_by_the_environment(monkeypatch):
-    import waiting
-
+    from labbatch_api import waiting
     monkeypatch.delenv(waiting.WAITING_AFTER_ENV, raising=False)
     assert waiting.waiting_after_seconds() == waiting.WAITING_AFTER_SECONDS == 60
     monkeypatch.setenv(waiting.WAITING_AFTER_ENV, "0.5")

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import failure_notice
+from labbatch_status import failure_notice
 from api_lab import CALLER, SESSION, SETTINGS
 from test_failures_recovery import fail, submitted
 

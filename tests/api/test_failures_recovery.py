@@ -53,7 +53,7 @@ def view(lab, job_id: str) -> dict:
 
 def fail(lab, job: dict, case: str) -> dict:
     if CASES[case].get("cancel"):
-        from ledger import JobLedger
+        from labbatch_api.ledger import JobLedger
 
         JobLedger(lab.dynamodb, SETTINGS["table"]).record_cancel(job["job_id"], {
             "requested_at": "2026-11-02T10:10:00.000000Z", "requested_by": "arn:aws:iam::123456789012:user/bob",
@@ -77,7 +77,7 @@ def test_every_recorded_failure_gets_its_class(lab, case):
 
 
 def test_the_recorded_cases_cover_every_class():
-    from failure_classes import FAILURE_CLASSES
+    from labbatch_status.failure_classes import FAILURE_CLASSES
 
     assert {case["expected"] for case in CASES.values()} == set(FAILURE_CLASSES)
 
@@ -95,14 +95,14 @@ def test_an_api_cancel_is_recognised_even_before_the_record_says_so(lab):
     ("Essential container in task exited", "application"),
 ])
 def test_classifier_reads_the_attempts_own_reason_first(reason, expected):
-    from failure_classes import AttemptEvidence, classify
+    from labbatch_status.failure_classes import AttemptEvidence, classify
 
     attempts = [AttemptEvidence(None if "Host" in reason else 1, None, reason)]
     assert classify(status_reason="Essential container in task exited", attempts=attempts) == expected
 
 
 def test_a_manifest_of_another_attempt_or_exit_code_is_not_evidence():
-    from failure_classes import AttemptEvidence, classify
+    from labbatch_status.failure_classes import AttemptEvidence, classify
 
     manifest = {"attempt": 1, "exit_code": 66, "failed_phase": "stage_in"}
     two = [AttemptEvidence(66, None, "x"), AttemptEvidence(66, None, "x")]
@@ -113,7 +113,7 @@ def test_a_manifest_of_another_attempt_or_exit_code_is_not_evidence():
 
 def test_local_mode_words_classify_as_batchs_do():
     """labbatch_contract/batch_reasons.py is what the local executor says; it must classify alike."""
-    from failure_classes import AttemptEvidence, classify
+    from labbatch_status.failure_classes import AttemptEvidence, classify
 
     from labbatch_contract import batch_reasons as words
 
@@ -133,7 +133,7 @@ def test_local_mode_words_classify_as_batchs_do():
 
 
 def test_array_children_carry_their_class_and_the_parent_the_most_common(lab):
-    from failure_classes import classify_array_parent
+    from labbatch_status.failure_classes import classify_array_parent
 
     job = lab.submit({"pipeline": "fastq-stats", "samples": [
         {"name": f"s{i}", "inputs": [READS]} for i in range(3)]}).body
@@ -232,8 +232,7 @@ def test_each_kind_of_recovery_happens_once_per_original_job(lab):
 
 def test_out_of_memory_is_resubmitted_with_half_as_much_again_rounded_to_256(lab):
     job = submitted(lab, memory_mib=1000)
-    import job_status
-
+    from labbatch_status import handler as job_status
     calls = capture_calls(job_status.other_clients()[1], "SubmitJob")
 
     answer = fail(lab, job, "out_of_memory")
@@ -264,8 +263,7 @@ def test_more_memory_above_the_labs_limit_is_refused_and_recorded(lab):
 
 
 def test_more_memory_refused_at_a_local_machines_limit_says_it_is_the_machines():
-    import recovery
-
+    from labbatch_status import recovery
     pool = PoolSettings(queues={"on-demand": "q"}, queue_max_vcpus={"on-demand": 2}, scratch_gib=100,
                         limits={"max_vcpus": 2, "max_memory_mib": 2500, "lab_max_memory_mib": 30_000})
     refusal = recovery.plan({"vcpus": 1, "memory_mib": 2048, "queue": "on-demand", "pipeline": "hog"},
@@ -279,7 +277,7 @@ def test_more_memory_refused_at_a_local_machines_limit_says_it_is_the_machines()
 
 def test_more_memory_exactly_at_the_limit_is_resubmitted(lab):
     limit = SETTINGS["limits"]["max_memory_mib"]
-    from recovery import more_memory
+    from labbatch_status.recovery import more_memory
 
     memory = max(m for m in range(limit // 2, limit) if more_memory(m) <= limit)
     job = submitted(lab, memory_mib=memory)
@@ -328,8 +326,7 @@ def test_other_failures_are_never_resubmitted(lab, case):
 
 
 def test_a_pipeline_can_turn_a_recovery_off(lab, monkeypatch):
-    import job_status
-
+    from labbatch_status import handler as job_status
     settings = copy.deepcopy(SETTINGS)
     settings["pipelines"]["fastq-stats"]["recovery"] = {"spot_to_on_demand": False, "more_memory": True,
                                                         "infrastructure_retry": True}
@@ -353,8 +350,7 @@ def test_a_one_sample_job_keeps_its_samples_segment(lab):
 
 
 def test_a_refused_submission_is_recorded_on_the_new_job(lab):
-    import job_status
-
+    from labbatch_status import handler as job_status
     job = submitted(lab)
     _, batch = job_status.other_clients()
     inject(batch, "SubmitJob", [aws_error("ClientException", 400, message="job queue is disabled")])
@@ -374,8 +370,7 @@ def test_a_refused_submission_is_recorded_on_the_new_job(lab):
 ])
 def test_failed_is_never_seen_without_its_class_and_recovery_decision(lab, case, memory_below_limit, decision):
     """The FAILED write carries the class and the decision; the job it names already exists."""
-    import job_status
-
+    from labbatch_status import handler as job_status
     body = {} if memory_below_limit is None else {"memory_mib": SETTINGS["limits"]["max_memory_mib"] - memory_below_limit}
     job = submitted(lab, **body)
     ledger = job_status.status_ledger()[1]
@@ -405,8 +400,7 @@ def test_failed_is_never_seen_without_its_class_and_recovery_decision(lab, case,
 def test_recovery_resumes_where_a_crashed_delivery_stopped(lab):
     """The first delivery wrote the new record and then died before the FAILED write: nobody saw
     the job FAILED yet, and EventBridge's redelivery finishes the recovery under the same id."""
-    import job_status
-
+    from labbatch_status import handler as job_status
     job = submitted(lab)
     ledger = job_status.status_ledger()[1]
     original_apply = ledger.apply
@@ -432,8 +426,7 @@ def test_recovery_resumes_where_a_crashed_delivery_stopped(lab):
 
 
 def test_a_stale_failure_leaves_no_recovery_record_behind(lab):
-    import job_status
-
+    from labbatch_status import handler as job_status
     job = submitted(lab)
     ledger = job_status.status_ledger()[1]
     original_apply = ledger.apply
@@ -448,8 +441,7 @@ def test_a_stale_failure_leaves_no_recovery_record_behind(lab):
 
 
 def test_submit_request_is_what_the_api_sends(lab):
-    import job_status
-
+    from labbatch_status import handler as job_status
     job = submitted(lab, parameters={})
     calls = capture_calls(job_status.other_clients()[1], "SubmitJob")
     api_request = batch_job(lab, job["batch_job_id"])
@@ -476,8 +468,8 @@ def test_recovery_is_on_by_default_and_costs_the_settings_nothing_then():
 
 
 def test_a_pipelines_recovery_switches_reach_both_lambdas(monkeypatch):
-    import job_api
-    import job_status
+    from labbatch_api import handler as job_api
+    from labbatch_status import handler as job_status
     import yaml
 
     from labbatch.api_settings import check_size, handler_settings

@@ -22,7 +22,7 @@ def load_events(name: str, job_id: str, batch_job_id: str = BATCH_JOB_ID) -> lis
 
 def pending_record(lab, job_id: str = "j-0000000000000000000000000a", **extra) -> str:
     """A ledger record as the API leaves it just before SubmitJob."""
-    from ledger import JobLedger
+    from labbatch_api.ledger import JobLedger
 
     JobLedger(lab.dynamodb, "labbatch-example-jobs").create_pending(
         {
@@ -198,7 +198,7 @@ def test_event_before_the_api_completed_its_record(lab):
 
 def test_submission_of_unknown_outcome_is_adopted_by_the_first_event(lab):
     job_id = pending_record(lab)
-    from ledger import JobLedger
+    from labbatch_api.ledger import JobLedger
 
     JobLedger(lab.dynamodb, "labbatch-example-jobs").mark_submit_failed(
         job_id, "Outcome unknown", {"code": "ServerException", "message": "", "outcome": "unknown"}, "2026-11-02T10:00:00.000000Z"
@@ -213,7 +213,7 @@ def test_submission_of_unknown_outcome_is_adopted_by_the_first_event(lab):
 
 def test_a_failed_submission_is_not_revived(lab):
     job_id = pending_record(lab)
-    from ledger import JobLedger
+    from labbatch_api.ledger import JobLedger
 
     JobLedger(lab.dynamodb, "labbatch-example-jobs").mark_submit_failed(
         job_id, "Not submitted", {"code": "ThrottlingException", "message": "", "outcome": "not_submitted"}, "2026-11-02T10:00:00.000000Z"

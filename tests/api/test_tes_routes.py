@@ -233,7 +233,7 @@ def test_filtered_pages_are_full_while_more_match_and_walk_every_task_once(tes_l
 
 
 def test_a_page_is_short_only_when_its_read_budget_ran_out_and_the_walk_stays_whole(tes_lab, monkeypatch):
-    import ledger
+    from labbatch_api import ledger
     from api_tes_lab import create
 
     ids = [create(tes_lab, task(name="keep" if i % 4 == 0 else "skip")) for i in range(12)]

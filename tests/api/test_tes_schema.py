@@ -86,7 +86,7 @@ def tasks_in_every_state(tes_lab):
     # On-demand, so no recovery follows (spot_to_on_demand is for spot): it stays SYSTEM_ERROR.
     ids["SYSTEM_ERROR"] = create(tes_lab, task(name="lost"))
     fail(tes_lab, ids["SYSTEM_ERROR"], "spot_reclaimed_every_attempt")
-    from ledger import JobLedger
+    from labbatch_api.ledger import JobLedger
 
     ledger = JobLedger(tes_lab.dynamodb, SETTINGS["table"])
     ids["CANCELING"] = create(tes_lab, task(name="stopping"))
@@ -205,7 +205,7 @@ def test_service_info_create_and_cancel_answers_validate(tes_lab):
 
 
 def test_a_task_still_being_submitted_answers_in_the_spec_and_cancel_says_wait(tes_lab):
-    from ledger import JobLedger
+    from labbatch_api.ledger import JobLedger
 
     task_id = "j-0000000000000000000000000q"
     JobLedger(tes_lab.dynamodb, SETTINGS["table"]).create_pending({

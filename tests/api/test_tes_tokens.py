@@ -31,8 +31,7 @@ def authorizer_event(authorization: str | None) -> dict:
 
 
 def authorize(lab, authorization):
-    import tes_authorizer
-
+    from labbatch_authorizer import handler as tes_authorizer
     return tes_authorizer.decide(authorizer_event(authorization), tokens.dynamodb_getter(lab.dynamodb, TABLE))
 
 
@@ -88,8 +87,7 @@ def test_create_refuses_bad_bodies(lab, body, field):
 
 
 def test_only_iam_callers_manage_tokens(lab):
-    import job_api
-
+    from labbatch_api import handler as job_api
     event = api_event("POST", "/tokens", {})
     event["requestContext"]["identity"].pop("userArn")
     event["requestContext"]["authorizer"] = {"owner": CALLER, "token_id": "0123456789abcdef"}
@@ -134,8 +132,7 @@ def test_a_job_key_is_never_taken_for_a_token():
 
 
 def test_task_sent_with_a_token_records_its_owner(tes_lab):  # noqa: F811
-    import job_api
-
+    from labbatch_api import handler as job_api
     made = mint(tes_lab, name="engine")
     tes_lab.put_input(task()["inputs"][0]["url"])
     event = api_event("POST", "/ga4gh/tes/v1/tasks", task())

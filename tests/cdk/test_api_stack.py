@@ -71,7 +71,7 @@ def test_handler_gets_the_labs_settings(synthesized):
     settings = json.loads(render(handler["Properties"]["Environment"]["Variables"]["LABBATCH_SETTINGS"]))
     lab = load_labs(LABS_DIR, only="genomics-core")[0]
     assert settings == handler_settings(lab, "111122223333", "eu-west-1")
-    assert handler["Properties"]["Handler"] == "job_api.lambda_handler"
+    assert handler["Properties"]["Handler"] == "labbatch_api.handler.lambda_handler"
     assert handler["Properties"]["Runtime"] == "python3.14"
 
 
@@ -113,7 +113,7 @@ def test_handler_can_submit_only_to_its_own_queues_and_job_definitions(synthesiz
 
 
 def test_status_updater_can_recover_jobs_only_within_its_lab(synthesized):
-    """It reads a failed job's record and manifest and resubmits it (lambda/status/recovery.py)."""
+    """It reads a failed job's record and manifest and resubmits it (lambda/labbatch_status/recovery.py)."""
     t = synthesized["genomics-core"].api_json
     grants = {}
     for stmt in statements_of(t, "StatusUpdater"):
@@ -192,7 +192,8 @@ def test_both_functions_are_deployed_with_the_contract_package_and_import_from_i
 
     functions = {logical_id: f for logical_id, f in resources(synthesized["example"].api_json,
                                                                 "AWS::Lambda::Function").items()
-                 if f["Properties"].get("Handler") in ("job_api.lambda_handler", "job_status.lambda_handler")}
+                 if f["Properties"].get("Handler") in ("labbatch_api.handler.lambda_handler",
+                                                            "labbatch_status.handler.lambda_handler")}
     assert len(functions) == 2
     for function in functions.values():
         # The code's S3 key is the asset's hash; the assembly stages the asset as asset.<hash>.
@@ -201,7 +202,7 @@ def test_both_functions_are_deployed_with_the_contract_package_and_import_from_i
         assert (asset / "labbatch_contract" / "ledger.py").is_file()
         assert (asset / "labbatch_contract" / "settings.py").is_file()
         assert not list(asset.rglob("__pycache__"))
-        module = function["Properties"]["Handler"].split(".")[0]
+        module = function["Properties"]["Handler"].rsplit(".", 1)[0]
         # -S keeps the project's editable install out; site-packages are added back by hand,
         # so the contract can only come from the asset.
         site = [p for p in sys.path if p.endswith("site-packages")]

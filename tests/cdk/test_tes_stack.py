@@ -57,7 +57,7 @@ def test_authorizer_role_reads_only_the_ledger(tes_labs):
     (read,) = [s for s in statements if "dynamodb:GetItem" in as_list(s["Action"])]
     assert render(read["Resource"]).endswith(":table/labbatch-flow-jobs")
     function = next(v for k, v in resources(api, "AWS::Lambda::Function").items() if "TesAuthorizer" in k)
-    assert function["Properties"]["Handler"] == "tes_authorizer.lambda_handler"
+    assert function["Properties"]["Handler"] == "labbatch_authorizer.handler.lambda_handler"
     assert render(function["Properties"]["Environment"]["Variables"]["LABBATCH_TABLE"]) == "labbatch-flow-jobs"
 
 

@@ -82,7 +82,7 @@ class FakeJobApi:
         for i, sample in enumerate(request.get("samples") or []):
             for j, uri in enumerate(sample.get("inputs") or []):
                 if not uri.startswith("s3://in/"):
-                    # As lambda/api/admission.py names a sample: by its place in the list.
+                    # As lambda/labbatch_api/admission.py names a sample: by its place in the list.
                     return _error(422, "input_outside_lab", f"samples[{i}].inputs[{j}]: {uri} is not in this "
                                   "lab's buckets", field=f"samples[{i}].inputs[{j}]", asked=uri)
         job_id = f"j-{next(self._ids):026d}"

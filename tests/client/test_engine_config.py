@@ -189,7 +189,7 @@ def test_engine_config_against_a_deployed_api_url():
 
 class TesOffApi(TokenApi):
     """A lab whose lab file lists no tes.allowed_images: its handler answers every TES path with
-    403 tes_disabled (lambda/api/tes_routes.py), and its front has no token routes (SigV4 only)."""
+    403 tes_disabled (lambda/labbatch_api/tes_routes.py), and its front has no token routes (SigV4 only)."""
 
     def __call__(self, event: dict, _context: object) -> dict:
         if event["path"].startswith("/ga4gh/"):

@@ -13,7 +13,7 @@ import pytest
 
 from test_batch_helpers import LAB_RETRY, SPOT_QUEUE, env_override, local_batch, wait_for
 
-from failure_classes import AttemptEvidence, classify
+from labbatch_status.failure_classes import AttemptEvidence, classify
 from labbatch_contract.tes import task_state
 from labbatch.local.batch.private_tmp import unshare_prefix
 

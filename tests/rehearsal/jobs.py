@@ -5,7 +5,7 @@
 - `S3Server`: a moto S3 on the Docker bridge's gateway address, which the instance's jobs reach
   as an instance reaches S3 through its VPC endpoint (host networking, as Batch gives EC2 jobs).
 - `Submitter`: SubmitJob requests built by the job API's own admission and request code
-  (lambda/api), so the overrides the agent applies are the ones a deployed API sends.
+  (lambda/labbatch_api), so the overrides the agent applies are the ones a deployed API sends.
 - `Spool`: the agent's task and result files (containers/instance/ecs_agent.py).
 """
 

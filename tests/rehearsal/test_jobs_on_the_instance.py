@@ -21,9 +21,9 @@ import time
 import pytest
 import yaml
 
-from admission import admit
-from batch_requests import batch_job_name, submit_job_request
-from job_models import SubmitJobRequest
+from labbatch_api.admission import admit
+from labbatch_api.batch_requests import batch_job_name, submit_job_request
+from labbatch_api.job_models import SubmitJobRequest
 from labbatch_contract import batch_submit, runner_env
 from labbatch_contract import tes as tes_rules
 from labbatch_contract.ids import new_job_id

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import tes_models as m
-from admission import place_job
-from api_errors import refused
+from labbatch_api import tes_models as m
+from labbatch_api.admission import place_job
+from labbatch_api.errors import refused
 from labbatch_contract.settings import LabSettings, PoolSettings
 
 # What a task that names no ram_gb gets (within the lab's limit).

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from failure_classes import AttemptEvidence
+from labbatch_status.failure_classes import AttemptEvidence
 from labbatch_contract import runner_env
 from labbatch_contract.ids import job_id_from
 from labbatch_contract.names import NEXTFLOW_JOB_DEFINITION_PREFIX

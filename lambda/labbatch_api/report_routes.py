@@ -17,11 +17,11 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 
-from api_errors import ApiError, refused
+from labbatch_api.errors import ApiError, refused
 from labbatch_contract import measures
 from labbatch_contract.ids import JOB_ID_PATTERN
 from labbatch_contract.ledger import BY_CREATED_INDEX, RECORD_TYPE_JOB, from_item, to_item
-from ledger import decode_child_token, decode_page_token, encode_child_token, encode_page_token
+from labbatch_api.ledger import decode_child_token, decode_page_token, encode_child_token, encode_page_token
 
 router = APIGatewayRouter()
 DEFAULT_CHILDREN_PER_PAGE = 1000

@@ -1,7 +1,7 @@
 """Sorting AWS failures into "try again later" and "something is wrong".
 
 Clients retry throttling and transient errors themselves (retry mode "standard", see
-api_clients.py); an exception that reaches this module has spent those retries. Throttling
+clients.py); an exception that reaches this module has spent those retries. Throttling
 and transient failures then become 503 + Retry-After; anything else is a fault of ours.
 """
 

@@ -192,8 +192,8 @@ class JobView(BaseModel):
     batch_job_id: str | None = None
     cancel: CancelRequest | None = None
     submit_error: SubmitError | None = None
-    # FAILED jobs: why, as a class (lambda/status/failure_classes.py); and the links between a
-    # failed job and the job LabBatch resubmitted for it (lambda/status/recovery.py).
+    # FAILED jobs: why, as a class (lambda/labbatch_status/failure_classes.py); and the links between a
+    # failed job and the job LabBatch resubmitted for it (lambda/labbatch_status/recovery.py).
     failure: FailureClass | None = None
     recovered_by: str | None = Field(default=None, description="The job LabBatch resubmitted this one as.")
     recovered_from: str | None = Field(default=None, description="The failed job this one recovers.")

@@ -32,18 +32,18 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-import engine_jobs
-import failure_notice
-import recovery
-from batch_events import NotALabBatchJob, StatusUpdate, parse_state_change
-from failure_classes import classify, classify_array_parent, manifest_wanted
+from labbatch_status import engine_jobs
+from labbatch_status import failure_notice
+from labbatch_status import recovery
+from labbatch_status.batch_events import NotALabBatchJob, StatusUpdate, parse_state_change
+from labbatch_status.failure_classes import classify, classify_array_parent, manifest_wanted
 from labbatch_contract import measures, outcome, placement, runner_env
 from labbatch_contract import tes as tes_rules
 from labbatch_contract.failures import APPLICATION, RECOVERABLE_FAILURES
 from labbatch_contract.ledger import CHILD_REASON_MAX_CHARS, sample_name_at
 from labbatch_contract.names import output_prefix
 from labbatch_contract.settings import LabSettings, load_settings
-from status_ledger import StatusLedger
+from labbatch_status.ledger import StatusLedger
 
 logger = Logger(service="labbatch-status")
 

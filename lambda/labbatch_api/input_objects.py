@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
 
-from api_errors import ApiError, refused
+from labbatch_api.errors import ApiError, refused
 from labbatch_contract import references
 
 MAX_KEY_BYTES = 1_024

@@ -16,7 +16,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from api_errors import ApiError, iam_caller, refused
+from labbatch_api.errors import ApiError, iam_caller, refused
 from labbatch_contract import tokens
 from labbatch_contract.ids import utc_timestamp
 from labbatch_contract.ledger import BY_CREATED_INDEX, from_item, is_condition_failure, to_item
@@ -32,7 +32,7 @@ class CreateTokenRequest(BaseModel):
 
 
 def _runtime():
-    """The handler's settings, clients and ledger, which job_api puts in the resolver's context."""
+    """The handler's settings, clients and ledger, which the handler puts in the resolver's context."""
     return router.context["runtime"]
 
 

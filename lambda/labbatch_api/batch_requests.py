@@ -10,8 +10,8 @@ import json
 import re
 from typing import Any
 
-from api_errors import refused
-from admission import AdmittedJob
+from labbatch_api.errors import refused
+from labbatch_api.admission import AdmittedJob
 from labbatch_contract import batch_submit, runner_env
 
 # SubmitJob bodies are capped at 30 KiB; keep a margin for what botocore adds around ours.

@@ -40,18 +40,18 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from botocore.exceptions import BotoCoreError, ClientError
 
-from admission import admit
-from api_clients import ApiClients, build_clients
-from api_errors import ApiError, error_response, iam_caller, refused, unavailable
+from labbatch_api.admission import admit
+from labbatch_api.clients import ApiClients, build_clients
+from labbatch_api.errors import ApiError, error_response, iam_caller, refused, unavailable
 from labbatch_contract.settings import LabSettings, SettingsError, load_settings
 from labbatch_contract.settings import LocalPipelineSettings as PipelineLocalSettings
-from aws_faults import error_code, is_retryable
-from batch_requests import stop_job
+from labbatch_api.aws_faults import error_code, is_retryable
+from labbatch_api.batch_requests import stop_job
 from labbatch_contract.ids import JOB_ID_PATTERN, utc_timestamp
 from labbatch_contract.ledger import FINAL_STATUSES, sample_name_at
 from labbatch_contract import batch_reasons
 from labbatch_contract import tes as tes_rules
-from job_models import (
+from labbatch_api.job_models import (
     ChildListResponse,
     ChildView,
     ErrorBody,
@@ -69,14 +69,14 @@ from job_models import (
     SubmitJobResponse,
     LabResponse,
 )
-from lab_state import lab_view
-from pool_views import pipeline_limits, pool_views
-from ledger import JobLedger, decode_child_token, encode_child_token
-from submission import submit
-from report_routes import router as report_router
-from tes_routes import PREFIX as TES_PREFIX, router as tes_router
-from token_routes import router as token_router
-from waiting import explain as explain_waiting
+from labbatch_api.lab_state import lab_view
+from labbatch_api.pool_views import pipeline_limits, pool_views
+from labbatch_api.ledger import JobLedger, decode_child_token, encode_child_token
+from labbatch_api.submission import submit
+from labbatch_api.report_routes import router as report_router
+from labbatch_api.tes_routes import PREFIX as TES_PREFIX, router as tes_router
+from labbatch_api.token_routes import router as token_router
+from labbatch_api.waiting import explain as explain_waiting
 
 # A retried POST with the same key within this window returns the first answer.
 IDEMPOTENCY_WINDOW_SECONDS = 24 * 3600

@@ -10,12 +10,12 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from api_errors import refused
+from labbatch_api.errors import refused
 from labbatch_contract import placement
 from labbatch_contract.settings import DEFAULT_POOL, LabSettings, PipelineSettings, PoolSettings
-from input_objects import HEAD_THREADS, S3Object, list_prefix, object_sizes, parse_lab_prefix, parse_lab_uri, probe_sizes
+from labbatch_api.input_objects import HEAD_THREADS, S3Object, list_prefix, object_sizes, parse_lab_prefix, parse_lab_uri, probe_sizes
 from labbatch_contract import references
-from job_models import SubmitJobRequest
+from labbatch_api.job_models import SubmitJobRequest
 
 GIB = 1024**3
 # Every distinct object is HEADed inside the API call, 32 at a time; this keeps the worst

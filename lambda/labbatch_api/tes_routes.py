@@ -24,19 +24,19 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import ValidationError
 
-from api_errors import ApiError, iam_caller, refused
-from admission import MAX_FOLDER_OBJECTS
-from tes_resources import task_resources
-from batch_requests import batch_job_name, stop_job
-from input_objects import S3Object, list_prefix, object_sizes, parse_lab_prefix, parse_lab_uri
+from labbatch_api.errors import ApiError, iam_caller, refused
+from labbatch_api.admission import MAX_FOLDER_OBJECTS
+from labbatch_api.tes_resources import task_resources
+from labbatch_api.batch_requests import batch_job_name, stop_job
+from labbatch_api.input_objects import S3Object, list_prefix, object_sizes, parse_lab_prefix, parse_lab_uri
 from labbatch_contract import batch_submit, names, outcome, runner_env
 from labbatch_contract import tes as tes_rules
 from labbatch_contract.ids import JOB_ID_PATTERN, new_job_id, utc_timestamp
 from labbatch_contract.ledger import FINAL_STATUSES, new_job_record
 from labbatch_contract.settings import LabSettings
-import tes_models as m
-import token_routes
-from submission import StagedDocument, submit_recorded  # the one way a recorded job reaches Batch
+from labbatch_api import tes_models as m
+from labbatch_api import token_routes
+from labbatch_api.submission import StagedDocument, submit_recorded  # the one way a recorded job reaches Batch
 
 logger = Logger(service="labbatch-api", child=True)
 router = APIGatewayRouter()
@@ -62,7 +62,7 @@ IMAGE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@#-]{0,254}$")
 
 
 def _runtime():
-    """The handler's settings, clients and ledger, which job_api puts in the router's context."""
+    """The handler's settings, clients and ledger, which the handler puts in the router's context."""
     return router.context["runtime"]
 
 
@@ -295,7 +295,7 @@ def create_task():
     caller = _caller()
     try:
         body = router.current_event.json_body
-    except ValueError:  # job_api's deserializer turns every unreadable body into a JSONDecodeError
+    except ValueError:  # the handler's deserializer turns every unreadable body into a JSONDecodeError
         raise refused("invalid_task", "body: not valid JSON", field="body") from None
     task = parse_task(body)
     check_task(task, settings)

@@ -19,7 +19,7 @@ FAILED job without its class and what LabBatch does about it. The new record is 
 from the failed job (`recovery_job_id`: a redelivered event finds the same one); then the old
 record becomes FAILED with `failure` and `recovered_by` in one conditional write, which only one
 delivery can make, so a job is recovered at most once; then Batch is called and the new record
-completed, the order lambda/api/submission.py keeps. A recovery that is not made says why on
+completed, the order lambda/labbatch_api/submission.py keeps. A recovery that is not made says why on
 the old record, in that same write (`recovery_refused`: {kind, reason}).
 
 The SubmitJob request is the API's own (labbatch_contract.batch_submit): the LABBATCH_*

@@ -12,7 +12,7 @@ from typing import Any
 
 from labbatch_contract import tes as tes_rules
 from labbatch_contract.settings import LabSettings
-from pool_views import pool_views
+from labbatch_api.pool_views import pool_views
 
 # Batch's words for a usable queue or compute environment.
 ENABLED = "ENABLED"

@@ -1,6 +1,6 @@
 """One error shape for every refusal: {"error": {"code", "message", "details"}}.
 
-Route code raises ApiError; job_api turns it (and Powertools' own validation and routing
+Route code raises ApiError; the handler turns it (and Powertools' own validation and routing
 failures) into that shape, so a client never has to parse two kinds of error body.
 """
 

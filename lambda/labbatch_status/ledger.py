@@ -26,7 +26,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from batch_events import StatusUpdate
+from labbatch_status.batch_events import StatusUpdate
 from labbatch_contract import measures
 from labbatch_contract.ids import utc_timestamp
 from labbatch_contract.ledger import (CHILD_FAILURE_FIELDS, CHILD_ITEM_TTL_SECONDS, FAILED_CHILD_INDEXES,

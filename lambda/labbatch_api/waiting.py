@@ -34,7 +34,7 @@ from typing import Any
 
 from labbatch_contract import batch_reasons
 from labbatch_contract.settings import LabSettings
-from lab_state import environment_details, environment_order, is_usable, queue_details, short_name
+from labbatch_api.lab_state import environment_details, environment_order, is_usable, queue_details, short_name
 
 WAITING_AFTER_SECONDS = 60.0
 # Tests (and impatient local labs) set a shorter threshold here.

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from batch_events import StatusUpdate
+from labbatch_status.batch_events import StatusUpdate
 from labbatch_contract.ledger import new_job_record
 from labbatch_contract.settings import LabSettings
 

@@ -17,18 +17,18 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
-from admission import AdmittedJob
-from api_clients import ApiClients
-from api_errors import ApiError, unavailable
+from labbatch_api.admission import AdmittedJob
+from labbatch_api.clients import ApiClients
+from labbatch_api.errors import ApiError, unavailable
 from labbatch_contract.settings import LabSettings
-from aws_faults import attempts_made, error_code, is_retryable, request_may_have_landed
-from batch_requests import batch_job_name, submit_job_request
+from labbatch_api.aws_faults import attempts_made, error_code, is_retryable, request_may_have_landed
+from labbatch_api.batch_requests import batch_job_name, submit_job_request
 from labbatch_contract.ids import new_job_id, utc_timestamp
 from labbatch_contract.ledger import new_job_record
 from labbatch_contract.names import output_prefix, samples_key
-from ledger import JobLedger
+from labbatch_api.ledger import JobLedger
 
-# Same service as job_api.py: a child logger shares its parent's keys (job_id, correlation id).
+# Same service as handler.py: a child logger shares its parent's keys (job_id, correlation id).
 logger = Logger(service="labbatch-api", child=True)
 
 
@@ -71,7 +71,7 @@ def submit(
         parameters=job.parameters,
         samples_uri=samples_uri,
         array_size=array_size,
-        # Children nobody has heard from yet count as SUBMITTED (see lambda/status).
+        # Children nobody has heard from yet count as SUBMITTED (see lambda/labbatch_status).
         children={"SUBMITTED": array_size} if array_size else None,
         input_bytes=job.input_bytes,
         scratch_needed_bytes=job.scratch_needed_bytes,

@@ -10,7 +10,7 @@ import json
 import re
 from typing import Any, Callable
 
-from api_errors import refused
+from labbatch_api.errors import refused
 from labbatch_contract.ids import JOB_ID_PATTERN
 from labbatch_contract.ledger import (BY_CREATED_INDEX, FAILED_CHILD_INDEXES, RECORD_TYPE_JOB, LedgerWrites,
                                       child_key, from_item, to_item)
