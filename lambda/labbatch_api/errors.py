@@ -70,3 +70,19 @@ def error_response(error: ApiError) -> Response:
         body=json.dumps(body),
         headers=error.headers,
     )
+
+
+# The error responses every route documents in the OpenAPI document.
+ERROR_RESPONSES = {
+    code: {"description": text, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    for code, text in {
+        # 403 comes from API Gateway's IAM authorization (and local mode's front), before the handler.
+        403: "Not signed with SigV4, or the caller is not one of the lab's principals",
+        404: "No such job",
+        409: "Conflict (finished job, idempotency key in use)",
+        413: "Body over the size limit",
+        415: "Body not application/json",
+        422: "Refused: details.field names what to change",
+        503: "AWS throttled or failed after retries; see Retry-After",
+    }.items()
+}
