@@ -11,7 +11,7 @@ BIN := $(VENV)/bin
 # jsii and the CDK CLI must both run on the pinned Node 22, not the machine's Node 20.
 export PATH := $(CURDIR)/node_modules/.bin:$(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup demo synth images engines test rehearse clean
+.PHONY: setup demo synth images engines test rehearse docs clean
 
 setup: $(VENV)/.installed node_modules/.installed
 
@@ -61,6 +61,11 @@ test: setup engines
 # root, Docker, mmdebstrap and loop devices; about six minutes once the images are built.
 rehearse: images
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/rehearsal
+
+# The docs site (mkdocs.yml, docs/), served with live reload at http://127.0.0.1:8000;
+# `make test` builds it with --strict (tests/docs/test_docs_site.py).
+docs: setup
+	$(BIN)/python -m mkdocs serve
 
 clean:
 	rm -rf cdk.out $(VENV) .venv-snakemake node_modules

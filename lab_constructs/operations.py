@@ -47,7 +47,7 @@ class LabBudget(Construct):
     """A monthly cost budget over everything tagged with the lab, alerting the lab's topic.
 
     The filter works once `labbatch:lab` is activated as a cost allocation tag in the payer
-    account's billing console (a one-time step per account; see the README).
+    account's billing console (a one-time step per account; see docs/operations.md, "Cost").
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, lab_name: str, budget: Budget,

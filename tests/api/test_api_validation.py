@@ -235,7 +235,7 @@ def test_body_that_is_not_json(lab):
     lab.assert_nothing_created()
 
 
-def test_one_body_limit_for_the_handler_the_local_front_the_client_and_the_readme():
+def test_one_body_limit_for_the_handler_the_local_front_the_client_and_the_docs():
     from pathlib import Path
 
     from labbatch import client
@@ -244,8 +244,8 @@ def test_one_body_limit_for_the_handler_the_local_front_the_client_and_the_readm
 
     assert SETTINGS["max_body_bytes"] == apigateway.MAX_PAYLOAD_BYTES == client.MAX_BODY_BYTES == MAX_BODY_BYTES
     assert MAX_BODY_BYTES == 5 * 1024 * 1024
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    assert "bodies over 5 MiB get 413" in readme and "10 MB" not in readme
+    local_mode = (Path(__file__).resolve().parents[2] / "docs" / "local-mode.md").read_text()
+    assert "bodies over 5 MiB get 413" in local_mode and "10 MB" not in local_mode
 
 
 def test_body_too_large(lab):

@@ -1,4 +1,4 @@
-"""The README's "Your first hour", command for command, against `labbatch local`: upload, submit
+"""docs/local-mode.md's "Your first hour", command for command, against `labbatch local`: upload, submit
 from a local path, wait, results, logs. The test computes what the results must say itself."""
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ READS = [("ACGTACGTAC", "IIIIIIIIII"), ("GGGCCCAATT", "#########I"), ("TTTTGGGGC
 
 
 def first_hour_commands() -> list[str]:
-    """The `labbatch ...` lines of the README's first-hour block, in order."""
-    text = (ROOT / "README.md").read_text()
+    """The `labbatch ...` lines of docs/local-mode.md's first-hour block, in order."""
+    text = (ROOT / "docs" / "local-mode.md").read_text()
     section = text[text.index("## Your first hour"):]
     block = section[section.index("```bash") + len("```bash"):]
     block = block[:block.index("```")]
     return [line.split("#")[0].strip() for line in block.splitlines() if line.strip().startswith("labbatch ")]
 
 
-def test_the_readmes_first_hour_runs_as_written(tmp_path):
+def test_the_docs_first_hour_runs_as_written(tmp_path):
     commands = first_hour_commands()
     assert [c.split()[1] for c in commands] == ["pipelines", "upload", "submit", "wait", "results", "logs"]
     lab = start_local(tmp_path)

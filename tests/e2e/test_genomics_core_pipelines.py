@@ -4,9 +4,10 @@ local mode in real containers of the local stand-ins for their biocontainers ima
 The commands are read from the shipped lab file when the test runs; only what this machine cannot
 give changes: the images (the file's own `local:` block maps them to labbatch-*:local), the requests
 (its `fit_to_machine`) and the thread counts the commands spell out (16 and 32 threads become 2).
-The indices are built by the tools themselves, laid out in the references bucket the way the README
-says (bwa's index beside its FASTA, salmon's and STAR's as folders), and every answer is compared with
-the truth the simulation computed: mapped reads, estimated counts, uniquely mapped reads.
+The indices are built by the tools themselves, laid out in the references bucket the way
+docs/lab-configuration.md ("Reference data") says (bwa's index beside its FASTA, salmon's and STAR's
+as folders), and every answer is compared with the truth the simulation computed: mapped reads,
+estimated counts, uniquely mapped reads.
 """
 
 from __future__ import annotations
