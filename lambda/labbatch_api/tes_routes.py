@@ -21,44 +21,30 @@ from typing import Any, Optional
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
-from botocore.exceptions import BotoCoreError, ClientError
-from pydantic import ValidationError
 
-from labbatch_api.errors import ApiError, iam_caller, refused
-from labbatch_api.admission import MAX_FOLDER_OBJECTS
-from labbatch_api.tes_resources import task_resources
+from labbatch_api import tes_models as m
+from labbatch_api import token_routes
 from labbatch_api.batch_requests import batch_job_name, stop_job
-from labbatch_api.input_objects import S3Object, list_prefix, object_sizes, parse_lab_prefix, parse_lab_uri
-from labbatch_contract import batch_submit, names, outcome, runner_env
+from labbatch_api.errors import ApiError, iam_caller, refused
+from labbatch_api.submission import StagedDocument, submit_recorded  # the one way a recorded job reaches Batch
+from labbatch_api.tes_admission import check_task, document_text, parse_task, resolve_inputs
+from labbatch_api.tes_resources import task_resources
+from labbatch_api.tes_views import input_contents, latest, manifest, matches, recovery_chain, task_view
+from labbatch_contract import batch_submit, names, runner_env
 from labbatch_contract import tes as tes_rules
 from labbatch_contract.ids import JOB_ID_PATTERN, new_job_id, utc_timestamp
 from labbatch_contract.ledger import FINAL_STATUSES, new_job_record
 from labbatch_contract.settings import LabSettings
-from labbatch_api import tes_models as m
-from labbatch_api import token_routes
-from labbatch_api.submission import StagedDocument, submit_recorded  # the one way a recorded job reaches Batch
 
 logger = Logger(service="labbatch-api", child=True)
 router = APIGatewayRouter()
 PREFIX = "/ga4gh/tes/v1"
 GIB = 1024**3
-MAX_CONTENT_BYTES = 256 * 1024  # all `content` inputs of a task together
-# The task document as the ledger keeps it (UTF-8 JSON): a DynamoDB item holds at most 400 KB,
-# and the record's other attributes take a few KB.
-MAX_TASK_BYTES = 350_000
 MAX_PAGE_SIZE = 100
 # Manifests a list reads at once (one S3 GET each for the tasks that ended).
 MANIFEST_READERS = 8
 # A state filter may name any state TES 1.1 defines; those LabBatch never reports match nothing.
 FILTER_STATES = (*tes_rules.STATES, "UNKNOWN", "PAUSED", "PREEMPTED")
-MAX_RECOVERY_HOPS = 5
-# A DIRECTORY input is a folder as a job's inputs and parameters may name one: the same bound.
-MAX_DIRECTORY_OBJECTS = MAX_FOLDER_OBJECTS
-WILDCARDS = set("*?[")
-# What RegisterJobDefinition takes as an image (Batch: up to 255 letters, digits, hyphens,
-# underscores, colons, periods, slashes and number signs; `@` for a digest): anything else would
-# be refused by Batch after the task was admitted.
-IMAGE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/:@#-]{0,254}$")
 
 
 def _runtime():
@@ -123,157 +109,6 @@ def service_info():
 
 # --- create ----------------------------------------------------------------------------------
 
-def _field(location: tuple) -> str:
-    name = ""
-    for part in location:
-        name += f"[{part}]" if isinstance(part, int) else (f".{part}" if name else str(part))
-    return name or "body"
-
-
-def _not_utf8(value: Any, location: tuple = ()) -> Optional[tuple]:
-    """Where the first string that UTF-8 cannot encode (a lone surrogate, which JSON's \\u escapes
-    can spell) is, key or value: nothing LabBatch stores, submits or answers could hold it."""
-    if isinstance(value, str):
-        try:
-            value.encode()
-        except UnicodeEncodeError:
-            return location
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _not_utf8(item, (*location, i))
-            if found is not None:
-                return found
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            found = _not_utf8(key, (*location, "[key]")) or _not_utf8(item, (*location, key))
-            if found is not None:
-                return found
-    return None
-
-
-def parse_task(body: Any) -> m.TesTaskRequest:
-    where = _not_utf8(body)
-    if where is not None:
-        name = _field(tuple(part for part in where if part != "[key]"))
-        what = "a key in it" if where[-1:] == ("[key]",) else "it"
-        raise refused("invalid_task", f"{name}: {what} is not UTF-8 text (a lone surrogate)", field=name)
-    try:
-        return m.TesTaskRequest.model_validate(body)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = _field(tuple(first.get("loc", ())))
-        raise refused("invalid_task", f"{where}: {first.get('msg')}", field=where) from None
-
-
-def check_task(task: m.TesTaskRequest, settings: LabSettings) -> None:
-    """Everything about a task that needs no AWS call: images, paths, URLs, content size."""
-    for i, executor in enumerate(task.executors):
-        if not IMAGE_PATTERN.match(executor.image):
-            raise refused("invalid_image", f"executors[{i}].image: {executor.image!r} is not a container image "
-                          "reference (up to 255 letters, digits and . _ - / : @ #)", field=f"executors[{i}].image")
-    images = sorted({e.image for e in task.executors})
-    if len(images) > 1:
-        raise refused(
-            "executors_images_differ",
-            f"executors: a LabBatch task runs its executors in one container, so they must name one image; "
-            f"these name {', '.join(images)}. Send one task per image.", field="executors", images=images)
-    image = images[0]
-    if not tes_rules.image_allowed(image, settings.tes.allowed_images):
-        raise refused(
-            "image_not_allowed",
-            f"executors[0].image: {image!r} is not allowed on lab {settings.lab}; tes.allowed_images allows "
-            f"images starting with: {', '.join(settings.tes.allowed_images)}",
-            field="executors[0].image", allowed=list(settings.tes.allowed_images))
-    for i, executor in enumerate(task.executors):
-        for attribute in ("workdir", "stdin", "stdout", "stderr"):
-            value = getattr(executor, attribute)
-            if value is not None:
-                _absolute(value, f"executors[{i}].{attribute}")
-    content_bytes = 0
-    for i, item in enumerate(task.inputs):
-        where = f"inputs[{i}]"
-        _absolute(item.path, f"{where}.path")
-        if (item.url is None) == (item.content is None):
-            raise refused("invalid_input", f"{where}: give exactly one of url and content", field=where)
-        if item.type == "DIRECTORY":
-            if item.url is None:
-                raise refused("invalid_input", f"{where}: a DIRECTORY input names an s3:// prefix in url, "
-                              "not content", field=f"{where}.url")
-            parse_lab_prefix(item.url, f"{where}.url", _readable_buckets(settings))
-        elif item.content is not None:
-            content_bytes += len(item.content.encode())
-        else:
-            parse_lab_uri(item.url, f"{where}.url", _readable_buckets(settings))
-    if content_bytes > MAX_CONTENT_BYTES:
-        raise refused("content_too_large", f"inputs: content inputs take {content_bytes:,} bytes; at most "
-                      f"{MAX_CONTENT_BYTES:,}. Put larger files in the inputs bucket and name them by url.",
-                      field="inputs", limit_bytes=MAX_CONTENT_BYTES)
-    results = settings.buckets.results
-    for i, item in enumerate(task.outputs):
-        where = f"outputs[{i}]"
-        _absolute(item.path, f"{where}.path")
-        wanted = f"s3://{results}/{names.TES_OUTPUTS_PREFIX}"
-        if not item.url.startswith(wanted) or len(item.url) == len(wanted) or ".." in item.url.split("/"):
-            raise refused("output_outside_lab", f"{where}.url: {item.url!r}: task outputs go under {wanted}",
-                          field=f"{where}.url", allowed_prefix=wanted)
-        if WILDCARDS & set(item.path):
-            if not item.path_prefix:
-                raise refused("path_prefix_missing", f"{where}.path_prefix: a path with wildcards needs "
-                              "path_prefix, the part stripped from each match", field=f"{where}.path_prefix")
-            _absolute(item.path_prefix, f"{where}.path_prefix")
-    for i, volume in enumerate(task.volumes or []):
-        _absolute(volume, f"volumes[{i}]")
-    size = len(document_text(task).encode())
-    if size > MAX_TASK_BYTES:
-        parts = task.model_dump(mode="json", exclude_none=True)
-        largest = max(parts, key=lambda key: len(json.dumps(parts[key], ensure_ascii=False).encode()))
-        raise refused("task_too_large", f"{largest}: the task takes {size:,} bytes as JSON, {largest} most of them; "
-                      f"at most {MAX_TASK_BYTES:,}. Put large files in the inputs bucket and name them by url.",
-                      field=largest, size_bytes=size, limit_bytes=MAX_TASK_BYTES)
-
-
-def document_text(task: m.TesTaskRequest) -> str:
-    """The task as the ledger keeps it: without its inputs' `content` (which may hold secrets; the
-    runner's task document in S3 has it). Not ASCII-escaped: DynamoDB counts UTF-8 bytes, and \\u
-    escapes would triple the size of non-ASCII content."""
-    return json.dumps(tes_rules.without_content(task.model_dump(mode="json", exclude_none=True)),
-                      separators=(",", ":"), ensure_ascii=False)
-
-
-def _readable_buckets(settings: LabSettings) -> tuple[str, ...]:
-    return (settings.buckets.inputs, settings.buckets.references, settings.buckets.results)
-
-
-def _absolute(path: str, where: str) -> None:
-    if not path.startswith("/") or "\x00" in path or any(part == ".." for part in path.split("/")):
-        raise refused("path_not_absolute", f"{where}: {path!r} must be an absolute path without '..'", field=where)
-    if path.startswith(("/opt/labbatch/", "/scratch/")) or path in ("/", "/opt/labbatch", "/scratch"):
-        raise refused("path_reserved", f"{where}: {path!r} is LabBatch's (the runner and scratch are mounted "
-                      "there); use another path", field=where)
-
-
-def _resolve_inputs(task: m.TesTaskRequest, settings: LabSettings, s3) -> tuple[int, list[dict]]:
-    """The inputs as the runner stages them, and their size. A DIRECTORY input stays one input, its
-    url a folder (`s3://bucket/prefix/`), which the runner stages as it stages a pipeline's folder;
-    it is listed now, so that the scratch check counts its objects and an empty or missing folder
-    is refused before anything runs."""
-    objects: dict[S3Object, str] = {}
-    files: list[dict] = []
-    listed_bytes = 0
-    for i, item in enumerate(task.inputs):
-        where = f"inputs[{i}].url"
-        if item.type == "DIRECTORY":
-            folder = parse_lab_prefix(item.url, where, _readable_buckets(settings))
-            listed_bytes += sum(size for _, _, size in list_prefix(s3, folder, where, most=MAX_DIRECTORY_OBJECTS))
-            files.append({**item.model_dump(mode="json", exclude_none=True), "url": folder.uri})
-            continue
-        if item.url is not None:
-            objects.setdefault(parse_lab_uri(item.url, where, _readable_buckets(settings)), where)
-        files.append(item.model_dump(mode="json", exclude_none=True))
-    total = listed_bytes + (sum(object_sizes(s3, objects).values()) if objects else 0)
-    return total, files
-
-
 def ensure_job_definition(batch, settings: LabSettings, image: str) -> str:
     """The task image's job definition, registered the first time this shape is asked for."""
     request = tes_rules.job_definition_request(
@@ -302,7 +137,7 @@ def create_task():
     placed = task_resources(task, settings)
     queue, vcpus, memory_mib = placed.queue, placed.vcpus, placed.memory_mib
     rt = _runtime()
-    input_bytes, runner_inputs = _resolve_inputs(task, settings, rt.clients.s3)
+    input_bytes, runner_inputs = resolve_inputs(task, settings, rt.clients.s3)
     if input_bytes > placed.pool_settings.scratch_gib * GIB:
         # Placed again knowing the inputs' size: another pool's scratch may hold them.
         placed = task_resources(task, settings, input_bytes)
@@ -359,111 +194,6 @@ def _task_record(task_id: str) -> dict:
     return record
 
 
-def recovery_chain(record: dict, ledger) -> list[dict]:
-    """The task's record and the records LabBatch resubmitted it as (after a spot reclaim, an OOM
-    kill or an infrastructure failure), in order: the last one says where the task is now."""
-    chain = [record]
-    for _ in range(MAX_RECOVERY_HOPS):
-        following = chain[-1].get("recovered_by")
-        nxt = ledger.get(following) if following else None
-        if nxt is None:
-            break
-        chain.append(nxt)
-    return chain
-
-
-def latest(record: dict, ledger) -> dict:
-    return recovery_chain(record, ledger)[-1]
-
-
-def _stored_json(s3, uri: str) -> Optional[dict]:
-    """A JSON object LabBatch wrote to S3, or None when it is gone (expired) or unreadable."""
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    try:
-        stored = json.loads(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
-    except (ClientError, BotoCoreError, ValueError):
-        return None
-    return stored if isinstance(stored, dict) else None
-
-
-def _manifest(record: dict, s3) -> Optional[dict]:
-    if record.get("status") not in FINAL_STATUSES:
-        return None
-    return _stored_json(s3, outcome.manifest_key(record["output_prefix"]))
-
-
-def input_contents(record: dict, s3) -> dict[str, str]:
-    """The `content` of the task's inputs, by path, from its task document in S3 (the ledger keeps
-    none); empty once work/ has expired it or when it cannot be read."""
-    uri = record.get("tes_task_document")
-    stored = _stored_json(s3, uri) if uri else None
-    return {i["path"]: i["content"] for i in (stored or {}).get("inputs", []) if isinstance(i.get("content"), str)}
-
-
-def _task_log(attempt: dict, following: Optional[dict], state: str, first: dict, full: bool,
-              manifest: Optional[dict]) -> m.TaskLog:
-    """One attempt of the task (one record of its recovery chain) as a TES TaskLog."""
-    tes_part = (manifest or {}).get("tes") or {}
-    executor_logs = [m.ExecutorLog(**{k: v for k, v in e.items()
-                                      if k in ("start_time", "end_time", "exit_code")
-                                      or (full and k in ("stdout", "stderr"))})
-                     for e in tes_part.get("executors", [])]
-    outputs = [m.OutputFileLog(url=o["url"], path=o["path"], size_bytes=str(o["size_bytes"]))
-               for o in tes_part.get("outputs", [])]
-    system_logs = None
-    if full and (following is not None or state in ("SYSTEM_ERROR", "CANCELED", "EXECUTOR_ERROR")):
-        system_logs = [f"LabBatch failure class: {attempt.get('failure') or 'unknown'}",
-                       f"reason: {attempt.get('status_reason') or ''}"]
-        # Batch's job reason for a task that never started is only "Task failed to start"; the
-        # container's (CannotPullContainerError: ...) is in the attempts, and engines show only this.
-        for number, tried in enumerate(attempt.get("attempts") or [], 1):
-            if tried.get("reason") and tried["reason"] != attempt.get("status_reason"):
-                system_logs.append(f"Batch attempt {number}: {tried['reason']}")
-        error = (manifest or {}).get("error")
-        if error:
-            system_logs.append(f"runner: {error.get('code')}: {error.get('message')}")
-        if following is not None:
-            kind = (following.get("recovery") or {}).get("kind") or "recovery"
-            system_logs.append(f"LabBatch resubmitted the task ({kind}) as {following['job_id']}")
-    metadata = {"labbatch_job_id": attempt["job_id"]}
-    if attempt.get("batch_job_id"):
-        metadata["batch_job_id"] = attempt["batch_job_id"]
-    if attempt is not first:
-        metadata["recovered_from"] = first["job_id"]
-    return m.TaskLog(logs=executor_logs, outputs=outputs, system_logs=system_logs, metadata=metadata,
-                     start_time=attempt.get("started_at"), end_time=attempt.get("stopped_at"))
-
-
-def task_view(chain: list[dict], view: str, manifests: Optional[list[Optional[dict]]] = None,
-              contents: Optional[dict[str, str]] = None) -> m.TaskOut:
-    """A task (its recovery chain of ledger records) in the view asked for. MINIMAL: id and state
-    only; `logs` holds one TaskLog per attempt that started or ended, oldest first, each from its
-    own manifest (`manifests`, by position); FULL puts back the inputs' `content` from `contents`,
-    by path."""
-    record, current = chain[0], chain[-1]
-    state = tes_rules.task_state(current)
-    if view == "MINIMAL":
-        return m.TaskOut(id=record["job_id"], state=state)
-    doc = task_document(record)
-    full = view == "FULL"
-    # Records written before content left the ledger still hold it there: only FULL, and only with
-    # `contents` (given to the task's submitter alone), shows it.
-    inputs = [m.InputOut(**{k: v for k, v in i.items() if k != "content"},
-                         **({"content": contents.get(i["path"], i.get("content"))}
-                            if full and contents is not None and not i.get("url") else {}))
-              for i in doc.get("inputs", [])]
-    manifests = manifests or [None] * len(chain)
-    task_logs = [_task_log(attempt, chain[i + 1] if i + 1 < len(chain) else None, state, record, full, manifests[i])
-                 for i, attempt in enumerate(chain)
-                 if attempt.get("started_at") or attempt.get("status") in FINAL_STATUSES] or None
-    return m.TaskOut(
-        id=record["job_id"], state=state, name=doc.get("name"), description=doc.get("description"),
-        inputs=inputs or None, outputs=[m.OutputOut(**o) for o in doc.get("outputs", [])] or None,
-        resources=m.ResourcesOut(**doc["resources"]) if doc.get("resources") else None,
-        executors=[m.ExecutorOut(**e) for e in doc.get("executors", [])],
-        volumes=doc.get("volumes"), tags=doc.get("tags"), logs=task_logs, creation_time=record.get("created_at"))
-
-
 def _view() -> str:
     view = (router.current_event.query_string_parameters or {}).get("view") or "MINIMAL"
     if view not in ("MINIMAL", "BASIC", "FULL"):
@@ -478,7 +208,7 @@ def get_task(task_id: str):
     rt = _runtime()
     record = _task_record(task_id)
     chain = recovery_chain(record, rt.ledger)
-    manifests = [_manifest(attempt, rt.clients.s3) for attempt in chain] if view != "MINIMAL" else None
+    manifests = [manifest(attempt, rt.clients.s3) for attempt in chain] if view != "MINIMAL" else None
     contents = input_contents(record, rt.clients.s3) if view == "FULL" and _submitted_by_caller(record) else None
     return _answer(HTTPStatus.OK, task_view(chain, view, manifests, contents))
 
@@ -487,25 +217,6 @@ def _submitted_by_caller(record: dict) -> bool:
     """`content` may hold its submitter's secrets (Snakemake's script can carry storage keys): FULL
     gives it back to them alone; other members of the lab see the task without it."""
     return bool(record.get("submitted_by")) and record.get("submitted_by") == _caller()
-
-
-def task_document(record: dict) -> dict:
-    return json.loads(record.get("tes") or "{}")
-
-
-def matches(record: dict, current: dict, *, name_prefix: Optional[str], state: Optional[str],
-            tags: dict[str, str]) -> bool:
-    """TES 1.1's list filters; a tag asked for with an empty value matches any value."""
-    doc = task_document(record)
-    if name_prefix and not (doc.get("name") or "").startswith(name_prefix):
-        return False
-    if state and tes_rules.task_state(current) != state:
-        return False
-    task_tags = doc.get("tags") or {}
-    for key, value in tags.items():
-        if key not in task_tags or (value != "" and task_tags[key] != value):
-            return False
-    return True
 
 
 def _list_query() -> tuple[int, Optional[str], Optional[str], dict[str, str]]:
@@ -554,7 +265,7 @@ def list_tasks():
         # The logs GET tasks/{id} gives come from each attempt's manifest: read them together.
         attempts = [attempt for chain in page for attempt in chain]
         with ThreadPoolExecutor(max_workers=MANIFEST_READERS) as pool:
-            found = iter(list(pool.map(lambda attempt: _manifest(attempt, rt.clients.s3), attempts)))
+            found = iter(list(pool.map(lambda attempt: manifest(attempt, rt.clients.s3), attempts)))
         manifests = [[next(found) for _ in chain] for chain in page]
     contents: list[Optional[dict[str, str]]] = [None] * len(page)
     if view == "FULL":
@@ -562,8 +273,8 @@ def list_tasks():
         with ThreadPoolExecutor(max_workers=MANIFEST_READERS) as pool:
             contents = list(pool.map(lambda chain: input_contents(chain[0], rt.clients.s3)
                                      if chain[0].get("submitted_by") == caller else None, page))
-    tasks = [task_view(chain, view, manifest, content)
-             for chain, manifest, content in zip(page, manifests, contents)]
+    tasks = [task_view(chain, view, chain_manifests, content)
+             for chain, chain_manifests, content in zip(page, manifests, contents)]
     return _answer(HTTPStatus.OK, m.ListTasksResponse(tasks=tasks, next_page_token=token))
 
 
