@@ -81,7 +81,7 @@ def run_submit(args: argparse.Namespace) -> int:
     samples, places = load_samples(args.samples) if args.samples else (None, [])
     if not args.inputs and not samples:
         raise UsageError("give at least one INPUT, or --samples FILE")
-    from labbatch.transfer import stage_local_inputs  # local paths: uploaded first, said on stderr
+    from labbatch.transfer.upload import stage_local_inputs  # local paths: uploaded first, said on stderr
     args.inputs, samples = stage_local_inputs(args, args.inputs, samples)
     with _client(args) as client:
         try:
@@ -688,10 +688,10 @@ COMMANDS: tuple[SubCommand, ...] = (
     SubCommand("pipelines", "what this lab can run, with defaults and limits", run_pipelines),
     SubCommand("why", "why a job is waiting (or how it ended)", run_why, _job_or_child_argument),
     SubCommand("upload", "upload files and folders to the lab's inputs (or references) bucket, checksums verified; "
-               "prints the s3:// URIs to submit", _lazy("labbatch.transfer", "run_upload"),
-               _lazy_arguments("labbatch.transfer", "upload_arguments")),
+               "prints the s3:// URIs to submit", _lazy("labbatch.transfer.upload", "run_upload"),
+               _lazy_arguments("labbatch.transfer.upload", "upload_arguments")),
     SubCommand("results", "download a job's outputs (every array child's), verified against its manifest.json",
-               _lazy("labbatch.transfer", "run_results"), _lazy_arguments("labbatch.transfer", "results_arguments")),
+               _lazy("labbatch.transfer.results", "run_results"), _lazy_arguments("labbatch.transfer.results", "results_arguments")),
     SubCommand("download", "download everything under a prefix of the lab's buckets (a workflow engine's outputs), "
                "each file checked against S3's own checksum", _lazy("labbatch.prefix_download", "run_download"),
                _lazy_arguments("labbatch.prefix_download", "download_arguments")),

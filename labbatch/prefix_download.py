@@ -24,7 +24,8 @@ from typing import Any
 
 from labbatch.client import LabBatchError
 from labbatch.labdata import LabData, aws_reason, split_uri
-from labbatch.transfer import PART_SUFFIX, READ_BYTES, human_bytes
+from labbatch.transfer import PART_SUFFIX, READ_BYTES
+from labbatch.transfer.progress import human_bytes
 
 # Checksums S3 keeps of a whole object, and how to compute each here.
 _WHOLE_OBJECT = {"ChecksumSHA256": "sha256", "ChecksumCRC32": "crc32"}

@@ -14,8 +14,9 @@ import pytest
 from moto import mock_aws
 
 from labbatch.client import LabBatchError
-from labbatch.transfer import MULTIPART_BYTES, check_s3_checksum, collect_files, digest_file, normalise_prefix, \
-    transfer_config
+from labbatch.transfer import MULTIPART_BYTES, transfer_config
+from labbatch.transfer.checksums import check_s3_checksum, digest_file
+from labbatch.transfer.upload import collect_files, normalise_prefix
 
 
 @mock_aws
