@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "containers" / "runner"))
 
 from benchlib import Summary, median, ratio_spread, spread  # noqa: E402
+from labbatch_contract import manifest as manifests  # noqa: E402
 from labbatch_contract import outcome  # noqa: E402
 from staging import moto_server  # noqa: E402
 
@@ -84,7 +85,8 @@ def main() -> None:
                     reads = f"s3://{BUCKET}/reads/{name}.fq"
                     s3.put_object(Bucket=BUCKET, Key=f"reads/{name}.fq", Body=b"@r\nACGT\n+\nIIII\n")
                     manifest = run_job(env, scratch, name, reads, index)
-                    caches = {item["cache"] for item in manifest["inputs"] if item["uri"].startswith(index)}
+                    caches = {item["cache"] for item in manifests.entries(manifest, manifests.INPUTS)
+                              if item["uri"].startswith(index)}
                     expected = {"miss"} if job == 1 else {"hit"}
                     if caches != expected:
                         raise RuntimeError(f"job {name}: reference cache said {caches}, expected {expected}")

@@ -35,6 +35,7 @@ from labbatch.doctor_gpus import gpu_pool_notes, refused_here
 from labbatch.client import (DOCTOR_CANARY_PREFIX, Connection, LabBatchApiError, LabBatchClient,
                              LabBatchConnectionError, LabBatchError, local_lab_state, resolve_connection)
 from labbatch_contract import batch_reasons, outcome
+from labbatch_contract import manifest as manifests
 
 EXIT_OK, EXIT_FAILED = 0, 1
 CANARY_PIPELINE = "fastq-stats"
@@ -431,8 +432,8 @@ def _judge_canary(target: Target, queue: str, record: dict[str, Any], add: Calla
     results_bucket, results_key = prefix.removeprefix("s3://").split("/", 1)
     try:
         manifest = json.loads(s3.get_object(Bucket=results_bucket, Key=outcome.manifest_key(results_key))["Body"].read())
-        if manifest.get("status") != "succeeded":
-            problems.append(f"its manifest says {manifest.get('status')}")
+        if not manifests.succeeded(manifest):
+            problems.append(f"its manifest says {manifests.status(manifest)}")
     except Exception as error:  # noqa: BLE001
         problems.append(f"no {outcome.MANIFEST_NAME} under {prefix} ({_aws_reason(error)})")
     log = dict(record.get("log") or {})

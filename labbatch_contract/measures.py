@@ -28,6 +28,7 @@ import json
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
+from labbatch_contract import manifest as manifests
 from labbatch_contract.batch_reasons import is_host_terminated
 from labbatch_contract.failures import SPOT_RECLAIMED
 
@@ -82,17 +83,18 @@ def _tail(text: Any) -> str | None:
 
 def manifest_figures(manifest: Mapping[str, Any]) -> dict[str, Any]:
     """What the runner's manifest adds to its attempt's figures."""
-    tool = manifest.get("tool") if isinstance(manifest.get("tool"), dict) else {}
-    peaks = manifest.get("peak_memory_bytes") if isinstance(manifest.get("peak_memory_bytes"), dict) else {}
-    error = manifest.get("error") if isinstance(manifest.get("error"), dict) else {}
-    peak = peaks.get("tool")
+    tool = manifests.tool_part(manifest)
+    peaks = manifest.get(manifests.PEAK_MEMORY_BYTES)
+    peak = peaks.get(manifests.TOOL) if isinstance(peaks, dict) else None
+    cpu = tool.get(manifests.CPU_SECONDS)
     figures = {
         "peak_memory_mib": round(peak / MIB, 1) if isinstance(peak, (int, float)) else None,
-        "cpu_s": tool.get("cpu_seconds") if isinstance(tool.get("cpu_seconds"), (int, float)) else None,
-        "bytes_in": sum(i.get("size") or 0 for i in manifest.get("inputs") or [] if isinstance(i, dict)),
-        "bytes_out": sum(o.get("size") or 0 for o in manifest.get("outputs") or [] if isinstance(o, dict)),
-        "instance_type": manifest.get("instance_type"),
-        "stderr_tail": _tail(error.get("message")) if manifest.get("status") == "failed" else None,
+        "cpu_s": cpu if isinstance(cpu, (int, float)) else None,
+        "bytes_in": sum(i.get(manifests.SIZE) or 0 for i in manifests.entries(manifest, manifests.INPUTS)),
+        "bytes_out": sum(o.get(manifests.SIZE) or 0 for o in manifests.entries(manifest, manifests.OUTPUTS)),
+        "instance_type": manifest.get(manifests.INSTANCE_TYPE),
+        "stderr_tail": _tail(manifests.error_message(manifest))
+        if manifests.status(manifest) == manifests.FAILED else None,
     }
     return {key: value for key, value in figures.items() if value is not None}
 
@@ -128,16 +130,6 @@ def _earlier_failure(attempt: Mapping[str, Any]) -> str | None:
     """An attempt Batch retried: a spot reclaim is known from its reason alone (the timeline shows
     reclaims); other classes need the manifest only the last attempt has."""
     return SPOT_RECLAIMED if is_host_terminated(attempt.get("reason")) else None
-
-
-def manifest_is_of(manifest: Mapping[str, Any] | None, *, attempts: int, exit_code: int | None) -> bool:
-    """True when a manifest found under a job's prefix is its last attempt's (an earlier attempt's
-    says nothing about the last one)."""
-    if manifest is None:
-        return False
-    if manifest.get("attempt") not in (None, attempts):
-        return False
-    return exit_code is None or manifest.get("exit_code") == exit_code
 
 
 def used_vcpus(row: Mapping[str, Any]) -> float | None:

@@ -16,6 +16,7 @@ from typing import Any
 from labbatch.error_line import print_error
 from labbatch.client import FINAL_STATUSES, LabBatchError
 from labbatch.labdata import LabData, aws_code, aws_reason, split_uri
+from labbatch_contract import manifest as manifests
 from labbatch_contract import outcome
 from labbatch.transfer import PART_SUFFIX, transfer_config
 from labbatch.transfer.checksums import sha256_file
@@ -51,12 +52,12 @@ def run_results(args: argparse.Namespace) -> int:
     data = LabData.from_args(args)
     with data.api() as api:
         record = _follow_recovery(api, api.get(args.job_id))
-    outputs, manifests, problems = job_outputs(data, record)
+    outputs, manifest_bodies, problems = job_outputs(data, record)
     if args.list:
         _print_outputs(record, outputs, problems, as_json=args.json)
         return _finish(problems, record)
     destination = args.to or Path(record["job_id"])
-    written = download_outputs(data, outputs, manifests, destination)
+    written = download_outputs(data, outputs, manifest_bodies, destination)
     total = sum(o.size for o in outputs)
     if args.json:
         sys.stdout.write(json.dumps({"job_id": record["job_id"], "directory": str(destination), "files": [
@@ -99,7 +100,7 @@ def _finish(problems: Sequence[LabBatchError], record: Mapping[str, Any]) -> int
 
 def job_outputs(data: LabData, record: Mapping[str, Any]) -> tuple[list[Output], dict[str | None, bytes],
                                                                     list[LabBatchError]]:
-    """Every output the job's manifests list, the manifests themselves, and what is missing or failed.
+    """Every output the job's manifest_bodies list, the manifest_bodies themselves, and what is missing or failed.
 
     Refuses (raises) when there is nothing to fetch at all: a job not finished, or no manifest.
     """
@@ -117,7 +118,7 @@ def job_outputs(data: LabData, record: Mapping[str, Any]) -> tuple[list[Output],
     else:
         fetched = [((None, None), _read_manifest(s3, outcome.manifest_key(prefix)))]
     outputs: list[Output] = []
-    manifests: dict[str | None, bytes] = {}
+    manifest_bodies: dict[str | None, bytes] = {}
     problems: list[LabBatchError] = []
     for (index, sample), (uri, body, error) in fetched:
         who = job_id if sample is None else f"{job_id} child {index} ({sample})"
@@ -130,29 +131,29 @@ def job_outputs(data: LabData, record: Mapping[str, Any]) -> tuple[list[Output],
         except ValueError:
             problems.append(LabBatchError("bad_manifest", f"{uri} is not JSON"))
             continue
-        if manifest.get("status") != "succeeded":
-            detail = (manifest.get("error") or {}).get("message") or f"phase {manifest.get('failed_phase')}"
+        if not manifests.succeeded(manifest):
+            detail = manifests.error_message(manifest) or f"phase {manifests.failed_phase(manifest)}"
             problems.append(LabBatchError("job_failed", f"{who} failed, so it has no outputs: {detail} "
                                           f"(labbatch logs {job_id}" + (f" --child {index}" if index is not None
                                                                         else "") + ")"))
             continue
-        manifests[sample] = body
-        for entry in manifest.get("outputs") or []:
-            path = str(entry.get("path") or "")
+        manifest_bodies[sample] = body
+        for entry in manifests.entries(manifest, manifests.OUTPUTS):
+            path = str(entry.get(manifests.PATH) or "")
             relative = PurePosixPath(path)
             if not path or relative.is_absolute() or ".." in relative.parts:
                 problems.append(LabBatchError("bad_manifest", f"{uri} lists an unsafe path {path!r}"))
                 continue
-            bucket, key = split_uri(str(manifest.get("output_prefix") or ""))
-            outputs.append(Output(sample, relative.as_posix(), bucket, entry.get("key") or key + path,
-                                  int(entry["size"]), str(entry["sha256"])))
-    if not outputs and not manifests and problems:
+            bucket, key = split_uri(str(manifest.get(manifests.OUTPUT_PREFIX) or ""))
+            outputs.append(Output(sample, relative.as_posix(), bucket, entry.get(manifests.KEY) or key + path,
+                                  int(entry[manifests.SIZE]), str(entry[manifests.SHA256])))
+    if not outputs and not manifest_bodies and problems:
         if len(problems) == 1:
             raise problems[0]
         for problem in problems[:-1]:
             print_error(problem.code, problem.message)
         raise LabBatchError(problems[-1].code, f"{problems[-1].message} (no child of {job_id} has outputs)")
-    return outputs, manifests, problems
+    return outputs, manifest_bodies, problems
 
 
 def _samples(data: LabData, record: Mapping[str, Any]) -> list[tuple[int, str]]:
@@ -199,14 +200,14 @@ def _print_outputs(record: Mapping[str, Any], outputs: Sequence[Output], problem
     print(f"{files_text(len(outputs))}, {human_bytes(sum(o.size for o in outputs))}")
 
 
-def download_outputs(data: LabData, outputs: Sequence[Output], manifests: Mapping[str | None, bytes],
+def download_outputs(data: LabData, outputs: Sequence[Output], manifest_bodies: Mapping[str | None, bytes],
                      destination: Path) -> list[bool]:
     """Downloads and verifies every output; True for each one fetched, False for one already there intact."""
     from boto3.s3.transfer import TransferManager
     from botocore.exceptions import BotoCoreError, ClientError
 
     destination.mkdir(parents=True, exist_ok=True)
-    for sample, body in manifests.items():
+    for sample, body in manifest_bodies.items():
         folder = destination / sample if sample is not None else destination
         folder.mkdir(parents=True, exist_ok=True)
         (folder / outcome.MANIFEST_NAME).write_bytes(body)

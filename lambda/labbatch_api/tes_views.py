@@ -10,6 +10,7 @@ from typing import Optional
 from botocore.exceptions import BotoCoreError, ClientError
 
 from labbatch_api import tes_models as m
+from labbatch_contract import manifest as manifests
 from labbatch_contract import outcome
 from labbatch_contract import tes as tes_rules
 from labbatch_contract.ledger import FINAL_STATUSES
@@ -61,7 +62,7 @@ def input_contents(record: dict, s3) -> dict[str, str]:
 def _task_log(attempt: dict, following: Optional[dict], state: str, first: dict, full: bool,
               manifest: Optional[dict]) -> m.TaskLog:
     """One attempt of the task (one record of its recovery chain) as a TES TaskLog."""
-    tes_part = (manifest or {}).get("tes") or {}
+    tes_part = manifests.tes_part(manifest)
     executor_logs = [m.ExecutorLog(**{k: v for k, v in e.items()
                                       if k in ("start_time", "end_time", "exit_code")
                                       or (full and k in ("stdout", "stderr"))})
@@ -77,9 +78,8 @@ def _task_log(attempt: dict, following: Optional[dict], state: str, first: dict,
         for number, tried in enumerate(attempt.get("attempts") or [], 1):
             if tried.get("reason") and tried["reason"] != attempt.get("status_reason"):
                 system_logs.append(f"Batch attempt {number}: {tried['reason']}")
-        error = (manifest or {}).get("error")
-        if error:
-            system_logs.append(f"runner: {error.get('code')}: {error.get('message')}")
+        if manifests.error_code(manifest) or manifests.error_message(manifest):
+            system_logs.append(f"runner: {manifests.error_code(manifest)}: {manifests.error_message(manifest)}")
         if following is not None:
             kind = (following.get("recovery") or {}).get("kind") or "recovery"
             system_logs.append(f"LabBatch resubmitted the task ({kind}) as {following['job_id']}")
@@ -92,11 +92,11 @@ def _task_log(attempt: dict, following: Optional[dict], state: str, first: dict,
                      start_time=attempt.get("started_at"), end_time=attempt.get("stopped_at"))
 
 
-def task_view(chain: list[dict], view: str, manifests: Optional[list[Optional[dict]]] = None,
+def task_view(chain: list[dict], view: str, attempt_manifests: Optional[list[Optional[dict]]] = None,
               contents: Optional[dict[str, str]] = None) -> m.TaskOut:
     """A task (its recovery chain of ledger records) in the view asked for. MINIMAL: id and state
     only; `logs` holds one TaskLog per attempt that started or ended, oldest first, each from its
-    own manifest (`manifests`, by position); FULL puts back the inputs' `content` from `contents`,
+    own manifest (`attempt_manifests`, by position); FULL puts back the inputs' `content` from `contents`,
     by path."""
     record, current = chain[0], chain[-1]
     state = tes_rules.task_state(current)
@@ -110,8 +110,9 @@ def task_view(chain: list[dict], view: str, manifests: Optional[list[Optional[di
                          **({"content": contents.get(i["path"], i.get("content"))}
                             if full and contents is not None and not i.get("url") else {}))
               for i in doc.get("inputs", [])]
-    manifests = manifests or [None] * len(chain)
-    task_logs = [_task_log(attempt, chain[i + 1] if i + 1 < len(chain) else None, state, record, full, manifests[i])
+    attempt_manifests = attempt_manifests or [None] * len(chain)
+    task_logs = [_task_log(attempt, chain[i + 1] if i + 1 < len(chain) else None, state, record, full,
+                           attempt_manifests[i])
                  for i, attempt in enumerate(chain)
                  if attempt.get("started_at") or attempt.get("status") in FINAL_STATUSES] or None
     return m.TaskOut(

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
 from labbatch_contract import batch_reasons as words
+from labbatch_contract import manifest as manifests
 from labbatch_contract import outcome
 from labbatch_contract.failures import (APPLICATION, CANCELLED, FAILURE_CLASSES, INFRASTRUCTURE, OUT_OF_MEMORY,
                                         OUT_OF_SCRATCH, SPOT_RECLAIMED, TIMEOUT, Failure)
@@ -99,16 +100,13 @@ def classify(
 
 
 def _runner_failure(exit_code: int, manifest: Mapping[str, Any] | None, *, attempt_number: int) -> str | None:
-    if not isinstance(manifest, Mapping) or manifest.get("exit_code") != exit_code:
-        return None
-    if manifest.get("attempt") not in (None, attempt_number):
-        return None  # an earlier attempt's manifest: says nothing about this one
-    tool = manifest.get("tool")
-    if exit_code == outcome.KILLED and isinstance(tool, Mapping) and tool.get("oom_killed") is True:
+    if not manifests.is_of(manifest, attempts=attempt_number, exit_code=exit_code):
+        return None  # another attempt's manifest (or none): says nothing about this one
+    if exit_code == outcome.KILLED and manifests.oom_killed(manifest):
         # The kernel killed the tool for memory although the engine did not say so (Docker 20.10
         # on cgroup v1 leaves OOMKilled false at times); its cgroup's count, read by the runner, does.
         return OUT_OF_MEMORY
-    phase = manifest.get("failed_phase")
+    phase = manifests.failed_phase(manifest)
     if phase not in outcome.RUNNER_PHASES:
         return None
     if phase == outcome.TERMINATED:

@@ -37,6 +37,7 @@ from labbatch_status import failure_notice
 from labbatch_status import recovery
 from labbatch_status.batch_events import NotALabBatchJob, StatusUpdate, parse_state_change
 from labbatch_status.failure_classes import classify, classify_array_parent, manifest_wanted
+from labbatch_contract import manifest as manifests
 from labbatch_contract import measures, outcome, placement, runner_env
 from labbatch_contract import tes as tes_rules
 from labbatch_contract.failures import APPLICATION, RECOVERABLE_FAILURES
@@ -188,8 +189,8 @@ def figures_of(settings: LabSettings, update: StatusUpdate) -> StatusUpdate:
             detail = {"sample": sample}
     last = update.evidence[-1] if update.evidence else None
     manifest = read_manifest(prefix) if update.attempts else None
-    if not measures.manifest_is_of(manifest, attempts=len(update.attempts),
-                                   exit_code=last.exit_code if last is not None else None):
+    if not manifests.is_of(manifest, attempts=len(update.attempts),
+                           exit_code=last.exit_code if last is not None else None):
         manifest = None
     figures = measures.attempt_figures(
         attempts=update.attempts, created_at=update.created_at, vcpus=update.vcpus, memory_mib=update.memory_mib,
@@ -222,15 +223,12 @@ def describe_failed_child(update: StatusUpdate, parent: dict[str, Any] | None) -
     manifest = None
     if child_prefix and last is not None and last.exit_code is not None:
         manifest = read_manifest(child_prefix)
-        if manifest is not None and (manifest.get("exit_code") != last.exit_code
-                                     or manifest.get("attempt") not in (None, len(update.evidence))):
+        if not manifests.is_of(manifest, attempts=len(update.evidence), exit_code=last.exit_code):
             manifest = None  # another attempt's: says nothing about this one
     cancel_requested = bool((parent or {}).get("cancel"))
     failure = classify(status_reason=update.status_reason, attempts=update.evidence,
                        cancel_requested=cancel_requested, manifest=manifest)
-    error = (manifest or {}).get("error")
-    message = error.get("message") if isinstance(error, dict) else None
-    reason = message if isinstance(message, str) and message else _reason(update)
+    reason = manifests.error_message(manifest) or _reason(update)
     if reason and len(reason) > CHILD_REASON_MAX_CHARS:
         reason = reason[: CHILD_REASON_MAX_CHARS - 3] + "..."
     detail = {

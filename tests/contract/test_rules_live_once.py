@@ -5,7 +5,8 @@ Each copy of such a rule is a line or two (a failure class returned as a literal
 silently: the runner renames a log and `labbatch logs` shows nothing. So this scans the project's
 Python outside labbatch_contract/ and tests/ for the contract's constants written as literals
 where they are used as such: the failure classes, the runner's phases, its manifest and log
-names, and its exit codes next to an exit code.
+names, the manifest's fields (read from anything called a manifest, or the names only the
+manifest has), and its exit codes next to an exit code.
 """
 
 from __future__ import annotations
@@ -16,12 +17,19 @@ import subprocess
 from pathlib import Path
 
 from labbatch_contract import batch_reasons, failures, outcome
+from labbatch_contract import manifest as manifests
 
 ROOT = Path(__file__).resolve().parents[2]
 SKIPPED = ("labbatch_contract/", "tests/")
 # Literals that look like a contract constant and are not one, each with why.
 NOT_THE_CONTRACTS = {
     ("bench/synth.py", "manifest.json"): "the CDK cloud assembly's manifest.json, not the runner's",
+    ("bench/report_scale.py", manifests.FAILED_PHASE): "a stand-in manifest in the runner's whole shape, "
+                                                       "a benchmark's input like a test's fixture",
+    ("bench/report_scale.py", manifests.OOM_KILLED): "the same stand-in manifest",
+    ("bench/report_scale.py", manifests.PEAK_MEMORY_BYTES): "the same stand-in manifest",
+    ("containers/instance/ecs_agent.py", manifests.OOM_KILLED): "the rehearsal agent's own report of Docker's "
+                                                                "OOMKilled, not the runner's manifest",
 }
 
 FAILURE_CLASSES = frozenset(failures.FAILURE_CLASSES)
@@ -35,6 +43,11 @@ BATCH_WORDS = (batch_reasons.HOST_TERMINATED_PREFIX, batch_reasons.OUT_OF_MEMORY
                batch_reasons.JOB_RESOURCE_REQUIREMENT, batch_reasons.COMPUTE_ENVIRONMENT_MAX_RESOURCE,
                batch_reasons.INSUFFICIENT_INSTANCE_CAPACITY, batch_reasons.SERVICE_ROLE_PERMISSIONS,
                batch_reasons.API_CANCEL_PREFIX)
+# The manifest's fields, by the names in labbatch_contract.manifest (all its lower-case constants).
+MANIFEST_FIELDS = frozenset(value for name, value in vars(manifests).items()
+                            if name.isupper() and isinstance(value, str) and value not in (manifests.SUCCEEDED,
+                                                                                           manifests.FAILED))
+MANIFEST_ONLY_FIELDS = frozenset({manifests.FAILED_PHASE, manifests.OOM_KILLED, manifests.PEAK_MEMORY_BYTES})
 RUNNER_EXITS = frozenset(int(code) for code in outcome.ExitCode)
 # 126, 127 and 130 are also every shell's (the CLI's own exit codes use 130 for Ctrl-C): as a
 # constant they are only the runner's when compared with an exit code.
@@ -74,6 +87,8 @@ class _Copies(ast.NodeVisitor):
                 self._add(node, f"{node.value!r} (labbatch_contract.failures / .outcome)")
             elif FILE_NAMES.search(node.value) and (self.relative, node.value) not in NOT_THE_CONTRACTS:
                 self._add(node, f"{node.value!r} (labbatch_contract.outcome)")
+            elif node.value in MANIFEST_ONLY_FIELDS and (self.relative, node.value) not in NOT_THE_CONTRACTS:
+                self._add(node, f"the manifest's field {node.value!r} (labbatch_contract.manifest)")
             elif node.value.startswith(BATCH_WORDS):
                 self._add(node, f"Batch's words {node.value[:40]!r} (labbatch_contract.batch_reasons)")
 
@@ -116,7 +131,18 @@ class _Copies(ast.NodeVisitor):
                 self._add(value, "a failure class written as a literal (labbatch_contract.failures)")
         self.generic_visit(node)
 
+    def _manifest_field(self, node: ast.AST, receiver: ast.AST, key: ast.AST | None) -> None:
+        if isinstance(key, ast.Constant) and key.value in MANIFEST_FIELDS - MANIFEST_ONLY_FIELDS \
+                and "manifest" in self._text(receiver).lower():
+            self._add(node, f"the manifest's field {key.value!r} read by its name (labbatch_contract.manifest)")
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        self._manifest_field(node, node.value, node.slice)
+        self.generic_visit(node)
+
     def visit_Call(self, node: ast.Call) -> None:
+        if isinstance(node.func, ast.Attribute) and node.func.attr == "get" and node.args:
+            self._manifest_field(node, node.func.value, node.args[0])
         for keyword in node.keywords:
             if keyword.arg and EXIT_WORDS.search(keyword.arg) and set(_ints(keyword.value)) & RUNNER_ONLY_EXITS:
                 self._add(keyword.value, "a runner exit code passed as a number (labbatch_contract.outcome.ExitCode)")
@@ -151,11 +177,13 @@ def test_the_scan_recognises_each_kind_of_copy(tmp_path):
         'RUNNER_INFRASTRUCTURE = frozenset({67, 68, 69, 70})\n'
         'report.fail("run", "tool_failed", "x", 1)\n'
         'CLASSES = ("timeout", "cancelled")\n'
-        'TIMEOUT_REASON = "Job attempt duration exceeded timeout"\n')
+        'TIMEOUT_REASON = "Job attempt duration exceeded timeout"\n'
+        'ok = manifest.get("status") == "succeeded" and not manifest["tool"]["oom_killed"]\n')
     finder = _Copies(sample.read_text(), "sample.py")
     finder.visit(ast.parse(sample.read_text()))
     lines = {int(found.split(":")[1]) for found in finder.found}
-    assert lines == {2, 3, 4, 5, 6, 7, 8, 9, 10}
+    assert lines == {2, 3, 4, 5, 6, 7, 8, 9, 10, 11}
+    assert sum(1 for found in finder.found if ":11:" in found) == 3  # status, tool, oom_killed
 
 
 def test_the_scan_leaves_other_numbers_and_words_alone(tmp_path):

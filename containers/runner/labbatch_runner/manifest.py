@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from labbatch_contract import manifest as manifests
 from labbatch_contract import outcome
 from labbatch_contract.outcome import MANIFEST_NAME, RUNNER_LOG, TOOL_LOG
 
@@ -93,24 +94,25 @@ class Report:
             "job_id": self.job_id,
             "array_index": self.array_index,
             "sample": self.sample,
-            "attempt": self.attempt,
-            "status": "failed" if self.failure else "succeeded",
-            "failed_phase": self.failure.phase if self.failure else None,
-            "error": {"code": self.failure.code, "message": self.failure.message} if self.failure else None,
-            "exit_code": self.exit_code,
-            "output_prefix": str(self.output_prefix) if self.output_prefix else None,
+            manifests.ATTEMPT: self.attempt,
+            manifests.STATUS: manifests.FAILED if self.failure else manifests.SUCCEEDED,
+            manifests.FAILED_PHASE: self.failure.phase if self.failure else None,
+            manifests.ERROR: {manifests.ERROR_CODE: self.failure.code, manifests.ERROR_MESSAGE: self.failure.message}
+            if self.failure else None,
+            manifests.EXIT_CODE: self.exit_code,
+            manifests.OUTPUT_PREFIX: str(self.output_prefix) if self.output_prefix else None,
             "parameters": self.parameters,
-            "tool": {
+            manifests.TOOL: {
                 "argv": self.argv,
                 "exit_code": self.tool.exit_code if self.tool else None,
                 "signal": self.tool.signal if self.tool else None,
-                "oom_killed": self.tool.oom_killed if self.tool else None,
-                "cpu_seconds": self.tool.cpu_seconds if self.tool else None,
+                manifests.OOM_KILLED: self.tool.oom_killed if self.tool else None,
+                manifests.CPU_SECONDS: self.tool.cpu_seconds if self.tool else None,
             },
-            "inputs": [
+            manifests.INPUTS: [
                 {
                     "uri": str(item.uri),
-                    "size": item.size,
+                    manifests.SIZE: item.size,
                     "used_as": list(item.used_as),
                     # Reference data: "hit" when the instance's cache held it, "miss" when this attempt fetched it.
                     "cache": item.cache,
@@ -122,22 +124,24 @@ class Report:
                 }
                 for item in self.inputs
             ],
-            "outputs": [
-                {"path": item.path, "key": item.key, "size": item.size, "sha256": item.sha256} for item in self.outputs
+            manifests.OUTPUTS: [
+                {manifests.PATH: item.path, manifests.KEY: item.key, manifests.SIZE: item.size,
+                 manifests.SHA256: item.sha256}
+                for item in self.outputs
             ],
             "logs": {Path(name).stem: str(self.key(name)) for name in log_names},
             "timings_seconds": timings,
             "started_at": self.started_at,
             "finished_at": utc_now(),
             "peak_scratch_bytes": self.peak_scratch_bytes,
-            "peak_memory_bytes": {
-                "tool": self.tool.peak_memory_bytes if self.tool else None,
+            manifests.PEAK_MEMORY_BYTES: {
+                manifests.TOOL: self.tool.peak_memory_bytes if self.tool else None,
                 "runner": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
             },
             "transfer_engine": self.transfer_engine,
         }
         if self.tes is not None:
-            manifest["tes"] = self.tes
+            manifest[manifests.TES] = self.tes
         return manifest
 
 
