@@ -198,8 +198,8 @@ def in_process(requests: int, summary: Summary) -> float:
 # as labbatch/local/batch/http_server.py already sets on its own), applied at start-up.
 NODELAY_LAUNCHER = """\
 import sys
-import labbatch.local.apigateway as gateway
-gateway._ProxyRequestHandler.disable_nagle_algorithm = True
+import labbatch.local.apigateway.http_front as front
+front.ProxyRequestHandler.disable_nagle_algorithm = True
 from labbatch.cli import main
 sys.argv = ["labbatch"] + sys.argv[1:]
 sys.exit(main())
