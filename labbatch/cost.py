@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import tempfile
 from dataclasses import asdict, dataclass
@@ -18,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from labbatch import instance_types
+from labbatch import cdk_app, instance_types
 from labbatch.config import Lab, Pool
 from labbatch.instance_prices import NoPrice, on_demand_hour
 from labbatch_contract import names
@@ -86,21 +84,6 @@ def stale_because(cdk_out: Path, lab_name: str, labs_dir: Path) -> str | None:
     if newest is not None and newest.stat().st_mtime > oldest.stat().st_mtime:
         return f"{oldest} is older than {newest}"
     return None
-
-
-def synthesize(lab_name: str, labs_dir: Path, outdir: Path) -> None:
-    """The lab's templates from its lab file as it is now, as `cdk synth` makes them (app.py with
-    CDK_OUTDIR and cdk.json's context), into `outdir`; cdk.out is left as it is."""
-    root = Path(__file__).resolve().parents[1]
-    context = json.loads((root / "cdk.json").read_text()).get("context", {})
-    context.update(lab=lab_name, labs_dir=str(labs_dir.resolve()))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(CDK_OUTDIR=str(outdir), CDK_CONTEXT_JSON=json.dumps(context),
-               PATH=f"{root / 'node_modules' / '.bin'}{os.pathsep}{env.get('PATH', '')}")
-    done = subprocess.run([sys.executable, str(root / "app.py")], cwd=root, env=env, capture_output=True, text=True)
-    if done.returncode != 0:
-        tail = " ".join(done.stderr.split())[-600:]
-        raise CostError(f"synthesizing lab {lab_name} from {labs_dir} failed (exit {done.returncode}): {tail}")
 
 
 def priced_type(resource: dict) -> str:
@@ -236,7 +219,10 @@ def _priced_from_current_templates(lab: Lab, args: argparse.Namespace) -> dict[s
                         f"(`make synth`, or `cdk synth -c lab={lab.name}`), or drop --no-synth")
     print(f"labbatch: {stale}: pricing a fresh synth of the lab file ({args.cdk_out} left as it is)", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="labbatch-cost-") as fresh:
-        synthesize(lab.name, args.labs_dir, Path(fresh))
+        try:
+            cdk_app.synthesize(lab.name, args.labs_dir, Path(fresh))
+        except cdk_app.SynthFailed as error:
+            raise CostError(str(error)) from None
         result = report(lab, Path(fresh))
     result["synthesized_because"] = stale
     return result

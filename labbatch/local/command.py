@@ -14,6 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from labbatch import cdk_app
 from labbatch.error_line import print_error
 from labbatch.loader import DEFAULT_LABS_DIR, load_one_lab
 
@@ -39,11 +40,12 @@ def local_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run every job on this machine with the host's runner and tools, even when a "
                              "container engine is present (default: in containers when docker or podman "
                              "answers and holds labbatch-runner:local)")
-    parser.add_argument("--iam", choices=("strict", "warn", "off"), default="strict",
+    parser.add_argument("--iam", choices=("strict", "warn", "off"), default=None,
                         help="IAM as AWS evaluates it, with each principal's policies from the lab's synthesized "
                              "templates: strict refuses (AccessDenied) what they do not allow, warn allows it and "
                              "says so, off runs every principal with one all-powerful key (default: strict; the "
-                             "first start of a lab synthesizes it, about 10 s, then it is cached)")
+                             "first start of a lab synthesizes it, about 10 s, then it is cached. Installed from a "
+                             "wheel, which has no CDK app to synthesize with: off, said at start)")
     parser.add_argument("--iam-report", type=Path, default=None, metavar="FILE",
                         help="write, at stop, every action and resource each principal used and the policy "
                              "statement that allowed it (JSON)")
@@ -79,6 +81,10 @@ def run_local(args: argparse.Namespace) -> int:
         return fail("bad_lab", problem)
     if port_in_use(args.port):
         return fail("port_busy", f"127.0.0.1:{args.port} is already in use; pick another --port or leave it out")
+    iam, iam_note = resolve_iam(args.iam)
+    if iam is None:
+        return fail("no_cdk_app", iam_note)
+    args.iam, args.iam_note = iam, iam_note
     if args.iam_report is not None and args.iam == "off":
         return fail("bad_argument", "--iam-report needs IAM on (--iam strict or warn): with --iam off nothing is evaluated")
     if args.docker and args.no_containers:
@@ -101,6 +107,19 @@ def run_local(args: argparse.Namespace) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         faulthandler.unregister(signal.SIGUSR1)
+
+
+def resolve_iam(asked: str | None) -> tuple[str | None, str | None]:
+    """The IAM mode to run with, and what to say about it: strict unless asked otherwise, where the
+    lab's templates can be synthesized (a checkout); off, said, where they cannot (a wheel); and
+    None, with the reason, when strict or warn is asked for where they cannot."""
+    if cdk_app.available():
+        return asked or "strict", None
+    if asked in ("strict", "warn"):
+        return None, f"--iam {asked} reads each principal's policies from the lab's templates, but " \
+                     f"{cdk_app.unavailable_reason()}: run from a checkout (make setup), or use --iam off"
+    return "off", ("IAM off: every principal acts with one all-powerful key, because "
+                   f"{cdk_app.unavailable_reason()} (strict IAM runs from a checkout)")
 
 
 def local_mode_lines(info: dict[str, Any]) -> list[str]:
@@ -149,6 +168,8 @@ def _serve(args: argparse.Namespace, lab: Any, executor: str, stop: threading.Ev
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     if local.executor_note:
         print(f"labbatch local: {local.executor_note}", file=sys.stderr, flush=True)
+    if getattr(args, "iam_note", None):
+        print(f"labbatch local: {args.iam_note}", file=sys.stderr, flush=True)
     print(f"labbatch local: lab {lab.name} ready in {info['ready_seconds']:.2f} s at {info['api']}, "
           f"jobs run {'on this machine' if info['executor'] == 'host' else 'in ' + info['executor'] + ' containers'} "
           "(Ctrl-C to stop)", file=sys.stderr, flush=True)

@@ -13,39 +13,32 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
 
+from labbatch import cdk_app
 from labbatch.config import Lab
 from labbatch_contract.local_state import labbatch_home
 
-ROOT = Path(__file__).resolve().parents[3]
 # What decides a template: the app, its stacks and constructs, the config model they read, the
 # Lambda code bundled as assets (its hash is in the templates), and cdk.json's feature flags.
 TEMPLATE_SOURCES = ("app.py", "cdk.json", "stacks", "lab_constructs", "labbatch", "labbatch_contract", "lambda")
-SYNTH_TIMEOUT_SECONDS = 300
 CACHE_VARIABLE = "LABBATCH_ASSEMBLY_CACHE"
 PRUNE_AFTER_SECONDS = 7 * 24 * 3600
-
-
-class SynthFailed(RuntimeError):
-    pass
 
 
 def _source_digest() -> str:
     digest = hashlib.sha256()
     for name in TEMPLATE_SOURCES:
-        path = ROOT / name
+        path = cdk_app.ROOT / name
         files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()
                                                         and p.suffix in (".py", ".json", ".txt")
                                                         and "__pycache__" not in p.parts)
         for file in files:
-            digest.update(str(file.relative_to(ROOT)).encode() + b"\0" + file.read_bytes() + b"\0")
+            digest.update(str(file.relative_to(cdk_app.ROOT)).encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -89,18 +82,7 @@ def _synth(name: str, document: dict) -> dict[str, dict]:
         labs = work / "labs"
         labs.mkdir()
         (labs / f"{name}.yaml").write_text(yaml.safe_dump(document))
-        context = json.loads((ROOT / "cdk.json").read_text()).get("context", {})
-        context.update(lab=name, labs_dir=str(labs))
-        env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(context), "CDK_OUTDIR": str(work / "out")}
-        node_bin = ROOT / "node_modules" / ".bin"
-        env["PATH"] = os.pathsep.join([str(node_bin), env.get("PATH", "")])
-        for variable in [v for v in env if v.startswith("AWS_")]:
-            env.pop(variable)  # synth is offline: nothing may reach an account, real or emulated
-        done = subprocess.run([sys.executable, str(ROOT / "app.py")], cwd=ROOT, env=env, capture_output=True,
-                              text=True, timeout=SYNTH_TIMEOUT_SECONDS, stdin=subprocess.DEVNULL)
-        if done.returncode != 0:
-            raise SynthFailed(f"synthesizing lab {name} for its IAM policies failed (exit {done.returncode}): "
-                              f"{(done.stderr or done.stdout).strip()[-2000:]}")
+        cdk_app.synthesize(name, labs, work / "out")
         return {path.name.removesuffix(".template.json"): json.loads(path.read_text())
                 for path in sorted((work / "out").glob("*.template.json"))}
     finally:
