@@ -10,9 +10,11 @@ the NVIDIA driver's tools also have `nvidia-smi`, which lists what the container
 
 from __future__ import annotations
 
+from labbatch_contract import runner_env
+
 # Set in the SubmitJob request's environment of a job that asks for GPUs (the API's
 # batch_requests); the runner runs the check when it is above 0.
-GPUS_ENV = "LABBATCH_GPUS"
+GPUS_ENV = runner_env.GPUS
 # The runner's failure code in the manifest when the check fails.
 FAILURE_CODE = "no_gpu_visible"
 OK_PREFIX = "labbatch gpu check: ok:"
