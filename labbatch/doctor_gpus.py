@@ -31,7 +31,7 @@ def gpu_pool_notes(view: dict[str, Any], canaries_ran: bool) -> list[tuple[str, 
             continue
         limits = pool.get("limits") or {}
         if limits.get("lab_max_gpus") and not limits.get("max_gpus"):
-            detail = ("this machine has no GPU (its container engine reports no NVIDIA runtime): the pool's GPU jobs "
+            detail = ("this machine has no GPU (its container engine gives no NVIDIA GPU): the pool's GPU jobs "
                       f"are refused at submission here, so its canary ran without one; in AWS it gives "
                       f"{limits['lab_max_gpus']} per job")
         elif not canaries_ran:

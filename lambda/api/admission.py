@@ -220,8 +220,8 @@ def place_job(vcpus: int, memory_mib: int, queue: str, settings: LabSettings, *,
     if limit == placement.GPUS:
         if limits.lab_max_gpus:
             message = (f"gpus: {gpus}{gpus_origin} cannot run here: this machine has no GPU (its container engine "
-                       f"reports no NVIDIA runtime; the lab's pool {name} gives {limits.lab_max_gpus} "
-                       f"GPU{'s' if limits.lab_max_gpus > 1 else ''} in AWS)")
+                       "gives none: no nvidia runtime in Docker, no nvidia.com/gpu CDI spec for Podman; the lab's pool "
+                       f"{name} gives {limits.lab_max_gpus} GPU{'s' if limits.lab_max_gpus > 1 else ''} in AWS)")
         elif not any(p.limits.max_gpus for p in pools.values()):
             message = f"gpus: {gpus}{gpus_origin} asked, but no pool of lab {settings.lab} has GPUs"
         else:
