@@ -9,6 +9,7 @@ hands out no NVIDIA_VISIBLE_DEVICES (a GPU pool on the wrong AMI), pool `gpu` ha
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import subprocess
 import time
@@ -107,10 +108,13 @@ class StandInConnection:
 
 @pytest.fixture
 def stand_in(monkeypatch):
+    # Only moto's in-process AWS: no endpoint or profile left in the environment by a lab started earlier.
+    for key in [k for k in os.environ if k.startswith("AWS_")]:
+        monkeypatch.delenv(key)
     for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": REGION}.items():
+                       "AWS_DEFAULT_REGION": REGION, "AWS_CONFIG_FILE": os.devnull,
+                       "AWS_SHARED_CREDENTIALS_FILE": os.devnull}.items():
         monkeypatch.setenv(key, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
     with mock_aws():
         s3 = boto3.client("s3", region_name=REGION)
         for bucket in (INPUTS, RESULTS):
