@@ -12,7 +12,7 @@ import copy
 from labbatch.api_limits import MAX_BODY_BYTES
 from labbatch import instance_types
 from labbatch.config import DEFAULT_POOL, Lab, Pipeline, Pool
-from labbatch.instance_prices import on_demand_hour
+from labbatch.instance_prices import NoPrice, on_demand_hour
 from labbatch_contract import names
 from labbatch_contract.settings import SETTINGS_ENV_VAR, Buckets, LabSettings, PipelineSettings
 
@@ -46,8 +46,12 @@ def _pool(lab: Lab, name: str, pool: Pool, *, shapes: bool) -> dict:
         document["gpu"] = pool.gpu
         # Priced in the lab's Region (the default Region's table when it names none): what
         # matters is the order of the pools, which is the same in every Region LabBatch prices.
-        document["shapes"] = sorted({(t.vcpus, t.job_memory_mib, t.gpus, round(on_demand_hour(t, lab.region), 4))
-                                     for t in instance_types.expand(pool.instance_types)})
+        try:
+            document["shapes"] = sorted({(t.vcpus, t.job_memory_mib, t.gpus, round(on_demand_hour(t, lab.region), 4))
+                                         for t in instance_types.expand(pool.instance_types)})
+        except NoPrice as exc:  # placement compares pools by price: a guessed price would misplace jobs
+            raise NoPrice(f"compute.pools.{name}.instance_types: {exc}: placement compares pools by price, so "
+                          "list types priced in this Region or add a checked figure there") from None
     return document
 
 

@@ -120,9 +120,11 @@ class LabBatchClient:
         samples: Sequence[Mapping[str, Any]] | None = None,
         idempotency_key: str | None = None,
         pool: str | None = None,
+        gpus: int | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {"pipeline": pipeline, "inputs": list(inputs)}
         optional = {"parameters": dict(parameters) if parameters else None, "queue": queue, "pool": pool, "vcpus": vcpus,
+                    "gpus": gpus,
                     "memory_mib": memory_mib, "name": name, "samples": list(samples) if samples else None}
         body.update({key: value for key, value in optional.items() if value is not None})
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None

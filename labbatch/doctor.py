@@ -11,7 +11,8 @@ Checks, in order (a check that cannot run because an earlier one failed is not r
    pipelines are pulled when their first job runs: doctor reports the reference);
 4. a canary job on each queue of every pool: a tiny generated FASTQ is uploaded to the inputs bucket, the
    `fastq-stats` pipeline reads it, writes its results (and the runner's manifest) to the
-   results bucket and logs; doctor reads both back. Uploading and reading back use the local
+   results bucket and logs; doctor reads both back. On a GPU pool the canary asks for a GPU, and
+   the runner's GPU check must find it (labbatch/doctor_gpus.py). Uploading and reading back use the local
    lab's own credentials, or the caller's AWS profile for a deployed lab.
 
 Exit 0 when every check passed, 1 otherwise.
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from labbatch.batch_layout import RUNNER_COMMAND, on_host
-from labbatch.doctor_gpus import gpu_pool_notes, refused_here
+from labbatch.doctor_gpus import canary_gpus, gpu_canary_failed, gpu_pool_notes, gpu_seen, refused_here
 from labbatch.client import (DOCTOR_CANARY_PREFIX, Connection, LabBatchApiError, LabBatchClient,
                              LabBatchConnectionError, LabBatchError, local_lab_state, resolve_connection)
 from labbatch_contract import batch_reasons, outcome
@@ -128,7 +129,7 @@ def diagnose(args: argparse.Namespace, emit: Callable[[Check], None]) -> list[Ch
         _tes_checks(target, view["tes"], add)
     canary = None if args.no_canary else _canary_checks(target, view, args, add)
     _image_checks(target, view, canary, add)
-    for name, detail in gpu_pool_notes(view):
+    for name, detail in gpu_pool_notes(view, canaries_ran=not args.no_canary):
         add(Check(name, True, detail))
     return checks
 
@@ -363,15 +364,19 @@ def _canary_checks(target: Target, view: dict[str, Any], args: argparse.Namespac
         return {pipeline: False}
     uri = f"s3://{buckets['inputs']}/{key}"
     submitted: dict[str, dict[str, Any]] = {}
+    gpu_pools: dict[str, str] = {}  # where -> the GPU pool whose canary asked for a GPU
     passed = True
     timeout = args.timeout or DEFAULT_TIMEOUT_SECONDS[target.mode]
     with target.connection.client(timeout=30) as client:
         for queue in queues:
             # One canary per queue of every pool: each pool has its own instances, image and launch template.
             pool = queue.get("pool") if len(view.get("pools") or []) > 1 else None
+            gpus = canary_gpus(view, queue.get("pool"))
+            if gpus:
+                gpu_pools[_where(queue)] = queue.get("pool") or "default"
             try:
                 submitted[_where(queue)] = client.submit(
-                    pipeline, [uri], queue=queue["queue"], pool=pool,
+                    pipeline, [uri], queue=queue["queue"], pool=pool, gpus=gpus,
                     name=f"{DOCTOR_CANARY_PREFIX}{_where(queue).replace(' ', '-')}")
             except LabBatchError as error:
                 passed = False
@@ -380,7 +385,8 @@ def _canary_checks(target: Target, view: dict[str, Any], args: argparse.Namespac
         records = _wait(client, [job["job_id"] for job in submitted.values()], timeout)
         for queue_key, job in submitted.items():
             log_group = next((p.get("log_group") for p in view["pipelines"] if p["name"] == pipeline), None)
-            passed &= _judge_canary(target, queue_key, records[job["job_id"]], add, s3, log_group)
+            passed &= _judge_canary(target, queue_key, records[job["job_id"]], add, s3, log_group,
+                                    gpu_pool=gpu_pools.get(queue_key))
     try:
         s3.delete_object(Bucket=buckets["inputs"], Key=key)
     except Exception:  # noqa: BLE001 - leaving one tiny object behind is harmless
@@ -407,7 +413,7 @@ def _wait(client: LabBatchClient, job_ids: list[str], timeout: float) -> dict[st
 
 
 def _judge_canary(target: Target, queue: str, record: dict[str, Any], add: Callable[[Check], Check], s3,
-                  definition_log_group: str | None) -> bool:
+                  definition_log_group: str | None, gpu_pool: str | None = None) -> bool:
     label = f"canary on {queue}"
     job_id, status = record["job_id"], record.get("status")
     if status != "SUCCEEDED":
@@ -418,10 +424,14 @@ def _judge_canary(target: Target, queue: str, record: dict[str, Any], add: Calla
             attempts = record.get("attempts") or []
             last = attempts[-1] if attempts else {}
             why = "; ".join(str(v) for v in (record.get("failure"), record.get("status_reason"),
-                                              last.get("reason")) if v)
-            add(Check(label, False, f"{job_id} FAILED: {why or 'no reason given'}",
-                      f"`labbatch status {job_id}` and its log; {batch_reasons.CANNOT_PULL_CONTAINER} means the image, "
-                      "AccessDenied the job role's S3 access"))
+                                              last.get("reason"), last.get("stderr_tail")) if v)
+            if gpu_pool:
+                detail, fix = gpu_canary_failed(gpu_pool, why or "no reason given")
+                add(Check(label, False, f"{job_id} FAILED: {detail}", fix.replace("JOB_ID", job_id)))
+            else:
+                add(Check(label, False, f"{job_id} FAILED: {why or 'no reason given'}",
+                          f"`labbatch status {job_id}` and its log; {batch_reasons.CANNOT_PULL_CONTAINER} means the "
+                          "image, AccessDenied the job role's S3 access"))
         else:
             add(Check(label, False, f"{job_id} still {status} after the timeout",
                       f"`labbatch why {job_id}`; in AWS, a first job waits minutes for an instance: retry with a "
@@ -439,12 +449,15 @@ def _judge_canary(target: Target, queue: str, record: dict[str, Any], add: Calla
     log = dict(record.get("log") or {})
     # The record names the stream; the group is the job definition's (or, locally, the lab's).
     log["group"] = log.get("group") or definition_log_group or (target.local or {}).get("log_group")
+    seen = None
     try:
         logs = target.aws_client("logs")
-        events = logs.get_log_events(logGroupName=log["group"], logStreamName=log["stream"], limit=5,
+        events = logs.get_log_events(logGroupName=log["group"], logStreamName=log["stream"], limit=50,
                                      startFromHead=True).get("events", []) if log.get("group") and log.get("stream") else []
         if not events:
             problems.append("no log lines" + (f" in {log.get('group')} {log.get('stream')}" if log else " (no log stream)"))
+        elif gpu_pool and not (seen := gpu_seen([e.get("message", "") for e in events])):
+            problems.append(f"its log has no GPU check line (pool {gpu_pool}: is the runner older than the check?)")
     except Exception as error:  # noqa: BLE001
         problems.append(f"cannot read its log ({_aws_reason(error)})")
     if problems:
@@ -454,7 +467,8 @@ def _judge_canary(target: Target, queue: str, record: dict[str, Any], add: Calla
         return False
     seconds = _duration(record)
     add(Check(label, True, f"{job_id} read the inputs bucket, wrote {outcome.manifest_key(prefix)}, logged to "
-                           f"{log.get('group')}" + (f" ({seconds})" if seconds else "")))
+                           f"{log.get('group')}" + (f" ({seconds})" if seconds else "")
+                           + (f"; GPU: {seen}" if gpu_pool else "")))
     return True
 
 

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from labbatch.api_settings import SettingsTooLarge, check_size
+from labbatch.instance_prices import NoPrice
 from labbatch.batch_layout import layout
 from labbatch.config import FieldProblems, Lab, Pipeline, cross_field_problems
 
@@ -177,6 +178,8 @@ def parse_lab(data: Any, source: str) -> Lab:
         check_size(lab)
     except SettingsTooLarge as exc:
         raise LabConfigError([f"{source}: pipelines: {exc}"]) from None
+    except NoPrice as exc:
+        raise LabConfigError([f"{source}: {exc}"]) from None
     return lab
 
 

@@ -83,10 +83,11 @@ class Container:
         return replace(self, environment={**self.environment, **extra})
 
     def create_options(self, *, host_paths: Mapping[str, str] | None = None,
-                       extra_mounts: Sequence[Mount] = ()) -> list[str]:
+                       extra_mounts: Sequence[Mount] = (), cdi_gpus: bool = False) -> list[str]:
         """`docker create` options (without the image and command). `host_paths` maps an
         instance's path to where it is on this machine (local mode's runner tree and per-attempt
-        scratch); `extra_mounts` adds what only this machine needs, each named by its caller."""
+        scratch); `extra_mounts` adds what only this machine needs, each named by its caller.
+        `cdi_gpus`: the engine takes GPUs as CDI devices (Podman), not `--gpus N` (Docker)."""
         memory = self.memory_mib
         swap = memory + self.max_swap_mib if self.max_swap_mib is not None else memory
         options = ["--network", self.network_mode,
@@ -113,7 +114,9 @@ class Container:
             options += ["--device", f"{host}:{inside}" + (f":{''.join(p[0] for p in permissions).lower()}"
                                                            if permissions else "")]
         if self.gpus:
-            options += ["--gpus", str(self.gpus)]
+            # CDI names GPUs one by one or all together; a count would need this machine's GPU list,
+            # so a local GPU job under Podman sees every GPU of the machine.
+            options += ["--device", "nvidia.com/gpu=all"] if cdi_gpus else ["--gpus", str(self.gpus)]
         for name, value in sorted(self.environment.items()):
             options += ["--env", f"{name}={value}"]
         return options

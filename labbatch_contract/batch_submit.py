@@ -9,7 +9,8 @@ from labbatch_contract.names import LAB_TAG
 
 
 def submit_job_request(*, job_name: str, job_queue: str, job_definition: str, environment: Mapping[str, str],
-                       vcpus: int, memory_mib: int, lab: str, array_size: int | None = None) -> dict[str, Any]:
+                       vcpus: int, memory_mib: int, lab: str, array_size: int | None = None,
+                       gpus: int = 0) -> dict[str, Any]:
     """Everything but the job definition's own settings, as container overrides.
 
     Jobs carry their lab's tag: the API's IAM role may cancel or terminate only jobs with it.
@@ -23,6 +24,7 @@ def submit_job_request(*, job_name: str, job_queue: str, job_definition: str, en
             "resourceRequirements": [
                 {"type": "VCPU", "value": str(vcpus)},
                 {"type": "MEMORY", "value": str(memory_mib)},
+                *([{"type": "GPU", "value": str(gpus)}] if gpus else []),
             ],
         },
         "tags": {LAB_TAG: lab},

@@ -12,7 +12,7 @@ with the limit that stopped the pool that came closest, so that the message name
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping, Sequence
 
 from labbatch_contract.settings import PoolSettings
 
@@ -60,10 +60,18 @@ def fails(pool: PoolSettings, need: Need) -> str | None:
     return None
 
 
+def cheapest_holding(shapes: Sequence[Sequence[Any]], need: Need) -> Sequence[Any] | None:
+    """The cheapest of `shapes` ((vcpus, job memory MiB, gpus, hourly price, ...) each) that holds
+    `need`'s vCPUs, memory and GPUs; the first listed among equals. What Batch would start for the
+    job alone: placement compares pools by its price, and the report prices a job's share of it."""
+    holding = [shape for shape in shapes
+               if shape[0] >= need.vcpus and shape[1] >= need.memory_mib and shape[2] >= need.gpus]
+    return min(holding, key=lambda shape: shape[3]) if holding else None
+
+
 def _cheapest_shape(pool: PoolSettings, need: Need) -> float | None:
-    prices = [price for vcpus, memory, gpus, price in pool.shapes
-              if vcpus >= need.vcpus and memory >= need.memory_mib and gpus >= need.gpus]
-    return min(prices) if prices else None
+    shape = cheapest_holding(pool.shapes, need)
+    return shape[3] if shape else None
 
 
 def hourly_cost(pool: PoolSettings, need: Need) -> float:

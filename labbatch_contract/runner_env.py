@@ -20,6 +20,8 @@ SECONDARY_FILES = "LABBATCH_SECONDARY_FILES"
 # The pipeline's disk factor, from its job definition: the runner makes that much room for the tool
 # (its own inputs x factor) when unused reference-cache entries take the scratch volume.
 DISK_FACTOR = "LABBATCH_DISK_FACTOR"
+# GPUs the job asked for: above 0, the runner first checks it sees them (labbatch_contract.gpu_check).
+GPUS = "LABBATCH_GPUS"
 # A GA4GH TES task (labbatch_contract.tes): its inputs, outputs and executors as JSON. With it
 # the runner runs the executors itself instead of a pipeline argv.
 TES_TASK = "LABBATCH_TES_TASK"
@@ -39,4 +41,4 @@ LIST_PLACEHOLDERS = ("inputs", "shared_inputs")
 
 # What a recovery passes on from the failed job's environment; the rest comes from the job
 # definition or is the new job's own.
-PASSED_ON_BY_RECOVERY = (INPUTS, SHARED_INPUTS, PARAMETERS, TES_TASK)
+PASSED_ON_BY_RECOVERY = (INPUTS, SHARED_INPUTS, PARAMETERS, TES_TASK, GPUS)

@@ -73,10 +73,25 @@ def _run(engine: str, *args: str, timeout: float = ENGINE_TIMEOUT_SECONDS) -> su
                           stdin=subprocess.DEVNULL)
 
 
-def nvidia_runtime(engine: str | None) -> bool:
+# Where Podman (containers.conf's default cdi_spec_dirs) reads Container Device Interface specs;
+# `nvidia-ctk cdi generate --output=/etc/cdi/nvidia.yaml` writes the NVIDIA one there.
+CDI_SPEC_DIRS = (Path("/etc/cdi"), Path("/var/run/cdi"))
+CDI_NVIDIA_KIND = "nvidia.com/gpu"
+
+
+def uses_cdi(engine: str) -> bool:
+    """Podman hands out GPUs as CDI devices (`--device nvidia.com/gpu=all`), Docker with `--gpus N`."""
+    return Path(engine).name == "podman"
+
+
+def nvidia_runtime(engine: str | None, *, cdi_dirs: Sequence[Path] = CDI_SPEC_DIRS) -> bool:
     """Whether the engine can hand a container GPUs: Docker lists an `nvidia` runtime (the NVIDIA
-    container toolkit) in `docker info`. Podman's CDI devices are not detected: GPU jobs are then
-    refused at submission, never accepted to wait for a GPU this machine cannot give."""
+    container toolkit) in `docker info`; Podman has no such runtime, it needs a CDI spec of kind
+    nvidia.com/gpu in its spec directories. Otherwise GPU jobs are refused at submission, never
+    accepted to wait for a GPU this machine cannot give."""
+    if engine is not None and uses_cdi(engine):
+        return any(CDI_NVIDIA_KIND in _text(spec) for folder in cdi_dirs if folder.is_dir()
+                   for spec in sorted(folder.iterdir()) if spec.suffix in (".yaml", ".yml", ".json"))
     if engine is None or Path(engine).name != "docker":
         return False
     try:
@@ -88,6 +103,13 @@ def nvidia_runtime(engine: str | None) -> bool:
     except ValueError:
         return False
     return answer.returncode == 0 and isinstance(runtimes, dict) and "nvidia" in runtimes
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def last_line(text: str) -> str:
@@ -236,7 +258,7 @@ class ContainerRunner:
         cache = [Mount(str(reference_cache), f"{SCRATCH_MOUNT}/{CACHE_DIR_NAME}", False)] if reference_cache else []
         argv = [
             self.engine, "create", "--pull", "never", "--name", name,
-            *container.create_options(host_paths=host_paths, extra_mounts=cache),
+            *container.create_options(host_paths=host_paths, extra_mounts=cache, cdi_gpus=uses_cdi(self.engine)),
             *[arg for key, value in sorted(labels.items()) for arg in ("--label", f"{key}={value}")],
             local_image,
             *container.command,

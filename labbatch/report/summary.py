@@ -106,7 +106,9 @@ def _attempts(book: costing.PriceBook, job: Mapping[str, Any], figures: list[dic
     rows = []
     for number, row in enumerate(figures, start=1):
         row = dict(row, job_id=job["job_id"], pipeline=job.get("pipeline") or "?", sample=label,
-                   succeeded=succeeded and number == len(figures) and row.get("exit_code") == 0)
+                   succeeded=succeeded and number == len(figures) and row.get("exit_code") == 0,
+                   # Priced on the job's own pool, with its GPUs (older records: its pipeline's).
+                   pool=book.pool_of(job), gpus=job.get("gpus") or book.pipeline_gpus.get(job.get("pipeline"), 0))
         row["cost_usd"] = costing.attempt_cost(book, row)
         row["used_vcpus"] = used_vcpus(row)
         rows.append(row)

@@ -48,6 +48,7 @@ class AdmittedJob:
     pool: str  # the instance pool it was placed on (labbatch_contract.placement)
     vcpus: int
     memory_mib: int
+    gpus: int
     name: str | None
     inputs: list[str]  # the job's own inputs ({input}/{inputs}); empty for an array job
     shared_inputs: list[str]  # with samples: the request's top-level inputs ({shared_input(s)})
@@ -65,7 +66,7 @@ def admit(request: SubmitJobRequest, settings: LabSettings, s3_client) -> Admitt
     pipeline = _known_pipeline(request, settings)
     if request.queue is None:
         request = request.model_copy(update={"queue": pipeline.default_queue})
-    vcpus, memory_mib = _resources(request, pipeline, settings)
+    vcpus, memory_mib, gpus = _resources(request, pipeline, settings)
     _declared_parameters(request.parameters, pipeline, request.pipeline, "parameters")
     defaults = {name: value for name, value in pipeline.parameters.items() if value is not None}
     job_parameters = {**defaults, **request.parameters}
@@ -98,7 +99,7 @@ def admit(request: SubmitJobRequest, settings: LabSettings, s3_client) -> Admitt
 
     sizes = _sizes(units, settings, s3_client, request.pipeline)
     input_bytes, scratch_needed, worst = _largest_scratch_need(units, sizes, pipeline)
-    need = placement.Need(vcpus, memory_mib, pipeline.gpus, request.queue, scratch_needed / GIB)
+    need = placement.Need(vcpus, memory_mib, gpus, request.queue, scratch_needed / GIB)
     placed = placement.place(placement.candidates(settings.pool_map(), request.pool or pipeline.pool), need)
     if isinstance(placed, placement.Unplaceable):
         if placed.limit != placement.SCRATCH:  # cannot happen: _resources placed it without scratch
@@ -115,6 +116,7 @@ def admit(request: SubmitJobRequest, settings: LabSettings, s3_client) -> Admitt
         pool=pool_name,
         vcpus=vcpus,
         memory_mib=memory_mib,
+        gpus=gpus,
         name=request.name,
         inputs=single.inputs if single else ([] if samples else list(request.inputs)),
         shared_inputs=list(request.inputs) if samples else [],
@@ -169,17 +171,22 @@ def _known_pipeline(request: SubmitJobRequest, settings: LabSettings) -> Pipelin
     return pipeline
 
 
-def _resources(request: SubmitJobRequest, pipeline: PipelineSettings, settings: LabSettings) -> tuple[int, int]:
+def _resources(request: SubmitJobRequest, pipeline: PipelineSettings, settings: LabSettings) -> tuple[int, int, int]:
     vcpus = request.vcpus if request.vcpus is not None else pipeline.vcpus
     memory_mib = request.memory_mib if request.memory_mib is not None else pipeline.memory_mib
+    gpus = request.gpus if request.gpus is not None else pipeline.gpus
+    if gpus < pipeline.gpus:
+        raise refused("gpus_too_few", f"gpus: pipeline {request.pipeline} needs {pipeline.gpus} (the lab file says "
+                      f"so); ask for {pipeline.gpus} or more, or leave gpus out", field="gpus", asked=gpus,
+                      minimum=pipeline.gpus)
     default = f" (the {request.pipeline} default)"
     _pool_allowed(request, pipeline, settings)
     # Placed once without scratch, before any S3 call: a job no pool can hold is refused at once.
-    place_job(vcpus, memory_mib, request.queue, settings, gpus=pipeline.gpus, pool=request.pool or pipeline.pool,
+    place_job(vcpus, memory_mib, request.queue, settings, gpus=gpus, pool=request.pool or pipeline.pool,
               vcpus_origin="" if request.vcpus is not None else default,
               memory_origin="" if request.memory_mib is not None else default,
-              gpus_origin=f" (pipeline {request.pipeline})")
-    return vcpus, memory_mib
+              gpus_origin="" if request.gpus is not None else f" (pipeline {request.pipeline})")
+    return vcpus, memory_mib, gpus
 
 
 def _pool_allowed(request: SubmitJobRequest, pipeline: PipelineSettings, settings: LabSettings) -> None:
@@ -213,8 +220,8 @@ def place_job(vcpus: int, memory_mib: int, queue: str, settings: LabSettings, *,
     if limit == placement.GPUS:
         if limits.lab_max_gpus:
             message = (f"gpus: {gpus}{gpus_origin} cannot run here: this machine has no GPU (its container engine "
-                       f"reports no NVIDIA runtime; the lab's pool {name} gives {limits.lab_max_gpus} "
-                       f"GPU{'s' if limits.lab_max_gpus > 1 else ''} in AWS)")
+                       "gives none: no nvidia runtime in Docker, no nvidia.com/gpu CDI spec for Podman; the lab's pool "
+                       f"{name} gives {limits.lab_max_gpus} GPU{'s' if limits.lab_max_gpus > 1 else ''} in AWS)")
         elif not any(p.limits.max_gpus for p in pools.values()):
             message = f"gpus: {gpus}{gpus_origin} asked, but no pool of lab {settings.lab} has GPUs"
         else:

@@ -48,9 +48,11 @@ def submit_job_request(
         environment[runner_env.SHARED_INPUTS] = json.dumps(job.shared_inputs, separators=(",", ":"))
     if samples_uri is not None:
         environment[runner_env.SAMPLES_URI] = samples_uri
+    if job.gpus:
+        environment[runner_env.GPUS] = str(job.gpus)
     request = batch_submit.submit_job_request(
         job_name=job_name, job_queue=job.job_queue, job_definition=job.pipeline.job_definition,
-        environment=environment, vcpus=job.vcpus, memory_mib=job.memory_mib, lab=lab,
+        environment=environment, vcpus=job.vcpus, memory_mib=job.memory_mib, gpus=job.gpus, lab=lab,
         array_size=len(job.array_samples) if job.array_samples is not None else None)
     size = len(json.dumps(request).encode())
     if size > MAX_SUBMIT_BODY_BYTES:

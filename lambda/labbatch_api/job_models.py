@@ -62,6 +62,9 @@ class SubmitJobRequest(_Request):
         "pool whose instances hold the job. A pipeline that names its pool runs only there."))
     vcpus: int | None = Field(default=None, ge=1)
     memory_mib: int | None = Field(default=None, ge=4)
+    gpus: int | None = Field(default=None, ge=1, le=8, description=(
+        "GPUs for this job, at least the pipeline's (`labbatch doctor`'s GPU canary asks for one). Default: the "
+        "pipeline's. The runner checks the job sees them before its tool starts."))
     name: str | None = Field(default=None, min_length=1, max_length=256)
     samples: list[SampleRequest] | None = Field(default=None, min_length=1, max_length=MAX_SAMPLES)
 

@@ -31,7 +31,7 @@ JOBS_PER_PAGE = 200
 _JOB_ID = re.compile(JOB_ID_PATTERN)
 _SINCE = re.compile(r"^\d{4}-\d\d-\d\d(T\d\d:\d\d(:\d\d(\.\d{1,6})?)?Z?)?$")
 # What a report shows of a job record; the rest (inputs, parameters, tes) it does not need.
-JOB_FIELDS = ("job_id", "name", "pipeline", "queue", "status", "status_reason", "failure", "created_at",
+JOB_FIELDS = ("job_id", "name", "pipeline", "queue", "job_queue", "pool", "gpus", "status", "status_reason", "failure", "created_at",
               "started_at", "stopped_at", "vcpus", "memory_mib", "array_size", "children", "child_failures",
               "recovered_by", "recovered_from", "recovery", "log", "output_prefix", measures.FIGURES)
 

@@ -61,6 +61,8 @@ def submit(
         job_definition=job.pipeline.job_definition,
         vcpus=job.vcpus,
         memory_mib=job.memory_mib,
+        gpus=job.gpus or None,
+        pool=job.pool,
         output_prefix=prefix,
         name=job.name,
         batch_job_name=name,

@@ -322,7 +322,8 @@ def prepare_recovery(settings: LabSettings, ledger: StatusLedger, update: Status
         pipeline = settings.pipelines.get(record.get("pipeline", ""))
         recovery_switches, job_definition = (pipeline.recovery, pipeline.job_definition) if pipeline else (None, None)
         movable_to = placement.candidates(pools, pipeline.pool) if pipeline else {}
-        gpus = pipeline.gpus if pipeline else 0
+        # The job's own GPUs (a request may ask for more than its pipeline's: doctor's GPU canary).
+        gpus = max(int(record.get("gpus") or 0), pipeline.gpus if pipeline else 0)
     if recovery_switches is None or not job_definition:
         logger.warning("A job of a pipeline this lab does not have; not recovered", extra={"failure": failure})
         return None

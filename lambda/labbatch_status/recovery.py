@@ -163,7 +163,7 @@ def new_record(old: Mapping[str, Any], plan_: Plan, *, job_id: str, prefix: str,
     return new_job_record(
         job_id=job_id, lab=lab, pipeline=old.get("pipeline"), queue=plan_.queue, job_queue=job_queue,
         job_definition=old.get("job_definition") or job_definition, vcpus=old.get("vcpus"),
-        memory_mib=plan_.memory_mib, output_prefix=prefix,
+        memory_mib=plan_.memory_mib, output_prefix=prefix, gpus=old.get("gpus"), pool=plan_.pool,
         status_reason=f"Recorded by LabBatch recovery ({plan_.kind}); submitting to AWS Batch",
         recovered_from=old["job_id"],
         recovery={"kind": plan_.kind, "reason": plan_.reason, "original_job_id": original,
@@ -190,4 +190,4 @@ def submit_job_request(old: Mapping[str, Any], new: Mapping[str, Any], environme
     return batch_submit.submit_job_request(
         job_name=old.get("batch_job_name") or job_name or "labbatch-job", job_queue=new["job_queue"],
         job_definition=new["job_definition"], environment=env, vcpus=new["vcpus"], memory_mib=new["memory_mib"],
-        lab=lab)
+        gpus=int(old.get("gpus") or 0), lab=lab)

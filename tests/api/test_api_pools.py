@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from api_lab import READS, READS_B, SESSION, REGION, ACCOUNT
+from api_lab import READS, READS_B, SESSION, REGION, ACCOUNT, api_clients, capture_calls
 from labbatch.api_settings import handler_settings
 from labbatch.loader import parse_lab
-from labbatch_contract import placement
+from labbatch_contract import gpu_check, placement
 from labbatch_contract.settings import LabSettings, PoolSettings
 from tests.cdk.conftest import pools_data
 
@@ -252,3 +252,55 @@ def test_a_nextflow_job_on_another_pools_queue_is_recorded(pools_lab):
 
     (record,) = engine_records(pools_lab)
     assert (record["queue"], record["job_queue"]) == ("on-demand", QUEUES[("highmem", "on-demand")])
+
+
+def test_a_request_may_ask_for_a_gpu_and_is_placed_on_a_gpu_pool_with_the_runner_told_to_check_it(pools_lab):
+    # What `labbatch doctor`'s GPU canary sends: a CPU pipeline with one GPU, on the GPU pool.
+    submitted = capture_calls(api_clients().batch, "SubmitJob")
+
+    answer = pools_lab.submit({"pipeline": "fastq-stats", "inputs": [READS], "gpus": 1})
+
+    assert queue_of(pools_lab, answer) == QUEUES[("gpu", "spot")]  # only the GPU pool holds a GPU
+    (call,) = submitted
+    assert {"type": "GPU", "value": "1"} in call["containerOverrides"]["resourceRequirements"]
+    env = {v["name"]: v["value"] for v in call["containerOverrides"]["environment"]}
+    assert env[gpu_check.GPUS_ENV] == "1"
+    record = next(r for r in pools_lab.job_records() if r["job_id"] == answer.body["job_id"])
+    assert record["gpus"] == 1 and record["pool"] == "gpu"
+
+
+def test_a_pipelines_own_gpus_reach_the_runner_and_a_request_cannot_ask_for_fewer(pools_lab, monkeypatch):
+    import job_api
+
+    submitted = capture_calls(api_clients().batch, "SubmitJob")
+
+    assert pools_lab.submit({"pipeline": "basecall", "inputs": [READS]}).status == 202
+    env = {v["name"]: v["value"] for v in submitted[0]["containerOverrides"]["environment"]}
+    assert env[gpu_check.GPUS_ENV] == "1"
+
+    fewer = pools_lab.submit({"pipeline": "basecall", "inputs": [READS], "gpus": 0})
+    assert fewer.status == 422  # at least one: the request model's bound
+
+    settings = copy.deepcopy(POOLS)
+    settings["pipelines"]["basecall"]["gpus"] = 2
+    monkeypatch.setenv("LABBATCH_SETTINGS", json.dumps(settings, separators=(",", ":")))
+    job_api.runtime.cache_clear()
+    fewer = pools_lab.submit({"pipeline": "basecall", "inputs": [READS], "gpus": 1})
+    assert fewer.status == 422 and fewer.error["code"] == "gpus_too_few"
+    assert fewer.error["details"] == {"field": "gpus", "asked": 1, "minimum": 2}
+
+
+def test_a_recovered_gpu_job_asks_for_its_gpus_again():
+    from recovery import Plan, new_record, submit_job_request
+
+    old = {"job_id": "j-old", "pipeline": "fastq-stats", "output_prefix": "s3://r/jobs/j-old/", "vcpus": 1,
+           "memory_mib": 2048, "gpus": 1, "job_definition": "labbatch-example-fastq-stats"}
+    plan = Plan("spot_reclaimed", "reclaimed", "on-demand", 2048, "gpu")
+    new = new_record(old, plan, job_id="j-new", prefix="s3://r/jobs/j-new/", job_queue=QUEUES[("gpu", "on-demand")],
+                     job_definition="labbatch-example-fastq-stats", lab="example")
+
+    request = submit_job_request(old, new, {gpu_check.GPUS_ENV: "1"}, job_name="canary", lab="example")
+
+    assert new["gpus"] == 1 and new["pool"] == "gpu"
+    assert {"type": "GPU", "value": "1"} in request["containerOverrides"]["resourceRequirements"]
+    assert {"name": gpu_check.GPUS_ENV, "value": "1"} in request["containerOverrides"]["environment"]

@@ -1,6 +1,6 @@
 """Pools in local mode, without starting a lab: every pool's environments and queues register with
 the executor, a GPU pool gives GPUs only when the engine has an NVIDIA runtime, and then a GPU
-job's container gets `--gpus`. End to end: tests/e2e/test_local_pools.py."""
+job's container gets `--gpus` (Docker) or the CDI device nvidia.com/gpu=all (Podman). End to end: tests/e2e/test_local_pools.py."""
 
 from __future__ import annotations
 
@@ -68,5 +68,43 @@ def test_the_nvidia_runtime_is_read_from_docker_info(tmp_path):
     assert nvidia_runtime(_engine(tmp_path, "docker", '{"nvidia":{"path":"nvidia-container-runtime"},"runc":{}}'))
     (tmp_path / "plain").mkdir()
     assert not nvidia_runtime(_engine(tmp_path / "plain", "docker", '{"runc":{"path":"runc"}}'))
-    assert not nvidia_runtime(_engine(tmp_path, "podman", '{"nvidia":{}}'))  # not detected: GPU jobs refused
     assert not nvidia_runtime(None)
+
+
+# What `nvidia-ctk cdi generate` writes (abridged): the spec Podman hands GPUs out from.
+NVIDIA_CDI_SPEC = """cdiVersion: 0.5.0
+kind: nvidia.com/gpu
+devices:
+- name: "0"
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+- name: all
+  containerEdits:
+    deviceNodes:
+    - path: /dev/nvidia0
+"""
+
+
+def test_podman_gives_gpus_when_a_cdi_spec_names_nvidia_gpus(tmp_path):
+    # Podman has no nvidia runtime to list: an `nvidia` key in its info proves nothing.
+    podman = _engine(tmp_path, "podman", '{"nvidia":{}}')
+    etc_cdi, run_cdi = tmp_path / "etc-cdi", tmp_path / "run-cdi"
+    etc_cdi.mkdir()
+    assert not nvidia_runtime(podman, cdi_dirs=(etc_cdi, run_cdi))
+    (etc_cdi / "intel.yaml").write_text("cdiVersion: 0.5.0\nkind: intel.com/gpu\n")
+    assert not nvidia_runtime(podman, cdi_dirs=(etc_cdi, run_cdi))
+    (etc_cdi / "nvidia.yaml").write_text(NVIDIA_CDI_SPEC)
+    assert nvidia_runtime(podman, cdi_dirs=(etc_cdi, run_cdi))
+    # Docker's answer stays its runtimes', whatever CDI specs lie around.
+    assert not nvidia_runtime(_engine(tmp_path / "etc-cdi", "docker", '{"runc":{}}'), cdi_dirs=(etc_cdi,))
+
+
+def test_a_gpu_jobs_container_under_podman_gets_the_cdi_device(tmp_path):
+    definitions = {d.name: d for d in registration(layout(LAB), LAB.name)["job_definitions"]}
+    container = batch_container.container_for(definitions["labbatch-pools-basecall"].request())
+
+    argv = ContainerRunner("podman", tmp_path / "tree").spec(
+        container, scratch=tmp_path / "attempt", name="labbatch-j-1-a1").create_argv
+
+    assert argv[argv.index("--device") + 1] == "nvidia.com/gpu=all" and "--gpus" not in argv

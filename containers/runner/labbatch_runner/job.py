@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from labbatch_contract import outcome
+from labbatch_contract import gpu_check, outcome
 from labbatch_contract.outcome import ExitCode
 
 from . import scratch
@@ -59,6 +59,21 @@ def _expand(contract: JobContract, attempt_dir: AttemptDir, local_paths: dict[An
     )
 
 
+def _gpus_visible(environ: Mapping[str, str], attempt_dir: AttemptDir, tool_env: Mapping[str, str], log: RunnerLog):
+    """A job that asked for GPUs first checks it was given them (labbatch_contract.gpu_check): a tool
+    that finds no GPU fails later, slower and in its own words, or quietly runs on the CPU."""
+    try:
+        gpus = int(environ.get(gpu_check.GPUS_ENV) or 0)
+    except ValueError:
+        raise RunnerError(ExitCode.CONTRACT, f"{gpu_check.GPUS_ENV} is {environ[gpu_check.GPUS_ENV]!r} "
+                                             "(allowed: a whole number of GPUs)") from None
+    if gpus <= 0:
+        return None
+    log.info(f"the job asked for {gpus} GPU(s): checking that it sees them")
+    return run_tool(gpu_check.argv(), cwd=attempt_dir.work, env=tool_env,
+                    log_path=attempt_dir.logs / outcome.TOOL_LOG_NAME)
+
+
 def run_job(argv: list[str], environ: Mapping[str, str], *, log: RunnerLog, guard: TerminationGuard) -> int:
     report = Report(transfer_engine=DEFAULT_ENGINE)
     report.output_prefix = publishable_prefix(environ)
@@ -80,12 +95,17 @@ def run_job(argv: list[str], environ: Mapping[str, str], *, log: RunnerLog, guar
                                          cache=state.cache, disk_factor=contract.disk_factor)
             usage.sample()
             with report.phase(outcome.RUN):
-                log.info(f"run: {report.argv}")
                 tool_env = tool_environment(environ, tmp=attempt_dir.tmp)
-                report.tool = run_tool(report.argv, cwd=attempt_dir.work, env=tool_env, log_path=attempt_dir.logs / outcome.TOOL_LOG_NAME)
+                tool_log = attempt_dir.logs / outcome.TOOL_LOG_NAME
+                checked = _gpus_visible(environ, attempt_dir, tool_env, log)
+                if checked is None or checked.exit_code == 0:
+                    log.info(f"run: {report.argv}")
+                    report.tool = run_tool(report.argv, cwd=attempt_dir.work, env=tool_env, log_path=tool_log)
             usage.sample()
         report.peak_scratch_bytes = usage.peak
-        if report.tool.exit_code != 0:
+        if checked is not None and checked.exit_code != 0:
+            report.fail(outcome.RUN, gpu_check.FAILURE_CODE, checked.last_line or gpu_check.FAILED_PREFIX, checked.exit_code)
+        elif report.tool.exit_code != 0:
             how = f"killed by {report.tool.signal}" if report.tool.signal else f"exited with {report.tool.exit_code}"
             if report.tool.oom_killed:
                 how += " (the kernel's OOM killer: it used more than the job's memory)"
