@@ -96,8 +96,6 @@ def instances_not_joined(lab: str, environments: Iterable[tuple[str, Mapping[str
                 failures = tuple(boot_reasons.failures_in(_console(ec2, instance["InstanceId"])))
                 if failures or (age is not None and age >= SILENT_AFTER_SECONDS):
                     found.append(NotJoined(instance["InstanceId"], environment["name"], age, failures))
-    except BootLookupFailed:
-        raise
     except Exception as error:  # noqa: BLE001 - botocore's errors and missing credentials alike
         raise BootLookupFailed(_refusal(lab, error)) from None
     return found

@@ -6,10 +6,12 @@ instances."""
 
 from __future__ import annotations
 
+import inspect
 from fnmatch import fnmatchcase
 
 import pytest
 
+import labbatch.boot_reasons as client_side
 from labbatch_contract import boot_reasons, names
 from tests.cdk.conftest import resources
 from tests.cdk.test_compute_stack import user_data, written_files
@@ -58,8 +60,7 @@ def test_the_diagnose_policy_grants_what_the_client_calls_and_the_console_only_o
                                     {"StringEquals": {f"aws:ResourceTag/{names.LAB_TAG}": "example"}}),
     }
     # Every call labbatch/boot_reasons.py makes is among them, and nothing that changes anything.
-    source = (boot_reasons.__file__.replace("labbatch_contract", "labbatch"))
-    text = open(source).read()
+    text = inspect.getsource(client_side)
     for call, action in (("list_container_instances", "ecs:ListContainerInstances"),
                          ("describe_instances", "ec2:DescribeInstances"),
                          ("get_console_output", "ec2:GetConsoleOutput")):
