@@ -12,6 +12,7 @@ from constructs import Construct
 
 from labbatch.batch_layout import layout
 from labbatch.config import DEFAULT_POOL, Lab, Pool
+from labbatch_contract import boot_reasons, names
 
 from lab_constructs.compliance import acknowledge
 from lab_constructs.network import LabNetwork
@@ -107,6 +108,14 @@ class BatchCompute(Construct):
             cfn_env: batch.CfnComputeEnvironment = env.node.default_child
             cfn_env.add_property_override("ComputeResources.LaunchTemplate.Version",
                                           launch_template.latest_version_number)
+            # Tags Batch puts on every instance it launches here: `labbatch why`/`doctor` find the
+            # instances of an environment none of whose instances joined its cluster by them, and
+            # the diagnose policy lets its holders read the console only of instances with the
+            # lab's tag (labbatch_contract/boot_reasons.py). Stack tags reach the environment,
+            # not its instances. An infrastructure update (replace_compute_environment=False).
+            cfn_env.add_property_override("ComputeResources.Tags", {
+                names.LAB_TAG: lab_name,
+                boot_reasons.COMPUTE_ENVIRONMENT_TAG: boot_reasons.compute_environment_tag(env_spec.pool, env_spec.kind)})
             self.environments[(env_spec.pool, env_spec.kind)] = env
 
         self.queues: dict[tuple[str, str], batch.JobQueue] = {}

@@ -11,6 +11,7 @@ from constructs import Construct
 
 from labbatch.batch_layout import SCRATCH_MOUNT
 from labbatch.config import ScratchVolume
+from labbatch_contract import boot_reasons
 from labbatch_contract.references import CACHE_DIR_NAME
 
 SCRATCH_DEVICE = "/dev/xvdb"
@@ -20,7 +21,9 @@ ROOT_GIB = 30  # the ECS-optimized AL2023 image's own root size; images stay her
 # (CUDA runtimes) are several GB each, so a GPU pool's root volume is bigger.
 GPU_ROOT_GIB = 100
 
-BOOT_STATE_DIR = "/var/lib/labbatch/boot"  # <step>.failed: why a boot step failed (for `labbatch why`)
+# <step>.failed: why a boot step failed; its failure handler also writes the reason to the console,
+# where EC2's GetConsoleOutput (and so `labbatch why` and `labbatch doctor`) can read it.
+BOOT_STATE_DIR = "/var/lib/labbatch/boot"
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,8 @@ class BootStep:
     user data runs, so a synchronous start from user data waits for itself (AWS's ECS guide;
     containers/runner/README.md, "How an instance boots", has the sources and the rehearsal
     that reproduces it). The unit is ordered before ecs.service and required by it: if the step
-    fails, the agent does not start, and `<BOOT_STATE_DIR>/<name>.failed` says why.
+    fails, the agent does not start, `<BOOT_STATE_DIR>/<name>.failed` says why, and so does one
+    `labbatch-boot: FAILED <name>: <reason>` line on the console (boot_reasons.console_line).
     `script` is bash; it may call `labbatch_boot_failed "reason"` to fail with a reason.
     """
     name: str
@@ -96,6 +100,11 @@ state={state}
 [ "$SERVICE_RESULT" = success ] && exit 0
 mkdir -p "$state"
 [ -s "$state/$1.failed" ] || echo "labbatch-$1.service failed ($SERVICE_RESULT, exit status ${{EXIT_STATUS:-none}}); see journalctl -u labbatch-$1.service" > "$state/$1.failed"
+# The same reason, one line, on the console: EC2's GetConsoleOutput returns it without the agent
+# (`labbatch why` and `labbatch doctor` read it there; labbatch_contract/boot_reasons.py).
+reason=$(head -c {max_reason} "$state/$1.failed" | tr '\\n' ' ')
+[ -c /dev/console ] && printf '{console_format}' "$1" "$reason" 2>/dev/null >/dev/console
+exit 0
 """
 
 _STEP_PREAMBLE = """\
@@ -136,7 +145,9 @@ def _write(path: str, text: str, mode: str) -> str:
 def boot_commands(steps: Sequence[BootStep]) -> list[str]:
     """User-data commands that install `steps` as units and enable them without blocking."""
     commands = [f"mkdir -p {BOOT_STATE_DIR} /usr/local/sbin",
-                _write("/usr/local/sbin/labbatch-boot-result", _RESULT_SCRIPT.format(state=BOOT_STATE_DIR), "755")]
+                _write("/usr/local/sbin/labbatch-boot-result", _RESULT_SCRIPT.format(
+                    state=BOOT_STATE_DIR, max_reason=boot_reasons.MAX_REASON_CHARS,
+                    console_format=boot_reasons.console_format()), "755")]
     for step in steps:
         ordering = "".join(f"{key}={unit}\n" for key, units in (("After", step.after), ("Requires", step.requires))
                            for unit in units)

@@ -272,9 +272,14 @@ def run_pipelines(args: argparse.Namespace) -> int:
 
 
 def run_why(args: argparse.Namespace) -> int:
+    from labbatch import boot_reasons
+
     job_id, child_name = _child_of(args.job_id)
-    with _client(args) as client:
+    connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
+    with connection.client() as client:
         job = client.child(job_id, child_name) if child_name else client.get(job_id)
+        # An instance that never joined says why only on its console (labbatch/boot_reasons.py).
+        boot = None if child_name else boot_reasons.for_waiting_job(connection, client, job)
     if child_name:
         if args.json:
             return _print_json(job)
@@ -283,8 +288,8 @@ def run_why(args: argparse.Namespace) -> int:
     if args.json:
         keys = ("job_id", "status", "status_reason", "failure", "waiting_because", "attempts", "child_failures",
                 "failed_children", "failed_children_next_token")
-        return _print_json({key: job.get(key) for key in keys if job.get(key) is not None})
-    print(why_text(job) + failed_children_text(job))
+        return _print_json({**{key: job.get(key) for key in keys if job.get(key) is not None}, **(boot or {})})
+    print("\n".join([why_text(job) + failed_children_text(job), *boot_reasons.why_lines(boot)]))
     return EXIT_OK
 
 

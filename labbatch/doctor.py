@@ -13,7 +13,9 @@ Checks, in order (a check that cannot run because an earlier one failed is not r
    `fastq-stats` pipeline reads it, writes its results (and the runner's manifest) to the
    results bucket and logs; doctor reads both back. On a GPU pool the canary asks for a GPU, and
    the runner's GPU check must find it (labbatch/doctor_gpus.py). Uploading and reading back use the local
-   lab's own credentials, or the caller's AWS profile for a deployed lab.
+   lab's own credentials, or the caller's AWS profile for a deployed lab;
+5. in AWS, after the canaries: instances a compute environment launched that never joined its
+   ECS cluster, with the reason their boot wrote on the console (labbatch/boot_reasons.py).
 
 Exit 0 when every check passed, 1 otherwise.
 """
@@ -129,6 +131,8 @@ def diagnose(args: argparse.Namespace, emit: Callable[[Check], None]) -> list[Ch
         _tes_checks(target, view["tes"], add)
     canary = None if args.no_canary else _canary_checks(target, view, args, add)
     _image_checks(target, view, canary, add)
+    if target.local is None:  # a local lab has no instances
+        _boot_checks(target, add)
     for name, detail in gpu_pool_notes(view, canaries_ran=not args.no_canary):
         add(Check(name, True, detail))
     return checks
@@ -265,6 +269,32 @@ def _enable_fix(target: Target, kind: str, name: str) -> str:
         return (f"restart `labbatch local --lab {target.lab_name}` (it starts everything enabled)"
                 + (f", or: {command} --endpoint-url {endpoint}" if endpoint else ""))
     return command
+
+
+# --- 5. instances that never joined (a deployed lab) -----------------------------------------------
+
+
+def _boot_checks(target: Target, add: Callable[[Check], Check]) -> None:
+    """After the canaries (they are what makes an idle lab launch instances): an environment that
+    wants vCPUs and has no instance in its cluster, and why, from the instances' consoles."""
+    from labbatch import boot_reasons
+
+    try:
+        with target.connection.client(timeout=15) as client:
+            view = client.lab()  # again: desired vCPUs as they are now
+        found = boot_reasons.instances_not_joined(
+            str(view.get("lab")), boot_reasons.environments_of(view),
+            boot_reasons.aws_client_maker(target.profile, target.connection.region))
+    except boot_reasons.BootLookupFailed as error:
+        add(Check("instances joined", True, f"not checked: {error}"))
+        return
+    except LabBatchError as error:
+        add(Check("instances joined", True, f"not checked: GET /lab failed ({error.message})"))
+        return
+    for instance in found:
+        add(Check(f"instance {instance.instance_id}", False, instance.message(), instance.fix()))
+    if not found:
+        add(Check("instances joined", True, "no instance of the lab is kept out of its cluster by a failed boot"))
 
 
 # --- 3. images --------------------------------------------------------------------------------------

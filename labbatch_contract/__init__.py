@@ -18,4 +18,5 @@ has boto3). Nothing here talks to AWS on import.
 - `tokens`       TES bearer tokens: format, ledger item, the check the authorizer and local mode share
 - `references`   folders, companion-file patterns (CWL secondaryFiles) and where the reference cache lives
 - `batch_container` a job definition + SubmitJob as the container the ECS agent starts (local mode, rehearsal)
+- `boot_reasons` the console line a failed boot step writes and the client reads back, and the instance tags
 """

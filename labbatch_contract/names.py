@@ -70,6 +70,12 @@ def job_role(lab: str) -> str:
     return f"{PREFIX}-{lab}-job"
 
 
+def diagnose_policy(lab: str) -> str:
+    """The managed policy whoever runs `labbatch why`/`doctor` on a deployed lab attaches, so that
+    they can read why its instances never joined (lab_constructs/boot_diagnosis.py)."""
+    return f"{PREFIX}-{lab}-diagnose"
+
+
 def job_execution_role(lab: str) -> str:
     return f"{PREFIX}-{lab}-job-execution"
 

@@ -8,6 +8,7 @@ from labbatch_contract import names
 from labbatch.batch_layout import layout
 from labbatch.config import Lab
 from lab_constructs.batch_compute import BatchCompute, pool_construct_id
+from lab_constructs.boot_diagnosis import BootDiagnosisPolicy
 from lab_constructs.lab_key import lab_key
 from lab_constructs.network import LabNetwork
 from lab_constructs.nextflow_access import NextflowAccess
@@ -45,3 +46,4 @@ class ComputeStack(LabStack):
         self.nextflow = NextflowAccess(self, "NextflowAccess", lab_name=lab.name, queues=self.compute.queues,
                                        job_role=self.pipelines.job_role, bucket_names=bucket_names, key=key,
                                        principals=list(lab.api.principals))
+        self.boot_diagnosis = BootDiagnosisPolicy(self, "BootDiagnosis", lab_name=lab.name)

@@ -321,6 +321,7 @@ class EnvironmentState(BaseModel):
     max_vcpus: int | None = None
     desired_vcpus: int | None = None
     instance_types: list[str] = Field(default_factory=list)
+    ecs_cluster: str | None = Field(default=None, description="The ECS cluster its instances join (ARN).")
 
 
 class QueueState(BaseModel):

@@ -69,6 +69,8 @@ def environment_view(environment: dict[str, Any]) -> dict[str, Any]:
         "max_vcpus": resources.get("maxvCpus"),
         "desired_vcpus": resources.get("desiredvCpus"),
         "instance_types": list(resources.get("instanceTypes") or []),
+        # Where its instances join: `labbatch why`/`doctor` ask ECS whether any has (boot_reasons).
+        "ecs_cluster": environment.get("ecsClusterArn"),
     }
 
 
@@ -98,7 +100,8 @@ def lab_view(batch, settings: LabSettings) -> dict[str, Any]:
                 environment_view(environments[ref]) if ref in environments
                 else {"name": short_name(ref), "state": None, "status": "MISSING",
                       "status_reason": "Batch does not know this compute environment",
-                      "type": None, "max_vcpus": None, "desired_vcpus": None, "instance_types": []}
+                      "type": None, "max_vcpus": None, "desired_vcpus": None, "instance_types": [],
+                      "ecs_cluster": None}
                 for ref in environment_order(queue)
             ],
         })

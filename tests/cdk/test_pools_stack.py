@@ -8,7 +8,8 @@ from pathlib import Path
 
 from tests.cdk.conftest import resources
 
-# Every logical ID of labs/example.yaml's stacks as main (1583590, before pools) synthesizes them:
+# Every logical ID of labs/example.yaml's stacks as main (1583590, before pools) synthesizes them
+# (plus resources added since, never renamed: NextflowAccessPolicy, BootDiagnosisPolicy):
 # a one-pool lab must update in place, so none may be renamed (a rename replaces the resource).
 BEFORE_POOLS = json.loads((Path(__file__).parent / "example_logical_ids.json").read_text())
 GPU_AMI_PARAMETER = "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"

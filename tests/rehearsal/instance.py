@@ -5,7 +5,8 @@ systemd as PID 1, Debian's cloud-init seeded through NoCloud with the launch tem
 user data, an inner Docker, an ecs.service stand-in with amazon-ecs-init's ordering, and a
 registry at localhost:5000 holding a stand-in runner image. It gets a scratch block device of
 the lab's configured size (a sparse file on a loop device) at the launch template's device name.
-The container flags are the ones ../shared/design.md ("What AWS actually runs") found to run
+The instance has a console, a terminal read back with `docker logs` (`console()`), as EC2's
+GetConsoleOutput reads an instance's serial console. The container flags are the ones ../shared/design.md ("What AWS actually runs") found to run
 systemd, cloud-init and an inner dockerd here without --privileged.
 """
 
@@ -165,7 +166,10 @@ class Instance:
                 mounts += ["-v", f"{dropin}:/etc/systemd/system/docker.service.d:ro"]
             self.container = f"labbatch-rehearsal-{self.name}-{os.getpid()}"
             self.started_at = time.monotonic()
-            run("docker", "run", "-d", "--name", self.container, "--hostname", self.name, "--label", f"{LABEL}=1",
+            # `-t`: the instance gets a console (Docker binds a terminal at /dev/console), and
+            # `docker logs` reads it back as EC2's GetConsoleOutput reads an instance's serial
+            # console: systemd's status lines and whatever is written to /dev/console.
+            run("docker", "run", "-d", "-t", "--name", self.container, "--hostname", self.name, "--label", f"{LABEL}=1",
                 *RUN_FLAGS, "--device", f"{self.loop}:{self.scratch_device}",
                 "-v", f"{self.workdir / 'docker'}:/var/lib/docker", *mounts,
                 *[arg for volume in self.volumes for arg in ("-v", volume)], self.image, "/sbin/init")
@@ -191,6 +195,12 @@ class Instance:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     # --- looking inside ---------------------------------------------------------------------
+
+    def console(self) -> str:
+        """What the instance's console has shown since it was created (its terminal, as
+        `docker logs` keeps it), the rehearsal's GetConsoleOutput."""
+        assert self.container
+        return run("docker", "logs", self.container, timeout=30).stdout
 
     def sh(self, script: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess[str]:
         assert self.container

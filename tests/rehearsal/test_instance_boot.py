@@ -2,7 +2,7 @@
 data in a stand-in for an ECS-optimized AL2023 instance (tests/rehearsal/instance.py) and check
 what AWS would do with it: cloud-init's final stage ends, /scratch is mounted, the runner tree
 is complete before the ECS agent starts, and with no registry the agent stays stopped and the
-reason is kept. The boot design before this (tests/rehearsal/old_boot.py) hangs in cloud-final.
+reason is kept, on disk and on the instance's console (where `labbatch why` reads it). The boot design before this (tests/rehearsal/old_boot.py) hangs in cloud-final.
 
 Four instances boot side by side (a few seconds each); the whole module takes about a minute,
 bounded by HANG_BOUND (how long the old design is watched) and the runner tree's three tries.
@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from labbatch_contract import boot_reasons
 from tests.rehearsal.instance import (BATCH_CLUSTER, STANDIN_MARKER, STANDIN_RUNNER_IMAGE, UNREACHABLE_RUNNER_IMAGE,
                                       Instance, launch_template_user_data, multipart_user_data, shell_parts,
                                       with_batch_part)
@@ -138,6 +139,7 @@ def test_the_runner_tree_is_complete_before_the_ecs_agent_starts(instances, name
     # Docker pulled through the (stand-in) ECR credential helper, as the instance role would.
     assert instance.sh("cat /run/ecr-login-asked").stdout.split() == ["localhost:5000"]
     assert not instance.sh("ls /var/lib/labbatch/boot").stdout.strip()  # no failure recorded
+    assert not boot_reasons.failures_in(instance.console())  # and none on the console
     print(f"{name}: cloud-final ended {cloud_final:.1f} s, tree {tree_done:.1f} s, agent {agent_started:.1f} s after boot")
 
 
@@ -157,6 +159,13 @@ def test_with_no_registry_the_agent_stays_stopped_and_the_reason_is_kept(instanc
     reason = instance.sh("cat /var/lib/labbatch/boot/runner-tree.failed").stdout
     assert reason.startswith(f"could not install the runner tree from {UNREACHABLE_RUNNER_IMAGE} (3 tries):"), reason
     assert "connection refused" in reason, reason
+    # The same reason on the console, where EC2's GetConsoleOutput finds it with no agent running,
+    # in the words `labbatch why` and `labbatch doctor` parse (labbatch_contract/boot_reasons.py).
+    console = instance.console()
+    found = boot_reasons.failures_in(console)
+    assert [failure.step for failure in found] == ["runner-tree"], console[-3000:]
+    assert found[0].reason == " ".join(reason.split()), (found[0].reason, reason)
+    print("console:", next(line for line in console.splitlines() if boot_reasons.CONSOLE_PREFIX in line))
     assert instance.sh("test -e /opt/labbatch/runner").returncode != 0  # no half tree either
 
 
