@@ -100,7 +100,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from labbatch.cli import WaitProgress, jobs_table, print_table
+    from labbatch.job_commands import WaitProgress
+    from labbatch.tables import jobs_table, print_table
     from labbatch.client import LabBatchClient, labbatch_home
     from labbatch.error_line import print_error
     from labbatch.loader import DEFAULT_LABS_DIR, load_one_lab

@@ -270,8 +270,7 @@ def test_a_request_may_ask_for_a_gpu_and_is_placed_on_a_gpu_pool_with_the_runner
 
 
 def test_a_pipelines_own_gpus_reach_the_runner_and_a_request_cannot_ask_for_fewer(pools_lab, monkeypatch):
-    import job_api
-
+    from labbatch_api import handler as job_api
     submitted = capture_calls(api_clients().batch, "SubmitJob")
 
     assert pools_lab.submit({"pipeline": "basecall", "inputs": [READS]}).status == 202
@@ -291,7 +290,7 @@ def test_a_pipelines_own_gpus_reach_the_runner_and_a_request_cannot_ask_for_fewe
 
 
 def test_a_recovered_gpu_job_asks_for_its_gpus_again():
-    from recovery import Plan, new_record, submit_job_request
+    from labbatch_status.recovery import Plan, new_record, submit_job_request
 
     old = {"job_id": "j-old", "pipeline": "fastq-stats", "output_prefix": "s3://r/jobs/j-old/", "vcpus": 1,
            "memory_mib": 2048, "gpus": 1, "job_definition": "labbatch-example-fastq-stats"}

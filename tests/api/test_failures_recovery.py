@@ -505,7 +505,7 @@ def test_an_unknown_recovery_switch_is_refused_at_synth():
 def test_labbatch_status_shows_the_class_and_the_links():
     from rich.console import Console
 
-    from labbatch.cli import _job_table, jobs_table
+    from labbatch.tables import job_table as _job_table, jobs_table
 
     job = {"job_id": "j-1", "pipeline": "hog", "queue": "on-demand", "status": "FAILED", "failure": "out_of_memory",
            "recovered_from": "j-0", "recovery": {"kind": "more_memory", "reason": "killed for memory at 1,024 MiB"},

@@ -167,7 +167,7 @@ RUNNABLE = {"job_id": "j-01abc", "status": "RUNNABLE", "queue": "spot", "pipelin
 
 
 def why(monkeypatch, capsys, api: FakeApi, *extra: str) -> str:
-    monkeypatch.setattr(cli, "resolve_connection", lambda **kwargs: FakeConnection(api))
+    monkeypatch.setattr("labbatch.why.resolve_connection", lambda **kwargs: FakeConnection(api))
     assert cli.main(["why", "j-01abc", *extra]) == 0
     return capsys.readouterr().out
 

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from labbatch.cli import _pipelines_table
+from labbatch.tables import pipelines_table as _pipelines_table
 from labbatch_contract.batch_container import container_for
 from labbatch.loader import parse_lab
 from labbatch.local import lab as local_lab
