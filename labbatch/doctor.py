@@ -19,7 +19,6 @@ Checks, in order (a check that cannot run because an earlier one failed is not r
 
 Exit 0 when every check passed, 1 otherwise.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -27,64 +26,17 @@ import json
 import os
 import shutil
 import sys
-import time
-import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from labbatch.batch_layout import RUNNER_COMMAND, on_host
-from labbatch.doctor_gpus import canary_gpus, gpu_canary_failed, gpu_pool_notes, gpu_seen, refused_here
-from labbatch.client import (DOCTOR_CANARY_PREFIX, Connection, LabBatchApiError, LabBatchClient,
-                             LabBatchConnectionError, LabBatchError, local_lab_state, resolve_connection)
-from labbatch_contract import batch_reasons, outcome
-from labbatch_contract import manifest as manifests
+from labbatch.doctor_gpus import gpu_pool_notes, refused_here
+from labbatch.client import LabBatchApiError, LabBatchConnectionError, LabBatchError, local_lab_state, resolve_connection
+from labbatch.doctor_canary import CANARY_PIPELINE, canary_checks
+from labbatch.doctor_target import Check, Target, where
+from labbatch_contract import batch_reasons
 
 EXIT_OK, EXIT_FAILED = 0, 1
-CANARY_PIPELINE = "fastq-stats"
-CANARY_PREFIX = "labbatch-doctor/"
-CANARY_READS = (("ACGTACGTGGCCAATT", "IIIIIIIIIIIIIIII"), ("GGGGCCCCAAAATTTT", "FFFFFFFFFFFFFFFF"))
-# A compute environment scaling from zero takes minutes in AWS; locally, seconds.
-DEFAULT_TIMEOUT_SECONDS = {"local": 120.0, "aws": 900.0}
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
-
-    def line(self) -> str:
-        text = f"{'ok  ' if self.ok else 'FAIL'}  {self.name}: {self.detail}"
-        return text if self.ok or not self.fix else f"{text} -- fix: {self.fix}"
-
-    def as_json(self) -> dict[str, Any]:
-        return {"check": self.name, "ok": self.ok, "detail": self.detail, **({"fix": self.fix} if self.fix else {})}
-
-
-@dataclass
-class Target:
-    """The lab under test: how to call its API, and (for canaries) how to reach its S3 and logs."""
-
-    connection: Connection
-    local: dict[str, Any] | None  # the local lab's state file, when it is one
-    lab_name: str | None
-    profile: str | None = None
-    checks: list[Check] = field(default_factory=list)
-
-    @property
-    def mode(self) -> str:
-        return "local" if self.local is not None else "aws"
-
-    def aws_client(self, service: str):
-        import boto3
-
-        if self.local is not None:
-            keys = self.local["credentials"]
-            return boto3.client(service, endpoint_url=self.local["aws_endpoint"], region_name=self.local["region"],
-                                aws_access_key_id=keys["access_key_id"], aws_secret_access_key=keys["secret_access_key"])
-        return boto3.Session(profile_name=self.profile, region_name=self.connection.region).client(service)
 
 
 def doctor_arguments(parser: argparse.ArgumentParser) -> None:
@@ -129,7 +81,7 @@ def diagnose(args: argparse.Namespace, emit: Callable[[Check], None]) -> list[Ch
     _batch_checks(target, view, add)
     if view.get("tes"):
         _tes_checks(target, view["tes"], add)
-    canary = None if args.no_canary else _canary_checks(target, view, args, add)
+    canary = None if args.no_canary else canary_checks(target, view, args, add)
     _image_checks(target, view, canary, add)
     if target.local is None:  # a local lab has no instances
         _boot_checks(target, add)
@@ -226,11 +178,11 @@ def _batch_checks(target: Target, view: dict[str, Any], add: Callable[[Check], C
         name = queue["name"]
         problem = _state_problem(queue)
         if problem:
-            add(Check(f"queue {_where(queue)}", False, f"{name} {problem}",
+            add(Check(f"queue {where(queue)}", False, f"{name} {problem}",
                       _enable_fix(target, "job-queue", name) if queue.get("state") == "DISABLED"
                       else "redeploy the lab's compute stack (cdk deploy); `aws batch describe-job-queues` shows why"))
         else:
-            add(Check(f"queue {_where(queue)}", True, f"{name} ENABLED, VALID"))
+            add(Check(f"queue {where(queue)}", True, f"{name} ENABLED, VALID"))
         for environment in queue.get("compute_environments", []):
             if environment["name"] in seen:
                 continue
@@ -362,162 +314,6 @@ def _on_path(executable: str, search_path: str) -> bool:
     if os.sep in executable:
         return os.access(executable, os.X_OK)
     return shutil.which(executable, path=search_path) is not None
-
-
-# --- 4. canaries ------------------------------------------------------------------------------------
-
-
-def _canary_checks(target: Target, view: dict[str, Any], args: argparse.Namespace,
-                   add: Callable[[Check], Check]) -> dict[str, bool]:
-    pipeline = args.canary_pipeline
-    if pipeline not in {p["name"] for p in view.get("pipelines", [])}:
-        add(Check("canary", False, f"lab {view.get('lab')} has no {pipeline} pipeline to run a canary with",
-                  "pass --canary-pipeline with a pipeline that reads one FASTQ, or --no-canary"))
-        return {}
-    queues = [q for q in view.get("queues", []) if q.get("state") == "ENABLED" and q.get("status") != "MISSING"]
-    for skipped in [q for q in view.get("queues", []) if q not in queues]:
-        add(Check(f"canary on {_where(skipped)}", False, f"not run: queue {skipped['name']} does not take jobs",
-                  "enable the queue (see above), then run doctor again"))
-    if not queues:
-        return {pipeline: False}
-
-    buckets = view["buckets"]
-    key = f"{CANARY_PREFIX}{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:8]}.fastq"
-    body = "".join(f"@doctor{i}\n{seq}\n+\n{qual}\n" for i, (seq, qual) in enumerate(CANARY_READS)).encode()
-    try:
-        s3 = target.aws_client("s3")
-        s3.put_object(Bucket=buckets["inputs"], Key=key, Body=body)
-    except Exception as error:  # noqa: BLE001 - botocore's errors and missing credentials alike
-        add(Check("canary input", False, f"could not upload s3://{buckets['inputs']}/{key}: {_aws_reason(error)}",
-                  "doctor uploads a tiny FASTQ with your AWS credentials: use a --profile allowed "
-                  f"s3:PutObject on s3://{buckets['inputs']}/{CANARY_PREFIX}*"))
-        return {pipeline: False}
-    uri = f"s3://{buckets['inputs']}/{key}"
-    submitted: dict[str, dict[str, Any]] = {}
-    gpu_pools: dict[str, str] = {}  # where -> the GPU pool whose canary asked for a GPU
-    passed = True
-    timeout = args.timeout or DEFAULT_TIMEOUT_SECONDS[target.mode]
-    with target.connection.client(timeout=30) as client:
-        for queue in queues:
-            # One canary per queue of every pool: each pool has its own instances, image and launch template.
-            pool = queue.get("pool") if len(view.get("pools") or []) > 1 else None
-            gpus = canary_gpus(view, queue.get("pool"))
-            if gpus:
-                gpu_pools[_where(queue)] = queue.get("pool") or "default"
-            try:
-                submitted[_where(queue)] = client.submit(
-                    pipeline, [uri], queue=queue["queue"], pool=pool, gpus=gpus,
-                    name=f"{DOCTOR_CANARY_PREFIX}{_where(queue).replace(' ', '-')}")
-            except LabBatchError as error:
-                passed = False
-                add(Check(f"canary on {_where(queue)}", False, f"not submitted: {error.code}: {error.message}",
-                          "fix the queue and its compute environments above; the API's logs say more"))
-        records = _wait(client, [job["job_id"] for job in submitted.values()], timeout)
-        for queue_key, job in submitted.items():
-            log_group = next((p.get("log_group") for p in view["pipelines"] if p["name"] == pipeline), None)
-            passed &= _judge_canary(target, queue_key, records[job["job_id"]], add, s3, log_group,
-                                    gpu_pool=gpu_pools.get(queue_key))
-    try:
-        s3.delete_object(Bucket=buckets["inputs"], Key=key)
-    except Exception:  # noqa: BLE001 - leaving one tiny object behind is harmless
-        pass
-    return {pipeline: passed}
-
-
-def _where(queue: dict[str, Any]) -> str:
-    """`spot` for the pool `default`'s queues (a one-pool lab's), `gpu spot` for another pool's."""
-    pool = queue.get("pool") or "default"
-    return queue["queue"] if pool == "default" else f"{pool} {queue['queue']}"
-
-
-def _wait(client: LabBatchClient, job_ids: list[str], timeout: float) -> dict[str, dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    records: dict[str, dict[str, Any]] = {}
-    while True:
-        for job_id in job_ids:
-            if records.get(job_id, {}).get("status") not in ("SUCCEEDED", "FAILED"):
-                records[job_id] = client.get(job_id)
-        if all(r.get("status") in ("SUCCEEDED", "FAILED") for r in records.values()) or time.monotonic() > deadline:
-            return records
-        time.sleep(0.5 if time.monotonic() + 0.5 < deadline else max(deadline - time.monotonic(), 0))
-
-
-def _judge_canary(target: Target, queue: str, record: dict[str, Any], add: Callable[[Check], Check], s3,
-                  definition_log_group: str | None, gpu_pool: str | None = None) -> bool:
-    label = f"canary on {queue}"
-    job_id, status = record["job_id"], record.get("status")
-    if status != "SUCCEEDED":
-        waiting = record.get("waiting_because")
-        if waiting:
-            add(Check(label, False, f"{job_id} {status}: {waiting['message']}", waiting["fix"]))
-        elif status == "FAILED":
-            attempts = record.get("attempts") or []
-            last = attempts[-1] if attempts else {}
-            why = "; ".join(str(v) for v in (record.get("failure"), record.get("status_reason"),
-                                              last.get("reason"), last.get("stderr_tail")) if v)
-            if gpu_pool:
-                detail, fix = gpu_canary_failed(gpu_pool, why or "no reason given")
-                add(Check(label, False, f"{job_id} FAILED: {detail}", fix.replace("JOB_ID", job_id)))
-            else:
-                add(Check(label, False, f"{job_id} FAILED: {why or 'no reason given'}",
-                          f"`labbatch status {job_id}` and its log; {batch_reasons.CANNOT_PULL_CONTAINER} means the "
-                          "image, AccessDenied the job role's S3 access"))
-        else:
-            add(Check(label, False, f"{job_id} still {status} after the timeout",
-                      f"`labbatch why {job_id}`; in AWS, a first job waits minutes for an instance: retry with a "
-                      "longer --timeout"))
-        return False
-    problems = []
-    prefix = record["output_prefix"]
-    results_bucket, results_key = prefix.removeprefix("s3://").split("/", 1)
-    try:
-        manifest = json.loads(s3.get_object(Bucket=results_bucket, Key=outcome.manifest_key(results_key))["Body"].read())
-        if not manifests.succeeded(manifest):
-            problems.append(f"its manifest says {manifests.status(manifest)}")
-    except Exception as error:  # noqa: BLE001
-        problems.append(f"no {outcome.MANIFEST_NAME} under {prefix} ({_aws_reason(error)})")
-    log = dict(record.get("log") or {})
-    # The record names the stream; the group is the job definition's (or, locally, the lab's).
-    log["group"] = log.get("group") or definition_log_group or (target.local or {}).get("log_group")
-    seen = None
-    try:
-        logs = target.aws_client("logs")
-        events = logs.get_log_events(logGroupName=log["group"], logStreamName=log["stream"], limit=50,
-                                     startFromHead=True).get("events", []) if log.get("group") and log.get("stream") else []
-        if not events:
-            problems.append("no log lines" + (f" in {log.get('group')} {log.get('stream')}" if log else " (no log stream)"))
-        elif gpu_pool and not (seen := gpu_seen([e.get("message", "") for e in events])):
-            problems.append(f"its log has no GPU check line (pool {gpu_pool}: is the runner older than the check?)")
-    except Exception as error:  # noqa: BLE001
-        problems.append(f"cannot read its log ({_aws_reason(error)})")
-    if problems:
-        add(Check(label, False, f"{job_id} SUCCEEDED but {'; '.join(problems)}",
-                  "check the job role's s3:PutObject on the results bucket and the log group's existence; "
-                  "your profile needs s3:GetObject there and logs:GetLogEvents to verify"))
-        return False
-    seconds = _duration(record)
-    add(Check(label, True, f"{job_id} read the inputs bucket, wrote {outcome.manifest_key(prefix)}, logged to "
-                           f"{log.get('group')}" + (f" ({seconds})" if seconds else "")
-                           + (f"; GPU: {seen}" if gpu_pool else "")))
-    return True
-
-
-def _duration(record: dict[str, Any]) -> str:
-    from datetime import datetime
-
-    try:
-        start = datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
-        stop = datetime.fromisoformat(record["stopped_at"].replace("Z", "+00:00"))
-    except (KeyError, TypeError, ValueError, AttributeError):
-        return ""
-    return f"{(stop - start).total_seconds():.1f} s"
-
-
-def _aws_reason(error: Exception) -> str:
-    response = getattr(error, "response", None)
-    if isinstance(response, dict) and response.get("Error"):
-        return f"{response['Error'].get('Code')}: {response['Error'].get('Message')}"
-    return str(error)
 
 
 # --- where the lab is ---------------------------------------------------------------------------------
