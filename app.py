@@ -8,7 +8,7 @@ from pathlib import Path
 import aws_cdk as cdk
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 
-from labbatch.loader import LabConfigError, load_labs
+from labbatch.lab.loader import LabConfigError, load_labs
 from stacks.lab import build_lab
 
 app = cdk.App()

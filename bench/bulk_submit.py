@@ -29,7 +29,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from labbatch.api_limits import MAX_BODY_BYTES  # noqa: E402
+from labbatch.lab.api_limits import MAX_BODY_BYTES  # noqa: E402
 from benchlib import Summary, machine_line, median, spread, verdict  # noqa: E402
 from request_overhead import CallTimer, setup_environment, stdout_silenced  # noqa: E402
 

@@ -59,8 +59,8 @@ LAYERS = [
 
 def handler_environment() -> dict[str, str]:
     sys.path.insert(0, str(ROOT))
-    from labbatch.api_settings import handler_settings
-    from labbatch.loader import load_lab
+    from labbatch.lab.api_settings import handler_settings
+    from labbatch.lab.loader import load_lab
 
     settings = handler_settings(load_lab(ROOT / "labs" / "example.yaml"), "123456789012", "us-east-1")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "PYTHON"))}

@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from benchlib import Summary, machine_line, median, ratio_spread, spread  # noqa: E402
 from staging import moto_server  # noqa: E402
 
-from labbatch.batch_layout import RUNNER_LAUNCH, RUNNER_MOUNT, on_host  # noqa: E402
+from labbatch.lab.batch_layout import RUNNER_LAUNCH, RUNNER_MOUNT, on_host  # noqa: E402
 from labbatch.local.docker_runner import RUNNER_IMAGE, find_engine, image_id, runner_tree  # noqa: E402
 
 TOOL_IMAGE = "labbatch-bwa:local"

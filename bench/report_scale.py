@@ -13,7 +13,7 @@ blocks holding each child's row (written with BatchWriteItem, since 10,000 child
 through the updater would only slow the set-up).
 
 Timed, interleaved per repeat, over the same loopback:
-- report     the report as `labbatch report JOB` makes it: labbatch.report.gather over the signed
+- report     the report as `labbatch report JOB` makes it: labbatch.client.report.gather over the signed
              job API (GET /jobs/{id}/report, pages of 5,000 children from the report blocks),
              summary.build, render.render; bytes read: the API's JSON answers;
 - baseline   what a report would do without the ledger's figures: list the job's prefix and GET
@@ -120,10 +120,10 @@ def set_up(info: dict, children: int) -> str:
 
 
 def by_report(info: dict, labs_dir: Path, out: Path) -> tuple[float, int, int]:
-    from labbatch.client import LabBatchClient
-    from labbatch.loader import load_one_lab
-    from labbatch.report import costing, render, summary
-    from labbatch.report.gather import gather
+    from labbatch.client.sdk import LabBatchClient
+    from labbatch.lab.loader import load_one_lab
+    from labbatch.client.report import costing, render, summary
+    from labbatch.client.report.gather import gather
 
     creds = info["credentials"]
     began = time.perf_counter()

@@ -200,7 +200,7 @@ NODELAY_LAUNCHER = """\
 import sys
 import labbatch.local.apigateway.http_front as front
 front.ProxyRequestHandler.disable_nagle_algorithm = True
-from labbatch.cli import main
+from labbatch.client.cli import main
 sys.argv = ["labbatch"] + sys.argv[1:]
 sys.exit(main())
 """
@@ -248,7 +248,7 @@ def round_trips(info: dict, requests: int, *, nodelay: bool) -> tuple[list[float
     import boto3
     from botocore.httpsession import URLLib3Session
 
-    from labbatch.client import LabBatchClient
+    from labbatch.client.sdk import LabBatchClient
 
     creds = info["credentials"]
     s3 = boto3.client("s3", endpoint_url=info["aws_endpoint"], region_name=info["region"],

@@ -11,7 +11,7 @@ images for TES) answers every request; the client is this process, over loopback
 requests.Session per thread for every way, so the ways differ only in what the lab does:
 
 - baseline   `GET /jobs/{id}` of a finished fastq-stats job, SigV4-signed per request with
-             labbatch.client.sign_request (the signing time is in the figure, as a client pays it);
+             labbatch.client.sdk.sign_request (the signing time is in the figure, as a client pays it);
 - MINIMAL    `GET /ga4gh/tes/v1/tasks/{id}?view=MINIMAL` with `Authorization: Bearer <tes_token>`;
 - FULL       `GET /ga4gh/tes/v1/tasks/{id}?view=FULL` (reads the task's manifest from S3);
 - alias      `GET /v1/tasks/{id}?view=MINIMAL`, the bare-URL route py-tes and nf-ga4gh are given;
@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchlib import Summary, machine_line, median, percentile, ratio_spread  # noqa: E402
 
-from labbatch.client import sign_request  # noqa: E402
+from labbatch.client.sdk import sign_request  # noqa: E402
 
 TES_IMAGE = "labbatch-bwa:local"
 FINAL_TASK_STATES = {"COMPLETE", "EXECUTOR_ERROR", "SYSTEM_ERROR", "CANCELED"}
@@ -134,7 +134,7 @@ def finished_job(lab: Lab) -> tuple[str, str]:
     """A fastq-stats job on a tiny FASTQ, waited for: (id, status)."""
     import boto3
 
-    from labbatch.client import LabBatchClient
+    from labbatch.client.sdk import LabBatchClient
 
     info, creds = lab.info, lab.info["credentials"]
     s3 = boto3.client("s3", endpoint_url=info["aws_endpoint"], region_name=info["region"],

@@ -10,8 +10,8 @@ from aws_cdk import aws_ecs as ecs
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
-from labbatch.batch_layout import layout
-from labbatch.config import DEFAULT_POOL, Lab, Pool
+from labbatch.lab.batch_layout import layout
+from labbatch.lab.config import DEFAULT_POOL, Lab, Pool
 from labbatch_contract import boot_reasons, names
 
 from lab_constructs.compliance import acknowledge

@@ -2,7 +2,7 @@
 
 An instance whose boot step failed never starts the ECS agent, so neither Batch nor the job API
 sees it; its console does (labbatch_contract/boot_reasons.py). The client reads it with the
-caller's own credentials (labbatch/boot_reasons.py): the lab's compute environments and their
+caller's own credentials (labbatch/client/boot_reasons.py): the lab's compute environments and their
 clusters come from GET /lab, then ECS (has any instance joined?), EC2 (which instances did the
 environment launch?) and the console of each. This managed policy, named
 labbatch-<lab>-diagnose, grants exactly those reads; a platform engineer attaches it to the

@@ -22,7 +22,7 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from labbatch_contract import names, outcome
-from labbatch.config import Api, Tes
+from labbatch.lab.config import Api, Tes
 from labbatch_contract.ledger import BY_CREATED_INDEX
 from labbatch_contract import tes as tes_rules
 

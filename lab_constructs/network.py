@@ -9,7 +9,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from labbatch_contract import names
-from labbatch.config import Network
+from labbatch.lab.config import Network
 
 from lab_constructs.compliance import acknowledge, acknowledge_inline_policy, acknowledge_log_group_encryption
 from lab_constructs.retention import retention

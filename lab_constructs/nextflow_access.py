@@ -3,7 +3,7 @@
 The head (on a scientist's machine, or a head job) registers its own job definitions, submits,
 describes and terminates jobs, and reads and writes its work directory (nextflow-io/nextflow
 2aad02f, nf-amazon 3.10.2: AwsBatchTaskHandler, AwsBatchExecutor). `labbatch engine-config
-nextflow` prints the config that fits these grants (labbatch/nextflow_config.py).
+nextflow` prints the config that fits these grants (labbatch/client/nextflow_config.py).
 
 Scope, and what is shared:
 - Queues: the lab's own (two per instance pool), by ARN.

@@ -12,7 +12,7 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from labbatch_contract import names
-from labbatch.config import Alerts, Budget
+from labbatch.lab.config import Alerts, Budget
 
 from lab_constructs.compliance import acknowledge
 

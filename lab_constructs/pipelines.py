@@ -1,5 +1,5 @@
 """One job definition per configured pipeline: the pipeline's own image, unmodified, started
-through the LabBatch runner that every instance mounts into it (labbatch/batch_layout.py)."""
+through the LabBatch runner that every instance mounts into it (labbatch/lab/batch_layout.py)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from labbatch_contract import names
-from labbatch.batch_layout import JobDefinitionSpec
-from labbatch.config import DEMO_IMAGE
+from labbatch.lab.batch_layout import JobDefinitionSpec
+from labbatch.lab.config import DEMO_IMAGE
 
 from lab_constructs.compliance import (acknowledge, acknowledge_inline_policy, acknowledge_log_group_encryption,
                                        acknowledge_wildcard_resources)

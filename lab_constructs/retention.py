@@ -2,7 +2,7 @@
 
 from aws_cdk import aws_logs as logs
 
-from labbatch.config import LOG_RETENTION_DAYS
+from labbatch.lab.config import LOG_RETENTION_DAYS
 
 # CDK names its members by period, not by day count; same order as CloudWatch's list.
 _MEMBERS = ("ONE_DAY", "THREE_DAYS", "FIVE_DAYS", "ONE_WEEK", "TWO_WEEKS", "ONE_MONTH", "TWO_MONTHS",

@@ -3,7 +3,7 @@
 The runner image is built from containers/runner at deploy (an image asset: synth only stages
 the directory, it never needs Docker) and pushed to the CDK asset repository. At boot each
 instance pulls it with its instance role, unpacks its root filesystem into RUNNER_HOST_PATH,
-and every job definition mounts that tree read-only (labbatch/batch_layout.py, JOB_MOUNTS).
+and every job definition mounts that tree read-only (labbatch/lab/batch_layout.py, JOB_MOUNTS).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from aws_cdk import SymlinkFollowMode
 from aws_cdk import aws_ecr_assets as ecr_assets
 from constructs import Construct
 
-from labbatch.batch_layout import RUNNER_HOST_PATH
-from labbatch.instance_types import Architecture
+from labbatch.lab.batch_layout import RUNNER_HOST_PATH
+from labbatch.lab.instance_types import Architecture
 from lab_constructs.scratch_launch_template import BootStep
 
 RUNNER_DIR = Path(__file__).resolve().parent.parent / "containers" / "runner"

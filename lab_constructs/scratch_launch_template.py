@@ -9,8 +9,8 @@ from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_kms as kms
 from constructs import Construct
 
-from labbatch.batch_layout import SCRATCH_MOUNT
-from labbatch.config import ScratchVolume
+from labbatch.lab.batch_layout import SCRATCH_MOUNT
+from labbatch.lab.config import ScratchVolume
 from labbatch_contract import boot_reasons
 from labbatch_contract.references import CACHE_DIR_NAME
 

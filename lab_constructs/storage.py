@@ -10,7 +10,7 @@ from constructs import Construct
 from labbatch_contract import names
 
 from lab_constructs.compliance import acknowledge
-from labbatch.config import Storage
+from labbatch.lab.config import Storage
 
 DATA_BUCKETS = ("inputs", "references", "results")
 

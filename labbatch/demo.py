@@ -82,7 +82,10 @@ def logs_to_file(path: Path):
     so that they do not run through the tour's progress bars; returns the open file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     out = path.open("w", encoding="utf-8")
-    loggers = [logging.getLogger()] + [logging.getLogger(name) for name in list(logging.root.manager.loggerDict)]
+    # Only loggers that exist: getLogger() on a placeholder's name would create a logger between a
+    # Powertools child (labbatch-api.labbatch_api.submission) and its parent, orphaning the child.
+    loggers = [logging.getLogger()] + [logger for logger in list(logging.root.manager.loggerDict.values())
+                                       if isinstance(logger, logging.Logger)]
     for logger in loggers:
         for handler in logger.handlers:
             if isinstance(handler, logging.StreamHandler) and handler.stream in (sys.stdout, sys.__stdout__):
@@ -100,11 +103,11 @@ def run_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from labbatch.job_commands import WaitProgress
-    from labbatch.tables import jobs_table, print_table
-    from labbatch.client import LabBatchClient, labbatch_home
+    from labbatch.client.job_commands import WaitProgress
+    from labbatch.client.tables import jobs_table, print_table
+    from labbatch.client.sdk import LabBatchClient, labbatch_home
     from labbatch.error_line import print_error
-    from labbatch.loader import DEFAULT_LABS_DIR, load_one_lab
+    from labbatch.lab.loader import DEFAULT_LABS_DIR, load_one_lab
     from labbatch.local.lab import LocalLab
     from labbatch.local.state import LabAlreadyRunning
 
@@ -192,7 +195,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
         print_table(jobs_table(client.list()["jobs"]), console)
         report_path = labbatch_home() / "reports" / "demo.html"
-        from labbatch.report.command import write_report
+        from labbatch.client.report.command import write_report
 
         shown = write_report(client, output=report_path, labs_dir=DEFAULT_LABS_DIR, lab_name=lab.name,
                              job_ids=job_ids, title="LabBatch demo report")

@@ -2,7 +2,7 @@
 
 Batch writes these in AWS; local mode's executor writes the same ones (labbatch/local/batch),
 so that the status updater's failure classes (lambda/labbatch_status/failure_classes.py), the API's
-`waiting` (lambda/labbatch_api/waiting.py), the queues' state time limits (labbatch/batch_layout.py)
+`waiting` (lambda/labbatch_api/waiting.py), the queues' state time limits (labbatch/lab/batch_layout.py)
 and `labbatch doctor` read both alike. Sources: the AWS Batch user guide (job timeouts, spot
 retries, troubleshooting, job state time limits) and the reasons ECS puts on stopped tasks.
 Change them only to follow Batch.

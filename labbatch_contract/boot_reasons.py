@@ -5,7 +5,7 @@ the instance never joins its compute environment's ECS cluster and nothing that 
 can report it. EC2 still can: GetConsoleOutput returns the instance's serial console, which
 /dev/console is on the ECS-optimized AMI (containers/runner/README.md, "When a boot step fails").
 The boot step's failure handler writes one line there, `console_line(step, reason)`, and the
-client (labbatch/boot_reasons.py, for `labbatch why` and `labbatch doctor`) reads it back with
+client (labbatch/client/boot_reasons.py, for `labbatch why` and `labbatch doctor`) reads it back with
 `failures_in(console_text)`. Both sides take the prefix from here.
 
 The instance tags below are put on every instance a compute environment launches

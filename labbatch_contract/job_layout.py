@@ -1,7 +1,7 @@
 """How every LabBatch job container is laid out: the runner tree mounted read-only and started
 through its own loader, the scratch volume, and Batch's retry rules.
 
-Shared by the CDK app and local mode (labbatch/batch_layout.py, one job definition per pipeline)
+Shared by the CDK app and local mode (labbatch/lab/batch_layout.py, one job definition per pipeline)
 and by the API handler, which registers TES task job definitions on demand (lambda/labbatch_api/tes_*.py):
 every job definition LabBatch makes, wherever it is made, starts the runner the same way.
 """

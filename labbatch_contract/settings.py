@@ -1,6 +1,6 @@
 """The lab's settings as the CDK app hands them to both Lambda functions (`LABBATCH_SETTINGS`).
 
-Built from the lab config on the CDK side (labbatch/api_settings.py) through this very model,
+Built from the lab config on the CDK side (labbatch/lab/api_settings.py) through this very model,
 and read by the API handler and the status updater through it too, so producer and consumers
 cannot drift. Lambda caps a function's whole environment at 4 KB: the document carries only
 what the functions decide with, and leaves out what equals its default.
@@ -137,7 +137,7 @@ class LabSettings(_Strict):
     queues: dict[QueueName, str]
     queue_max_vcpus: dict[QueueName, int]
     scratch_gib: int = Field(ge=1)
-    # The largest request body (labbatch/api_limits.py, the one place it is stated).
+    # The largest request body (labbatch/lab/api_limits.py, the one place it is stated).
     max_body_bytes: int = Field(ge=1)
     limits: Limits
     pipelines: dict[str, PipelineSettings]

@@ -102,7 +102,7 @@ def encode_runner_task(task: Mapping[str, Any]) -> str:
 
 def job_definition_request(*, lab: str, image: str, job_role_arn: str, execution_role_arn: str, log_group: str,
                            architecture: str, timeout_minutes: int, attempts: int) -> dict[str, Any]:
-    """RegisterJobDefinition for a task image: the pipelines' shape (labbatch/batch_layout.py), the
+    """RegisterJobDefinition for a task image: the pipelines' shape (labbatch/lab/batch_layout.py), the
     runner mounted and started with no tool argv (the task's executors come through the
     environment). The name carries a hash of everything else, so identical shapes share one."""
     container: dict[str, Any] = {

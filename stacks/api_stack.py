@@ -6,8 +6,8 @@ from aws_cdk import CfnOutput
 from constructs import Construct
 
 from labbatch_contract import names
-from labbatch.api_settings import lab_settings
-from labbatch.config import Lab
+from labbatch.lab.api_settings import lab_settings
+from labbatch.lab.config import Lab
 from lab_constructs.job_api import JobApi
 from lab_constructs.lab_key import lab_key
 from stacks.lab_stack import LabStack

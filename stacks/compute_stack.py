@@ -5,8 +5,8 @@ from __future__ import annotations
 from constructs import Construct
 
 from labbatch_contract import names
-from labbatch.batch_layout import layout
-from labbatch.config import Lab
+from labbatch.lab.batch_layout import layout
+from labbatch.lab.config import Lab
 from lab_constructs.batch_compute import BatchCompute, pool_construct_id
 from lab_constructs.boot_diagnosis import BootDiagnosisPolicy
 from lab_constructs.lab_key import lab_key

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from constructs import Construct
 
 from labbatch_contract import names
-from labbatch.config import Lab
+from labbatch.lab.config import Lab
 from stacks.api_stack import ApiStack
 from stacks.compute_stack import ComputeStack
 from stacks.operations_stack import OperationsStack

@@ -7,7 +7,7 @@ from constructs import Construct
 
 from labbatch_contract import names
 
-from labbatch.config import Lab
+from labbatch.lab.config import Lab
 
 LAB_TAG = names.LAB_TAG
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from constructs import Construct
 
-from labbatch.config import Lab
+from labbatch.lab.config import Lab
 from lab_constructs.lab_key import lab_key
 from lab_constructs.operations import LabAlerts, LabBudget, LabDashboard
 from stacks.lab_stack import LabStack

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from constructs import Construct
 
-from labbatch.config import Lab
+from labbatch.lab.config import Lab
 from lab_constructs.audit import AuditTrail
 from lab_constructs.job_ledger import JobLedger
 from lab_constructs.lab_key import LabKey

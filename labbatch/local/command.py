@@ -14,9 +14,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from labbatch import cdk_app
+from labbatch.lab import cdk_app
 from labbatch.error_line import print_error
-from labbatch.loader import DEFAULT_LABS_DIR, load_one_lab
+from labbatch.lab.loader import DEFAULT_LABS_DIR, load_one_lab
 
 EXIT_OK, EXIT_FAILED = 0, 1
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")

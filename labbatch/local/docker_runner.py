@@ -1,6 +1,6 @@
 """Local mode's container engine: each attempt runs in its job definition's image, as ECS runs it.
 
-The job's shape is the one AWS gets (labbatch.batch_layout): the tool's image runs unmodified,
+The job's shape is the one AWS gets (labbatch.lab.batch_layout): the tool's image runs unmodified,
 its own ENTRYPOINT untouched, and the runner comes from outside it: the root filesystem of the
 runner image (`labbatch-runner:local`) is extracted once per image id to
 `~/.labbatch/runner-trees/<id>/` and bind-mounted read-only at RUNNER_MOUNT; the job definition's
@@ -36,8 +36,8 @@ from labbatch_contract import batch_reasons
 from labbatch_contract.references import CACHE_DIR_NAME
 from labbatch_contract.local_state import labbatch_home
 from labbatch_contract.batch_container import Container, Mount
-from labbatch.batch_layout import RUNNER_HOST_PATH, SCRATCH_MOUNT
-from labbatch.config import DEMO_IMAGE
+from labbatch.lab.batch_layout import RUNNER_HOST_PATH, SCRATCH_MOUNT
+from labbatch.lab.config import DEMO_IMAGE
 
 ENGINES = ("docker", "podman")
 DEMO_TAG = "labbatch-demo:local"

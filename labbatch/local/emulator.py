@@ -25,7 +25,7 @@ from werkzeug.serving import make_server
 from labbatch.local.iam.enforce import Authorizer, EnforcingApp
 from labbatch_contract import ledger as ledger_schema
 from labbatch_contract import names
-from labbatch.config import Lab
+from labbatch.lab.config import Lab
 
 # moto's default account; any 12 digits would do, this one keeps moto's ARNs consistent.
 LOCAL_ACCOUNT = "123456789012"

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labbatch.api_settings import SETTINGS_VARIABLE, handler_settings
-from labbatch.batch_layout import BatchLayout, layout
-from labbatch.config import DEMO_IMAGE, Lab
-from labbatch.instance_types import USABLE_MEMORY_SHARE
+from labbatch.lab.api_settings import SETTINGS_VARIABLE, handler_settings
+from labbatch.lab.batch_layout import BatchLayout, layout
+from labbatch.lab.config import DEMO_IMAGE, Lab
+from labbatch.lab.instance_types import USABLE_MEMORY_SHARE
 from labbatch.local import awslogs
 from labbatch.local.apigateway import LocalApiGateway, LocalLambdaContext
 from labbatch.local.batch.executor import LocalBatch, machine_memory_mib

@@ -252,7 +252,7 @@ def _direct_error(error: ApiError) -> dict:
 
 
 def _body_too_large(event: dict, limit: int) -> ApiError | None:
-    """`limit` is the settings' max_body_bytes (labbatch/api_limits.py)."""
+    """`limit` is the settings' max_body_bytes (labbatch/lab/api_limits.py)."""
     body = event.get("body") or ""
     # base64 bodies are a third larger than what they carry.
     size = len(body) * 3 // 4 if event.get("isBase64Encoded") else len(body.encode())

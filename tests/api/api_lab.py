@@ -16,8 +16,8 @@ import botocore.retries.standard
 import pytest
 from moto import mock_aws
 
-from labbatch.api_settings import handler_settings
-from labbatch.loader import load_lab
+from labbatch.lab.api_settings import handler_settings
+from labbatch.lab.loader import load_lab
 
 REGION = "us-east-1"
 CALLER = "arn:aws:sts::123456789012:assumed-role/LabScientist/alice"

@@ -10,8 +10,8 @@ import json
 import pytest
 
 from api_lab import READS, READS_B, SESSION, REGION, ACCOUNT, api_clients, capture_calls
-from labbatch.api_settings import handler_settings
-from labbatch.loader import parse_lab
+from labbatch.lab.api_settings import handler_settings
+from labbatch.lab.loader import parse_lab
 from labbatch_contract import gpu_check, placement
 from labbatch_contract.settings import LabSettings, PoolSettings
 from tests.cdk.conftest import pools_data

@@ -154,7 +154,7 @@ def test_a_local_machines_limit_is_called_the_machines_not_the_labs(lab, monkeyp
 def test_local_limits_name_the_labs_own_where_the_machine_is_smaller(monkeypatch):
     from pathlib import Path
 
-    from labbatch.loader import load_lab
+    from labbatch.lab.loader import load_lab
     from labbatch.local import lab as local_lab
 
     lab = load_lab(Path(__file__).resolve().parents[2] / "labs" / "example.yaml")
@@ -238,8 +238,8 @@ def test_body_that_is_not_json(lab):
 def test_one_body_limit_for_the_handler_the_local_front_the_client_and_the_docs():
     from pathlib import Path
 
-    from labbatch import client
-    from labbatch.api_limits import MAX_BODY_BYTES
+    from labbatch.client import sdk as client
+    from labbatch.lab.api_limits import MAX_BODY_BYTES
     from labbatch.local import apigateway
 
     assert SETTINGS["max_body_bytes"] == apigateway.MAX_PAYLOAD_BYTES == client.MAX_BODY_BYTES == MAX_BODY_BYTES
@@ -249,7 +249,7 @@ def test_one_body_limit_for_the_handler_the_local_front_the_client_and_the_docs(
 
 
 def test_body_too_large(lab):
-    from labbatch.api_limits import MAX_BODY_BYTES
+    from labbatch.lab.api_limits import MAX_BODY_BYTES
 
     answer = lab.call("POST", "/jobs", raw_body=" " * (MAX_BODY_BYTES + 1))
 

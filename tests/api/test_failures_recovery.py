@@ -459,7 +459,7 @@ def test_submit_request_is_what_the_api_sends(lab):
 # --- the recovery settings, from lab config to both Lambdas -------------------------------
 
 def test_recovery_is_on_by_default_and_costs_the_settings_nothing_then():
-    from labbatch.config import Pipeline
+    from labbatch.lab.config import Pipeline
 
     pipeline = Pipeline(image="demo", command=["tool"])
     assert pipeline.recovery.model_dump() == {"spot_to_on_demand": True, "more_memory": True,
@@ -472,8 +472,8 @@ def test_a_pipelines_recovery_switches_reach_both_lambdas(monkeypatch):
     from labbatch_status import handler as job_status
     import yaml
 
-    from labbatch.api_settings import check_size, handler_settings
-    from labbatch.config import Lab
+    from labbatch.lab.api_settings import check_size, handler_settings
+    from labbatch.lab.config import Lab
 
     data = yaml.safe_load((Path(__file__).resolve().parents[2] / "labs" / "example.yaml").read_text())
     data["pipelines"]["fastq-stats"]["recovery"] = {"more_memory": False}
@@ -496,7 +496,7 @@ def test_a_pipelines_recovery_switches_reach_both_lambdas(monkeypatch):
 def test_an_unknown_recovery_switch_is_refused_at_synth():
     from pydantic import ValidationError
 
-    from labbatch.config import Pipeline
+    from labbatch.lab.config import Pipeline
 
     with pytest.raises(ValidationError, match="more_memroy"):
         Pipeline(image="demo", command=["tool"], recovery={"more_memroy": False})
@@ -505,7 +505,7 @@ def test_an_unknown_recovery_switch_is_refused_at_synth():
 def test_labbatch_status_shows_the_class_and_the_links():
     from rich.console import Console
 
-    from labbatch.tables import job_table as _job_table, jobs_table
+    from labbatch.client.tables import job_table as _job_table, jobs_table
 
     job = {"job_id": "j-1", "pipeline": "hog", "queue": "on-demand", "status": "FAILED", "failure": "out_of_memory",
            "recovered_from": "j-0", "recovery": {"kind": "more_memory", "reason": "killed for memory at 1,024 MiB"},

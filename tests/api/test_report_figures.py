@@ -164,7 +164,7 @@ def test_report_refuses_a_missing_or_malformed_since_and_unknown_jobs(lab):
 
 
 def test_a_failed_single_job_says_its_exit_code_and_the_tools_last_words_in_status_and_why(lab):
-    from labbatch.why import why_text
+    from labbatch.client.why import why_text
     from test_failures_recovery import final_event, submitted
 
     job = submitted(lab)

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from aws_cdk.assertions import Template
 
-from labbatch.loader import load_labs, parse_lab
+from labbatch.lab.loader import load_labs, parse_lab
 from stacks.lab import build_lab
 
 from tests.conftest import LABS_DIR

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from labbatch.api_settings import handler_settings
-from labbatch.loader import load_labs
+from labbatch.lab.api_settings import handler_settings
+from labbatch.lab.loader import load_labs
 from tests.cdk.conftest import only, resources
 from tests.cdk.test_lab_isolation import render
 from tests.conftest import LABS_DIR

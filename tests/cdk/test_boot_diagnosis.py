@@ -1,5 +1,5 @@
 """Why an instance never joined, readable off the instance (#24): every instance a compute
-environment launches carries the lab's and its environment's tags (how labbatch/boot_reasons.py
+environment launches carries the lab's and its environment's tags (how labbatch/client/boot_reasons.py
 finds it), a failed boot step writes its reason to the console, and the labbatch-<lab>-diagnose
 policy grants exactly the reads `labbatch why`/`doctor` make, the console only on the lab's own
 instances."""
@@ -11,7 +11,7 @@ from fnmatch import fnmatchcase
 
 import pytest
 
-import labbatch.boot_reasons as client_side
+import labbatch.client.boot_reasons as client_side
 from labbatch_contract import boot_reasons, names
 from tests.cdk.conftest import resources
 from tests.cdk.test_compute_stack import user_data, written_files
@@ -59,7 +59,7 @@ def test_the_diagnose_policy_grants_what_the_client_calls_and_the_console_only_o
         "ReadLabInstanceConsoles": (["ec2:GetConsoleOutput"], [f"arn:aws:ec2:{REGION}:{ACCOUNT}:instance/*"],
                                     {"StringEquals": {f"aws:ResourceTag/{names.LAB_TAG}": "example"}}),
     }
-    # Every call labbatch/boot_reasons.py makes is among them, and nothing that changes anything.
+    # Every call labbatch/client/boot_reasons.py makes is among them, and nothing that changes anything.
     text = inspect.getsource(client_side)
     for call, action in (("list_container_instances", "ecs:ListContainerInstances"),
                          ("describe_instances", "ec2:DescribeInstances"),

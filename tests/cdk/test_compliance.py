@@ -9,7 +9,7 @@ import pytest
 from cdk_nag import AwsSolutionsChecks, HIPAASecurityChecks
 from cfnlint.api import ManualArgs, lint
 
-from labbatch.loader import load_labs, parse_lab
+from labbatch.lab.loader import load_labs, parse_lab
 from stacks.lab import build_lab
 from tests.cdk.conftest import kms_data, pools_data, tes_data, variant_data
 from tests.conftest import LABS_DIR

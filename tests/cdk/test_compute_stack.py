@@ -320,7 +320,7 @@ def test_one_job_definition_per_pipeline(synthesized):
 
 
 def lab_config(lab: str):
-    from labbatch.loader import load_lab, parse_lab
+    from labbatch.lab.loader import load_lab, parse_lab
     from tests.cdk.conftest import variant_data
     from tests.conftest import LABS_DIR
 
@@ -329,7 +329,7 @@ def lab_config(lab: str):
 
 @pytest.mark.parametrize("lab", ["example", "genomics-core", "variant"])
 def test_every_job_definition_runs_the_pipeline_image_unmodified_through_the_mounted_runner(synthesized, lab):
-    from labbatch.batch_layout import runner_launch
+    from labbatch.lab.batch_layout import runner_launch
 
     config = lab_config(lab)
     launch = list(runner_launch(config.compute.architecture))

@@ -7,15 +7,15 @@ import os
 
 import pytest
 
-from labbatch import cost
-from labbatch.cli import main
-from labbatch.loader import load_labs
+from labbatch.client import cost
+from labbatch.client.cli import main
+from labbatch.lab.loader import load_labs
 from tests.cdk.conftest import only, resources
 from tests.cdk.test_lab_isolation import render
 from tests.conftest import LABS_DIR
 
 # Resource types that bill only by use (requests, bytes, instance hours) or not at all. A new
-# type in a lab must be placed here or in labbatch/data/prices.json, so idle cost stays known.
+# type in a lab must be placed here or in labbatch/lab/data/prices.json, so idle cost stays known.
 PAY_PER_USE = {
     "AWS::S3::Bucket", "AWS::S3::BucketPolicy", "AWS::DynamoDB::Table", "AWS::EC2::VPC", "AWS::EC2::Subnet",
     "AWS::EC2::RouteTable", "AWS::EC2::SubnetRouteTableAssociation", "AWS::EC2::Route",

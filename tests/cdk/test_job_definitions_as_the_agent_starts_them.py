@@ -8,9 +8,9 @@ from __future__ import annotations
 import pytest
 
 from labbatch_contract.batch_container import container_for, definition_from_template
-from labbatch.batch_layout import layout
-from labbatch.config import DEMO_IMAGE
-from labbatch.loader import load_labs
+from labbatch.lab.batch_layout import layout
+from labbatch.lab.config import DEMO_IMAGE
+from labbatch.lab.loader import load_labs
 from labbatch.local.batch.registration import registration
 
 from tests.cdk.conftest import resources

@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from labbatch.loader import parse_lab
+from labbatch.lab.loader import parse_lab
 
 from tests.cdk.conftest import _synth, resources
 from tests.conftest import LABS_DIR

@@ -14,7 +14,7 @@ PINNED_BUCKET_IDS = {"BucketsAccessLogsA5F88218", "BucketsInputs2121D50A", "Buck
 def test_storage_stack_has_termination_protection(synthesized, cdk_context):
     # Termination protection lives on the stack artifact, not in the template.
     import aws_cdk as cdk
-    from labbatch.loader import load_labs
+    from labbatch.lab.loader import load_labs
     from stacks.lab import build_lab
     from tests.conftest import LABS_DIR
     app = cdk.App(context=cdk_context)

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from labbatch.config import Api, Tes
-from labbatch.loader import parse_lab
+from labbatch.lab.config import Api, Tes
+from labbatch.lab.loader import parse_lab
 from tests.cdk.conftest import _synth, resources, tes_data
 from tests.cdk.test_api_stack import as_list, statements_of
 from tests.cdk.test_lab_isolation import render

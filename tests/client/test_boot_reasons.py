@@ -1,5 +1,5 @@
 """`labbatch why` and `labbatch doctor` on a deployed lab whose instances never joined their
-cluster (labbatch/boot_reasons.py), against moto's EC2 and ECS: the instances are found by the
+cluster (labbatch/client/boot_reasons.py), against moto's EC2 and ECS: the instances are found by the
 tags the compute environments put on them, their consoles read, and a boot step's console line
 becomes the reason. Local mode has no instances and says nothing.
 
@@ -18,7 +18,7 @@ import pytest
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from labbatch import boot_reasons, cli, doctor
+from labbatch.client import boot_reasons, cli, doctor
 from labbatch_contract import names
 from labbatch_contract.boot_reasons import COMPUTE_ENVIRONMENT_TAG, console_line
 
@@ -167,7 +167,7 @@ RUNNABLE = {"job_id": "j-01abc", "status": "RUNNABLE", "queue": "spot", "pipelin
 
 
 def why(monkeypatch, capsys, api: FakeApi, *extra: str) -> str:
-    monkeypatch.setattr("labbatch.why.resolve_connection", lambda **kwargs: FakeConnection(api))
+    monkeypatch.setattr("labbatch.client.why.resolve_connection", lambda **kwargs: FakeConnection(api))
     assert cli.main(["why", "j-01abc", *extra]) == 0
     return capsys.readouterr().out
 
@@ -195,7 +195,7 @@ def test_why_json_carries_the_instances(aws, monkeypatch, capsys):
 def test_why_on_a_local_lab_never_looks_for_instances(aws, monkeypatch, capsys):
     launch()
     console_says(monkeypatch, console_line("runner-tree", REASON) + "\n")
-    monkeypatch.setattr("labbatch.client.local_lab_state", lambda endpoint: {"lab": LAB})
+    monkeypatch.setattr("labbatch.client.sdk.local_lab_state", lambda endpoint: {"lab": LAB})
     api = FakeApi(view(), RUNNABLE)
     out = why(monkeypatch, capsys, api)
     assert "has not joined" not in out and "Instances:" not in out and api.lab_calls == 0

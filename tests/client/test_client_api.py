@@ -9,7 +9,7 @@ import time
 import pytest
 from botocore.credentials import Credentials
 
-from labbatch.client import (
+from labbatch.client.sdk import (
     MAX_BODY_BYTES,
     LabBatchApiError,
     LabBatchClient,

@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from labbatch.cli import COMMANDS, main
+from labbatch.client.cli import COMMANDS, main
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

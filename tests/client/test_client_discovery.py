@@ -9,8 +9,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from labbatch.cli import main
-from labbatch.client import LabBatchError, local_state_path, resolve_connection
+from labbatch.client.cli import main
+from labbatch.client.sdk import LabBatchError, local_state_path, resolve_connection
 
 DEPLOYED_URL = "https://a1b2c3d4e5.execute-api.eu-west-1.amazonaws.com/prod/"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labbatch.why import why_text
+from labbatch.client.why import why_text
 
 JOB = {"job_id": "j-01abc", "pipeline": "fastq-stats", "output_prefix": "s3://results/jobs/j-01abc/"}
 
@@ -48,7 +48,7 @@ def test_not_waiting_long_running_succeeded_and_failed():
 
 
 def test_an_array_job_names_its_failed_children_and_says_how_many_more():
-    from labbatch.why import child_why_text, failed_children_text
+    from labbatch.client.why import child_why_text, failed_children_text
 
     child = {"job_id": "j-01abc", "index": 4, "sample": "s4", "status": "FAILED", "failure": "application",
              "reason": "tool 'fastq-stats' exited with 1: fastq-stats: error: Not a gzipped file", "exit_code": 1,
@@ -76,7 +76,7 @@ def test_an_array_job_names_its_failed_children_and_says_how_many_more():
 
 
 def test_every_failed_attempt_shows_its_exit_code_and_the_tools_last_words():
-    from labbatch.tables import job_table as _job_table
+    from labbatch.client.tables import job_table as _job_table
 
     job = {**JOB, "status": "FAILED", "failure": "application", "status_reason": "Essential container in task exited",
            "queue": "spot", "vcpus": 1, "memory_mib": 1024,

@@ -19,7 +19,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from labbatch import doctor
+from labbatch.client import doctor
 from labbatch_contract import gpu_check, outcome
 
 REGION = "us-east-1"

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import urllib.request
 
-from labbatch.cli import main
-from labbatch.engine_config import MINTED_TOKEN_DAYS, engine_config
+from labbatch.client.cli import main
+from labbatch.client.engine_config import MINTED_TOKEN_DAYS, engine_config
 from labbatch.local.apigateway import LocalApiGateway
 from labbatch_contract import tokens
 

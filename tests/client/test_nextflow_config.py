@@ -11,10 +11,10 @@ import re
 
 import pytest
 
-from labbatch.cli import main
-from labbatch.client import LabBatchError
+from labbatch.client.cli import main
+from labbatch.client.sdk import LabBatchError
 from labbatch.local.apigateway import LocalApiGateway
-from labbatch.nextflow_config import NEXTFLOW_KEYS, native_config, tes_config
+from labbatch.client.nextflow_config import NEXTFLOW_KEYS, native_config, tes_config
 
 from tests.client.conftest import ACCOUNT, CALLER, KEY, REGION, SECRET
 

@@ -13,10 +13,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from labbatch.client import LabBatchError
-from labbatch.transfer import MULTIPART_BYTES, transfer_config
-from labbatch.transfer.checksums import check_s3_checksum, digest_file
-from labbatch.transfer.upload import collect_files, normalise_prefix
+from labbatch.client.sdk import LabBatchError
+from labbatch.client.transfer import MULTIPART_BYTES, transfer_config
+from labbatch.client.transfer.checksums import check_s3_checksum, digest_file
+from labbatch.client.transfer.upload import collect_files, normalise_prefix
 
 
 @mock_aws

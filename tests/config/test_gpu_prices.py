@@ -1,4 +1,4 @@
-"""GPU instance prices (labbatch/data/prices.json): every Region with CPU prices prices the GPU
+"""GPU instance prices (labbatch/lab/data/prices.json): every Region with CPU prices prices the GPU
 types too, and a type with no checked figure there is an explicit "no price", never a guess."""
 
 from __future__ import annotations
@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from labbatch import cost, instance_types
-from labbatch.instance_prices import NoPrice, on_demand_hour
-from labbatch.loader import LabConfigError, parse_lab
+from labbatch.client import cost
+
+from labbatch.lab import instance_types
+from labbatch.lab.instance_prices import NoPrice, on_demand_hour
+from labbatch.lab.loader import LabConfigError, parse_lab
 from tests.cdk.conftest import pools_data
 
 PRICES = json.loads((Path(__file__).resolve().parents[2] / "labbatch" / "data" / "prices.json").read_text())
@@ -32,7 +34,7 @@ def test_every_region_with_cpu_prices_prices_the_gpu_types_but_the_ones_said_mis
 
 @pytest.mark.parametrize("region, name", [(r, n) for r, names in NOT_PRICED.items() for n in sorted(names)][:2])
 def test_a_gpu_type_without_a_price_in_a_region_says_so(region, name):
-    with pytest.raises(NoPrice, match=f"^no price for {name} in {region} in labbatch/data/prices.json$"):
+    with pytest.raises(NoPrice, match=f"^no price for {name} in {region} in labbatch/lab/data/prices.json$"):
         on_demand_hour(instance_types.lookup(name), region)
 
 

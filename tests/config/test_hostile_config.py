@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from labbatch_contract import names
-from labbatch.config import LAB_NAME_RE, MAX_LAB_NAME, MAX_PIPELINE_NAME, PIPELINE_NAME_RE
-from labbatch.loader import (
+from labbatch.lab.config import LAB_NAME_RE, MAX_LAB_NAME, MAX_PIPELINE_NAME, PIPELINE_NAME_RE
+from labbatch.lab.loader import (
     MAX_LAB_FILE_BYTES,
     LabConfigError,
     check_name_overlaps,

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from labbatch import instance_types
+from labbatch.lab import instance_types
 from labbatch_contract import names
-from labbatch.config import Lab
-from labbatch.loader import LabConfigError, load_lab, load_labs, parse_lab
+from labbatch.lab.config import Lab
+from labbatch.lab.loader import LabConfigError, load_lab, load_labs, parse_lab
 
 from tests.conftest import LABS_DIR
 
@@ -332,7 +332,7 @@ def test_usable_memory_is_below_what_ecs_registers_for_every_type():
     (["tool", "{shared_input}", "{shared_inputs}"], "required"),
 ])
 def test_the_handler_learns_how_a_pipeline_uses_shared_inputs(command, use):
-    from labbatch.api_settings import handler_settings
+    from labbatch.lab.api_settings import handler_settings
 
     lab = parse_lab(changed("pipelines.fastq-stats.command", command), "labs/example.yaml")
     rendered = handler_settings(lab, "123456789012", "us-east-1")["pipelines"]["fastq-stats"]

@@ -9,8 +9,8 @@ import copy
 import pytest
 import yaml
 
-from labbatch.api_settings import handler_settings
-from labbatch.loader import LabConfigError, load_labs, parse_lab
+from labbatch.lab.api_settings import handler_settings
+from labbatch.lab.loader import LabConfigError, load_labs, parse_lab
 
 from tests.conftest import LABS_DIR
 

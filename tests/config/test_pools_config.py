@@ -7,11 +7,11 @@ import copy
 import pytest
 import yaml
 
-from labbatch import instance_types
-from labbatch.api_settings import handler_settings
-from labbatch.batch_layout import layout
-from labbatch.config import DEFAULT_POOL
-from labbatch.loader import LabConfigError, check_shared_quotas, parse_lab
+from labbatch.lab import instance_types
+from labbatch.lab.api_settings import handler_settings
+from labbatch.lab.batch_layout import layout
+from labbatch.lab.config import DEFAULT_POOL
+from labbatch.lab.loader import LabConfigError, check_shared_quotas, parse_lab
 
 from tests.cdk.conftest import pools_data
 from tests.conftest import LABS_DIR

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from labbatch.loader import parse_lab
+from labbatch.lab.loader import parse_lab
 from labbatch.local.command import local_arguments
 
 ROOT = Path(__file__).resolve().parents[2]

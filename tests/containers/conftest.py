@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from labbatch.batch_layout import RUNNER_LAUNCH as JOB_RUNNER_LAUNCH
-from labbatch.batch_layout import RUNNER_MOUNT  # noqa: F401  (the tests import it from here)
+from labbatch.lab.batch_layout import RUNNER_LAUNCH as JOB_RUNNER_LAUNCH
+from labbatch.lab.batch_layout import RUNNER_MOUNT  # noqa: F401  (the tests import it from here)
 from labbatch.local.docker_runner import engine_answers
 from labbatch.local.docker_runner import image_id as engine_image_id
 from tests.genomics_data import BWA_IMAGE, SALMON_IMAGE, STAR_IMAGE

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from labbatch import api_settings
-from labbatch.api_settings import handler_settings, lab_settings
-from labbatch.loader import load_lab
+from labbatch.lab import api_settings
+from labbatch.lab.api_settings import handler_settings, lab_settings
+from labbatch.lab.loader import load_lab
 from labbatch_contract.settings import PipelineSettings
 from tests.conftest import LABS_DIR
 

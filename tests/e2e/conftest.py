@@ -17,7 +17,7 @@ import boto3
 import pytest
 import yaml
 
-from labbatch.client import LabBatchClient
+from labbatch.client.sdk import LabBatchClient
 
 ROOT = Path(__file__).resolve().parents[2]
 LABBATCH = str(Path(sys.executable).parent / "labbatch")

@@ -25,7 +25,7 @@ import pytest
 import requests
 import yaml
 
-from labbatch.client import LabBatchApiError
+from labbatch.client.sdk import LabBatchApiError
 from tests.containers.test_reference_tools import JUNK_TOLERANCE, pearson, ranks, star_log
 from tests.e2e.conftest import ROOT, start_local
 from tests.e2e.test_local_containers import require_engine_and_images

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from labbatch.loader import load_lab
+from labbatch.lab.loader import load_lab
 from labbatch.local.lab import local_limits
 from tests.e2e.conftest import ROOT, RunningLab, start_local
 from tests.e2e.test_why_and_doctor import labbatch, local_batch

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from labbatch.client import LabBatchApiError
+from labbatch.client.sdk import LabBatchApiError
 
 from tests.e2e.conftest import start_local
 

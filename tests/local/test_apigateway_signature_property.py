@@ -14,7 +14,7 @@ from botocore.credentials import Credentials
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from labbatch.client import encode_query, sign_request
+from labbatch.client.sdk import encode_query, sign_request
 from labbatch.local.apigateway import LocalApiGateway
 
 REGION = "ap-southeast-2"

@@ -9,10 +9,10 @@ import os
 import sys
 
 from labbatch_contract.batch_container import container_for
-from labbatch.batch_layout import JOB_MOUNTS, RUNNER_LAUNCH, RUNNER_MOUNT
+from labbatch.lab.batch_layout import JOB_MOUNTS, RUNNER_LAUNCH, RUNNER_MOUNT
 from labbatch.local.batch.registration import mounts_properties as _mounts
 from labbatch.local import command as local_command
-from labbatch.batch_layout import on_host as host_command
+from labbatch.lab.batch_layout import on_host as host_command
 from labbatch.local.docker_runner import DEMO_TAG, ContainerRunner, container_name, image_missing_reason
 
 from test_batch_helpers import ON_DEMAND_QUEUE, local_batch, wait_for

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import boto3
 
-from labbatch.batch_layout import RUNNER_LAUNCH, layout
-from labbatch.loader import load_lab
+from labbatch.lab.batch_layout import RUNNER_LAUNCH, layout
+from labbatch.lab.loader import load_lab
 from labbatch.local.batch.executor import LocalBatch
 from labbatch.local.batch.service import LocalBatchService
 from labbatch.local.batch.registration import registration
@@ -37,7 +37,7 @@ def test_example_lab_registers_its_queues_environments_and_definitions(tmp_path)
 
 
 def test_the_host_executor_runs_the_installed_runner_in_place_of_the_mounted_one():
-    from labbatch.batch_layout import on_host, runner_launch
+    from labbatch.lab.batch_layout import on_host, runner_launch
 
     for architecture in ("x86_64", "arm64"):
         assert on_host([*runner_launch(architecture), "bwa", "mem", "{input}"]) == [

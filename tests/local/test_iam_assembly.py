@@ -7,7 +7,7 @@ import os
 import time
 
 from labbatch.local.iam import assembly
-from labbatch.loader import load_lab
+from labbatch.lab.loader import load_lab
 from tests.conftest import LABS_DIR
 
 

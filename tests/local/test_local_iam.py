@@ -19,8 +19,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from labbatch.client import LabBatchClient
-from labbatch.loader import load_lab, parse_lab
+from labbatch.client.sdk import LabBatchClient
+from labbatch.lab.loader import load_lab, parse_lab
 from labbatch.local.batch.events import job_state_change
 from labbatch.local.iam import assembly, lab_iam
 from labbatch.local.iam import templates as tpl

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from labbatch.batch_layout import layout
-from labbatch.loader import parse_lab
+from labbatch.lab.batch_layout import layout
+from labbatch.lab.loader import parse_lab
 from labbatch.local import lab as local_lab
 from labbatch.local.batch.registration import registration
 from labbatch.local.docker_runner import ContainerRunner, nvidia_runtime

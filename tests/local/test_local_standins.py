@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from labbatch.tables import pipelines_table as _pipelines_table
+from labbatch.client.tables import pipelines_table as _pipelines_table
 from labbatch_contract.batch_container import container_for
-from labbatch.loader import parse_lab
+from labbatch.lab.loader import parse_lab
 from labbatch.local import lab as local_lab
 from labbatch.local.command import local_mode_lines
 from labbatch.local.docker_runner import DEMO_TAG, ContainerRunner

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from labbatch.loader import load_labs
+from labbatch.lab.loader import load_labs
 from tests.conftest import LABS_DIR
 from tests.rehearsal.instance import build_image
 

@@ -29,8 +29,8 @@ from labbatch_contract import tes as tes_rules
 from labbatch_contract.ids import new_job_id
 from labbatch_contract.names import output_prefix, samples_key
 from labbatch_contract.settings import LabSettings
-from labbatch.api_settings import handler_settings
-from labbatch.loader import parse_lab
+from labbatch.lab.api_settings import handler_settings
+from labbatch.lab.loader import parse_lab
 
 from tests.cdk.conftest import _synth
 from tests.conftest import LABS_DIR, ROOT

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from labbatch.loader import load_one_lab
-from labbatch.report import costing, render, summary
-from labbatch.report.gather import Gathered
+from labbatch.lab.loader import load_one_lab
+from labbatch.client.report import costing, render, summary
+from labbatch.client.report.gather import Gathered
 
 ROOT = Path(__file__).resolve().parents[2]
 PRICES = json.loads((ROOT / "labbatch" / "data" / "prices.json").read_text())

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from labbatch.loader import parse_lab
-from labbatch.report import costing, summary
-from labbatch.report.gather import Gathered
+from labbatch.lab.loader import parse_lab
+from labbatch.client.report import costing, summary
+from labbatch.client.report.gather import Gathered
 from tests.cdk.conftest import pools_data
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from labbatch.report.rightsizing import (CPU_HEADROOM, MEMORY_HEADROOM, MEMORY_STEP_MIB, MIN_SAMPLES, OOM_HEADROOM,
+from labbatch.client.report.rightsizing import (CPU_HEADROOM, MEMORY_HEADROOM, MEMORY_STEP_MIB, MIN_SAMPLES, OOM_HEADROOM,
                                          PERCENTILE, RULE, percentile, recommend)
 
 LAB = "labs/example.yaml"

@@ -1,7 +1,7 @@
 """API Gateway's REST API in front of a Lambda handler, on loopback, for local mode.
 
 Each request goes through what API Gateway does before and after a Lambda proxy
-integration: a payload limit (the API's own, labbatch/api_limits.py) and IAM (SigV4) or token
+integration: a payload limit (the API's own, labbatch/lab/api_limits.py) and IAM (SigV4) or token
 authorization (authorization.py), the version 1.0 proxy event (lambda_proxy.py), one call of the
 handler at a time, and the proxy response turned back into HTTP (502 when the handler fails).
 The handler cannot tell it from the real thing, which is the point: local mode runs the deployed
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 from urllib.parse import unquote
 
-from labbatch.api_limits import MAX_BODY_BYTES
+from labbatch.lab.api_limits import MAX_BODY_BYTES
 from labbatch.local.apigateway.authorization import Authorization, InvokeCheck, TokenCheck
 from labbatch.local.apigateway.http_front import (ClientGone, GatewayHTTPServer, ProxyRequestHandler, Refusal,
                                                   declared_length, read_body, split_target, write, write_refusal)
@@ -28,7 +28,7 @@ from labbatch.local.apigateway.lambda_proxy import (INTEGRATION_TIMEOUT_SECONDS,
                                                     LocalLambdaContext, http_response, principal_id, proxy_event)
 from labbatch.local.signing import ReceivedRequest
 
-# What the API takes (labbatch/api_limits.py): the front refuses a larger body before reading
+# What the API takes (labbatch/lab/api_limits.py): the front refuses a larger body before reading
 # it, with 413 as API Gateway does over its own (larger) quota.
 MAX_PAYLOAD_BYTES = MAX_BODY_BYTES
 

@@ -13,7 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Mapping
 
-from labbatch.batch_layout import RUNNER_COMMAND, on_host
+from labbatch.lab.batch_layout import RUNNER_COMMAND, on_host
 from labbatch_contract.references import CACHE_DIR_NAME
 from labbatch_contract import batch_container, runner_env
 from labbatch.local.batch.attempt import AttemptSpec, base_environment

@@ -1,4 +1,4 @@
-"""The lab's Batch layout (labbatch.batch_layout, what the constructs deploy) as LocalBatch's
+"""The lab's Batch layout (labbatch.lab.batch_layout, what the constructs deploy) as LocalBatch's
 registration, so local mode runs the very queues, retry rules and job definitions AWS gets."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from labbatch_contract import names
-from labbatch.batch_layout import BatchLayout, HostMount
-from labbatch.config import DEFAULT_POOL
+from labbatch.lab.batch_layout import BatchLayout, HostMount
+from labbatch.lab.config import DEFAULT_POOL
 from labbatch.local.batch.models import ComputeEnvironment, JobDefinition, JobQueue, StateTimeLimitAction
 
 

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import yaml
 
-from labbatch import cdk_app
-from labbatch.config import Lab
+from labbatch.lab import cdk_app
+from labbatch.lab.config import Lab
 from labbatch_contract.local_state import labbatch_home
 
 # What decides a template: the app, its stacks and constructs, the config model they read, the
 # Lambda code bundled as assets (its hash is in the templates), and cdk.json's feature flags.
-TEMPLATE_SOURCES = ("app.py", "cdk.json", "stacks", "lab_constructs", "labbatch", "labbatch_contract", "lambda")
+TEMPLATE_SOURCES = ("app.py", "cdk.json", "stacks", "lab_constructs", "labbatch/lab", "labbatch_contract", "lambda")
 CACHE_VARIABLE = "LABBATCH_ASSEMBLY_CACHE"
 PRUNE_AFTER_SECONDS = 7 * 24 * 3600
 
