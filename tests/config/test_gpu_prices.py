@@ -16,7 +16,7 @@ from labbatch.lab.instance_prices import NoPrice, on_demand_hour
 from labbatch.lab.loader import LabConfigError, parse_lab
 from tests.cdk.conftest import pools_data
 
-PRICES = json.loads((Path(__file__).resolve().parents[2] / "labbatch" / "data" / "prices.json").read_text())
+PRICES = json.loads((Path(__file__).resolve().parents[2] / "labbatch" / "lab" / "data" / "prices.json").read_text())
 # Left out on purpose (prices.json says so): no figure that could be checked.
 NOT_PRICED = {"eu-west-1": {"g6e.xlarge", "g6e.2xlarge", "g6e.4xlarge", "g6e.8xlarge", "g6e.12xlarge",
                             "g6e.16xlarge", "g6e.24xlarge", "g6e.48xlarge", "p5.48xlarge"}}

@@ -22,7 +22,7 @@ from tests.e2e.test_failed_children import FASTQ
 from tests.e2e.test_local_mode import READS_A, fastq, wait
 
 ROOT = Path(__file__).resolve().parents[2]
-PRICES = json.loads((ROOT / "labbatch" / "data" / "prices.json").read_text())
+PRICES = json.loads((ROOT / "labbatch" / "lab" / "data" / "prices.json").read_text())
 MIB = 1024 * 1024
 # labs/example.yaml's first instance type is m6i.large: 2 vCPUs, 8 GiB, so 4 GiB per vCPU.
 GIB_PER_VCPU = 4

@@ -15,7 +15,7 @@ from labbatch.client.report import costing, render, summary
 from labbatch.client.report.gather import Gathered
 
 ROOT = Path(__file__).resolve().parents[2]
-PRICES = json.loads((ROOT / "labbatch" / "data" / "prices.json").read_text())
+PRICES = json.loads((ROOT / "labbatch" / "lab" / "data" / "prices.json").read_text())
 
 
 def fig(attempt: int, start: str, stop: str, run_s: float, *, exit_code: int | None = 0, vcpus: int = 1,

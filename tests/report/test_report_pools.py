@@ -15,7 +15,7 @@ from labbatch.client.report.gather import Gathered
 from tests.cdk.conftest import pools_data
 
 ROOT = Path(__file__).resolve().parents[2]
-REGION = json.loads((ROOT / "labbatch" / "data" / "prices.json").read_text())["regions"]["us-east-1"]
+REGION = json.loads((ROOT / "labbatch" / "lab" / "data" / "prices.json").read_text())["regions"]["us-east-1"]
 SPOT_SHARE = 1 - REGION["usage"]["spot_typical_discount"]
 # pools_data(): default is labs/example.yaml's m6i.large..2xlarge, highmem every r6i size, gpu g5.xlarge
 # and g5.12xlarge; its name is `pools`, so the default pool's queues are labbatch-pools-spot/-on-demand.
