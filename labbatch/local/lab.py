@@ -135,6 +135,20 @@ def local_settings(lab: Lab, emulated: EmulatedLab, *, gpus: bool = False) -> di
     return settings
 
 
+# The variables a lab sets in its process: the AWS SDK's, LabBatch's and Powertools'.
+OWN_VARIABLES = ("AWS_", "LABBATCH_", "POWERTOOLS_")
+
+
+def _environment_restorer():
+    before = {name: value for name, value in os.environ.items() if name.startswith(OWN_VARIABLES)}
+
+    def restore() -> None:
+        for name in [name for name in os.environ if name.startswith(OWN_VARIABLES) and name not in before]:
+            del os.environ[name]
+        os.environ.update(before)
+    return restore
+
+
 def _import_handler(package: str):
     # Imported only once the settings are in the environment: the handlers read them at import.
     return importlib.import_module(f"{package}.handler")
@@ -171,6 +185,9 @@ class LocalLab:
         state = StateFile(self.name or self.lab.name)
         state.claim()
         self._started.append(state.release)
+        # The handlers and boto3 in this process find the lab through the environment: a lab run in
+        # another program's process (the demo, tests) gives it its own environment back at stop.
+        self._started.append(_environment_restorer())
         # First: an engine that was insisted on and is missing stops everything before it starts.
         container_runner = self._container_runner()
         credentials = ("LBLOCAL" + secrets.token_hex(6).upper(), secrets.token_urlsafe(30))
