@@ -3,7 +3,7 @@ loop of one POST per sample.
 
     .venv/bin/python bench/bulk_submit.py [--samples 10000] [--naive 200] [--repeats 3]
 
-In process against moto's `mock_aws` (the lab set up as tests/api/api_lab.py does, from
+In process against moto's `mock_aws` (the lab set up as tests/api_lab.py does, from
 labs/example.yaml), with one input object per sample (a 1 KiB FASTQ each, put straight into
 moto's S3 backend to keep set-up short). Counted on the handler's own clients with botocore
 `before-call` hooks: API requests, Batch SubmitJob calls, ledger writes (PutItem, UpdateItem,
@@ -80,8 +80,7 @@ def main() -> None:
     import boto3
     from moto import mock_aws
 
-    import api_lab
-
+    from tests import api_lab
     os.environ["LABBATCH_SETTINGS"] = json.dumps(api_lab.SETTINGS, separators=(",", ":"))
     from labbatch_api import admission
     from labbatch_api import handler as job_api

@@ -4,7 +4,7 @@ and the signed round trip through local mode.
     .venv/bin/python bench/request_overhead.py [--requests 500] [--local-requests 300] [--local-starts 3]
 
 Part 1, in process: moto's `mock_aws` holds the lab (buckets, ledger table, queues and job
-definitions set up as tests/api/api_lab.py does, from labs/example.yaml), and the handler is
+definitions set up as tests/api_lab.py does, from labs/example.yaml), and the handler is
 called with API Gateway proxy events, warm (its clients built, a few requests already served).
 The baseline is the same SubmitJob request the handler sent (captured from it), made directly
 on the handler's own Batch client against the same moto: the one call a submission cannot do
@@ -94,7 +94,7 @@ def setup_environment() -> None:
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1",
                       AWS_REGION="us-east-1", POWERTOOLS_TRACE_DISABLED="1", POWERTOOLS_LOG_LEVEL="INFO",
                       POWERTOOLS_SERVICE_NAME="labbatch-api")
-    for path in (ROOT, ROOT / "lambda", ROOT / "tests" / "api"):
+    for path in (ROOT, ROOT / "lambda"):
         sys.path.insert(0, str(path))
 
 
@@ -104,7 +104,7 @@ def in_process(requests: int, summary: Summary) -> float:
     import boto3
     from moto import mock_aws
 
-    import api_lab  # tests/api: the lab's resources and the API Gateway event, as the tests build them
+    from tests import api_lab  # the lab's resources and the API Gateway event, as the tests build them
 
     os.environ["LABBATCH_SETTINGS"] = json.dumps(api_lab.SETTINGS, separators=(",", ":"))
     from labbatch_api import handler as job_api

@@ -8,7 +8,7 @@ import json
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from api_lab import READS, SETTINGS, _RawBody, api_clients, inject
+from tests.api_lab import READS, SETTINGS, _RawBody, api_clients, inject
 
 GIB = 1024**3
 LIMITS = SETTINGS["limits"]
@@ -105,7 +105,7 @@ def test_each_array_child_has_its_own_scratch(lab):
     (HEADs run in parallel, so the injected sizes are not tied to one sample: both are too big.)"""
     scratch = SETTINGS["scratch_gib"] * GIB
     fits = int(scratch // DISK_FACTOR)
-    from api_lab import READS_B
+    from tests.api_lab import READS_B
 
     body = {"pipeline": "fastq-stats", "samples": [{"name": "a", "inputs": [READS]}, {"name": "b", "inputs": [READS_B]}]}
     inject(api_clients().s3, "HeadObject", [sized(fits), sized(fits)])

@@ -3,7 +3,7 @@ and the ledger and Batch agree on what happened."""
 
 from __future__ import annotations
 
-from api_lab import (
+from tests.api_lab import (
     READS,
     READS_B,
     REFERENCE,

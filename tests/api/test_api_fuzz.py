@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from api_lab import (
+from tests.api_lab import (
     ACCOUNT,
     INPUTS_BUCKET,
     READS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api_lab import (
+from tests.api_lab import (
     INPUTS_BUCKET,
     READS,
     READS_B,

@@ -3,7 +3,7 @@ does not show is still HEADed, so a missing input is refused by name as before."
 
 from __future__ import annotations
 
-from api_lab import INPUTS_BUCKET, api_clients, aws_error, capture_calls, inject
+from tests.api_lab import INPUTS_BUCKET, api_clients, aws_error, capture_calls, inject
 
 FOLDER = "runs/big/"
 

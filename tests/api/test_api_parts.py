@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from api_lab import SETTINGS
+from tests.api_lab import SETTINGS
 
 
 def test_job_ids_are_unique_sortable_and_path_safe():

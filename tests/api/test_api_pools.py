@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from api_lab import READS, READS_B, SESSION, REGION, ACCOUNT, api_clients, capture_calls
+from tests.api_lab import READS, READS_B, SESSION, REGION, ACCOUNT, api_clients, capture_calls
 from labbatch.lab.api_settings import handler_settings
 from labbatch.lab.loader import parse_lab
 from labbatch_contract import gpu_check, placement

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from api_lab import INPUTS_BUCKET, READS, READS_B, REFERENCES_BUCKET, SETTINGS, batch_environment
+from tests.api_lab import INPUTS_BUCKET, READS, READS_B, REFERENCES_BUCKET, SETTINGS, batch_environment
 
 GIB = 1024**3
 BWA = (".amb", ".ann", ".bwt", ".pac", ".sa")

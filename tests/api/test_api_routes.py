@@ -7,7 +7,7 @@ import json
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from api_lab import (
+from tests.api_lab import (
     SETTINGS,
     CALLER,
     READS,

@@ -6,7 +6,7 @@ import json
 import re
 
 import pytest
-from api_lab import (
+from tests.api_lab import (
     CALLER,
     SETTINGS,
     INPUTS_BUCKET,

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from api_lab import (
+from tests.api_lab import (
     INPUTS_BUCKET,
     READS,
     READS_B,
@@ -171,7 +171,7 @@ def test_scratch_too_small_says_needed_available_and_what_to_change(lab):
     # HEAD answers that the reads are 40 GiB: x3 is 120 GiB, the lab has 100.
     from botocore.awsrequest import AWSResponse
 
-    from api_lab import _RawBody
+    from tests.api_lab import _RawBody
 
     big = AWSResponse("https://injected", 200, {"Content-Length": str(40 * 1024**3)}, _RawBody(b""))
     inject(api_clients().s3, "HeadObject", [big])

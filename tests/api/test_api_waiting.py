@@ -14,7 +14,7 @@ import json
 
 import pytest
 
-from api_lab import ON_DEMAND_QUEUE, READS, SETTINGS, SPOT_QUEUE, api_clients
+from tests.api_lab import ON_DEMAND_QUEUE, READS, SETTINGS, SPOT_QUEUE, api_clients
 
 NOW = 1_800_000_000.0  # seconds
 ACCOUNT_ARN = "arn:aws:batch:us-east-1:123456789012"
@@ -335,7 +335,7 @@ def test_get_job_carries_waiting_because(lab, monkeypatch):
 
 
 def test_get_job_answers_even_when_batch_cannot_be_asked(lab, monkeypatch):
-    from api_lab import aws_error, inject
+    from tests.api_lab import aws_error, inject
 
     job = submitted_job(lab)
     monkeypatch.setenv("LABBATCH_WAITING_AFTER_SECONDS", "0")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from api_lab import RESULTS_BUCKET
+from tests.api_lab import RESULTS_BUCKET
 from test_failed_children import SAMPLES, TOOL_ERROR, array_job, events_for
 from test_status_updater import load_events as _load_events, pending_record, record
 

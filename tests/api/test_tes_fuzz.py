@@ -17,9 +17,9 @@ from typing import Any
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from api_lab import (ACCOUNT, INPUTS_BUCKET, READS, REFERENCE, REFERENCES_BUCKET, REGION, RESULTS_BUCKET, TABLE,
+from tests.api_lab import (ACCOUNT, INPUTS_BUCKET, READS, REFERENCE, REFERENCES_BUCKET, REGION, RESULTS_BUCKET, TABLE,
                      api_event)
-from api_tes_lab import BASE, IMAGE
+from tests.api_tes_lab import BASE, IMAGE
 from test_api_fuzz import _strings, check_answer, hostile_uris, invoke, json_values
 
 FUZZ = settings(

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from api_lab import INPUTS_BUCKET, ON_DEMAND_QUEUE, RESULTS_BUCKET, SETTINGS, SPOT_QUEUE, READS
-from api_tes_lab import BASE, IMAGE, task
+from tests.api_lab import INPUTS_BUCKET, ON_DEMAND_QUEUE, RESULTS_BUCKET, SETTINGS, SPOT_QUEUE, READS
+from tests.api_tes_lab import BASE, IMAGE, task
 
 from labbatch_contract import names, runner_env
 from labbatch_contract.tes import TES_PIPELINE, task_state
@@ -101,7 +101,7 @@ def test_refusals_name_what_to_change(tes_lab, body, code, field):
 
 
 def test_a_directory_input_is_sized_by_its_objects_and_staged_as_a_folder(tes_lab):
-    from api_lab import INPUTS_BUCKET
+    from tests.api_lab import INPUTS_BUCKET
 
     for key, body in (("runs/r7/a.fq", b"A" * 10), ("runs/r7/lane2/b.fq", b"B" * 20), ("runs/r7/", b""),
                       ("runs/r70/not-this.fq", b"C")):
@@ -127,7 +127,7 @@ def test_a_directory_input_is_sized_by_its_objects_and_staged_as_a_folder(tes_la
     ([{"url": "s3://somebody-else/run/", "path": "/data/run", "type": "DIRECTORY"}], "input_outside_lab"),
 ])
 def test_bad_directory_inputs_are_refused_naming_the_field(tes_lab, inputs, code):
-    from api_lab import INPUTS_BUCKET
+    from tests.api_lab import INPUTS_BUCKET
 
     inputs = [{**i, **({"url": i["url"].format(inputs=INPUTS_BUCKET)} if "url" in i else {})} for i in inputs]
     answer = tes_lab.call("POST", BASE + "/tasks", task(inputs=inputs))
@@ -195,7 +195,7 @@ def walk(lab, page_size: int, **query) -> list[list[dict]]:
 
 
 def test_filtered_pages_are_full_while_more_match_and_walk_every_task_once(tes_lab):
-    from api_tes_lab import create, move
+    from tests.api_tes_lab import create, move
 
     made = []  # (id, name, tags, state), oldest first
     for i in range(14):
@@ -234,7 +234,7 @@ def test_filtered_pages_are_full_while_more_match_and_walk_every_task_once(tes_l
 
 def test_a_page_is_short_only_when_its_read_budget_ran_out_and_the_walk_stays_whole(tes_lab, monkeypatch):
     from labbatch_api import ledger
-    from api_tes_lab import create
+    from tests.api_tes_lab import create
 
     ids = [create(tes_lab, task(name="keep" if i % 4 == 0 else "skip")) for i in range(12)]
     expected = [task_id for i, task_id in reversed(list(enumerate(ids))) if i % 4 == 0]

@@ -10,8 +10,8 @@ import json
 import pytest
 
 import api_tes_spec as spec
-from api_lab import INPUTS_BUCKET, REFERENCE, RESULTS_BUCKET, SETTINGS
-from api_tes_lab import BASE, IMAGE, create, fail, move, put_manifest, record_of, task
+from tests.api_lab import INPUTS_BUCKET, REFERENCE, RESULTS_BUCKET, SETTINGS
+from tests.api_tes_lab import BASE, IMAGE, create, fail, move, put_manifest, record_of, task
 
 VIEWS = (None, "MINIMAL", "BASIC", "FULL")
 RICH = {

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from api_lab import CALLER, TABLE, FakeLambdaContext, api_event
-from api_tes_lab import task
+from tests.api_lab import CALLER, TABLE, FakeLambdaContext, api_event
+from tests.api_tes_lab import task
 
 from labbatch_contract import tokens
 

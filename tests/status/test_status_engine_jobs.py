@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 
-from api_lab import RESULTS_BUCKET
+from tests.api_lab import RESULTS_BUCKET
 
 BATCH_JOB_ID = "7d0c5a44-1e52-4c1e-8d0f-3a3f2b1c9e77"
 WORK = f"s3://{RESULTS_BUCKET}/nextflow/work/ab/cdef0123"

@@ -1,5 +1,5 @@
 """Failure classes and recovery in the status updater, on recorded Batch event shapes
-(tests/api/batch_events/failed_jobs.json: one final FAILED event per case, with the runner
+(tests/batch_events/failed_jobs.json: one final FAILED event per case, with the runner
 manifest the case needs) and a moto Batch that records the resubmissions."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from labbatch_contract.settings import PoolSettings
-from api_lab import (ON_DEMAND_QUEUE, READS, RESULTS_BUCKET, SETTINGS, SPOT_QUEUE, aws_error, batch_environment,
+from tests.api_lab import (ON_DEMAND_QUEUE, READS, RESULTS_BUCKET, SETTINGS, SPOT_QUEUE, aws_error, batch_environment,
                      capture_calls, inject)
 
-EVENTS = Path(__file__).parent / "batch_events"
+EVENTS = Path(__file__).resolve().parents[1] / "batch_events"
 CASES = json.loads((EVENTS / "failed_jobs.json").read_text())
 API_CANCEL = "Cancelled through the LabBatch API by arn:aws:sts::123456789012:assumed-role/LabScientist/alice"
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from labbatch_status import failure_notice
-from api_lab import CALLER, SESSION, SETTINGS
+from tests.api_lab import CALLER, SESSION, SETTINGS
 from test_failures_recovery import fail, submitted
 
 TOPIC_NAME = f"labbatch-{SETTINGS['lab']}-alerts"

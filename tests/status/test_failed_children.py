@@ -1,13 +1,13 @@
 """Array jobs' failed children: named with their sample, class, reason and log on GET /jobs/{id},
 paged through GET /jobs/{id}/children, addressed by index or sample name; and an array parent
-that reads RUNNING while its children run (tests/api/batch_events/array_job_failed_child.json)."""
+that reads RUNNING while its children run (tests/batch_events/array_job_failed_child.json)."""
 
 from __future__ import annotations
 
 import copy
 import json
 
-from api_lab import INPUTS_BUCKET, RESULTS_BUCKET
+from tests.api_lab import INPUTS_BUCKET, RESULTS_BUCKET
 from test_status_updater import EVENTS, BATCH_JOB_ID, pending_record, record, view
 
 SAMPLES = ["s-alpha", "s-broken", "s-gamma"]

@@ -1,4 +1,4 @@
-"""The status updater on realistic Batch "Job State Change" events (tests/api/batch_events/):
+"""The status updater on realistic Batch "Job State Change" events (tests/batch_events/):
 in order, out of order, duplicated, for plain and array jobs."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from api_lab import READS, REFERENCE, RESULTS_BUCKET
+from tests.api_lab import READS, REFERENCE, RESULTS_BUCKET
 
-EVENTS = Path(__file__).parent / "batch_events"
+EVENTS = Path(__file__).resolve().parents[1] / "batch_events"
 BATCH_JOB_ID = "4c7599ae-0a82-49aa-ba5a-4727fcce14a8"
 
 

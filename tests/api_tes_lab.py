@@ -1,6 +1,6 @@
 """The TES API tests' lab: the moto lab of api_lab.py with TES on, a task to vary, and ways to move
 a task through Batch's states as the status updater sees them (recorded event shapes from
-tests/api/batch_events/, pointed at the Batch job the API really submitted)."""
+tests/batch_events/, pointed at the Batch job the API really submitted)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from api_lab import REFERENCE, RESULTS_BUCKET, SETTINGS
+from tests.api_lab import REFERENCE, RESULTS_BUCKET, SETTINGS
 
 BASE = "/ga4gh/tes/v1"
 IMAGE = "quay.io/biocontainers/samtools:1.21--h50ea8bc_0"

@@ -24,7 +24,7 @@ CALLER = "arn:aws:sts::123456789012:assumed-role/LabScientist/alice"
 ACCOUNT = "123456789012"
 # The settings the stack would give the handler, from the shipped example lab: the lab config
 # is the one source of names and limits, so the tests cannot drift from what is deployed.
-SETTINGS = handler_settings(load_lab(Path(__file__).resolve().parents[2] / "labs" / "example.yaml"), ACCOUNT, REGION)
+SETTINGS = handler_settings(load_lab(Path(__file__).resolve().parents[1] / "labs" / "example.yaml"), ACCOUNT, REGION)
 INPUTS_BUCKET = SETTINGS["buckets"]["inputs"]
 REFERENCES_BUCKET = SETTINGS["buckets"]["references"]
 RESULTS_BUCKET = SETTINGS["buckets"]["results"]
