@@ -30,6 +30,8 @@ def submit_arguments(parser: argparse.ArgumentParser) -> None:
                         "default: the pipeline's, or the cheapest that holds the job")
     parser.add_argument("--vcpus", type=int, metavar="N")
     parser.add_argument("--memory-mib", type=int, metavar="N")
+    parser.add_argument("--gpus", type=int, metavar="N", help="GPUs for the job (at least the pipeline's); "
+                        "placed on a GPU pool")
     parser.add_argument("--name", metavar="NAME", help="a name for the job, shown in `labbatch list`")
     parser.add_argument("--samples", type=Path, metavar="FILE",
                         help="one array job over samples: .json ([{name, inputs, parameters}]) or .csv "
@@ -49,7 +51,7 @@ def run_submit(args: argparse.Namespace) -> int:
     with api_client(args) as client:
         try:
             job = client.submit(args.pipeline, args.inputs, parameters=parameters, queue=args.queue, pool=args.pool,
-                                vcpus=args.vcpus, memory_mib=args.memory_mib, name=args.name, samples=samples,
+                                vcpus=args.vcpus, memory_mib=args.memory_mib, gpus=args.gpus, name=args.name, samples=samples,
                                 idempotency_key=args.idempotency_key)
         except LabBatchError as error:
             raise _in_sample_sheet_terms(error, places) from None

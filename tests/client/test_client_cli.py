@@ -42,6 +42,11 @@ def test_submit_prints_the_job_as_json(local_lab, api, capsys):
     assert request["headers"]["Idempotency-Key"] == "k-1"
 
 
+def test_submit_asks_for_gpus(local_lab, api, capsys):
+    submit(capsys, "fastq-stats", "s3://in/a.fq", "--gpus", "2")
+    assert json.loads(api.requests[-1]["body"]) == {"pipeline": "fastq-stats", "inputs": ["s3://in/a.fq"], "gpus": 2}
+
+
 def test_submit_without_json_says_what_was_submitted(local_lab, capsys):
     code, out, _ = run(capsys, "submit", "fastq-stats", "s3://in/a.fq")
 
