@@ -75,7 +75,7 @@ class BatchCompute(Construct):
         acknowledge(self.instance_role,
                     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonEC2ContainerServiceforEC2Role]",
                     "AWS maintains this policy for the ECS agent on Batch instances and extends it when the agent "
-                    "needs new calls; job containers cannot use it (IMDS hop limit 1), they get the job role.")
+                    "needs new calls; it reaches no lab data (buckets, ledger and key admit the lab's own roles).")
         plan = layout(lab)
         self.environments: dict[tuple[str, str], batch.ManagedEc2EcsComputeEnvironment] = {}
         for env_spec in plan.environments:

@@ -211,7 +211,8 @@ class ScratchLaunchTemplate(Construct):
             block_devices=block_devices,
             user_data=user_data,
             require_imdsv2=True,
-            # One hop: the host (ECS agent, Docker) reaches the instance metadata, job containers
-            # do not, so a job can use only its own job role, never the instance role.
+            # One hop: a bridged container cannot reach the instance metadata. Batch starts ECS-EC2
+            # jobs with host networking (its only mode there), which this does not stop: a job can
+            # read the metadata, the instance role's credentials included (docs/security.md).
             http_put_response_hop_limit=1,
         )
