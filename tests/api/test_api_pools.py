@@ -174,7 +174,7 @@ def test_spot_to_on_demand_stays_within_the_pool():
 
 
 def test_the_status_updater_resubmits_on_the_pool_it_planned(pools_lab):
-    from test_failures_recovery import fail, view
+    from tests.status.test_failures_recovery import fail, view
 
     # 8 vCPUs and 25,000 MiB: an m6i.2xlarge ($0.384/h) is cheaper than an r6i.2xlarge ($0.504/h);
     # 1.5x the memory is more than an m6i.2xlarge holds.
@@ -246,7 +246,7 @@ def test_a_request_may_choose_a_pool_its_pipeline_allows(pools_lab):
 
 
 def test_a_nextflow_job_on_another_pools_queue_is_recorded(pools_lab):
-    from test_status_engine_jobs import engine_records, nextflow_event
+    from tests.status.test_status_engine_jobs import engine_records, nextflow_event
 
     pools_lab.deliver(nextflow_event("RUNNABLE", queue=QUEUES[("highmem", "on-demand")]))
 
