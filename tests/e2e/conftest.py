@@ -70,6 +70,15 @@ class RunningLab:
             self._drain.join(timeout=10)
         return "".join(self._stderr)
 
+    def stderr_once(self, text: str, within: float = 30.0) -> str:
+        """The lab's stderr as soon as it holds `text`. Its start-up lines follow the JSON line on
+        stdout, so a test that reads them right after the start may be ahead of them. All of it
+        after `within` seconds, or once the lab has stopped, whatever it holds."""
+        deadline = time.monotonic() + within
+        while text not in self.stderr_text() and self.process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.stderr_text()
+
     def client(self, secret: str | None = None) -> LabBatchClient:
         creds = self.info["credentials"]
         return LabBatchClient(self.info["api"], region=self.info["region"],

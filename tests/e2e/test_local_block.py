@@ -115,7 +115,7 @@ def test_a_job_at_the_defaults_is_admitted_and_runs_with_the_scaled_requests(cor
 
 
 def test_stderr_says_it_in_words(core):
-    text = core.stderr_text()
+    text = core.stderr_once("pipelines scaled to this machine")
     assert "local images stand in in containers (here jobs run on the host, with its own tools): " \
            f"{BWA} -> labbatch-bwa:local" in text
     assert "pipelines scaled to this machine (local.fit_to_machine): bwa-mem 16 -> " in text
