@@ -150,7 +150,8 @@ def _environment_restorer():
 
 
 def _import_handler(package: str):
-    # Imported only once the settings are in the environment: the handlers read them at import.
+    # Imported only once the lab's environment is set: each handler module builds its Powertools
+    # logger at import, which reads its settings (POWERTOOLS_*) then.
     return importlib.import_module(f"{package}.handler")
 
 

@@ -41,7 +41,7 @@ from labbatch_api.runtime import runtime
 from labbatch_api.tes_routes import PREFIX as TES_PREFIX, router as tes_router
 from labbatch_api.token_routes import router as token_router
 from labbatch_contract import tes as tes_rules
-from labbatch_contract.settings import SettingsError, load_settings  # noqa: F401 - the one loader both functions use (a test holds them to it)
+from labbatch_contract.settings import SettingsError
 
 logger = Logger(service="labbatch-api")
 

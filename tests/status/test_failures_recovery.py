@@ -468,7 +468,7 @@ def test_recovery_is_on_by_default_and_costs_the_settings_nothing_then():
 
 
 def test_a_pipelines_recovery_switches_reach_both_lambdas(monkeypatch):
-    from labbatch_api import handler as job_api
+    from labbatch_api import runtime as api_runtime
     from labbatch_status import handler as job_status
     import yaml
 
@@ -484,7 +484,7 @@ def test_a_pipelines_recovery_switches_reach_both_lambdas(monkeypatch):
     assert "recovery" not in settings["pipelines"]["align"]
     monkeypatch.setenv("LABBATCH_SETTINGS", json.dumps(settings))
     # Both functions read the one settings model of labbatch_contract.
-    assert job_api.load_settings is job_status.load_settings
+    assert api_runtime.load_settings is job_status.load_settings
     status = job_status.load_settings()
     assert status.pipelines["fastq-stats"].recovery.more_memory is False
     assert status.pipelines["fastq-stats"].recovery.spot_to_on_demand is True
