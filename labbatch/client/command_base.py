@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from labbatch.error_line import print_error
-from labbatch.client.sdk import LabBatchClient, LabBatchError, resolve_connection
+from labbatch.client.sdk import Connection, LabBatchClient, LabBatchError, resolve_connection
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -26,9 +26,13 @@ class UsageError(LabBatchError):
         super().__init__("usage", message)
 
 
+def connection_of(args: argparse.Namespace) -> Connection:
+    """The lab the common flags (--endpoint, --lab, --profile, --region) name."""
+    return resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
+
+
 def api_client(args: argparse.Namespace) -> LabBatchClient:
-    connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
-    return connection.client()
+    return connection_of(args).client()
 
 
 def job_argument(parser: argparse.ArgumentParser) -> None:

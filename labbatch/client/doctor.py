@@ -31,7 +31,8 @@ from typing import Any, Callable
 
 from labbatch.lab.batch_layout import RUNNER_COMMAND, on_host
 from labbatch.client.doctor_gpus import gpu_pool_notes, refused_here
-from labbatch.client.sdk import LabBatchApiError, LabBatchConnectionError, LabBatchError, local_lab_state, resolve_connection
+from labbatch.client.command_base import connection_of
+from labbatch.client.sdk import LabBatchApiError, LabBatchConnectionError, LabBatchError, local_lab_state
 from labbatch.client.doctor_canary import CANARY_PIPELINE, canary_checks
 from labbatch.client.doctor_target import Check, Target, where
 from labbatch_contract import batch_reasons
@@ -68,7 +69,7 @@ def diagnose(args: argparse.Namespace, emit: Callable[[Check], None]) -> list[Ch
         return check
 
     try:
-        connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
+        connection = connection_of(args)
     except LabBatchError as error:
         add(Check("API reachable", False, error.message, _no_endpoint_fix(args.lab)))
         return checks

@@ -24,7 +24,8 @@ import urllib.error
 import urllib.request
 
 from labbatch.client import nextflow_config
-from labbatch.client.sdk import LabBatchError, local_lab_state, resolve_connection
+from labbatch.client.command_base import connection_of
+from labbatch.client.sdk import LabBatchError, local_lab_state
 from labbatch_contract.local_state import labbatch_home
 from labbatch_contract.tes import TES_BASE
 
@@ -57,7 +58,7 @@ def token_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_token(args: argparse.Namespace) -> int:
-    connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
+    connection = connection_of(args)
     with connection.client() as client:
         if args.action == "create":
             body: dict[str, Any] = {}
@@ -197,7 +198,7 @@ def engine_config(engine: str, api: str, token: str, results_bucket: str,
 
 
 def run_engine_config(args: argparse.Namespace) -> int:
-    connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
+    connection = connection_of(args)
     local = local_lab_state(connection.endpoint)
     if args.engine == "nextflow" and not args.tes:
         return _print_native_nextflow(args, connection, local)

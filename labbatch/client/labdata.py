@@ -17,7 +17,8 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
-from labbatch.client.sdk import Connection, LabBatchClient, LabBatchError, local_lab_state, resolve_connection
+from labbatch.client.command_base import connection_of
+from labbatch.client.sdk import Connection, LabBatchClient, LabBatchError, local_lab_state
 from labbatch_contract import names
 
 
@@ -34,7 +35,7 @@ class LabData:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> LabData:
-        connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
+        connection = connection_of(args)
         local = local_lab_state(connection.endpoint)
         return cls(connection, local, args.profile)
 

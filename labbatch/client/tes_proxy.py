@@ -21,7 +21,8 @@ from urllib.parse import urlsplit
 from botocore.awsrequest import AWSRequest
 from botocore.httpsession import URLLib3Session
 
-from labbatch.client.sdk import Connection, LabBatchError, profile_session, resolve_connection, sign_request
+from labbatch.client.command_base import connection_of
+from labbatch.client.sdk import Connection, LabBatchError, profile_session, sign_request
 from labbatch_contract.tes import TES_BASE, tes_api_path
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -122,7 +123,7 @@ def tes_proxy_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_tes_proxy(args: argparse.Namespace) -> int:
-    connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
+    connection = connection_of(args)
     token = _mint_token(connection)
     proxy = TesProxy(connection, port=args.port, token=token["token"] if token else None)
     print(json.dumps({"tes_url": proxy.url, "api": connection.endpoint, "found_by": connection.found_by,

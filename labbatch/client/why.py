@@ -6,16 +6,15 @@ import argparse
 from collections.abc import Mapping
 from typing import Any
 
-from labbatch.client.command_base import EXIT_OK, child_of, print_json
+from labbatch.client.command_base import EXIT_OK, child_of, connection_of, print_json
 from labbatch.client.tables import attempts_summary, failed_attempt_lines, log_text
-from labbatch.client.sdk import resolve_connection
 
 
 def run_why(args: argparse.Namespace) -> int:
     from labbatch.client import boot_reasons
 
     job_id, child_name = child_of(args.job_id)
-    connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
+    connection = connection_of(args)
     with connection.client() as client:
         job = client.child(job_id, child_name) if child_name else client.get(job_id)
         # An instance that never joined says why only on its console (labbatch/client/boot_reasons.py).

@@ -167,7 +167,7 @@ RUNNABLE = {"job_id": "j-01abc", "status": "RUNNABLE", "queue": "spot", "pipelin
 
 
 def why(monkeypatch, capsys, api: FakeApi, *extra: str) -> str:
-    monkeypatch.setattr("labbatch.client.why.resolve_connection", lambda **kwargs: FakeConnection(api))
+    monkeypatch.setattr("labbatch.client.command_base.resolve_connection", lambda **kwargs: FakeConnection(api))
     assert cli.main(["why", "j-01abc", *extra]) == 0
     return capsys.readouterr().out
 
@@ -241,7 +241,7 @@ def test_doctor_passes_when_no_instance_is_kept_out(aws):
 def test_doctor_on_a_local_lab_does_not_look_for_instances(monkeypatch):
     looked = []
     monkeypatch.setattr(doctor, "_boot_checks", lambda target, add: looked.append(target))
-    monkeypatch.setattr(doctor, "resolve_connection", lambda **kwargs: FakeConnection(FakeApi(view(cluster="c"))))
+    monkeypatch.setattr("labbatch.client.command_base.resolve_connection", lambda **kwargs: FakeConnection(FakeApi(view(cluster="c"))))
     monkeypatch.setattr(doctor, "local_lab_state", lambda endpoint: {"lab": LAB, "executor": "host"})
     for name in ("_api_checks", "_batch_checks", "_image_checks"):
         monkeypatch.setattr(doctor, name, (lambda *a: {"queues": [], "pipelines": []}) if name == "_api_checks"

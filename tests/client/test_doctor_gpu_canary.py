@@ -121,7 +121,7 @@ def stand_in(monkeypatch):
             s3.create_bucket(Bucket=bucket)
         boto3.client("logs", region_name=REGION).create_log_group(logGroupName=LOGS)
         lab = StandInLab()
-        monkeypatch.setattr(doctor, "resolve_connection", lambda **_: StandInConnection(lab))
+        monkeypatch.setattr("labbatch.client.command_base.resolve_connection", lambda **_: StandInConnection(lab))
         monkeypatch.setattr(doctor, "local_lab_state", lambda endpoint: None)
         yield lab
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from labbatch.client.command_base import connection_of
 from labbatch.client.sdk import LabBatchClient, LabBatchError
 from labbatch.lab.loader import DEFAULT_LABS_DIR
 
@@ -77,13 +78,12 @@ def write_report(client: LabBatchClient, *, output: Path, labs_dir: Path, lab_na
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from labbatch.client.sdk import resolve_connection
 
     if not args.job_ids and not args.since and not args.pipeline:
         raise LabBatchError("nothing_to_report", "name jobs (labbatch report JOB...), or give --since 7d or "
                             "--pipeline NAME")
     since = since_moment(args.since or DEFAULT_SINCE) if (args.since or args.pipeline) else None
-    connection = resolve_connection(endpoint=args.endpoint, lab=args.lab, profile=args.profile, region=args.region)
+    connection = connection_of(args)
     with connection.client() as client:
         result = write_report(client, output=args.output, labs_dir=args.labs_dir, lab_name=args.lab,
                               job_ids=args.job_ids, since=since, pipeline=args.pipeline)
